@@ -1,0 +1,49 @@
+# One place for the commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= $(shell command -v python3.13 || command -v python3.12 || echo python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+PORT ?= 8000
+
+.PHONY: install run test test-sqlite test-postgres lint format bench clean
+
+$(VENV)/.installed: requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
+		{ echo "Python 3.12+ is needed; set PYTHON=/path/to/python3.13"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(VENV)/.installed
+
+# The web page on http://127.0.0.1:$(PORT)/contact/ and the relieve master beside it.
+run: install
+	mkdir -p var
+	$(PY) manage.py migrate --noinput
+	@echo "contact page: http://127.0.0.1:$(PORT)/contact/   admin: http://127.0.0.1:$(PORT)/admin/ (make superuser)"
+	@trap 'kill 0' EXIT INT TERM; \
+		$(PY) manage.py runrelieve & \
+		$(PY) manage.py runserver 127.0.0.1:$(PORT)
+
+superuser: install
+	$(PY) manage.py createsuperuser
+
+test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install
+	$(PY) bench/pool_calls.py
+	$(PY) bench/contact_latency.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache
