@@ -50,7 +50,9 @@ class RemoteError(RelieveError):
 
     @classmethod
     def from_dict(cls, data):
-        return cls(str(data.get("type", "Error")), str(data.get("message", "")), str(data.get("traceback", "")))
+        return cls(
+            str(data.get("type", "Error")), str(data.get("message", "")), str(data.get("traceback", ""))
+        )
 
     @classmethod
     def from_exception(cls, exc):

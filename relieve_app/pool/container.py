@@ -1,0 +1,223 @@
+"""The child side of a task, run as ``python -m relieve_app.pool``.
+
+The parent passes the channel's descriptor and what to load in the environment::
+
+    RELIEVE_CHANNEL_FD   the child's end of the socketpair
+    RELIEVE_SCRIPT       "pkg.module", "pkg.module:Attr" or a path to a .py file
+    RELIEVE_CONTAINERS   JSON list of modules whose setup(channel) runs first
+    RELIEVE_TASK_NAME    the task's name, for messages
+
+Then, over the channel::
+
+    parent -> relieve:start [arguments]         child -> relieve:started [pid]
+    parent -> relieve:call  [id, method, args]  child -> relieve:done    [id, ok]
+    parent -> relieve:get   [id, name, args]    child -> relieve:result  [id, ok, value or error]
+
+Plain methods run one at a time on a lane thread, so the event loop keeps serving
+the channel; ``async def`` methods run on the loop. An exception that nothing can
+receive is sent as ``error [message, stack]``; outside a call it ends the child.
+"""
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import inspect
+import json
+import logging
+import os
+import queue
+import sys
+import threading
+import traceback
+from pathlib import Path
+
+from .channel import Channel
+from .errors import RemoteError
+
+EXIT_BOOT = 3  # reserved: the script or a container could not be loaded or started
+EXIT_UNCAUGHT = 1
+
+
+def load_script(spec):
+    """Import what a task names: a module, ``module:Attr`` or a .py file; classes are instantiated."""
+    module_name, _, attr = spec.partition(":")
+    if module_name.endswith(".py"):
+        path = Path(module_name)
+        module_spec = importlib.util.spec_from_file_location(path.stem, path)
+        if module_spec is None:
+            raise ImportError(f"cannot load {path}")
+        target = importlib.util.module_from_spec(module_spec)
+        sys.modules[path.stem] = target
+        module_spec.loader.exec_module(target)
+    else:
+        target = importlib.import_module(module_name)
+    for part in filter(None, attr.split(".")):
+        target = getattr(target, part)
+    return target() if inspect.isclass(target) else target
+
+
+def _error_args(exc):
+    return [f"{type(exc).__qualname__}: {exc}", "".join(traceback.format_exception(exc))]
+
+
+class Container:
+    """Runs one task's script in this process and answers the parent."""
+
+    def __init__(self, script, containers=(), name=""):
+        self.script = script
+        self.containers = list(containers)
+        self.name = name
+        self.target = None
+        self.channel = None
+        self._lane = queue.SimpleQueue()
+        self._exit = None
+
+    @classmethod
+    def from_env(cls):
+        return cls(
+            os.environ["RELIEVE_SCRIPT"],
+            json.loads(os.environ.get("RELIEVE_CONTAINERS", "[]")),
+            os.environ.get("RELIEVE_TASK_NAME", ""),
+        )
+
+    async def run(self):
+        loop = asyncio.get_running_loop()
+        self._exit = loop.create_future()
+        self.channel = Channel.from_parent(on_event=self._on_event)
+        self.channel.listener_failed = self._listener_failed
+        self.channel.on("close", lambda: self._finish(0))
+        arguments = loop.create_future()
+        self.channel.once("relieve:start", lambda *args: arguments.done() or arguments.set_result(args))
+        try:
+            for module in self.containers:
+                setup = getattr(importlib.import_module(module), "setup", None)
+                if setup is not None:
+                    setup(self.channel)
+            self.target = load_script(self.script)
+            if hasattr(self.target, "set_channel"):
+                self.target.set_channel(self.channel)
+            await asyncio.wait({arguments, self._exit}, return_when=asyncio.FIRST_COMPLETED)
+            if not arguments.done():
+                return self._exit.result()
+            args = arguments.result()
+            if hasattr(self.target, "start"):
+                result = self.target.start(*args)
+                if inspect.isawaitable(result):
+                    await result
+        except Exception as exc:
+            await self._report(exc)
+            return EXIT_BOOT
+        threading.Thread(target=self._serve_lane, name="relieve-lane", daemon=True).start()
+        await self.channel.send("relieve:started", os.getpid())
+        return await self._exit
+
+    # events from the parent -------------------------------------------------
+
+    def _on_event(self, event, *args):
+        handler = self._handlers.get(event)
+        if handler is None:
+            self.channel.emit(event, *args)
+        elif len(args) == 3 and isinstance(args[2], list):
+            handler(self, *args)
+        else:
+            self.channel.emit("protocol_error", f"malformed {event}: {args!r}"[:300])
+
+    def _handle_call(self, call_id, method, args):
+        self._dispatch(call_id, method, args, reply=self._call_done)
+
+    def _handle_get(self, call_id, name, args):
+        self._dispatch(call_id, name, args, reply=self._get_done)
+
+    _handlers = {"relieve:call": _handle_call, "relieve:get": _handle_get}
+
+    def _dispatch(self, call_id, name, args, reply):
+        try:
+            member = self._member(name)
+        except Exception as exc:
+            reply(call_id, exc, None)
+            return
+        if not callable(member):
+            reply(call_id, None, member)
+        elif inspect.iscoroutinefunction(member):
+            task = asyncio.ensure_future(member(*args))
+            task.add_done_callback(lambda t: reply(call_id, *_outcome(t)))
+        else:
+            self._lane.put((call_id, member, args, reply))
+
+    def _member(self, name):
+        if not isinstance(name, str) or not name or name.startswith("_"):
+            raise AttributeError(f"{name!r} is not a public method or attribute")
+        try:
+            return getattr(self.target, name)
+        except AttributeError:
+            raise AttributeError(f"{self.script} has no method or attribute {name!r}") from None
+
+    def _serve_lane(self):
+        """The lane thread: plain methods one at a time, each reply written from here."""
+        loop = self._exit.get_loop()
+        while True:
+            call_id, member, args, reply = self._lane.get()
+            try:
+                result = member(*args)
+                if inspect.isawaitable(result):
+                    result = asyncio.run_coroutine_threadsafe(_awaited(result), loop).result()
+            except Exception as exc:
+                reply(call_id, exc, None)
+            else:
+                reply(call_id, None, result)
+
+    # replies ----------------------------------------------------------------
+
+    def _call_done(self, call_id, exc, _result):
+        if exc is not None:
+            self.channel.send("error", *_error_args(exc))
+        self.channel.send("relieve:done", call_id, exc is None)
+
+    def _get_done(self, call_id, exc, result):
+        if exc is None:
+            try:
+                self.channel.send("relieve:result", call_id, True, result)
+                return
+            except ValueError as encode_error:
+                exc = TypeError(f"the result cannot cross the channel: {encode_error}")
+        self.channel.send("relieve:result", call_id, False, RemoteError.from_exception(exc).to_dict())
+
+    # ending -----------------------------------------------------------------
+
+    def _listener_failed(self, event, exc):
+        """An exception in a listener has no caller: report it and end, as an uncaught error would."""
+        self.channel.send("error", *_error_args(exc))
+        self._finish(EXIT_UNCAUGHT)
+
+    async def _report(self, exc):
+        if self.channel is not None and not self.channel.closed:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    asyncio.ensure_future(self.channel.send("error", *_error_args(exc))), 2
+                )
+        traceback.print_exception(exc)
+
+    def _finish(self, code):
+        if self._exit is not None and not self._exit.done():
+            self._exit.set_result(code)
+
+
+async def _awaited(awaitable):
+    return await awaitable
+
+
+def _outcome(task):
+    if task.cancelled():
+        return asyncio.CancelledError("cancelled"), None
+    if task.exception() is not None:
+        return task.exception(), None
+    return None, task.result()
+
+
+def main():
+    code = asyncio.run(Container.from_env().run())
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,1 @@
+"""Child-side modules a task can load before its script (``containers=[...]``)."""

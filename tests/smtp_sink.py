@@ -1,0 +1,184 @@
+"""A real SMTP server that keeps what it receives, for tests and benchmarks.
+
+    with SMTPSink() as sink:
+        ...  # send to sink.host:sink.port
+        sink.wait_for(1)
+        sink.messages[0]["Subject"]
+
+Knobs, all settable while it runs: `refuse_share` (that share of messages is refused with 550,
+drawn from a seeded generator, so a run repeats), `refuse_next(n)`, `refuse_if(subject) -> bool`,
+`stall` (seconds to wait before answering DATA). `stop()` drops the server and closes its
+connections, `start()` brings it back on the same port.
+
+Standalone, for benchmarks: python -m tests.smtp_sink --port 2525 --refuse-share 0.05 --stall 0.1
+"""
+
+import argparse
+import asyncio
+import email
+import email.policy
+import random
+import signal
+import socket
+import threading
+
+from aiosmtpd.controller import Controller
+
+REFUSAL = "550 5.7.1 refused by sink"
+
+
+def free_port(host="127.0.0.1"):
+    """A port nobody listens on now: aiosmtpd's Controller cannot be asked for port 0."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
+class SMTPSink:
+    def __init__(self, *, host="127.0.0.1", port=None, refuse_share=0.0, refuse_if=None, stall=0.0, seed=0):
+        self.host = host
+        self.port = port or free_port(host)
+        self.refuse_share = refuse_share
+        self.refuse_if = refuse_if
+        self.stall = stall
+        self.messages = []
+        self.envelopes = []
+        self.refused = 0
+        self.sessions = 0
+        self._random = random.Random(seed)
+        self._refuse_next = 0
+        self._changed = threading.Condition()
+        self._controller = None
+
+    @property
+    def delay(self):
+        return self.stall
+
+    @delay.setter
+    def delay(self, seconds):
+        self.stall = seconds
+
+    def start(self):
+        if self._controller is not None:
+            raise RuntimeError("the SMTP sink is already running")
+        # A stopped controller has closed its loop: every start needs a fresh one.
+        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self):
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            controller.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
+
+    @property
+    def running(self):
+        return self._controller is not None
+
+    def refuse_next(self, count=1):
+        with self._changed:
+            self._refuse_next += count
+
+    def wait_for(self, count, timeout=5.0):
+        """Return once at least `count` messages were received; TimeoutError otherwise."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: len(self.messages) >= count, timeout):
+                raise TimeoutError(
+                    f"SMTP sink received {len(self.messages)} of {count} messages in {timeout}s"
+                    f" ({self.refused} refused)"
+                )
+            return list(self.messages)
+
+    def clear(self):
+        with self._changed:
+            self.messages.clear()
+            self.envelopes.clear()
+            self.refused = 0
+
+    def _count_session(self):
+        with self._changed:
+            self.sessions += 1
+
+    def _receive(self, envelope):
+        """Keep or refuse one message; returns the SMTP reply."""
+        message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+        with self._changed:
+            if self._refuses(message):
+                self.refused += 1
+                self._changed.notify_all()
+                return REFUSAL
+            self.messages.append(message)
+            self.envelopes.append(envelope)
+            self._changed.notify_all()
+        return "250 OK"
+
+    def _refuses(self, message):
+        draw = self._random.random()  # drawn for every message so the sequence only depends on the seed
+        if self._refuse_next:
+            self._refuse_next -= 1
+            return True
+        if self.refuse_if is not None and self.refuse_if(str(message["Subject"] or "")):
+            return True
+        return draw < self.refuse_share
+
+    def __repr__(self):
+        return (
+            f"<SMTPSink {self.host}:{self.port} received={len(self.messages)} refused={self.refused}"
+            f" sessions={self.sessions}>"
+        )
+
+
+class _Handler:
+    """aiosmtpd hooks; the state lives on the sink."""
+
+    def __init__(self, sink):
+        self.sink = sink
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        # Counted at the first MAIL FROM, so aiosmtpd's own start-up probe is not a session.
+        if not getattr(session, "sink_counted", False):
+            session.sink_counted = True
+            self.sink._count_session()
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.sink.stall:
+            await asyncio.sleep(self.sink.stall)
+        return self.sink._receive(envelope)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="An SMTP server that keeps and counts what it gets.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=2525)
+    parser.add_argument("--refuse-share", type=float, default=0.0, dest="refuse_share")
+    parser.add_argument("--stall", type=float, default=0.0, help="seconds before answering DATA")
+    parser.add_argument("--seed", type=int, default=0)
+    options = parser.parse_args(argv)
+
+    done = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: done.set())
+    sink = SMTPSink(
+        host=options.host,
+        port=options.port,
+        refuse_share=options.refuse_share,
+        stall=options.stall,
+        seed=options.seed,
+    )
+    with sink:
+        print(f"SMTP sink listening on {sink.host}:{sink.port}", flush=True)
+        done.wait()
+    print(f"received {len(sink.messages)} refused {sink.refused} sessions {sink.sessions}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
