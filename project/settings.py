@@ -1,0 +1,173 @@
+"""Django settings, read from the environment (and an optional `.env` at the repository root).
+
+Every value has a default that runs the project on a laptop: SQLite in `var/`, mail printed to the
+console, DEBUG on. Production sets SECRET_KEY, DEBUG=false, ALLOWED_HOSTS, DATABASE_URL, EMAIL_URL.
+"""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+VAR_DIR.mkdir(exist_ok=True)
+
+env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+DEBUG = env.bool("DEBUG", default=True)
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. With DEBUG=false, set SECRET_KEY in the environment or in .env "
+            "to a long random string, e.g. the output of "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`."
+        )
+    SECRET_KEY = "django-insecure-dev-only-key-never-use-in-production"
+
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "relieve_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "project.urls"
+WSGI_APPLICATION = "project.wsgi.application"
+ASGI_APPLICATION = "project.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database(url):
+    """Parse DATABASE_URL; SQLite gets WAL, a busy timeout and a file test database."""
+    config = env.db_url_config(url)
+    if config["ENGINE"] != "django.db.backends.sqlite3":
+        return config
+    name = config["NAME"]
+    if name and name != ":memory:" and not Path(name).is_absolute():
+        config["NAME"] = str(BASE_DIR / name)
+    config["OPTIONS"] = {
+        # WAL lets the web process and the relieve master read while the other writes.
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        # Take the write lock at BEGIN, so a busy database waits instead of failing mid-transaction.
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        **config.get("OPTIONS", {}),
+    }
+    # A file, not memory: end-to-end tests run the master as another process on the same database.
+    config["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    return config
+
+
+_database_url = env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
+DATABASES = {"default": _database(_database_url)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+# A body is at most 20,000 characters; percent-encoded 4-byte UTF-8 that is 240,000 bytes.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+
+
+def _mailer(url):
+    """Turn EMAIL_URL into Django's default mailer: consolemail://, filemail:///var/mail (under the
+    repository; filemail:////tmp/mail for an absolute path), smtp://host:25, smtp+tls://user:pw@host:587."""
+    config = env.email_url_config(url)
+    backend = config["EMAIL_BACKEND"]
+    if backend == "django.core.mail.backends.filebased.EmailBackend":
+        options = {"file_path": str(BASE_DIR / (config["EMAIL_FILE_PATH"] or "var/mail"))}
+    elif backend == "django.core.mail.backends.smtp.EmailBackend":
+        options = {
+            "host": config["EMAIL_HOST"] or "localhost",
+            "port": config["EMAIL_PORT"],
+            "username": config["EMAIL_HOST_USER"],
+            "password": config["EMAIL_HOST_PASSWORD"],
+            "use_tls": config.get("EMAIL_USE_TLS", False),
+            "use_ssl": config.get("EMAIL_USE_SSL", False),
+            # A stuck SMTP server must not hold a worker forever.
+            "timeout": env.float("EMAIL_TIMEOUT", default=10.0),
+        }
+    else:
+        options = {}
+    return {
+        "BACKEND": backend,
+        "OPTIONS": {key: value for key, value in options.items() if value is not None},
+    }
+
+
+MAILERS = {"default": _mailer(env.str("EMAIL_URL", default="") or "consolemail://")}
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="relieve <noreply@localhost>")
+SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
+CONTACT_RECIPIENT = env.str("CONTACT_RECIPIENT", default="me@example.com")
+
+RELIEVE_SOCKET = str(BASE_DIR / env.str("RELIEVE_SOCKET", default="var/relieve.sock"))
+RELIEVE_WORKERS = env.int("RELIEVE_WORKERS", default=4)
+RELIEVE_MAX_ATTEMPTS = env.int("RELIEVE_MAX_ATTEMPTS", default=5)
+RELIEVE_ACK_TIMEOUT = env.float("RELIEVE_ACK_TIMEOUT", default=0.5)
+# The master's own pace: first retry delay (doubling), sweep period, the longest one send may take,
+# and how long SIGTERM waits for sends in flight. All in seconds.
+RELIEVE_RETRY_DELAY = env.float("RELIEVE_RETRY_DELAY", default=5.0)
+RELIEVE_SWEEP_INTERVAL = env.float("RELIEVE_SWEEP_INTERVAL", default=30.0)
+RELIEVE_CALL_TIMEOUT = env.float("RELIEVE_CALL_TIMEOUT", default=60.0)
+RELIEVE_GRACE = env.float("RELIEVE_GRACE", default=10.0)
+CONTACT_RATE_LIMIT = env.str("CONTACT_RATE_LIMIT", default="")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "loggers": {
+        "relieve_app": {"handlers": ["console"], "level": env.str("RELIEVE_LOG_LEVEL", default="INFO")},
+    },
+}

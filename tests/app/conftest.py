@@ -1,0 +1,29 @@
+"""Fixtures of the web side: a socket path for the client, and a FakeMaster listening on it."""
+
+import pytest
+
+from tests.app.fake_master import FakeMaster, acknowledge
+
+
+@pytest.fixture
+def master_socket(tmp_path, settings):
+    """A socket path the client uses, short enough for AF_UNIX, with a small acknowledgement timeout."""
+    path = tmp_path / "m.sock"
+    settings.RELIEVE_SOCKET = str(path)
+    settings.RELIEVE_ACK_TIMEOUT = 0.2
+    return path
+
+
+@pytest.fixture
+def fake_master(master_socket):
+    """Call with an answer function to start a FakeMaster on `master_socket`; stopped after the test."""
+    masters = []
+
+    def start(answer=acknowledge):
+        master = FakeMaster(master_socket, answer).start()
+        masters.append(master)
+        return master
+
+    yield start
+    for master in masters:
+        master.stop()

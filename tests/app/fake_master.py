@@ -1,0 +1,70 @@
+"""A stand-in for the master's socket: a real AF_UNIX server in a thread, speaking the real frames."""
+
+import contextlib
+import socket
+import threading
+
+from relieve_app.pool.framing import FrameDecoder, encode
+
+
+class FakeMaster:
+    """Accepts connections on `path` and lets `answer(master, conn)` handle each one."""
+
+    def __init__(self, path, answer):
+        self.path = str(path)
+        self.answer = answer
+        self.requests = []
+        self.stopped = threading.Event()
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(self.path)
+        self._listener.listen(16)
+        self._listener.settimeout(0.05)
+        self._thread = threading.Thread(target=self._serve, name="fake-master", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self.stopped.set()
+        self._thread.join(5)
+        self._listener.close()
+
+    def receive(self, conn):
+        """Read one request frame, remember it and return it (None when the client went away)."""
+        decoder = FrameDecoder()
+        conn.settimeout(5)
+        while data := conn.recv(65536):
+            if frames := decoder.feed(data):
+                self.requests.append(frames[0])
+                return frames[0]
+        return None
+
+    def _serve(self):
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with conn, contextlib.suppress(OSError):
+                self.answer(self, conn)
+
+
+def acknowledge(master, conn):
+    request = master.receive(conn)
+    conn.sendall(encode({"ok": True, "result": {"queued": request["args"].get("id")}}))
+
+
+def refuse(master, conn):
+    master.receive(conn)
+    error = {"type": "UnknownOperation", "message": "no such operation"}
+    conn.sendall(encode({"ok": False, "error": error}))
+
+
+def stay_silent(master, conn):
+    master.receive(conn)
+    master.stopped.wait(10)
+
+
+def hang_up(master, conn):
+    """Close at once, before reading anything."""
