@@ -248,6 +248,7 @@ class ScriptTask(Named, Emitter):
                 pass_fds=(child.fileno(),),
                 stdout=pipe,
                 stderr=pipe,
+                start_new_session=True,  # a terminal's Ctrl-C reaches the master, which stops children
             )
         except BaseException:
             parent.close()

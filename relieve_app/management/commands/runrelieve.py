@@ -1,0 +1,41 @@
+"""python manage.py runrelieve: the master that sends the contact page's mail."""
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from relieve_app import server
+
+
+class Command(BaseCommand):
+    help = "Run the relieve master: a pool of mail children behind a Unix socket."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--workers",
+            dest="workers",
+            type=int,
+            default=settings.RELIEVE_WORKERS,
+            help="Number of mail children (RELIEVE_WORKERS, default 4).",
+        )
+        parser.add_argument(
+            "--socket",
+            dest="socket_path",
+            default=settings.RELIEVE_SOCKET,
+            help="Unix socket to listen on (RELIEVE_SOCKET, default var/relieve.sock).",
+        )
+
+    def handle(self, *args, workers, socket_path, **options):
+        config = server.Options(
+            socket_path=socket_path,
+            workers=workers,
+            max_attempts=settings.RELIEVE_MAX_ATTEMPTS,
+            retry_delay=settings.RELIEVE_RETRY_DELAY,
+            sweep_interval=settings.RELIEVE_SWEEP_INTERVAL,
+            call_timeout=settings.RELIEVE_CALL_TIMEOUT,
+            grace=settings.RELIEVE_GRACE,
+        )
+        try:
+            server.run(config)
+        except server.StartupError as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(self.style.SUCCESS("relieve master stopped"))

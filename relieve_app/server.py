@@ -1,0 +1,413 @@
+"""The relieve master: a CloudWorker of mail children, a Unix-socket server, and the recorder.
+
+Socket protocol: the frames of ``relieve_app.pool.framing``; a request is
+``{"op": <name>, "args": {...}}`` and its reply ``{"ok": true, "result": ...}`` or
+``{"ok": false, "error": {"type": ..., "message": ...}}``. Operations are the
+``handle_<op>`` methods below; anything else is an error reply, never a dead master.
+
+Delivery is at-least-once. A job is claimed in the database (`sending`) before a child
+gets it; whatever interrupts it afterwards leaves the row pending, and the start-up
+and periodic sweeps hand it out again.
+"""
+
+import asyncio
+import contextlib
+import errno
+import logging
+import os
+import signal
+import socket
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import recorder
+from .pool import BootError, CallableTask, CloudWorker, NoTaskAvailable, RelieveError, TaskExited
+from .pool.framing import FrameDecoder, FrameError, encode
+
+log = logging.getLogger(__name__)
+
+MAIL_SCRIPT = "relieve_app.mail:Mail"
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, one for the NUL
+
+
+class StartupError(Exception):
+    """The master cannot start; the message says what to fix."""
+
+
+@dataclass
+class Options:
+    socket_path: str
+    workers: int = 4
+    max_attempts: int = 5
+    retry_delay: float = 5.0  # first retry after this, doubling, capped at max_retry_delay
+    max_retry_delay: float = 600.0
+    sweep_interval: float = 30.0
+    call_timeout: float = 60.0  # a child stuck longer than this in one send is killed
+    grace: float = 10.0  # on SIGTERM, how long in-flight sends may take to finish
+    client_timeout: float = 10.0  # an idle or slow client connection is closed after this
+    script: str = MAIL_SCRIPT
+
+    def check(self):
+        if self.workers < 1:
+            raise StartupError(f"--workers must be at least 1 (got {self.workers})")
+        if self.max_attempts < 1:
+            raise StartupError(f"RELIEVE_MAX_ATTEMPTS must be at least 1 (got {self.max_attempts})")
+        if len(os.fsencode(self.socket_path)) > MAX_SOCKET_PATH:
+            raise StartupError(
+                f"socket path {self.socket_path} is longer than {MAX_SOCKET_PATH} bytes, the limit of "
+                "a Unix socket address; choose a shorter --socket"
+            )
+
+    def retry_after(self, attempts):
+        return min(self.retry_delay * 2 ** max(attempts - 1, 0), self.max_retry_delay)
+
+
+class Master:
+    def __init__(self, options):
+        self.options = options
+        self.pool = CloudWorker()
+        self.recorder = recorder.Recorder()
+        self.server = None
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._queue = []  # ids waiting for a child, oldest first
+        self._known = set()  # ids queued, scheduled, or in a child: never handed out twice
+        self._sending = set()
+        self._timers = {}
+        self._background = set()
+        self._errors = {}  # outcome id -> last error payload reported by a child
+
+    # lifecycle ----------------------------------------------------------------
+
+    async def run(self):
+        """Start, serve until SIGTERM/SIGINT, stop gracefully."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        try:
+            await self._stopping.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    async def start(self):
+        self.options.check()
+        self._claim_socket_path()
+        self.recorder.start()
+        try:
+            await self.recorder.submit(recorder.check_schema)
+        except Exception as exc:
+            await self.recorder.stop()
+            raise StartupError(f"the database is not ready ({exc}); run `python manage.py migrate`") from exc
+        self._spawn_children()
+        try:
+            await self.pool.run()
+        except BootError as exc:
+            await self.pool.kill()
+            await self.recorder.stop()
+            raise StartupError(f"the mail task could not start: {exc.reason}") from exc
+        self.server = await self._listen()
+        log.info(
+            "relieve master pid %d listening on %s with %d children",
+            os.getpid(),
+            self.options.socket_path,
+            len(self.pool.tasks),
+        )
+        self._spawn(self._dispatch_loop())
+        self._spawn(self._sweep_loop())
+
+    async def stop(self):
+        log.info(
+            "stopping: no new jobs; waiting up to %.0fs for %d sends", self.options.grace, len(self._sending)
+        )
+        self._stopping.set()
+        if self.server is not None:
+            self.server.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self.options.socket_path)
+        for timer in self._timers.values():
+            timer.cancel()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.grace
+        while self._sending and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self.pool.kill()
+        await self.recorder.stop()
+        log.info("stopped; %d sends were cut short and stay pending for the next start", len(self._sending))
+
+    def _spawn(self, coro):
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    # children -----------------------------------------------------------------
+
+    def _spawn_children(self):
+        for index in range(self.options.workers):
+            task = CallableTask(self.options.script, restart=True, name=f"mail{index}")
+            self._watch(task)
+            self.pool.add(task)
+
+    def _watch(self, task):
+        name = task.name
+        task.on("info", lambda payload=None: self._on_report(name, "info", payload))
+        task.on("error", lambda *args: self._on_report(name, "error", *args))
+        task.on("start", lambda at: self._on_lifecycle(name, "start", {"pid": task.pid, "at": at}))
+        task.on("exit", lambda code: self._on_lifecycle(name, "exit", {"code": code}))
+        task.on("restart", lambda: self._on_lifecycle(name, "restart", {"restarts": task.restarts + 1}))
+
+    def _on_report(self, name, event, payload=None, stack=None):
+        if not isinstance(payload, dict):  # an uncaught error in the child: message and stack
+            payload = {"message": str(payload), "stack": stack}
+        outcome_id = payload.get("id") if isinstance(payload.get("id"), int) else None
+        if event == "error" and outcome_id is not None:
+            self._errors[outcome_id] = payload
+        if event == "error" and outcome_id is None:
+            log.error("child %s: %s", name, payload.get("message"))
+        self.recorder.record(recorder.add_event, name, event, payload, outcome_id)
+
+    def _on_lifecycle(self, name, event, payload):
+        if event == "exit" and not self._stopping.is_set():
+            log.warning("child %s exited with code %s; restarting", name, payload["code"])
+        elif event == "start":
+            log.info("child %s started (pid %s)", name, payload["pid"])
+        self.recorder.record(recorder.add_event, name, event, payload)
+
+    # dispatching --------------------------------------------------------------
+
+    def enqueue(self, outcome_id):
+        """Queue an id for a child unless this master already handles it."""
+        if outcome_id in self._known:
+            return False
+        self._known.add(outcome_id)
+        self._queue.append(outcome_id)
+        self._wake.set()
+        return True
+
+    def _retry_later(self, outcome_id, delay):
+        self._known.add(outcome_id)
+
+        def due():
+            self._timers.pop(outcome_id, None)
+            self._known.discard(outcome_id)
+            self.enqueue(outcome_id)
+
+        self._timers[outcome_id] = asyncio.get_running_loop().call_later(delay, due)
+
+    async def _dispatch_loop(self):
+        """Hand queued ids out, at most one per running child at a time."""
+        while not self._stopping.is_set():
+            capacity = len(self.pool.strategy.tasks) - len(self._sending)
+            if not self._queue or capacity <= 0:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            outcome_id = self._queue.pop(0)
+            self._sending.add(outcome_id)
+            self._spawn(self._deliver(outcome_id))
+
+    async def _deliver(self, outcome_id):
+        try:
+            job = await self.recorder.submit(recorder.claim, outcome_id)
+            if job is None:  # sent, failed or deleted meanwhile
+                self._known.discard(outcome_id)
+                return
+            await self._send(job)
+        except Exception:
+            log.exception("dispatching outcome %s failed; it stays pending for the sweep", outcome_id)
+            self._known.discard(outcome_id)
+        finally:
+            self._sending.discard(outcome_id)
+            self._wake.set()
+
+    async def _send(self, job):
+        outcome_id = job["id"]
+        try:
+            task = self.pool.strategy.next()
+        except NoTaskAvailable:
+            self._requeue(outcome_id, "no child running")
+            return
+        self.recorder.record(recorder.set_task, outcome_id, task.name)
+        self._errors.pop(outcome_id, None)
+        try:
+            sent = await task.get("send_mail", job, timeout=self.options.call_timeout)
+        except TimeoutError:
+            log.warning(
+                "child %s took over %.0fs on outcome %s; killing it",
+                task.name,
+                self.options.call_timeout,
+                outcome_id,
+            )
+            with contextlib.suppress(RelieveError):
+                await task.kill(signal.SIGKILL)
+            self._failed(job, {"message": f"timed out after {self.options.call_timeout:.0f}s in {task.name}"})
+            return
+        except (TaskExited, RelieveError) as exc:
+            self._requeue(outcome_id, str(exc))
+            return
+        if sent:
+            self.recorder.record(recorder.mark_sent, outcome_id, f"sent by {task.name}")
+            self._known.discard(outcome_id)
+        else:
+            self._failed(job, self._errors.pop(outcome_id, {"message": "the child reported a failure"}))
+
+    def _requeue(self, outcome_id, reason):
+        """The child went away with the job: hand it out again (the attempt still counts)."""
+        log.warning("outcome %s goes back to the queue: %s", outcome_id, reason)
+        self._known.discard(outcome_id)
+        self._retry_later(outcome_id, 0.1)
+
+    def _failed(self, job, payload):
+        outcome_id, attempts = job["id"], job["attempt"]
+        code = payload.get("code")
+        error = f"{payload.get('message', '')}" + (f" (SMTP {code})" if code else "")
+        final = attempts >= self.options.max_attempts
+        self.recorder.record(recorder.mark_error, outcome_id, error, final)
+        self._known.discard(outcome_id)
+        if final:
+            log.warning("outcome %s failed after %d attempts: %s", outcome_id, attempts, error)
+        else:
+            self._retry_later(outcome_id, self.options.retry_after(attempts))
+
+    # sweeping -----------------------------------------------------------------
+
+    async def _sweep_loop(self):
+        stale_after = 0.0  # at start every pending row is an orphan of an earlier master
+        while not self._stopping.is_set():
+            try:
+                await self.sweep(stale_after)
+            except Exception:
+                log.exception("sweep failed; trying again in %.0fs", self.options.sweep_interval)
+            stale_after = max(2.0, self.options.sweep_interval / 2)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.options.sweep_interval)
+
+    async def sweep(self, stale_after=0.0):
+        """Queue pending rows nobody here handles: left by a crash, a down master or a lost ack."""
+        rows = await self.recorder.submit(recorder.pending, set(self._known), stale_after)
+        found = 0
+        for outcome_id, status, attempts, idle in rows:
+            if outcome_id in self._known:
+                continue
+            found += 1
+            if status == "retrying":
+                self._retry_later(outcome_id, max(self.options.retry_after(attempts) - idle, 0.0))
+            else:
+                self.enqueue(outcome_id)
+        if found:
+            log.info("sweep: %d pending messages picked up", found)
+        return found
+
+    # the socket ---------------------------------------------------------------
+
+    def _claim_socket_path(self):
+        """Refuse a path another master answers on; remove a stale socket file."""
+        path = Path(self.options.socket_path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StartupError(f"cannot create the socket's folder {path.parent}: {exc}") from exc
+        if not path.exists() and not path.is_symlink():
+            return
+        if not stat.S_ISSOCK(path.lstat().st_mode):
+            raise StartupError(f"{path} exists and is not a socket; remove it or choose another --socket")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            probe.connect(str(path))
+        except OSError as exc:
+            if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+                raise StartupError(f"cannot check {path}: {exc}") from exc
+            log.info("removing stale socket %s", path)
+            path.unlink(missing_ok=True)
+            return
+        finally:
+            probe.close()
+        raise StartupError(
+            f"another relieve master is already answering on {path}; stop it first or use --socket"
+        )
+
+    async def _listen(self):
+        previous = os.umask(0o177)  # the socket is born 0600: only this user may talk to the master
+        try:
+            server = await asyncio.start_unix_server(self._serve_client, self.options.socket_path)
+        finally:
+            os.umask(previous)
+        os.chmod(self.options.socket_path, 0o600)
+        return server
+
+    async def _serve_client(self, reader, writer):
+        decoder = FrameDecoder()
+        try:
+            while True:
+                data = await asyncio.wait_for(reader.read(65536), self.options.client_timeout)
+                if not data:
+                    return
+                for frame in decoder.feed(data):
+                    writer.write(encode(self._reply(frame)))
+                await writer.drain()
+        except (TimeoutError, ConnectionError):
+            return
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+    def _reply(self, frame):
+        if isinstance(frame, FrameError):
+            return _error("ProtocolError", str(frame))
+        op, args = frame.get("op"), frame.get("args", {})
+        handler = getattr(self, f"handle_{op}", None) if isinstance(op, str) and op.isidentifier() else None
+        if handler is None:
+            return _error("UnknownOperation", f"unknown operation {op!r}"[:200])
+        if not isinstance(args, dict):
+            return _error("BadArguments", "args must be an object")
+        try:
+            return {"ok": True, "result": handler(**args)}
+        except (TypeError, ValueError) as exc:
+            return _error("BadArguments", f"{op}: {exc}"[:500])
+
+    def handle_ping(self):
+        return {"pid": os.getpid(), "workers": len(self.pool.strategy.tasks)}
+
+    def handle_submit(self, id):
+        if not isinstance(id, int) or isinstance(id, bool) or id < 1:
+            raise ValueError(f"id must be a positive integer, got {id!r}")
+        if self._stopping.is_set():
+            raise ValueError("the master is stopping; the sweep of the next start will send it")
+        self.enqueue(id)
+        return {"queued": id}
+
+    def handle_status(self):
+        return {
+            "pid": os.getpid(),
+            "queued": len(self._queue),
+            "sending": len(self._sending),
+            "retrying": len(self._timers),
+            "children": [
+                {
+                    "name": task.name,
+                    "pid": task.pid,
+                    "running": task.running,
+                    "in_flight": task.in_flight,
+                    "restarts": task.restarts,
+                }
+                for task in self.pool.tasks.values()
+            ],
+        }
+
+
+def _error(kind, message):
+    return {"ok": False, "error": {"type": kind, "message": message}}
+
+
+def run(options):
+    """Run a master until it is told to stop; raises StartupError when it cannot start."""
+    asyncio.run(Master(options).run())
