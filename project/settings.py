@@ -4,6 +4,7 @@ Every value has a default that runs the project on a laptop: SQLite in `var/`, m
 console, DEBUG on. Production sets SECRET_KEY, DEBUG=false, ALLOWED_HOSTS, DATABASE_URL, EMAIL_URL.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -88,7 +89,7 @@ def _database(url):
         **config.get("OPTIONS", {}),
     }
     # A file, not memory: end-to-end tests run the master as another process on the same database.
-    config["TEST"] = {"NAME": str(VAR_DIR / "test-db.sqlite3")}
+    config["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}  # one per test run
     return config
 
 

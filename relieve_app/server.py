@@ -239,15 +239,16 @@ class Master:
         try:
             sent = await task.get("send_mail", job, timeout=self.options.call_timeout)
         except TimeoutError:
-            log.warning(
-                "child %s took over %.0fs on outcome %s; killing it",
-                task.name,
-                self.options.call_timeout,
-                outcome_id,
-            )
+            limit = self.options.call_timeout
+            log.warning("child %s took over %gs on outcome %s; killing it", task.name, limit, outcome_id)
+            payload = {
+                "id": outcome_id,
+                "message": f"no answer from {task.name} within {limit:g}s; killed it",
+            }
+            self.recorder.record(recorder.add_event, task.name, "timeout", payload, outcome_id)
             with contextlib.suppress(RelieveError):
                 await task.kill(signal.SIGKILL)
-            self._failed(job, {"message": f"timed out after {self.options.call_timeout:.0f}s in {task.name}"})
+            self._failed(job, payload)
             return
         except (TaskExited, RelieveError) as exc:
             self._requeue(outcome_id, str(exc))
