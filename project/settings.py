@@ -157,6 +157,12 @@ RELIEVE_RETRY_DELAY = env.float("RELIEVE_RETRY_DELAY", default=5.0)
 RELIEVE_SWEEP_INTERVAL = env.float("RELIEVE_SWEEP_INTERVAL", default=30.0)
 RELIEVE_CALL_TIMEOUT = env.float("RELIEVE_CALL_TIMEOUT", default=60.0)
 RELIEVE_GRACE = env.float("RELIEVE_GRACE", default=10.0)
+# Children are replaced after RELIEVE_MAX_CALLS sends or above RELIEVE_MAX_MEMORY_MB of resident
+# memory (checked every RELIEVE_USAGE_INTERVAL seconds); 0 turns either off.
+RELIEVE_MAX_CALLS = env.int("RELIEVE_MAX_CALLS", default=1000)
+RELIEVE_MAX_MEMORY_MB = env.int("RELIEVE_MAX_MEMORY_MB", default=256)
+RELIEVE_USAGE_INTERVAL = env.float("RELIEVE_USAGE_INTERVAL", default=30.0)
+RELIEVE_TASK = env.str("RELIEVE_TASK", default="relieve_app.mail:Mail")
 CONTACT_RATE_LIMIT = env.str("CONTACT_RATE_LIMIT", default="")
 
 LOGGING = {

@@ -11,6 +11,7 @@ and periodic sweeps hand it out again.
 """
 
 import asyncio
+import collections
 import contextlib
 import errno
 import logging
@@ -28,6 +29,7 @@ from .pool.framing import FrameDecoder, FrameError, encode
 log = logging.getLogger(__name__)
 
 MAIL_SCRIPT = "relieve_app.mail:Mail"
+MONITOR = "relieve_app.pool.containers.monitor"
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, one for the NUL
 
 
@@ -46,6 +48,9 @@ class Options:
     call_timeout: float = 60.0  # a child stuck longer than this in one send is killed
     grace: float = 10.0  # on SIGTERM, how long in-flight sends may take to finish
     client_timeout: float = 10.0  # an idle or slow client connection is closed after this
+    max_calls: int = 1000  # a child is replaced after this many sends (0: never)
+    max_memory: int = 256 * 2**20  # ... or once its resident memory passes this many bytes (0: never)
+    usage_interval: float = 30.0  # how often children are asked for their memory
     script: str = MAIL_SCRIPT
 
     def check(self):
@@ -77,6 +82,8 @@ class Master:
         self._timers = {}
         self._background = set()
         self._errors = {}  # outcome id -> last error payload reported by a child
+        self._calls = collections.Counter()  # sends per child since it started
+        self._recycling = set()
 
     # lifecycle ----------------------------------------------------------------
 
@@ -108,7 +115,7 @@ class Master:
         except BootError as exc:
             await self.pool.kill()
             await self.recorder.stop()
-            raise StartupError(f"the mail task could not start: {exc.reason}") from exc
+            raise StartupError(f"the task {self.options.script} could not start: {exc.reason}") from exc
         self.server = await self._listen()
         log.info(
             "relieve master pid %d listening on %s with %d children",
@@ -118,6 +125,8 @@ class Master:
         )
         self._spawn(self._dispatch_loop())
         self._spawn(self._sweep_loop())
+        if self.options.max_memory:
+            self._spawn(self._usage_loop())
 
     async def stop(self):
         log.info(
@@ -151,7 +160,7 @@ class Master:
 
     def _spawn_children(self):
         for index in range(self.options.workers):
-            task = CallableTask(self.options.script, restart=True, name=f"mail{index}")
+            task = CallableTask(self.options.script, restart=True, name=f"mail{index}", containers=[MONITOR])
             self._watch(task)
             self.pool.add(task)
 
@@ -162,6 +171,8 @@ class Master:
         task.on("start", lambda at: self._on_lifecycle(name, "start", {"pid": task.pid, "at": at}))
         task.on("exit", lambda code: self._on_lifecycle(name, "exit", {"code": code}))
         task.on("restart", lambda: self._on_lifecycle(name, "restart", {"restarts": task.restarts + 1}))
+        task.on("start", lambda _at: self._calls.pop(name, None))
+        task.on("usage", lambda usage: self._on_usage(task, usage))
 
     def _on_report(self, name, event, payload=None, stack=None):
         if not isinstance(payload, dict):  # an uncaught error in the child: message and stack
@@ -253,6 +264,7 @@ class Master:
         except (TaskExited, RelieveError) as exc:
             self._requeue(outcome_id, str(exc))
             return
+        self._count_call(task)
         if sent:
             self.recorder.record(recorder.mark_sent, outcome_id, f"sent by {task.name}")
             self._known.discard(outcome_id)
@@ -276,6 +288,50 @@ class Master:
             log.warning("outcome %s failed after %d attempts: %s", outcome_id, attempts, error)
         else:
             self._retry_later(outcome_id, self.options.retry_after(attempts))
+
+    # recycling: a child that has done enough, or grown too big, is replaced when idle ---------
+
+    def _count_call(self, task):
+        self._calls[task.name] += 1
+        if self.options.max_calls and self._calls[task.name] >= self.options.max_calls:
+            self.recycle(task, f"{self._calls[task.name]} sends done")
+
+    def _on_usage(self, task, usage):
+        memory = usage.get("memory", 0) if isinstance(usage, dict) else 0
+        if self.options.max_memory and isinstance(memory, int) and memory > self.options.max_memory:
+            self.recycle(
+                task, f"resident memory {memory / 2**20:.0f} MiB over {self.options.max_memory / 2**20:g} MiB"
+            )
+
+    def recycle(self, task, reason):
+        """Take the child out of rotation now; restart it once its sends are done."""
+        if task.name in self._recycling or self._stopping.is_set():
+            return
+        self._recycling.add(task.name)
+        self.pool.strategy.remove(task)
+        self._spawn(self._recycle(task, reason))
+
+    async def _recycle(self, task, reason):
+        try:
+            while task.in_flight and task.running:
+                await asyncio.sleep(0.05)
+            log.info("recycling child %s: %s", task.name, reason)
+            self.recorder.record(recorder.add_event, task.name, "recycle", {"reason": reason})
+            await task.restart()
+        except RelieveError as exc:
+            log.warning("recycling child %s failed: %s; its restart policy takes over", task.name, exc)
+        finally:
+            self._recycling.discard(task.name)
+            self._wake.set()
+
+    async def _usage_loop(self):
+        while not self._stopping.is_set():
+            for task in self.pool.tasks.values():
+                if task.running:
+                    with contextlib.suppress(RelieveError):
+                        await task.send("usage")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.options.usage_interval)
 
     # sweeping -----------------------------------------------------------------
 

@@ -23,8 +23,14 @@ class Command(BaseCommand):
             default=settings.RELIEVE_SOCKET,
             help="Unix socket to listen on (RELIEVE_SOCKET, default var/relieve.sock).",
         )
+        parser.add_argument(
+            "--task",
+            dest="script",
+            default=settings.RELIEVE_TASK,
+            help="What each child runs, as module:Class (RELIEVE_TASK, default relieve_app.mail:Mail).",
+        )
 
-    def handle(self, *args, workers, socket_path, **options):
+    def handle(self, *args, workers, socket_path, script, **options):
         config = server.Options(
             socket_path=socket_path,
             workers=workers,
@@ -33,6 +39,10 @@ class Command(BaseCommand):
             sweep_interval=settings.RELIEVE_SWEEP_INTERVAL,
             call_timeout=settings.RELIEVE_CALL_TIMEOUT,
             grace=settings.RELIEVE_GRACE,
+            max_calls=settings.RELIEVE_MAX_CALLS,
+            max_memory=settings.RELIEVE_MAX_MEMORY_MB * 2**20,
+            usage_interval=settings.RELIEVE_USAGE_INTERVAL,
+            script=script,
         )
         try:
             server.run(config)
