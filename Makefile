@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run test test-sqlite test-postgres lint format bench clean
+.PHONY: install run superuser test test-sqlite test-postgres lint format bench clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
@@ -28,10 +28,22 @@ run: install
 superuser: install
 	$(PY) manage.py createsuperuser
 
-test: install
-	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check .
+# Lint, the whole suite on SQLite, then the database tests again on PostgreSQL.
+test: lint test-sqlite test-postgres
+
+test-sqlite: install
 	$(VENV)/bin/pytest
+
+PG_URL ?= postgres://postgres@127.0.0.1:5432/relieve
+test-postgres: install
+	@if $(PY) -c "import psycopg; psycopg.connect('$(PG_URL)'.rsplit('/', 1)[0] + '/postgres', connect_timeout=3).close()" 2>/dev/null; then \
+		echo "== the database tests again, on PostgreSQL ($(PG_URL))"; \
+		DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest tests/app tests/e2e; \
+	elif [ -n "$$CI" ]; then \
+		echo "PostgreSQL does not answer at $(PG_URL); CI needs it"; exit 1; \
+	else \
+		echo "== SKIPPED the PostgreSQL run: nothing answers at $(PG_URL) (set PG_URL=postgres://user@host:port/db)"; \
+	fi
 
 lint: install
 	$(VENV)/bin/ruff check .

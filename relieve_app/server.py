@@ -267,6 +267,7 @@ class Master:
         self._count_call(task)
         if sent:
             self.recorder.record(recorder.mark_sent, outcome_id, f"sent by {task.name}")
+            log.info("outcome %s sent by %s (attempt %s)", outcome_id, task.name, job["attempt"])
             self._known.discard(outcome_id)
         else:
             self._failed(job, self._errors.pop(outcome_id, {"message": "the child reported a failure"}))
@@ -407,9 +408,16 @@ class Master:
                 data = await asyncio.wait_for(reader.read(65536), self.options.client_timeout)
                 if not data:
                     return
-                for frame in decoder.feed(data):
+                try:
+                    frames = decoder.feed(data)
+                except RecursionError as exc:  # JSON nested deeper than the decoder goes
+                    writer.write(encode(_error("ProtocolError", f"unreadable frame: {exc}")))
+                    await asyncio.wait_for(writer.drain(), self.options.client_timeout)
+                    return  # the decoder's place in the stream is lost with it
+                for frame in frames:
                     writer.write(encode(self._reply(frame)))
-                await writer.drain()
+                # A client that sends but never reads must not hold the connection forever.
+                await asyncio.wait_for(writer.drain(), self.options.client_timeout)
         except (TimeoutError, ConnectionError):
             return
         finally:
@@ -430,13 +438,16 @@ class Master:
             return {"ok": True, "result": handler(**args)}
         except (TypeError, ValueError) as exc:
             return _error("BadArguments", f"{op}: {exc}"[:500])
+        except Exception as exc:  # a bug in a handler costs this reply, not the connection
+            log.exception("operation %s failed", op)
+            return _error("InternalError", f"{op}: {type(exc).__name__}: {exc}"[:500])
 
     def handle_ping(self):
         return {"pid": os.getpid(), "workers": len(self.pool.strategy.tasks)}
 
     def handle_submit(self, id):
-        if not isinstance(id, int) or isinstance(id, bool) or id < 1:
-            raise ValueError(f"id must be a positive integer, got {id!r}")
+        if not isinstance(id, int) or isinstance(id, bool) or not 1 <= id < 2**63:  # a database's bigint
+            raise ValueError(f"id must be a positive 64-bit integer, got {id!r:.50}")
         if self._stopping.is_set():
             raise ValueError("the master is stopping; the sweep of the next start will send it")
         self.enqueue(id)
@@ -462,6 +473,8 @@ class Master:
 
 
 def _error(kind, message):
+    # A message may quote the client's input: lone surrogates from JSON escapes are not UTF-8.
+    message = message.encode("utf-8", "backslashreplace").decode()
     return {"ok": False, "error": {"type": kind, "message": message}}
 
 
