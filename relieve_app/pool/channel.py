@@ -53,7 +53,8 @@ class Emitter:
         return self
 
     def off(self, event, fn):
-        self._listeners[event] = [(f, o) for f, o in self._listeners[event] if f is not fn]
+        # equality, not identity: `obj.method` is a new bound-method object at each access
+        self._listeners[event] = [(f, o) for f, o in self._listeners[event] if f != fn]
         return self
 
     def listeners(self, event):

@@ -141,9 +141,14 @@ class Container:
             reply(call_id, None, member)
         elif inspect.iscoroutinefunction(member):
             task = asyncio.ensure_future(member(*args))
-            task.add_done_callback(lambda t: reply(call_id, *_outcome(t)))
+            task.add_done_callback(lambda t: self._coroutine_done(call_id, t, reply))
         else:
             self._lane.put((call_id, member, args, reply))
+
+    def _coroutine_done(self, call_id, task, reply):
+        if task.cancelled() and self._exit.done():
+            return  # cancelled because this child is ending: the parent learns it from the exit
+        reply(call_id, *_outcome(task))
 
     def _member(self, name):
         if not isinstance(name, str) or not name or name.startswith("_"):

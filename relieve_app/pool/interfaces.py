@@ -53,7 +53,13 @@ class Logger:
                 pump.add_done_callback(self._pumps.discard)
 
     async def _pump(self, stream, handler):
-        while line := await stream.readline():
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # over the stream's limit, and dropped: keep draining, or the child blocks
+                line = b"[relieve: a line too long to log was dropped]\n"
+            if not line:
+                break
             text = line.decode(errors="replace").rstrip("\n")
             handler.emit(logging.makeLogRecord({"msg": text, "levelno": logging.INFO}))
         handler.flush()

@@ -172,6 +172,8 @@ class ScriptTask(Named, Emitter):
         """Start the child; resolves once it has loaded its script and run ``start(*args)``."""
         if self._alive():
             raise RelieveError(f"task {self.name} is already running")
+        if self._restarting is not None:
+            self._restarting.cancel()  # this start replaces a restart still waiting for its delay
         self._run_arguments = list(args) if args else list(self.arguments)
         self._stopping = False
         self._fast_failures = 0
@@ -366,7 +368,11 @@ class CallableTask(ScriptTask):
         future = asyncio.get_running_loop().create_future()
         self._waiting[call_id] = future
         try:
-            await self.channel.send("relieve:get", call_id, name, list(args))
+            try:
+                await self.channel.send("relieve:get", call_id, name, list(args))
+            except BaseException:
+                self._in_flight.discard(call_id)  # never sent: the child will not report it done
+                raise
             return await asyncio.wait_for(future, timeout)
         except ChannelClosed:
             raise TaskExited(self.name, self.process.returncode) from None

@@ -117,6 +117,7 @@ class CloudWorker(Worker):
     def __init__(self, strategy=None):
         super().__init__()
         self.strategy = strategy if strategy is not None else WeightedStrategy()
+        self._membership = {}  # task name -> its start/exit listeners, taken back by remove
 
     def _check(self, task):
         super()._check(task)
@@ -125,14 +126,22 @@ class CloudWorker(Worker):
 
     def add(self, task):
         super().add(task)
-        task.on("start", lambda *_: self.strategy.add(task))
-        task.on("exit", lambda *_: self.strategy.remove(task))
+        listeners = {
+            "start": lambda *_: self.strategy.add(task),
+            "exit": lambda *_: self.strategy.remove(task),
+        }
+        for event, fn in listeners.items():
+            task.on(event, fn)
+        self._membership[task.name] = listeners
         if task.running:
             self.strategy.add(task)
         return self
 
     async def remove(self, name):
-        self.strategy.remove(self.task(name))
+        task = self.task(name)
+        for event, fn in self._membership.pop(name).items():
+            task.off(event, fn)
+        self.strategy.remove(task)
         return await super().remove(name)
 
     async def run(self):

@@ -1,0 +1,131 @@
+"""Fixtures of the engine tests: tasks built from tests/pool/scripts/, and no child left behind.
+
+Tests are plain functions that hand one coroutine to ``run``; every task made through ``pool`` is
+stopped in that same event loop when the coroutine ends, and the fixture fails the test if a child
+still runs after that. Nothing waits longer than ``WAIT`` seconds without failing.
+"""
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from relieve_app.pool import CallableTask, ForkTask, ScriptTask
+
+SCRIPTS = Path(__file__).parent / "scripts"
+ENGINE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds relieve_app/
+WAIT = 10.0  # seconds: the bound of every single wait, far above what any of them needs
+
+
+def script_path(spec):
+    """``"calc.py:Calc"`` -> ``"/…/tests/pool/scripts/calc.py:Calc"``: loaded by path, not sys.path."""
+    file, sep, attr = spec.partition(":")
+    return str(SCRIPTS / file) + sep + attr
+
+
+class Pool:
+    """Builds the tasks of one test and stops every child they started when the test ends."""
+
+    def __init__(self):
+        self.tasks = []
+
+    def track(self, task):
+        self.tasks.append(task)
+        return task
+
+    def callable(self, spec="calc.py:Calc", **options):
+        return self.track(CallableTask(script_path(spec), **options))
+
+    def script(self, spec="calc.py:Calc", **options):
+        return self.track(ScriptTask(script_path(spec), **options))
+
+    async def fork(self, spec="fork_child.py", **popen_kwargs):
+        """A ForkTask running a script of SCRIPTS, which can import relieve_app."""
+        env = {**os.environ, "PYTHONPATH": ENGINE_ROOT}
+        task = await ForkTask.spawn([sys.executable, script_path(spec)], env=env, **popen_kwargs)
+        return self.track(task)
+
+    # waiting ------------------------------------------------------------------
+
+    @staticmethod
+    def next_event(emitter, event):
+        """A future of the args of the next ``event`` emitted by ``emitter``."""
+        future = asyncio.get_running_loop().create_future()
+        emitter.once(event, lambda *args: future.done() or future.set_result(args))
+        return future
+
+    @staticmethod
+    def collect(emitter, event):
+        """A list that receives ``(time.monotonic(), args)`` for each ``event`` from now on."""
+        seen = []
+        emitter.on(event, lambda *args: seen.append((time.monotonic(), args)))
+        return seen
+
+    @staticmethod
+    async def wait(awaitable, timeout=WAIT):
+        return await asyncio.wait_for(awaitable, timeout)
+
+    @staticmethod
+    async def eventually(predicate, timeout=WAIT):
+        """Poll ``predicate`` until it holds; for state no event announces (a file's content)."""
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still false after {timeout}s: {predicate}")
+            await asyncio.sleep(0.02)
+
+    # ending -------------------------------------------------------------------
+
+    async def close(self):
+        """Stop every task for good, in the test's own loop."""
+        for task in self.tasks:
+            try:
+                if isinstance(task, ForkTask):
+                    await asyncio.wait_for(task.kill(signal.SIGKILL), WAIT)
+                else:
+                    await asyncio.wait_for(task.stop(signal.SIGKILL), WAIT)
+            except Exception as exc:  # one bad task must not keep the others alive
+                print(f"could not stop {task!r}: {exc!r}", file=sys.stderr)
+
+    def leaked(self):
+        """Pids of children still running after ``close``; they are killed and reaped here."""
+        pids = []
+        for task in self.tasks:
+            process = getattr(task, "process", None)
+            if process is None or process.returncode is not None:
+                continue
+            try:
+                os.kill(process.pid, signal.SIGKILL)
+                os.waitpid(process.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                continue
+            pids.append(process.pid)
+        return pids
+
+
+@pytest.fixture
+def pool():
+    pool = Pool()
+    yield pool
+    leaked = pool.leaked()
+    assert not leaked, f"children outlived the test: {leaked}"
+
+
+@pytest.fixture
+def run(pool):
+    """``run(coro)``: run a test's coroutine in a fresh loop, bounded, then stop the pool's tasks."""
+
+    def run(coro, timeout=45.0):
+        async def main():
+            try:
+                return await asyncio.wait_for(coro, timeout)
+            finally:
+                await pool.close()
+
+        return asyncio.run(main())
+
+    return run

@@ -1,0 +1,3 @@
+"""A script that cannot be imported."""
+
+raise ImportError("broken_import needs a module that is missing")
