@@ -12,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
-VAR_DIR.mkdir(exist_ok=True)
+VAR_DIR.mkdir(mode=0o755, exist_ok=True)  # never group or world writable: the socket lives here
 
 env = environ.Env()
 if (BASE_DIR / ".env").is_file():
@@ -112,7 +112,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
-# A body is at most 20,000 characters; percent-encoded 4-byte UTF-8 that is 240,000 bytes.
+# A body is at most 20,000 characters; percent-encoded 4-byte UTF-8 that is 240,000 bytes. The contact
+# view refuses any larger request (413) before reading it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
 
 
@@ -157,13 +158,22 @@ RELIEVE_RETRY_DELAY = env.float("RELIEVE_RETRY_DELAY", default=5.0)
 RELIEVE_SWEEP_INTERVAL = env.float("RELIEVE_SWEEP_INTERVAL", default=30.0)
 RELIEVE_CALL_TIMEOUT = env.float("RELIEVE_CALL_TIMEOUT", default=60.0)
 RELIEVE_GRACE = env.float("RELIEVE_GRACE", default=10.0)
+# A socket client that sends nothing, or does not read its replies, for this long is disconnected.
+RELIEVE_CLIENT_TIMEOUT = env.float("RELIEVE_CLIENT_TIMEOUT", default=10.0)
 # Children are replaced after RELIEVE_MAX_CALLS sends or above RELIEVE_MAX_MEMORY_MB of resident
 # memory (checked every RELIEVE_USAGE_INTERVAL seconds); 0 turns either off.
 RELIEVE_MAX_CALLS = env.int("RELIEVE_MAX_CALLS", default=1000)
 RELIEVE_MAX_MEMORY_MB = env.int("RELIEVE_MAX_MEMORY_MB", default=256)
 RELIEVE_USAGE_INTERVAL = env.float("RELIEVE_USAGE_INTERVAL", default=30.0)
 RELIEVE_TASK = env.str("RELIEVE_TASK", default="relieve_app.mail:Mail")
-CONTACT_RATE_LIMIT = env.str("CONTACT_RATE_LIMIT", default="")
+# Contact posts one client (REMOTE_ADDR) may send: "5/m", "100/h", "10/5m"; empty for no limit. On by
+# default: a contact page open to unlimited posts is an open door to spam. Over it: 429 with Retry-After.
+CONTACT_RATE_LIMIT = env.str("CONTACT_RATE_LIMIT", default="5/m")
+
+# The rate limit counts in the default cache. The local-memory default is one per process: with several
+# web processes, use a shared cache for one global count: redis://host:6379/0 (Django's RedisCache needs
+# the `redis` package) or filecache:///var/tmp/relieve (no extra package; its increments are not atomic).
+CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
 LOGGING = {
     "version": 1,

@@ -369,7 +369,8 @@ class Master:
         """Refuse a path another master answers on; remove a stale socket file."""
         path = Path(self.options.socket_path)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            with _umask_at_least(0o022):  # nobody else may replace the socket in a folder made here
+                path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StartupError(f"cannot create the socket's folder {path.parent}: {exc}") from exc
         if not path.exists() and not path.is_symlink():
@@ -395,7 +396,10 @@ class Master:
     async def _listen(self):
         previous = os.umask(0o177)  # the socket is born 0600: only this user may talk to the master
         try:
-            server = await asyncio.start_unix_server(self._serve_client, self.options.socket_path)
+            # asyncio's default backlog of 100 turns a burst of clients away (EAGAIN): take the kernel's most.
+            server = await asyncio.start_unix_server(
+                self._serve_client, self.options.socket_path, backlog=socket.SOMAXCONN
+            )
         finally:
             os.umask(previous)
         os.chmod(self.options.socket_path, 0o600)
@@ -408,22 +412,17 @@ class Master:
                 data = await asyncio.wait_for(reader.read(65536), self.options.client_timeout)
                 if not data:
                     return
-                try:
-                    frames = decoder.feed(data)
-                except RecursionError as exc:  # JSON nested deeper than the decoder goes
-                    writer.write(encode(_error("ProtocolError", f"unreadable frame: {exc}")))
-                    await asyncio.wait_for(writer.drain(), self.options.client_timeout)
-                    return  # the decoder's place in the stream is lost with it
-                for frame in frames:
+                for frame in decoder.feed(data):
                     writer.write(encode(self._reply(frame)))
                 # A client that sends but never reads must not hold the connection forever.
                 await asyncio.wait_for(writer.drain(), self.options.client_timeout)
         except (TimeoutError, ConnectionError):
-            return
+            writer.transport.abort()  # idle, gone, or not reading: drop the replies it would not take
         finally:
-            writer.close()
+            writer.close()  # flushes what is left, unless the client does not read it either:
             with contextlib.suppress(Exception):
-                await writer.wait_closed()
+                await asyncio.wait_for(writer.wait_closed(), self.options.client_timeout)
+            writer.transport.abort()  # then drop it; a no-op once closed
 
     def _reply(self, frame):
         if isinstance(frame, FrameError):
@@ -470,6 +469,16 @@ class Master:
                 for task in self.pool.tasks.values()
             ],
         }
+
+
+@contextlib.contextmanager
+def _umask_at_least(mask):
+    previous = os.umask(mask)
+    os.umask(previous | mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
 
 
 def _error(kind, message):

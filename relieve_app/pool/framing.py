@@ -84,6 +84,8 @@ def _decode_payload(payload):
         obj = json.loads(payload)
     except (UnicodeDecodeError, ValueError) as exc:
         return FrameError(f"frame is not UTF-8 JSON: {exc}")
+    except RecursionError:
+        return FrameError("frame is JSON nested too deep to read")
     if not isinstance(obj, dict):
         return FrameError(f"frame holds a {type(obj).__name__}, expected an object")
     return obj

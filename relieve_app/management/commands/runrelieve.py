@@ -39,6 +39,7 @@ class Command(BaseCommand):
             sweep_interval=settings.RELIEVE_SWEEP_INTERVAL,
             call_timeout=settings.RELIEVE_CALL_TIMEOUT,
             grace=settings.RELIEVE_GRACE,
+            client_timeout=settings.RELIEVE_CLIENT_TIMEOUT,
             max_calls=settings.RELIEVE_MAX_CALLS,
             max_memory=settings.RELIEVE_MAX_MEMORY_MB * 2**20,
             usage_interval=settings.RELIEVE_USAGE_INTERVAL,
