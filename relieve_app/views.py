@@ -1,51 +1,76 @@
-"""The contact page: validate, store, hand to the master, answer 202 without waiting for SMTP."""
+"""The contact page: validate, store, hand to the master, answer 202 without waiting for SMTP.
 
-import json
-from functools import partial
+Whatever a client sends, the answer is 202, 400, 413 (body over DATA_UPLOAD_MAX_MEMORY_SIZE) or 429
+(over CONTACT_RATE_LIMIT, with Retry-After), in HTML or JSON, and a row exists only after a 202.
+"""
+
+import logging
+from functools import partial, wraps
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.db import transaction
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from relieve_app import client
-from relieve_app.forms import ContactForm
+from relieve_app import client, payload, ratelimit
+from relieve_app.forms import HONEYPOT, ContactForm
 from relieve_app.models import MailOutcome
+from relieve_app.payload import JSON, BadBody
 
-JSON = "application/json"
+logger = logging.getLogger(__name__)
+
 HTML = "text/html"
+TEMPLATE = "relieve_app/contact.html"
 
 
-class BadBody(ValueError):
-    """A JSON request body that cannot be read as the form's fields."""
+def refuse_oversized(view):
+    """Answers 413 to a body too large for the contact form before anything reads it."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            payload.check_size(request)
+        except BadBody as exc:
+            return _refuse(request, _wants_json(request), str(exc), status=exc.status)
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
+# CSRF is checked by csrf_protect below, not by the middleware: the middleware reads a form body
+# before any view code runs, so an oversized one would get Django's bare 400 instead of our 413.
+@csrf_exempt
 @require_http_methods(["GET", "HEAD", "POST"])
+@refuse_oversized
+@csrf_protect
 def contact(request):
     if request.method != "POST":
-        return render(request, "relieve_app/contact.html", {"form": ContactForm()})
+        return render(request, TEMPLATE, {"form": ContactForm()})
     as_json = _wants_json(request)
     try:
-        data = _form_data(request)
+        data = payload.form_data(request)
     except BadBody as exc:
-        if as_json:
-            return JsonResponse({"errors": {"__all__": [str(exc)]}}, status=400)
-        context = {"form": ContactForm(), "request_error": str(exc)}
-        return render(request, "relieve_app/contact.html", context, status=400)
+        return _refuse(request, as_json, str(exc), status=exc.status)
+
+    # Counted once the body is read, so a visitor told to wait gets the form back with their message.
+    retry_after = ratelimit.contact_retry_after(request)
+    if retry_after is not None:
+        message = f"You have sent too many messages. Please wait {retry_after} seconds, then send again."
+        response = _refuse(request, as_json, message, status=429, initial=data)
+        response["Retry-After"] = str(retry_after)
+        return response
 
     form = ContactForm(data)
     if not form.is_valid():
         if as_json:
             errors = {field: list(messages) for field, messages in form.errors.items()}
             return JsonResponse({"errors": errors}, status=400)
-        return render(request, "relieve_app/contact.html", {"form": form}, status=400)
-
-    outcome = enqueue(form.cleaned_data)
-    if as_json:
-        return JsonResponse({"id": outcome.pk, "status": outcome.status}, status=202)
-    return render(request, "relieve_app/thanks.html", {"outcome": outcome}, status=202)
+        return render(request, TEMPLATE, {"form": form}, status=400)
+    if form.is_spam():
+        return _pretend_accepted(request, as_json, form.cleaned_data)
+    return _accepted(request, as_json, enqueue(form.cleaned_data))
 
 
 def enqueue(cleaned_data):
@@ -61,30 +86,34 @@ def enqueue(cleaned_data):
     return outcome
 
 
+def _accepted(request, as_json, outcome):
+    if as_json:
+        return JsonResponse({"id": outcome.pk, "status": outcome.status}, status=202)
+    return render(request, "relieve_app/thanks.html", {"outcome": outcome}, status=202)
+
+
+def _pretend_accepted(request, as_json, cleaned_data):
+    """The honeypot was filled: answer like a success, so a bot learns nothing, but store and send nothing.
+
+    The unsaved outcome has no id: JSON says `"id": null`, which no real message has.
+    """
+    logger.info(
+        "Dropped a contact message from %s: the hidden %r field was filled.",
+        request.META.get("REMOTE_ADDR", "?"),
+        HONEYPOT,
+    )
+    fields = {name: cleaned_data[name] for name in ("emitter", "subject", "body")}
+    return _accepted(request, as_json, MailOutcome(recipient=settings.CONTACT_RECIPIENT, **fields))
+
+
+def _refuse(request, as_json, message, status, initial=None):
+    if as_json:
+        return JsonResponse({"errors": {"__all__": [message]}}, status=status)
+    context = {"form": ContactForm(initial=initial), "request_error": message}
+    return render(request, TEMPLATE, context, status=status)
+
+
 def _wants_json(request):
     """JSON when the Accept header prefers it; for a JSON body, also when it accepts anything."""
     offered = [JSON, HTML] if request.content_type == JSON else [HTML, JSON]
     return request.get_preferred_type(offered) == JSON
-
-
-def _form_data(request):
-    if request.content_type != JSON:
-        return request.POST
-    try:
-        data = json.loads(request.body)
-    except RequestDataTooBig:
-        raise BadBody(
-            f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes."
-        ) from None
-    except (ValueError, RecursionError) as exc:
-        raise BadBody(f"The request body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BadBody("The request body must be a JSON object with emitter, subject and body.")
-    wrong = [
-        name
-        for name in ContactForm.base_fields
-        if data.get(name) is not None and not isinstance(data[name], str)
-    ]
-    if wrong:
-        raise BadBody(f"These fields must be strings: {', '.join(wrong)}.")
-    return {name: data[name] for name in ContactForm.base_fields if data.get(name) is not None}

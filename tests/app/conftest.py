@@ -5,6 +5,12 @@ import pytest
 from tests.app.fake_master import FakeMaster, acknowledge
 
 
+@pytest.fixture(autouse=True)
+def no_rate_limit(settings):
+    """Tests here post many messages from one address: the limit is off unless a test sets it (test_spam)."""
+    settings.CONTACT_RATE_LIMIT = ""
+
+
 @pytest.fixture
 def master_socket(tmp_path, settings):
     """A socket path the client uses, short enough for AF_UNIX, with a small acknowledgement timeout."""

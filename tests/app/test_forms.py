@@ -17,7 +17,8 @@ def test_valid_message():
     bound = form()
 
     assert bound.is_valid(), bound.errors
-    assert bound.cleaned_data == VALID
+    assert bound.cleaned_data == {**VALID, "website": ""}
+    assert not bound.is_spam()
 
 
 @pytest.mark.parametrize(
@@ -28,6 +29,35 @@ def test_emitter_must_be_an_email(emitter):
 
     assert not bound.is_valid()
     assert codes(bound, "emitter") in (["required"], ["invalid"])
+
+
+@pytest.mark.parametrize(
+    "emitter",
+    ['"a\x0bb"@example.com', '"a\\\x0bb"@example.com', "ada@exa\u2028mple.com", "ada@exa\u2029mple.com"],
+    ids=["vertical-tab-quoted", "escaped-vertical-tab", "line-separator", "paragraph-separator"],
+)
+def test_emitter_the_email_check_lets_through_still_cannot_break_a_header(emitter):
+    bound = form(emitter=emitter)
+
+    assert not bound.is_valid()
+    assert codes(bound, "emitter") == ["line_break"]
+
+
+@pytest.mark.parametrize("field", ["emitter", "subject", "body"])
+def test_lone_surrogates_are_refused(field):
+    value = {"emitter": "ada@exa\ud800mple.com", "subject": "Hi \udc00", "body": "x" * 40 + "\ud83d"}[field]
+
+    bound = form(**{field: value})
+
+    assert not bound.is_valid()
+    assert codes(bound, field) == ["surrogate"]
+
+
+def test_filled_honeypot_is_valid_but_spam():
+    bound = form(website="http://spam.example")
+
+    assert bound.is_valid(), bound.errors
+    assert bound.is_spam()
 
 
 def test_emitter_fits_the_database_column():

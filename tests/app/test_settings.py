@@ -22,12 +22,14 @@ def load_settings(**env):
         "RELIEVE_SOCKET",
         "RELIEVE_ACK_TIMEOUT",
         "CONTACT_RECIPIENT",
+        "CONTACT_RATE_LIMIT",
+        "CACHES",
     ]
     code = (
         "import json, project.settings as s\n"
         f"print(json.dumps({{n: getattr(s, n) for n in {names!r}}}, default=str))\n"
     )
-    ours = {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "EMAIL_URL", *names}
+    ours = {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "EMAIL_URL", "CACHE_URL", *names}
     clean = {key: value for key, value in os.environ.items() if key not in ours}
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -79,6 +81,8 @@ def test_environment_drives_the_settings(tmp_path):
         RELIEVE_SOCKET=str(tmp_path / "r.sock"),
         RELIEVE_ACK_TIMEOUT="0.25",
         CONTACT_RECIPIENT="inbox@example.org",
+        CONTACT_RATE_LIMIT="100/h",
+        CACHE_URL="redis://cache.internal:6379/1",
     )
 
     assert result.returncode == 0, result.stderr
@@ -97,6 +101,11 @@ def test_environment_drives_the_settings(tmp_path):
     assert loaded["RELIEVE_SOCKET"] == str(tmp_path / "r.sock")
     assert loaded["RELIEVE_ACK_TIMEOUT"] == 0.25
     assert loaded["CONTACT_RECIPIENT"] == "inbox@example.org"
+    assert loaded["CONTACT_RATE_LIMIT"] == "100/h"
+    assert loaded["CACHES"]["default"] == {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://cache.internal:6379/1",
+    }
 
 
 @pytest.mark.skipif((BASE_DIR / ".env").exists(), reason="a local .env replaces the defaults")
@@ -110,3 +119,5 @@ def test_defaults_suit_a_laptop():
     assert loaded["DATABASES"]["default"]["NAME"] == str(BASE_DIR / "var" / "db.sqlite3")
     assert loaded["MAILERS"]["default"]["BACKEND"] == "django.core.mail.backends.console.EmailBackend"
     assert loaded["RELIEVE_SOCKET"] == str(BASE_DIR / "var" / "relieve.sock")
+    assert loaded["CONTACT_RATE_LIMIT"] == "5/m"
+    assert loaded["CACHES"]["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"

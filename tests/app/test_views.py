@@ -3,6 +3,7 @@ import logging
 import time
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
 
@@ -152,8 +153,9 @@ def test_invalid_form_post_with_json_accept(client):
         b"[" * 100_000 + b"]" * 100_000,
         json.dumps({**VALID, "body": ["a", "list"]}).encode(),
         json.dumps({**VALID, "emitter": 42}).encode(),
+        json.dumps({**VALID, "subject": "\ud800"}).encode(),
     ],
-    ids=["broken", "empty", "not-utf8", "array", "string", "deep", "list-field", "number-field"],
+    ids=["broken", "empty", "not-utf8", "array", "string", "deep", "list-field", "number-field", "surrogate"],
 )
 def test_malformed_json_body_is_400_not_500(client, body):
     # CONTENT_TYPE too: the test client drops content_type when the body is empty.
@@ -171,6 +173,17 @@ def test_malformed_json_asking_for_html_shows_the_form(client):
 
     assert response.status_code == 400
     assert "not valid JSON" in response.content.decode()
+
+
+def test_lone_surrogate_asking_for_html_is_a_400_page(client):
+    """Found by test_contact_fuzz: the page used to echo a lone surrogate back and fail to encode itself."""
+    body = json.dumps({**VALID, "body": VALID["body"] + "\udc00"})
+
+    response = client.post(URL, body, content_type="application/json", headers={"Accept": "text/html"})
+
+    assert response.status_code == 400
+    assert "unpaired UTF-16 surrogates" in response.content.decode()
+    assert not MailOutcome.objects.exists()
 
 
 def test_csrf_is_enforced(master_socket, django_capture_on_commit_callbacks):
@@ -220,6 +233,88 @@ def test_silent_master_does_not_hold_the_response(client, fake_master, caplog):
     assert time.monotonic() - started < GENEROUS
     assert MailOutcome.objects.get().status == MailOutcome.Status.QUEUED
     assert "stays queued" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("subject", "Hello\r\nBcc: victim@example.com"),
+        ("subject", "Hello\u2028Bcc: victim@example.com"),
+        ("subject", "Hello\x85Bcc: victim@example.com"),
+        ("emitter", "a@b.com\nBcc: x@y.com"),
+        ("emitter", "a@b.com\r\nBcc: x@y.com"),
+        ("emitter", '"a\x0cBcc: x@y.com"@example.com'),
+        ("emitter", '"a\x0bBcc: x@y.com"@example.com'),
+        ("emitter", "a@exa\u2028mple.com"),
+    ],
+)
+@pytest.mark.parametrize("as_json", [False, True], ids=["form", "json"])
+def test_header_injection_is_refused_and_nothing_stored_or_sent(client, fake_master, field, value, as_json):
+    master = fake_master()
+    data = {**VALID, field: value}
+
+    response = post_json(client, data) if as_json else client.post(URL, data)
+
+    assert response.status_code == 400
+    if as_json:
+        assert list(response.json()["errors"]) == [field]
+    assert not MailOutcome.objects.exists()
+    assert master.requests == []
+
+
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (json.dumps({**VALID, "body": "x" * MIB}), "application/json"),
+        ("body=" + "x" * MIB, "application/x-www-form-urlencoded"),
+        (None, None),  # the test client's default: multipart, where Django does not count file parts
+    ],
+    ids=["json", "urlencoded", "multipart"],
+)
+def test_a_mebibyte_is_refused_before_the_database(client, body, content_type):
+    if body is None:
+        response = client.post(URL, {**VALID, "body": "x" * MIB}, headers={"Accept": "application/json"})
+    else:
+        response = client.post(URL, body, content_type=content_type, headers={"Accept": "application/json"})
+
+    assert response.status_code == 413
+    assert "too large" in response.json()["errors"]["__all__"][0]
+    assert not MailOutcome.objects.exists()
+
+
+def test_a_file_part_counts_towards_the_size_limit(client):
+    upload = SimpleUploadedFile("big.bin", b"\0" * MIB)
+
+    response = client.post(URL, {**VALID, "attachment": upload})
+
+    assert response.status_code == 413
+    assert "too large" in response.content.decode()
+    assert not MailOutcome.objects.exists()
+
+
+def test_too_large_with_csrf_enforced_still_gets_a_clear_answer(master_socket):
+    """The CSRF middleware would read a form body before the view: the size is judged before it."""
+    browser = Client(enforce_csrf_checks=True)
+    browser.get(URL)
+    token = browser.cookies["csrftoken"].value
+
+    response = browser.post(URL, {**VALID, "body": "x" * MIB, "csrfmiddlewaretoken": token})
+
+    assert response.status_code == 413
+    assert "too large" in response.content.decode()
+    assert not MailOutcome.objects.exists()
+
+
+def test_too_many_fields_is_a_clear_400(client):
+    body = "&".join(f"f{n}=1" for n in range(2000))
+
+    response = client.post(URL, body, content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 400
+    assert "too many fields" in response.content.decode()
 
 
 def test_other_methods_are_refused(client):
