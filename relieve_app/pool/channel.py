@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL_FD_ENV = "RELIEVE_CHANNEL_FD"
 MAX_FDS_PER_READ = 32
+MAX_IOV = 512
 READ_SIZE = 64 * 1024  # reused for every read: no allocation per recv
 
 
@@ -115,6 +116,7 @@ class Channel(Emitter):
         self._lock = threading.Lock()
         self._queue = collections.deque()  # [memoryview, fds, sockets, future]
         self._writing = False
+        self._burst = False
         self._closed = False
         sock.setblocking(False)
         self._loop.add_reader(self._fd, self._read)
@@ -139,6 +141,25 @@ class Channel(Emitter):
         From a thread other than the channel's loop the return value is a
         ``concurrent.futures.Future``, since such a caller cannot await.
         """
+        on_loop = self._on_loop_thread()
+        future = self._loop.create_future() if on_loop else concurrent.futures.Future()
+        self._enqueue(event, args, future, on_loop, True)
+        return future
+
+    def post(self, event, *args, flush=True):
+        """``send`` for callers that never wait: no future. ``flush=False`` leaves the frame queued
+        for the next flushing send (the child's lane thread batches its replies so)."""
+        self._enqueue(event, args, None, self._on_loop_thread(), flush)
+
+    def flush(self):
+        """Write what ``post(..., flush=False)`` left queued; on the loop's thread."""
+        with self._lock:
+            if self._writing or self._closed or not self._queue:
+                return
+            self._flush_locked()
+            self._watch_writable_locked(True)
+
+    def _enqueue(self, event, args, future, on_loop, flush):
         indices = [i for i, arg in enumerate(args) if isinstance(arg, socket.socket)]
         sockets = [args[i] for i in indices]
         values = list(args)
@@ -148,24 +169,40 @@ class Channel(Emitter):
         if indices:
             frame["s"] = indices
         data = framing.encode(frame, max_frame=self._max_frame)
-        on_loop = self._on_loop_thread()
-        future = self._loop.create_future() if on_loop else concurrent.futures.Future()
         with self._lock:
             if self._closed:
-                future.set_exception(ChannelClosed(f"cannot send {event!r}: channel closed"))
-                _silence(future)
-                return future
+                for s in sockets:
+                    s.close()
+                if future is not None:
+                    future.set_exception(ChannelClosed(f"cannot send {event!r}: channel closed"))
+                    _silence(future)
+                return
             self._queue.append([memoryview(data), [s.fileno() for s in sockets], sockets, future])
-            if self._writing:
-                return future
+            if self._writing or not flush:
+                return
+            if on_loop:
+                if self._burst:
+                    return  # written by _end_burst with the rest of this loop iteration's frames
+                self._burst = True
+                self._loop.call_soon(self._end_burst)
             self._flush_locked()
-            if self._queue:
-                self._writing = True
-                if on_loop:
-                    self._loop.add_writer(self._fd, self._write)
-                else:
-                    self._loop.call_soon_threadsafe(self._start_writer)
-        return future
+            self._watch_writable_locked(on_loop)
+
+    def _watch_writable_locked(self, on_loop):
+        if self._queue and not self._writing and not self._closed:
+            self._writing = True
+            if on_loop:
+                self._loop.add_writer(self._fd, self._write)
+            else:
+                self._loop.call_soon_threadsafe(self._start_writer)
+
+    def _end_burst(self):
+        with self._lock:
+            self._burst = False
+            if self._writing or self._closed or not self._queue:
+                return
+            self._flush_locked()
+            self._watch_writable_locked(True)
 
     def _start_writer(self):
         with self._lock:
@@ -184,31 +221,41 @@ class Channel(Emitter):
             self._loop.remove_writer(self._fd)
 
     def _flush_locked(self):
-        """Write as much as the socket takes; caller holds the lock."""
+        """Write what the socket takes, many frames per syscall when none carries sockets; lock held."""
         queue = self._queue
         while queue:
             item = queue[0]
-            view, fds = item[0], item[1]
+            fds = item[1]
             try:
                 if fds:
                     sent = self._sock.sendmsg(
-                        [view], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+                        [item[0]], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
                     )
                     item[1] = []
                 else:
-                    sent = self._sock.send(view)
+                    views = []
+                    for other in queue:
+                        if other[1] or len(views) == MAX_IOV:
+                            break
+                        views.append(other[0])
+                    sent = self._sock.sendmsg(views) if len(views) > 1 else self._sock.send(views[0])
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
                 self._fail_locked(exc)
                 return
-            if sent < len(view):
-                item[0] = view[sent:]
-                continue
-            queue.popleft()
-            for s in item[2]:
-                s.close()
-            _resolve(item[3], self._loop, None)
+            while sent and queue:
+                item = queue[0]
+                size = len(item[0])
+                if sent < size:
+                    item[0] = item[0][sent:]
+                    return
+                sent -= size
+                queue.popleft()
+                for s in item[2]:
+                    s.close()
+                if item[3] is not None:
+                    _resolve(item[3], self._loop, None)
 
     def _fail_locked(self, exc):
         self._closed = True
@@ -276,9 +323,15 @@ class Channel(Emitter):
     def close(self):
         """Close the socket; pending sends fail with ChannelClosed. Safe to call twice."""
         if self._on_loop_thread():
-            self._teardown(None)
+            self._close_now()
         else:
-            self._loop.call_soon_threadsafe(self._teardown, None)
+            self._loop.call_soon_threadsafe(self._close_now)
+
+    def _close_now(self):
+        with self._lock:  # what the socket takes now still goes out: frames queued by a burst
+            if not self._closed and self._sock is not None:
+                self._flush_locked()
+        self._teardown(None)
 
     def _teardown(self, exc):
         with self._lock:
@@ -297,7 +350,8 @@ class Channel(Emitter):
         for _view, _fds, sockets, future in pending:
             for s in sockets:
                 s.close()
-            _resolve(future, self._loop, error)
+            if future is not None:
+                _resolve(future, self._loop, error)
         self.emit("close")
 
     def _on_loop_thread(self):

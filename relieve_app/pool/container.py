@@ -32,7 +32,7 @@ import threading
 import traceback
 from pathlib import Path
 
-from .channel import Channel
+from .channel import Channel, ChannelClosed
 from .errors import RemoteError
 
 EXIT_BOOT = 3  # reserved: the script or a container could not be loaded or started
@@ -71,6 +71,7 @@ class Container:
         self.target = None
         self.channel = None
         self._lane = queue.SimpleQueue()
+        self._flush_scheduled = False
         self._exit = None
 
     @classmethod
@@ -109,7 +110,10 @@ class Container:
             await self._report(exc)
             return EXIT_BOOT
         threading.Thread(target=self._serve_lane, name="relieve-lane", daemon=True).start()
-        await self.channel.send("relieve:started", os.getpid())
+        try:
+            await self.channel.send("relieve:started", os.getpid())
+        except ChannelClosed:
+            return 0  # the parent went away while this child was starting: leave as it would
         return await self._exit
 
     # events from the parent -------------------------------------------------
@@ -168,25 +172,41 @@ class Container:
                 if inspect.isawaitable(result):
                     result = asyncio.run_coroutine_threadsafe(_awaited(result), loop).result()
             except Exception as exc:
-                reply(call_id, exc, None)
+                reply(call_id, exc, None, flush=self._flush_now(loop))
             else:
-                reply(call_id, None, result)
+                reply(call_id, None, result, flush=self._flush_now(loop))
+
+    def _flush_now(self, loop):
+        """Replies to a burst of calls leave together: with more calls queued, this reply waits and
+        the loop's thread writes it soon, so a long next call never holds it back."""
+        if self._lane.empty():
+            return True
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon_threadsafe(self._flush_replies)
+        return False
+
+    def _flush_replies(self):
+        self._flush_scheduled = False
+        self.channel.flush()
 
     # replies ----------------------------------------------------------------
 
-    def _call_done(self, call_id, exc, _result):
+    def _call_done(self, call_id, exc, _result, flush=True):
         if exc is not None:
-            self.channel.send("error", *_error_args(exc))
-        self.channel.send("relieve:done", call_id, exc is None)
+            self.channel.post("error", *_error_args(exc), flush=flush)
+        self.channel.post("relieve:done", call_id, exc is None, flush=flush)
 
-    def _get_done(self, call_id, exc, result):
+    def _get_done(self, call_id, exc, result, flush=True):
         if exc is None:
             try:
-                self.channel.send("relieve:result", call_id, True, result)
+                self.channel.post("relieve:result", call_id, True, result, flush=flush)
                 return
             except ValueError as encode_error:
                 exc = TypeError(f"the result cannot cross the channel: {encode_error}")
-        self.channel.send("relieve:result", call_id, False, RemoteError.from_exception(exc).to_dict())
+        self.channel.post(
+            "relieve:result", call_id, False, RemoteError.from_exception(exc).to_dict(), flush=flush
+        )
 
     # ending -----------------------------------------------------------------
 

@@ -23,10 +23,13 @@ class FrameError(ValueError):
     """A frame that cannot be read: too large, not JSON, or not an object."""
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def encode(obj, *, max_frame=MAX_FRAME):
     """Frame one JSON object; raises FrameError when it is too large or not JSON."""
     try:
-        payload = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        payload = _ENCODER.encode(obj).encode()
     except (TypeError, ValueError) as exc:
         raise FrameError(f"not JSON serialisable: {exc}") from None
     if len(payload) > max_frame:

@@ -6,6 +6,7 @@ CallableTask adds ``call`` and ``get`` on the script's methods.
 """
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -125,7 +126,9 @@ class ScriptTask(Named, Emitter):
         super().__init__()
         if not isinstance(script, str) or not script:
             raise TypeError("script must be 'pkg.module', 'pkg.module:Attr' or a path to a .py file")
-        self.script = str(Path(script).resolve()) if script.endswith(".py") else script
+        path, colon, attr = script.partition(":")
+        # A file is found from where the task was made, whatever cwd the child gets.
+        self.script = str(Path(path).resolve()) + colon + attr if path.endswith(".py") else script
         self.restart_on_exit = bool(restart)
         self.restart_delay = float(restart_delay)
         self.containers = list(containers)
@@ -231,8 +234,13 @@ class ScriptTask(Named, Emitter):
                 "RELIEVE_SCRIPT": self.script,
                 "RELIEVE_CONTAINERS": json.dumps(self.containers),
                 "RELIEVE_TASK_NAME": self.name,
+                # This engine first, then the master's folder and the task's: never the child's cwd
+                # before the engine, which could hold another relieve_app.
+                "PYTHONSAFEPATH": "1",
                 "PYTHONPATH": os.pathsep.join(
-                    filter(None, [ENGINE_ROOT, os.getcwd(), env.get("PYTHONPATH", "")])
+                    filter(
+                        None, [ENGINE_ROOT, os.getcwd(), os.fspath(self.cwd or ""), env.get("PYTHONPATH", "")]
+                    )
                 ),
             }
         )
@@ -373,9 +381,16 @@ class CallableTask(ScriptTask):
             except BaseException:
                 self._in_flight.discard(call_id)  # never sent: the child will not report it done
                 raise
+            if timeout is None:
+                return await future
             return await asyncio.wait_for(future, timeout)
         except ChannelClosed:
-            raise TaskExited(self.name, self.process.returncode) from None
+            # The channel can close before the child is reaped: wait for the code, as _child_gone has it.
+            code = self.process.returncode
+            if code is None:
+                with contextlib.suppress(TimeoutError):
+                    code = await asyncio.wait_for(asyncio.shield(self._exited), EXIT_DRAIN + STOP_GRACE)
+            raise TaskExited(self.name, code) from None
         finally:
             self._waiting.pop(call_id, None)
             if not future.done():
