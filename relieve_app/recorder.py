@@ -78,8 +78,10 @@ class Recorder:
         try:
             with transaction.atomic():
                 results = [fn(*args) for fn, args, _future in batch]
-        except Exception:
-            log.warning("a batch of %d database writes failed; replaying them one by one", len(batch))
+        except Exception as exc:
+            log.warning(
+                "a batch of %d database writes failed (%s); replaying them one by one", len(batch), exc
+            )
             for fn, args, future in batch:
                 _run_one(fn, args, future)
             return

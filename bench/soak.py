@@ -1,0 +1,577 @@
+"""Soak and chaos run: the whole stack under a bounded load while its processes are killed.
+
+Usage: python bench/soak.py [--posts 5000] [--clients 8] [--workers 4] [--refuse-share 0.05]
+                            [--seed 0] [--kill-every 3] [--keep]
+
+Everything lives in one temporary folder (SQLite file, socket, logs), removed at the end unless --keep:
+- gunicorn serving ``project.wsgi`` on a free port of 127.0.0.1, and ``manage.py runrelieve``;
+- an aiosmtpd sink in this process that refuses ``--refuse-share`` of the messages and stalls some;
+- ``--clients`` threads that POST /contact/ ``--posts`` times, each with its own subject "soak <n>".
+
+Meanwhile the chaos thread SIGKILLs a random child every ``--kill-every`` seconds, SIGKILLs the master
+once (at a third of the load) and starts it again, and drops the SMTP server for a few seconds (at two
+thirds). After the load it waits until no message is pending, stops everything and prints one table.
+Each accepted message counts once: pending (its row is queued, sending or retrying), else delivered
+(the sink got its subject), else failed (row failed with an error kept), else lost. Duplicates are the
+extra receipts of a subject, which at-least-once allows after a kill.
+
+Exit status 1 when a message is lost or still pending, a POST got no 202, or a log says "database is
+locked". The last line is for scripts:
+``soak accepted=<n> delivered=<n> failed=<n> pending=<n> lost=<n> duplicates=<n>``.
+"""
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import http.client  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import sqlite3  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from collections import Counter  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from urllib.parse import urlencode  # noqa: E402
+
+from relieve_app.pool.framing import FrameDecoder, encode  # noqa: E402
+from tests.smtp_sink import SMTPSink, free_port  # noqa: E402
+
+PENDING = ("queued", "sending", "retrying")
+BODY = "Soak message {n}: some **Markdown**, a list\n\n- one\n- two\n\nand [a link](https://example.com)."
+LOCKED = "database is locked"
+TRACEBACK = "Traceback (most recent call last)"
+ENDED = "traceback ended with: "
+UNHANDED = "stays queued"  # the view could not hand a message over
+
+
+class SoakError(Exception):
+    """The stack could not be set up or brought back; the message says which part."""
+
+
+@dataclass
+class Config:
+    posts: int = 5000
+    clients: int = 8
+    workers: int = 4  # runrelieve children
+    web_workers: int = 2  # gunicorn workers
+    refuse_share: float = 0.05
+    stall: float = 0.2  # seconds a stalled message waits for its answer
+    stall_share: float = 0.05
+    seed: int = 0
+    kill_every: float = 3.0
+    child_kills: int | None = None  # exactly this many (spaced by kill_every), else one per kill_every
+    master_kill_at: float = 1 / 3  # share of the posts answered
+    master_down: float = 1.0
+    smtp_drop_at: float = 2 / 3
+    smtp_down: float = 3.0
+    max_attempts: int = 5
+    retry_delay: float = 0.5  # 0.5 + 1 + 2 + 4: attempts outlast the SMTP outage
+    sweep_interval: float = 2.0
+    drain_timeout: float = 120.0
+    folder: Path | None = None  # a temporary folder unless given
+    keep: bool = False
+
+
+# the stack ----------------------------------------------------------------------
+
+
+def master_request(path, op, timeout=2.0, **args):
+    """One operation on the master's socket, framed as relieve_app.client does; returns its result."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(encode({"op": op, "args": args}))
+        decoder = FrameDecoder()
+        frames = []
+        while not frames:
+            data = sock.recv(65536)
+            if not data:
+                raise ConnectionError("the master closed the connection without answering")
+            frames = decoder.feed(data)
+    reply = frames[0]
+    if not isinstance(reply, dict) or reply.get("ok") is not True:
+        raise ConnectionError(f"the master refused {op}: {reply!r:.200}")
+    return reply["result"]
+
+
+class Stack:
+    """gunicorn and runrelieve as processes on one SQLite file, the SMTP sink in this process."""
+
+    def __init__(self, config, folder):
+        self.config = config
+        self.folder = folder
+        self.db_path = folder / "soak.sqlite3"
+        self.socket_path = str(folder / "relieve.sock")
+        self.master_log = folder / "master.log"
+        self.web_log = folder / "web.log"
+        self.web_port = free_port()
+        self.sink = SMTPSink(
+            refuse_share=config.refuse_share,
+            stall=config.stall,
+            stall_share=config.stall_share,
+            seed=config.seed,
+        )
+        self.env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "DEBUG": "true",  # Django logs a 500's traceback to the console only with DEBUG on
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "DATABASE_URL": f"sqlite:///{self.db_path}",
+            "EMAIL_URL": f"smtp://{self.sink.host}:{self.sink.port}",
+            "EMAIL_TIMEOUT": "5",
+            "CONTACT_RECIPIENT": "owner@example.com",
+            "CONTACT_RATE_LIMIT": "",
+            "RELIEVE_SOCKET": self.socket_path,
+            "RELIEVE_WORKERS": str(config.workers),
+            "RELIEVE_MAX_ATTEMPTS": str(config.max_attempts),
+            "RELIEVE_RETRY_DELAY": str(config.retry_delay),
+            "RELIEVE_SWEEP_INTERVAL": str(config.sweep_interval),
+            "RELIEVE_CALL_TIMEOUT": "10",
+            "RELIEVE_GRACE": "3",
+        }
+        self.master = None
+        self.web = None
+
+    def start(self):
+        self.sink.start()
+        self.migrate()
+        self.start_master()
+        self.start_web()
+
+    def migrate(self):
+        argv = [sys.executable, "manage.py", "migrate", "--noinput"]
+        done = subprocess.run(argv, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=120)
+        if done.returncode:
+            raise SoakError(f"migrate failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+
+    def start_master(self, timeout=60):
+        argv = [sys.executable, "manage.py", "runrelieve", "--workers", str(self.config.workers)]
+        self.master = self._spawn([*argv, "--socket", self.socket_path], self.master_log)
+        self._wait(self.master, "runrelieve", self.master_log, timeout, self.status)
+
+    def kill_master(self):
+        self.master.kill()
+        self.master.wait()
+
+    def start_web(self, timeout=60):
+        port = self.web_port
+        argv = [sys.executable, "-m", "gunicorn", "project.wsgi", "-b", f"127.0.0.1:{port}"]
+        self.web = self._spawn([*argv, "-w", str(self.config.web_workers)], self.web_log)
+        self._wait(self.web, "gunicorn", self.web_log, timeout, lambda: _get(port, "/contact/").status == 200)
+
+    def status(self):
+        return master_request(self.socket_path, "status")
+
+    def stop(self):
+        for process in (self.web, self.master):
+            if process is None or process.poll() is not None:
+                continue
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.sink.stop()
+
+    def _spawn(self, argv, log_path):
+        with open(log_path, "a") as log:
+            return subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    @staticmethod
+    def _wait(process, name, log_path, timeout, answers):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SoakError(f"{name} exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                if answers():
+                    return
+            time.sleep(0.1)
+        raise SoakError(f"{name} did not answer within {timeout}s:\n{log_path.read_text()[-3000:]}")
+
+
+def _get(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+        return response
+    finally:
+        conn.close()
+
+
+# the load -----------------------------------------------------------------------
+
+
+class Load:
+    """Client threads posting the contact form, JSON answers, until every number was posted once."""
+
+    def __init__(self, port, posts, clients):
+        self.port = port
+        self.posts = posts
+        self.clients = clients
+        self.accepted = {}  # outcome id -> subject
+        self.not_accepted = Counter()  # HTTP status or exception name -> count
+        self.answered = 0
+        self._numbers = iter(range(posts))
+        self._lock = threading.Lock()
+
+    def run(self):
+        threads = [threading.Thread(target=self._client, name=f"soak-client{i}") for i in range(self.clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _next(self):
+        with self._lock:
+            return next(self._numbers, None)
+
+    def _client(self):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+        token = _csrf_token(_get(self.port, "/contact/"))
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Accept": "application/json",
+            "Cookie": f"csrftoken={token}",
+            "X-CSRFToken": token,
+        }
+        while (n := self._next()) is not None:
+            subject = f"soak {n}"
+            form = {"emitter": f"visitor{n}@example.org", "subject": subject, "body": BODY.format(n=n)}
+            try:
+                conn.request("POST", "/contact/", urlencode(form), headers)
+                response = conn.getresponse()
+                content = response.read()
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                self._answer(None, type(exc).__name__)
+                continue
+            if response.status == 202:
+                self._answer(json.loads(content)["id"], subject)
+            else:
+                self._answer(None, response.status)
+        conn.close()
+
+    def _answer(self, outcome_id, what):
+        with self._lock:
+            self.answered += 1
+            if outcome_id is None:
+                self.not_accepted[what] += 1
+            else:
+                self.accepted[outcome_id] = what
+
+
+def _csrf_token(response):
+    for name, value in response.getheaders():
+        if name.lower() == "set-cookie" and value.startswith("csrftoken="):
+            return value.split(";", 1)[0].split("=", 1)[1]
+    raise SoakError("GET /contact/ set no csrftoken cookie")
+
+
+# the chaos ----------------------------------------------------------------------
+
+
+class Chaos(threading.Thread):
+    """Kills children on a timer, and once each the master and the SMTP server, by load progress."""
+
+    def __init__(self, stack, load, config):
+        super().__init__(name="soak-chaos", daemon=True)
+        self.stack = stack
+        self.load = load
+        self.config = config
+        self.random = random.Random(config.seed)
+        self.child_kills = 0
+        self.master_kills = 0
+        self.smtp_drops = 0
+        self.error = None
+        self._load_done = threading.Event()
+        self._smtp_back_at = None
+
+    def finish(self, timeout):
+        """The load is over: end once the planned events happened; the SMTP server is back either way."""
+        self._load_done.set()
+        self.join(timeout)
+        if self.is_alive() or self._smtp_back_at is not None:
+            self.error = self.error or SoakError(f"chaos did not finish its plan within {timeout}s")
+            self._smtp_back_at = None
+            if not self.stack.sink.running:
+                self.stack.sink.start()
+
+    def run(self):
+        try:
+            self._loop()
+        except Exception as exc:  # reported with the results: a chaos failure must not hang the run
+            self.error = exc
+
+    def _loop(self):
+        config = self.config
+        next_kill = time.monotonic() + config.kill_every
+        while not self._planned_done():
+            now = time.monotonic()
+            progress = self.load.answered / max(self.load.posts, 1)
+            if not self.master_kills and (progress >= config.master_kill_at or self._load_done.is_set()):
+                self.restart_master()
+            if not self.smtp_drops and (progress >= config.smtp_drop_at or self._load_done.is_set()):
+                self.drop_smtp(now)
+            if self._smtp_back_at is not None and now >= self._smtp_back_at:
+                self.stack.sink.start()
+                self._smtp_back_at = None
+            wanted = config.child_kills is None or self.child_kills < config.child_kills
+            if wanted and now >= next_kill:
+                self.kill_child()
+                next_kill = now + config.kill_every
+            time.sleep(0.05)
+
+    def _planned_done(self):
+        kills_done = self.config.child_kills is None or self.child_kills >= self.config.child_kills
+        return (
+            self._load_done.is_set()
+            and self.master_kills
+            and self.smtp_drops
+            and self._smtp_back_at is None
+            and kills_done
+        )
+
+    def kill_child(self):
+        try:
+            children = self.stack.status()["children"]
+        except OSError:
+            return  # the master is down or busy: try at the next tick
+        running = [child for child in children if child["running"] and child["pid"]]
+        if running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.random.choice(running)["pid"], signal.SIGKILL)
+                self.child_kills += 1
+
+    def restart_master(self):
+        self.stack.kill_master()
+        self.master_kills += 1
+        time.sleep(self.config.master_down)
+        self.stack.start_master()
+
+    def drop_smtp(self, now):
+        self.stack.sink.stop()
+        self.smtp_drops += 1
+        self._smtp_back_at = now + self.config.smtp_down
+
+
+# the accounting -----------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    config: Config
+    accepted: int = 0
+    delivered: int = 0
+    failed: int = 0
+    pending: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    not_accepted: Counter = field(default_factory=Counter)
+    failed_without_error: int = 0
+    delivered_not_sent: int = 0
+    strays: int = 0  # receipts of a subject no 202 answered for
+    refused_by_sink: int = 0
+    attempts: int = 0
+    child_kills: int = 0
+    master_kills: int = 0
+    smtp_drops: int = 0
+    chaos_error: str = ""
+    load_seconds: float = 0.0
+    drain_seconds: float = 0.0
+    logs: dict = field(default_factory=dict)  # log name -> Counter of what it says
+    folder: Path | None = None
+
+    @property
+    def locked(self):
+        return sum(counts[LOCKED] for counts in self.logs.values())
+
+    @property
+    def ok(self):
+        return not (self.lost or self.pending or self.locked or self.not_accepted or self.chaos_error)
+
+    def table(self):
+        c = self.config
+        rate = self.accepted / self.load_seconds if self.load_seconds else 0.0
+        rows = [
+            ("accepted (202)", self.accepted),
+            ("delivered", self.delivered),
+            ("failed with error recorded", self.failed),
+            ("still pending", self.pending),
+            ("lost", self.lost),
+            ("duplicates delivered", self.duplicates),
+            ("", ""),
+            ("POSTs not accepted", dict(self.not_accepted) or 0),
+            ("  of the lost: failed without error", self.failed_without_error),
+            ("delivered, row not 'sent'", self.delivered_not_sent),
+            ("delivered, never accepted", self.strays),
+            ("refused by the sink", self.refused_by_sink),
+            ("send attempts", self.attempts),
+            ("children killed", self.child_kills),
+            ("master killed and restarted", self.master_kills),
+            ("SMTP server dropped", self.smtp_drops),
+            ("POSTs left for the sweep", self.logs.get("web", {}).get(UNHANDED, 0)),
+        ]
+        for name, counts in self.logs.items():
+            rows.append((f'{name}.log "{LOCKED}"', counts[LOCKED]))
+            rows.append((f"{name}.log tracebacks", counts[TRACEBACK]))
+        lines = [
+            f"soak: {c.posts} posts from {c.clients} clients, {c.workers} children, refuse share "
+            f"{c.refuse_share:g}, seed {c.seed}; load {self.load_seconds:.1f}s ({rate:.0f}/s), "
+            f"drain {self.drain_seconds:.1f}s",
+        ]
+        if self.chaos_error:
+            lines.append(f"chaos error: {self.chaos_error}")
+        if self.folder is not None:
+            lines.append(f"folder kept: {self.folder}")
+        width = max(len(name) for name, _ in rows)
+        rule = "  " + "-" * (width + 9)
+        lines += [f"  {name:<{width}} {value!s:>8}" if name else rule for name, value in rows]
+        for name, counts in self.logs.items():
+            ended = [(line, count) for line, count in counts.items() if line.startswith(ENDED)]
+            lines += [f"  {name}.log, {count}x {line.removeprefix(ENDED)}" for line, count in ended]
+        return "\n".join(lines)
+
+    def last_line(self):
+        return (
+            f"soak accepted={self.accepted} delivered={self.delivered} failed={self.failed} "
+            f"pending={self.pending} lost={self.lost} duplicates={self.duplicates}"
+        )
+
+
+def read_rows(db_path):
+    """Every outcome: id -> (status, error, attempts)."""
+    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=20)) as db:
+        query = "SELECT id, status, error, attempts FROM relieve_app_mailoutcome"
+        return {row[0]: row[1:] for row in db.execute(query)}
+
+
+def drain(db_path, timeout):
+    """Wait until no row is pending; returns the seconds it took (or the timeout)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if not any(status in PENDING for status, _error, _attempts in read_rows(db_path).values()):
+            break
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
+def scan_log(path):
+    """How often a log says "database is locked" or a hand-over failed, its tracebacks and their ends."""
+    counts = Counter()
+    in_traceback = False
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else ():
+        if LOCKED in line.lower():
+            counts[LOCKED] += 1
+        if UNHANDED in line:
+            counts[UNHANDED] += 1
+        if TRACEBACK in line:
+            counts[TRACEBACK] += 1
+            in_traceback = True
+        elif in_traceback and line and not line[0].isspace():
+            counts[ENDED + line[:160]] += 1
+            in_traceback = False
+    return counts
+
+
+def account(result, load, rows, subjects):
+    """Fill the table: each accepted message lands in exactly one of the first five rows."""
+    received = Counter(subjects)
+    result.accepted = len(load.accepted)
+    result.not_accepted = load.not_accepted
+    for outcome_id, subject in load.accepted.items():
+        status, error, _attempts = rows.get(outcome_id, ("<no row>", "", 0))
+        if status in PENDING:
+            result.pending += 1
+        elif received[subject]:
+            result.delivered += 1
+            result.delivered_not_sent += status != "sent"
+        elif status == "failed" and error:
+            result.failed += 1
+        else:
+            result.lost += 1
+            result.failed_without_error += status == "failed"
+        result.duplicates += max(received[subject] - 1, 0)
+    accepted_subjects = set(load.accepted.values())
+    result.strays = sum(count for subject, count in received.items() if subject not in accepted_subjects)
+    result.attempts = sum(attempts for _status, _error, attempts in rows.values())
+    return result
+
+
+# the run ------------------------------------------------------------------------
+
+
+def run(config, out=print):
+    """Set up, load, disturb, drain, account; returns the Result (its table is printed through out)."""
+    folder = Path(config.folder or tempfile.mkdtemp(prefix="soak-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    stack = Stack(config, folder)
+    result = Result(config, folder=folder if config.keep else None)
+    try:
+        stack.start()
+        load = Load(stack.web_port, config.posts, config.clients)
+        chaos = Chaos(stack, load, config)
+        started = time.monotonic()
+        chaos.start()
+        load.run()
+        result.load_seconds = time.monotonic() - started
+        chaos.finish(timeout=config.kill_every * (config.child_kills or 0) + config.smtp_down + 120)
+        result.drain_seconds = drain(stack.db_path, config.drain_timeout)
+    except SoakError as exc:
+        raise SoakError(f"{exc}\n(database and logs kept in {folder})") from None
+    finally:
+        stack.stop()
+    result.child_kills, result.master_kills, result.smtp_drops = (
+        chaos.child_kills,
+        chaos.master_kills,
+        chaos.smtp_drops,
+    )
+    result.chaos_error = repr(chaos.error) if chaos.error else ""
+    result.refused_by_sink = stack.sink.refused
+    result.logs = {"master": scan_log(stack.master_log), "web": scan_log(stack.web_log)}
+    subjects = [str(message["Subject"]) for message in stack.sink.messages]
+    account(result, load, read_rows(stack.db_path), subjects)
+    if config.keep:
+        (folder / "received.txt").write_text("".join(f"{subject}\n" for subject in subjects))
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+    out(result.table())
+    out(result.last_line())
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--posts", type=int, default=5000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=4, help="runrelieve children")
+    parser.add_argument("--refuse-share", dest="refuse_share", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kill-every", dest="kill_every", type=float, default=3.0, help="seconds")
+    parser.add_argument("--keep", action="store_true", help="keep the folder with the database and logs")
+    options = parser.parse_args(argv)
+    try:
+        result = run(Config(**vars(options)))
+    except SoakError as exc:
+        print(f"soak: {exc}", file=sys.stderr)
+        return 2
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
