@@ -76,7 +76,7 @@ class Master:
         self.server = None
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._queue = []  # ids waiting for a child, oldest first
+        self._queue = collections.deque()  # ids waiting for a child, oldest first
         self._known = set()  # ids queued, scheduled, or in a child: never handed out twice
         self._sending = set()
         self._timers = {}
@@ -220,7 +220,7 @@ class Master:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            outcome_id = self._queue.pop(0)
+            outcome_id = self._queue.popleft()
             self._sending.add(outcome_id)
             self._spawn(self._deliver(outcome_id))
 
@@ -262,7 +262,8 @@ class Master:
             self._failed(job, payload)
             return
         except (TaskExited, RelieveError) as exc:
-            self._requeue(outcome_id, str(exc))
+            # Counted as an attempt: a message that kills its child every time must end `failed`.
+            self._failed(job, {"message": f"{task.name} went away during the send: {exc}"})
             return
         self._count_call(task)
         if sent:
@@ -273,7 +274,7 @@ class Master:
             self._failed(job, self._errors.pop(outcome_id, {"message": "the child reported a failure"}))
 
     def _requeue(self, outcome_id, reason):
-        """The child went away with the job: hand it out again (the attempt still counts)."""
+        """No child could take the job: hand it out again shortly."""
         log.warning("outcome %s goes back to the queue: %s", outcome_id, reason)
         self._known.discard(outcome_id)
         self._retry_later(outcome_id, 0.1)

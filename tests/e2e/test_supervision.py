@@ -7,7 +7,7 @@ import sys
 import pytest
 from django.test import Client
 
-from relieve_app.models import TaskEvent
+from relieve_app.models import MailOutcome, TaskEvent
 from tests.e2e.conftest import ROOT, wait_until
 from tests.e2e.test_delivery import all_sent, post
 
@@ -57,3 +57,15 @@ def test_a_task_that_cannot_import_is_refused_with_the_reason(master):
     assert broken.returncode == 1
     assert "could not start" in broken.stderr
     assert "No module named 'a_module_that_does_not_exist'" in broken.stderr
+
+
+def test_a_message_that_kills_its_child_every_time_ends_failed(master):
+    master.env["RELIEVE_TASK"] = "tests.e2e.tasks.crashing:Crashing"
+    master.start(workers=1)
+    pk = post(Client(), 1, subject="poison")
+    row = wait_until(
+        lambda: MailOutcome.objects.filter(pk=pk, status="failed").first(),
+        message="the poison message failed",
+    )
+    assert row.attempts == 3  # RELIEVE_MAX_ATTEMPTS in the fixture
+    assert "went away during the send" in row.error and "70" in row.error
