@@ -62,7 +62,10 @@ class Recorder:
                     except queue.Empty:
                         break
                 stop = [item for item in batch if item[0] is None]
-                work = [item for item in batch if item[0] is not None]
+                # A waiter that was cancelled (the master stopping) no longer wants its operation.
+                work = [
+                    item for item in batch if item[0] is not None and item[2].set_running_or_notify_cancel()
+                ]
                 if work:
                     self._run(work)
                 if stop:

@@ -1,0 +1,59 @@
+"""The master's database thread: batches, replays, and never dies of a waiter that gave up."""
+
+import asyncio
+import threading
+
+import pytest
+
+from relieve_app import recorder
+from relieve_app.models import MailOutcome, TaskEvent
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def new_outcome():
+    return MailOutcome.objects.create(
+        emitter="a@example.org", recipient="me@example.com", subject="s", body="b"
+    )
+
+
+def test_a_cancelled_waiter_does_not_stop_the_thread():
+    outcome = new_outcome()
+    gate = threading.Event()
+
+    async def scenario():
+        rec = recorder.Recorder().start()
+        blocked = rec.submit(gate.wait, 10)  # holds the thread while the next waiter gives up
+        abandoned = rec.submit(recorder.claim, outcome.pk)
+        abandoned.cancel()
+        gate.set()
+        await blocked
+        job = await asyncio.wait_for(rec.submit(recorder.claim, outcome.pk), 10)
+        await asyncio.wait_for(rec.stop(), 10)
+        return job
+
+    job = asyncio.run(scenario())
+    assert job["attempt"] == 1  # the cancelled claim was skipped, not run
+    assert MailOutcome.objects.get(pk=outcome.pk).status == "sending"
+
+
+def test_a_failing_write_is_replayed_alone_and_the_rest_commit():
+    outcome = new_outcome()
+
+    def broken():
+        raise RuntimeError("this write fails")
+
+    async def scenario():
+        rec = recorder.Recorder().start()
+        gate = threading.Event()
+        first = rec.submit(gate.wait, 10)
+        failing = rec.submit(broken)
+        rec.record(recorder.add_event, "mail0", "info", {"id": outcome.pk}, outcome.pk)
+        gate.set()
+        await first
+        with pytest.raises(RuntimeError, match="this write fails"):
+            await asyncio.wait_for(failing, 10)
+        await asyncio.wait_for(rec.stop(), 10)
+
+    asyncio.run(scenario())
+    assert TaskEvent.objects.filter(outcome=outcome, event="info").count() == 1
