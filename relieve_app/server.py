@@ -1,9 +1,7 @@
-"""The relieve master: a CloudWorker of mail children, a Unix-socket server, and the recorder.
+"""The relieve master: a CloudWorker of mail children, its Unix socket, and the recorder.
 
-Socket protocol: the frames of ``relieve_app.pool.framing``; a request is
-``{"op": <name>, "args": {...}}`` and its reply ``{"ok": true, "result": ...}`` or
-``{"ok": false, "error": {"type": ..., "message": ...}}``. Operations are the
-``handle_<op>`` methods below; anything else is an error reply, never a dead master.
+The socket (``endpoint.py``) turns each request ``{"op": <name>, "args": {...}}`` into a
+call of the ``handle_<op>`` methods at the end of ``Master``.
 
 Delivery is at-least-once. A job is claimed in the database (`sending`) before a child
 gets it; whatever interrupts it afterwards leaves the row pending, and the start-up
@@ -13,28 +11,19 @@ and periodic sweeps hand it out again.
 import asyncio
 import collections
 import contextlib
-import errno
 import logging
 import os
 import signal
-import socket
-import stat
 from dataclasses import dataclass
-from pathlib import Path
 
 from . import recorder
+from .endpoint import Endpoint, StartupError
 from .pool import BootError, CallableTask, CloudWorker, NoTaskAvailable, RelieveError, TaskExited
-from .pool.framing import FrameDecoder, FrameError, encode
 
 log = logging.getLogger(__name__)
 
 MAIL_SCRIPT = "relieve_app.mail:Mail"
 MONITOR = "relieve_app.pool.containers.monitor"
-MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, one for the NUL
-
-
-class StartupError(Exception):
-    """The master cannot start; the message says what to fix."""
 
 
 @dataclass
@@ -58,11 +47,6 @@ class Options:
             raise StartupError(f"--workers must be at least 1 (got {self.workers})")
         if self.max_attempts < 1:
             raise StartupError(f"RELIEVE_MAX_ATTEMPTS must be at least 1 (got {self.max_attempts})")
-        if len(os.fsencode(self.socket_path)) > MAX_SOCKET_PATH:
-            raise StartupError(
-                f"socket path {self.socket_path} is longer than {MAX_SOCKET_PATH} bytes, the limit of "
-                "a Unix socket address; choose a shorter --socket"
-            )
 
     def retry_after(self, attempts):
         return min(self.retry_delay * 2 ** max(attempts - 1, 0), self.max_retry_delay)
@@ -73,7 +57,7 @@ class Master:
         self.options = options
         self.pool = CloudWorker()
         self.recorder = recorder.Recorder()
-        self.server = None
+        self.endpoint = Endpoint(options.socket_path, self, client_timeout=options.client_timeout)
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._queue = collections.deque()  # ids waiting for a child, oldest first
@@ -102,7 +86,8 @@ class Master:
 
     async def start(self):
         self.options.check()
-        self._claim_socket_path()
+        self.endpoint.check()
+        self.endpoint.claim()
         self.recorder.start()
         try:
             await self.recorder.submit(recorder.check_schema)
@@ -116,7 +101,7 @@ class Master:
             await self.pool.kill()
             await self.recorder.stop()
             raise StartupError(f"the task {self.options.script} could not start: {exc.reason}") from exc
-        self.server = await self._listen()
+        await self.endpoint.listen()
         log.info(
             "relieve master pid %d listening on %s with %d children",
             os.getpid(),
@@ -133,10 +118,7 @@ class Master:
             "stopping: no new jobs; waiting up to %.0fs for %d sends", self.options.grace, len(self._sending)
         )
         self._stopping.set()
-        if self.server is not None:
-            self.server.close()
-            with contextlib.suppress(OSError):
-                os.unlink(self.options.socket_path)
+        self.endpoint.close()
         for timer in self._timers.values():
             timer.cancel()
         loop = asyncio.get_running_loop()
@@ -364,83 +346,7 @@ class Master:
             log.info("sweep: %d pending messages picked up", found)
         return found
 
-    # the socket ---------------------------------------------------------------
-
-    def _claim_socket_path(self):
-        """Refuse a path another master answers on; remove a stale socket file."""
-        path = Path(self.options.socket_path)
-        try:
-            with _umask_at_least(0o022):  # nobody else may replace the socket in a folder made here
-                path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StartupError(f"cannot create the socket's folder {path.parent}: {exc}") from exc
-        if not path.exists() and not path.is_symlink():
-            return
-        if not stat.S_ISSOCK(path.lstat().st_mode):
-            raise StartupError(f"{path} exists and is not a socket; remove it or choose another --socket")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        probe.settimeout(1.0)
-        try:
-            probe.connect(str(path))
-        except OSError as exc:
-            if exc.errno not in (errno.ECONNREFUSED, errno.ENOENT):
-                raise StartupError(f"cannot check {path}: {exc}") from exc
-            log.info("removing stale socket %s", path)
-            path.unlink(missing_ok=True)
-            return
-        finally:
-            probe.close()
-        raise StartupError(
-            f"another relieve master is already answering on {path}; stop it first or use --socket"
-        )
-
-    async def _listen(self):
-        previous = os.umask(0o177)  # the socket is born 0600: only this user may talk to the master
-        try:
-            # asyncio's default backlog of 100 turns a burst of clients away (EAGAIN): take the kernel's most.
-            server = await asyncio.start_unix_server(
-                self._serve_client, self.options.socket_path, backlog=socket.SOMAXCONN
-            )
-        finally:
-            os.umask(previous)
-        os.chmod(self.options.socket_path, 0o600)
-        return server
-
-    async def _serve_client(self, reader, writer):
-        decoder = FrameDecoder()
-        try:
-            while True:
-                data = await asyncio.wait_for(reader.read(65536), self.options.client_timeout)
-                if not data:
-                    return
-                for frame in decoder.feed(data):
-                    writer.write(encode(self._reply(frame)))
-                # A client that sends but never reads must not hold the connection forever.
-                await asyncio.wait_for(writer.drain(), self.options.client_timeout)
-        except (TimeoutError, ConnectionError):
-            writer.transport.abort()  # idle, gone, or not reading: drop the replies it would not take
-        finally:
-            writer.close()  # flushes what is left, unless the client does not read it either:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), self.options.client_timeout)
-            writer.transport.abort()  # then drop it; a no-op once closed
-
-    def _reply(self, frame):
-        if isinstance(frame, FrameError):
-            return _error("ProtocolError", str(frame))
-        op, args = frame.get("op"), frame.get("args", {})
-        handler = getattr(self, f"handle_{op}", None) if isinstance(op, str) and op.isidentifier() else None
-        if handler is None:
-            return _error("UnknownOperation", f"unknown operation {op!r}"[:200])
-        if not isinstance(args, dict):
-            return _error("BadArguments", "args must be an object")
-        try:
-            return {"ok": True, "result": handler(**args)}
-        except (TypeError, ValueError) as exc:
-            return _error("BadArguments", f"{op}: {exc}"[:500])
-        except Exception as exc:  # a bug in a handler costs this reply, not the connection
-            log.exception("operation %s failed", op)
-            return _error("InternalError", f"{op}: {type(exc).__name__}: {exc}"[:500])
+    # operations of the socket protocol -----------------------------------------
 
     def handle_ping(self):
         return {"pid": os.getpid(), "workers": len(self.pool.strategy.tasks)}
@@ -470,22 +376,6 @@ class Master:
                 for task in self.pool.tasks.values()
             ],
         }
-
-
-@contextlib.contextmanager
-def _umask_at_least(mask):
-    previous = os.umask(mask)
-    os.umask(previous | mask)
-    try:
-        yield
-    finally:
-        os.umask(previous)
-
-
-def _error(kind, message):
-    # A message may quote the client's input: lone surrogates from JSON escapes are not UTF-8.
-    message = message.encode("utf-8", "backslashreplace").decode()
-    return {"ok": False, "error": {"type": kind, "message": message}}
 
 
 def run(options):
