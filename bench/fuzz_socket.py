@@ -21,16 +21,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import argparse  # noqa: E402
-import collections  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import argparse
+import collections
+import os
+import signal
+import subprocess
+import tempfile
+import time
 
-from tests.e2e import socket_inputs  # noqa: E402
-from tests.smtp_sink import SMTPSink  # noqa: E402
+from tests.e2e import socket_inputs
+from tests.smtp_sink import SMTPSink
 
 
 class Master:

@@ -15,19 +15,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import argparse  # noqa: E402
-import asyncio  # noqa: E402
-import collections  # noqa: E402
-import concurrent.futures  # noqa: E402
-import multiprocessing  # noqa: E402
-import os  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+import argparse
+import asyncio
+import collections
+import concurrent.futures
+import multiprocessing
+import os
+import signal
+import statistics
+import time
 
-from bench.noop import noop  # noqa: E402
-from relieve_app.pool import CallableTask, CloudWorker  # noqa: E402
-from relieve_app.pool.tasks import MIN_UPTIME  # noqa: E402
+from bench.noop import noop
+from relieve_app.pool import CallableTask, CloudWorker
+from relieve_app.pool.tasks import MIN_UPTIME
 
 NOOP = str(ROOT / "bench" / "noop.py") + ":Noop"
 CHILDREN = 2

@@ -26,26 +26,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import http.client  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import shutil  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import sqlite3  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from urllib.parse import urlencode  # noqa: E402
+import argparse
+import contextlib
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
-from relieve_app.pool.framing import FrameDecoder, encode  # noqa: E402
-from tests.smtp_sink import SMTPSink, free_port  # noqa: E402
+from relieve_app.pool.framing import FrameDecoder, encode
+from tests.smtp_sink import SMTPSink, free_port
 
 PENDING = ("queued", "sending", "retrying")
 BODY = "Soak message {n}: some **Markdown**, a list\n\n- one\n- two\n\nand [a link](https://example.com)."
