@@ -1,7 +1,9 @@
 from django.apps import AppConfig
+from django.conf import settings
 from django.core import checks
 
 from relieve_app.checks import check_contact_rate_limit, check_rate_limit_cache
+from relieve_app.ratelimit import parse_rate
 
 
 class RelieveAppConfig(AppConfig):
@@ -10,5 +12,8 @@ class RelieveAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        # Every process stops here on a bad rate, gunicorn included, which runs no system checks:
+        # better than a server whose every POST fails.
+        parse_rate(settings.CONTACT_RATE_LIMIT)
         checks.register(check_contact_rate_limit)
         checks.register(check_rate_limit_cache, deploy=True)

@@ -2,6 +2,10 @@
 
 import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.core import checks
@@ -11,6 +15,8 @@ from django.core.exceptions import ImproperlyConfigured
 
 from relieve_app.models import MailOutcome
 from relieve_app.ratelimit import Rate, RateLimiter, parse_rate
+
+ROOT = Path(__file__).resolve().parents[2]
 
 URL = "/contact/"
 VALID = {"emitter": "ada@example.com", "subject": "Hello", "body": "A message long enough to be sent along."}
@@ -87,6 +93,20 @@ def test_a_bad_rate_is_a_system_check_error(settings):
     assert len(errors) == 1
     assert errors[0].level == checks.ERROR
     assert "CONTACT_RATE_LIMIT = '5 per minute'" in errors[0].msg
+
+
+def test_a_bad_rate_stops_any_process_at_start():
+    env = {**os.environ, "CONTACT_RATE_LIMIT": "5 per minute", "DJANGO_SETTINGS_MODULE": "project.settings"}
+    started = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode != 0
+    assert "CONTACT_RATE_LIMIT = '5 per minute' is not a rate" in started.stderr
 
 
 @pytest.mark.django_db
