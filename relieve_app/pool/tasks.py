@@ -358,12 +358,7 @@ class CallableTask(ScriptTask):
 
     async def call(self, method, *args):
         """Resolves once the child has the call; the child reports raises as ``error`` events."""
-        call_id = self._begin()
-        try:
-            await self.channel.send("relieve:call", call_id, method, list(args))
-        except BaseException:
-            self._in_flight.discard(call_id)
-            raise
+        await self._request("relieve:call", self._begin(), method, args)
         return self
 
     async def get(self, name, *args, timeout=None):
@@ -376,11 +371,7 @@ class CallableTask(ScriptTask):
         future = asyncio.get_running_loop().create_future()
         self._waiting[call_id] = future
         try:
-            try:
-                await self.channel.send("relieve:get", call_id, name, list(args))
-            except BaseException:
-                self._in_flight.discard(call_id)  # never sent: the child will not report it done
-                raise
+            await self._request("relieve:get", call_id, name, args)
             if timeout is None:
                 return await future
             return await asyncio.wait_for(future, timeout)
@@ -395,6 +386,13 @@ class CallableTask(ScriptTask):
             self._waiting.pop(call_id, None)
             if not future.done():
                 future.cancel()
+
+    async def _request(self, event, call_id, name, args):
+        try:
+            await self.channel.send(event, call_id, name, list(args))
+        except BaseException:
+            self._in_flight.discard(call_id)  # never sent: the child will not report it done
+            raise
 
     def _begin(self):
         if not self.running:
