@@ -74,6 +74,20 @@ class Worker:
         await asyncio.gather(*(task.start() for task in self._tasks.values() if not task.running))
         return self
 
+    async def drain(self, timeout=None, poll=0.01):
+        """Wait until no running task holds a call; False when ``timeout`` seconds passed first.
+
+        A ``call`` resolves once its child has it, so stopping right after would cut the calls
+        the children still hold: drain first.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while any(task.running and task.in_flight for task in self._tasks.values()):
+            if deadline is not None and loop.time() >= deadline:
+                return False
+            await asyncio.sleep(poll)
+        return True
+
     async def kill(self, sig=signal.SIGTERM):
         """Stop every task for good; returns their exit codes by name."""
         tasks = list(self._tasks.values())

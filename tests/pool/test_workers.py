@@ -285,3 +285,18 @@ def test_a_removed_task_leaves_the_strategy_for_good(pool, run):
         assert worker.strategy.tasks == [kept]
 
     run(scenario())
+
+
+def test_drain_waits_for_the_calls_the_children_hold(pool, run):
+    async def scenario():
+        worker = CloudWorker()
+        task = pool.callable(name="busy")
+        worker.add(task)
+        await pool.wait(worker.run())
+        await worker.call("block")  # resolved: the child has it, and holds it
+        assert await worker.drain(timeout=0.2) is False
+        await task.send("release")
+        assert await pool.wait(worker.drain(timeout=10)) is True
+        assert task.in_flight == 0
+
+    run(scenario())

@@ -64,15 +64,6 @@ async def serve(listener, worker, n, connections=None):
         await asyncio.gather(*handlers, return_exceptions=True)
 
 
-async def drain(worker, grace=5.0, poll=0.01):
-    """Wait up to ``grace`` seconds for the children to finish the calls they hold: a call resolves
-    once the child has it, and stopping a child earlier would close its clients without an answer."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + grace
-    while any(task.in_flight for task in worker.tasks.values()) and loop.time() < deadline:
-        await asyncio.sleep(poll)
-
-
 async def main(
     port=0, *, host="127.0.0.1", unix=None, tasks=4, n=1_000_000, connections=None, on_listening=None
 ):
@@ -93,7 +84,7 @@ async def main(
         if unix is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(unix)
-        await drain(worker)
+        await worker.drain(timeout=5.0)  # children answer the clients they hold before they stop
         await worker.kill()
 
 
