@@ -75,3 +75,16 @@ def test_wait_for_says_how_many_arrived():
         send(sink, ["only"])
         with pytest.raises(TimeoutError, match="1 of 2"):
             sink.wait_for(2, timeout=0.1)
+
+
+def test_stall_share_picks_a_repeatable_share_of_messages():
+    def picks(seed, share):
+        sink = SMTPSink(stall=0.5, stall_share=share, seed=seed)
+        return [sink._stall_for() for _ in range(200)]
+
+    some = picks(0, 0.25)
+    assert set(some) == {0.0, 0.5}
+    assert 25 <= some.count(0.5) <= 75  # a quarter of 200, give or take
+    assert picks(0, 0.25) == some  # the same seed stalls the same messages
+    assert picks(0, 1.0) == [0.5] * 200
+    assert picks(0, 0.0) == [0.0] * 200
