@@ -72,6 +72,11 @@ class MasterProcess:
             self.process.wait()
             raise AssertionError(f"runrelieve ignored {sig!r} for {timeout}s:\n{self.output()}") from None
 
+    def run_once(self, *options):
+        """Another `runrelieve` on the same socket and settings, run to its end: for start-up refusals."""
+        argv = [sys.executable, "manage.py", "runrelieve", "--socket", self.socket_path, *options]
+        return subprocess.run(argv, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60)
+
     def output(self):
         return Path(self.log_path).read_text() if Path(self.log_path).exists() else ""
 

@@ -3,15 +3,13 @@
 import os
 import signal
 import stat
-import subprocess
-import sys
 
 import pytest
 from django.test import Client
 
 from relieve_app import client
 from relieve_app.models import MailOutcome
-from tests.e2e.conftest import ROOT, wait_until
+from tests.e2e.conftest import wait_until
 from tests.e2e.test_delivery import all_sent, post
 
 pytestmark = pytest.mark.e2e
@@ -109,14 +107,7 @@ def test_a_hung_send_is_killed_after_the_call_timeout_and_retried(master, smtp_s
 
 def test_second_master_on_the_same_socket_is_refused(master):
     master.start()
-    second = subprocess.run(
-        [sys.executable, "manage.py", "runrelieve", "--socket", master.socket_path],
-        cwd=ROOT,
-        env=master.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    second = master.run_once()
     assert second.returncode == 1
     assert f"another relieve master is already answering on {master.socket_path}" in second.stderr
     assert client.request("ping")["workers"] == 2  # the first one is untouched

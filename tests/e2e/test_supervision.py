@@ -1,14 +1,11 @@
 """Supervision limits, each with real children: recycled after N sends or too much memory; a task
 that cannot import is refused at start with the reason."""
 
-import subprocess
-import sys
-
 import pytest
 from django.test import Client
 
 from relieve_app.models import MailOutcome, TaskEvent
-from tests.e2e.conftest import ROOT, wait_until
+from tests.e2e.conftest import wait_until
 from tests.e2e.test_delivery import all_sent, post
 
 pytestmark = pytest.mark.e2e
@@ -38,22 +35,7 @@ def test_a_child_over_the_memory_limit_is_recycled(master):
 
 
 def test_a_task_that_cannot_import_is_refused_with_the_reason(master):
-    broken = subprocess.run(
-        [
-            sys.executable,
-            "manage.py",
-            "runrelieve",
-            "--socket",
-            master.socket_path,
-            "--task",
-            "tests.e2e.tasks.broken",
-        ],
-        cwd=ROOT,
-        env=master.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    broken = master.run_once("--task", "tests.e2e.tasks.broken")
     assert broken.returncode == 1
     assert "could not start" in broken.stderr
     assert "No module named 'a_module_that_does_not_exist'" in broken.stderr
