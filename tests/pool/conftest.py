@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from relieve_app.pool import CallableTask, ForkTask, ScriptTask
+from relieve_app.pool import CallableTask, CloudWorker, ForkTask, ScriptTask
 
 SCRIPTS = Path(__file__).parent / "scripts"
 ENGINE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds relieve_app/
@@ -42,6 +42,15 @@ class Pool:
 
     def script(self, spec="calc.py:Calc", **options):
         return self.track(ScriptTask(script_path(spec), **options))
+
+    async def cloud(self, *names, strategy=None):
+        """A running CloudWorker of CallableTasks with these names; returns it and its tasks."""
+        worker = CloudWorker(strategy)
+        tasks = [self.callable(name=name) for name in names]
+        for task in tasks:
+            worker.add(task)
+        await self.wait(worker.run())
+        return worker, tasks
 
     async def fork(self, spec="fork_child.py", **popen_kwargs):
         """A ForkTask running a script of SCRIPTS, which can import relieve_app."""

@@ -12,8 +12,22 @@ def lines(path):
     return path.read_text().splitlines() if path.exists() else []
 
 
-def test_stdout_and_stderr_lines_go_to_their_files(pool, run, tmp_path):
-    logger = Logger(tmp_path / "logs" / "{name}.out", tmp_path / "logs" / "{name}.err")
+@pytest.fixture
+def make_logger():
+    """Loggers built with this close their files when the test ends, whatever happened."""
+    made = []
+
+    def make(*args, **kwargs):
+        made.append(Logger(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for logger in made:
+        logger.close()
+
+
+def test_stdout_and_stderr_lines_go_to_their_files(pool, run, tmp_path, make_logger):
+    logger = make_logger(tmp_path / "logs" / "{name}.out", tmp_path / "logs" / "{name}.err")
 
     async def scenario():
         task = pool.callable(name="talker", interfaces=[logger])
@@ -25,14 +39,11 @@ def test_stdout_and_stderr_lines_go_to_their_files(pool, run, tmp_path):
         await pool.eventually(lambda: lines(out) == ["to stdout", "again", "again"])
         await pool.eventually(lambda: lines(err) == ["to stderr"])
 
-    try:
-        run(scenario())
-    finally:
-        logger.close()
+    run(scenario())
 
 
-def test_without_a_stderr_path_both_streams_share_one_file(pool, run, tmp_path):
-    logger = Logger(tmp_path / "{name}.log")
+def test_without_a_stderr_path_both_streams_share_one_file(pool, run, tmp_path, make_logger):
+    logger = make_logger(tmp_path / "{name}.log")
 
     async def scenario():
         task = pool.callable(name="shared", interfaces=[logger])
@@ -41,10 +52,7 @@ def test_without_a_stderr_path_both_streams_share_one_file(pool, run, tmp_path):
         await pool.wait(task.get("say", "err", "stderr"))
         await pool.eventually(lambda: sorted(lines(tmp_path / "shared.log")) == ["err", "out"])
 
-    try:
-        run(scenario())
-    finally:
-        logger.close()
+    run(scenario())
 
 
 def test_a_boot_failure_traceback_lands_in_the_stderr_file(pool, run, tmp_path):
@@ -60,14 +68,11 @@ def test_a_boot_failure_traceback_lands_in_the_stderr_file(pool, run, tmp_path):
             lambda: "ImportError: broken_import needs a module that is missing" in lines(tmp_path / "err.log")
         )
 
-    try:
-        run(scenario())
-    finally:
-        logger.close()
+    run(scenario())
 
 
-def test_one_file_lives_across_restarts(pool, run, tmp_path):
-    logger = Logger(tmp_path / "{name}.log")
+def test_one_file_lives_across_restarts(pool, run, tmp_path, make_logger):
+    logger = make_logger(tmp_path / "{name}.log")
 
     async def scenario():
         task = pool.callable(name="restarted", interfaces=[logger])
@@ -77,14 +82,11 @@ def test_one_file_lives_across_restarts(pool, run, tmp_path):
         await pool.wait(task.get("say", "second child"))
         await pool.eventually(lambda: lines(tmp_path / "restarted.log") == ["first child", "second child"])
 
-    try:
-        run(scenario())
-    finally:
-        logger.close()
+    run(scenario())
 
 
-def test_rotation_by_size_keeps_backups(pool, run, tmp_path):
-    logger = Logger(tmp_path / "{name}.log", max_bytes=200, backup_count=3)
+def test_rotation_by_size_keeps_backups(pool, run, tmp_path, make_logger):
+    logger = make_logger(tmp_path / "{name}.log", max_bytes=200, backup_count=3)
     path = tmp_path / "rotated.log"
 
     async def scenario():
@@ -98,14 +100,11 @@ def test_rotation_by_size_keeps_backups(pool, run, tmp_path):
             assert file.stat().st_size <= 200
             assert set(lines(file)) == {"x" * 39}
 
-    try:
-        run(scenario())
-    finally:
-        logger.close()
+    run(scenario())
 
 
-def test_a_line_too_long_to_log_does_not_stop_the_logging(pool, run, tmp_path):
-    logger = Logger(tmp_path / "{name}.log")
+def test_a_line_too_long_to_log_does_not_stop_the_logging(pool, run, tmp_path, make_logger):
+    logger = make_logger(tmp_path / "{name}.log")
 
     async def scenario():
         task = pool.callable(name="long", interfaces=[logger])
@@ -117,26 +116,19 @@ def test_a_line_too_long_to_log_does_not_stop_the_logging(pool, run, tmp_path):
         assert "[relieve: a line too long to log was dropped]" in lines(tmp_path / "long.log")
         assert await pool.wait(task.stop()) == -signal.SIGTERM
 
-    try:
-        run(scenario())
-    finally:
-        logger.close()
+    run(scenario())
 
 
-def test_handlers_follow_the_rotation_option(tmp_path):
-    by_time = Logger(tmp_path / "t.log", when="S", interval=2, backup_count=4)
-    by_size = Logger(tmp_path / "s.log", max_bytes=1000)
-    try:
-        timed = by_time.handler(str(tmp_path / "t.log"))
-        assert isinstance(timed, logging.handlers.TimedRotatingFileHandler)
-        assert timed.when == "S" and timed.interval == 2 and timed.backupCount == 4
-        sized = by_size.handler(str(tmp_path / "s.log"))
-        assert isinstance(sized, logging.handlers.RotatingFileHandler)
-        assert sized.maxBytes == 1000
-        assert by_size.handler(str(tmp_path / "s.log")) is sized  # one handler per file
-    finally:
-        by_time.close()
-        by_size.close()
+def test_handlers_follow_the_rotation_option(tmp_path, make_logger):
+    by_time = make_logger(tmp_path / "t.log", when="S", interval=2, backup_count=4)
+    by_size = make_logger(tmp_path / "s.log", max_bytes=1000)
+    timed = by_time.handler(str(tmp_path / "t.log"))
+    assert isinstance(timed, logging.handlers.TimedRotatingFileHandler)
+    assert timed.when == "S" and timed.interval == 2 and timed.backupCount == 4
+    sized = by_size.handler(str(tmp_path / "s.log"))
+    assert isinstance(sized, logging.handlers.RotatingFileHandler)
+    assert sized.maxBytes == 1000
+    assert by_size.handler(str(tmp_path / "s.log")) is sized  # one handler per file
 
 
 def test_rotating_by_size_and_by_time_at_once_is_refused(tmp_path):

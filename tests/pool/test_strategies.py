@@ -100,11 +100,7 @@ def test_two_workers_have_independent_strategies():
 
 def test_the_least_busy_real_task_gets_the_calls(pool, run):
     async def scenario():
-        worker = CloudWorker()
-        tasks = [pool.callable(name=f"t{i}") for i in range(3)]
-        for task in tasks:
-            worker.add(task)
-        await pool.wait(worker.run())
+        worker, tasks = await pool.cloud("t0", "t1", "t2")
         busy = await pool.wait(worker.call("slow", 20))  # busy until the pool kills it at the end
         assert busy.in_flight == 1
         idle_pids = {task.pid for task in tasks if task is not busy}
@@ -118,11 +114,7 @@ def test_the_least_busy_real_task_gets_the_calls(pool, run):
 
 def test_concurrent_calls_spread_over_the_tasks(pool, run):
     async def scenario():
-        worker = CloudWorker()
-        tasks = [pool.callable(name=f"t{i}") for i in range(3)]
-        for task in tasks:
-            worker.add(task)
-        await pool.wait(worker.run())
+        worker, _ = await pool.cloud("t0", "t1", "t2")
         chosen = await pool.wait(asyncio.gather(*(worker.call("slow", 0.2) for _ in range(6))))
         assert sorted(task.name for task in chosen) == ["t0", "t0", "t1", "t1", "t2", "t2"]
 

@@ -189,11 +189,7 @@ def test_queue_and_cloud_workers_refuse_a_fork_task(pool, run, worker_class):
 
 def test_cloud_worker_call_get_and_send_reach_its_tasks(pool, run):
     async def scenario():
-        worker = CloudWorker()
-        tasks = [pool.callable(name=f"t{i}") for i in range(2)]
-        for task in tasks:
-            worker.add(task)
-        await pool.wait(worker.run())
+        worker, tasks = await pool.cloud("t0", "t1")
         pids = {await pool.wait(worker.get("pid")) for _ in range(4)}
         assert pids == {task.pid for task in tasks}
         assert await pool.wait(worker.get("add", 2, 3)) == 5
