@@ -1,8 +1,8 @@
 from django.apps import AppConfig
-from django.conf import settings
 from django.core import checks
 
 from relieve_app.checks import check_contact_rate_limit, check_rate_limit_cache
+from relieve_app.conf import app_settings, check_settings
 from relieve_app.ratelimit import parse_rate
 
 
@@ -14,6 +14,7 @@ class RelieveAppConfig(AppConfig):
     def ready(self):
         # Every process stops here on a bad rate, gunicorn included, which runs no system checks:
         # better than a server whose every POST fails.
-        parse_rate(settings.CONTACT_RATE_LIMIT)
+        parse_rate(app_settings.CONTACT_RATE_LIMIT)
+        checks.register(check_settings)
         checks.register(check_contact_rate_limit)
         checks.register(check_rate_limit_cache, deploy=True)

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from relieve_app.conf import app_settings
 from relieve_app.ratelimit import CACHE_ALIAS, parse_rate
 
 PER_PROCESS_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
@@ -11,7 +12,7 @@ PER_PROCESS_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
 
 def check_contact_rate_limit(app_configs, **kwargs):
     try:
-        parse_rate(settings.CONTACT_RATE_LIMIT)
+        parse_rate(app_settings.CONTACT_RATE_LIMIT)
     except ImproperlyConfigured as exc:
         return [checks.Error(str(exc), obj="settings.CONTACT_RATE_LIMIT", id="relieve_app.E001")]
     return []
@@ -20,7 +21,7 @@ def check_contact_rate_limit(app_configs, **kwargs):
 def check_rate_limit_cache(app_configs, **kwargs):
     """Deployment only: each web process has its own local-memory cache, hence its own count."""
     try:
-        rate = parse_rate(settings.CONTACT_RATE_LIMIT)
+        rate = parse_rate(app_settings.CONTACT_RATE_LIMIT)
     except ImproperlyConfigured:
         return []  # E001 says it
     backend = settings.CACHES.get(CACHE_ALIAS, {}).get("BACKEND")
