@@ -21,7 +21,8 @@ def load_settings(**env):
         "import project.settings as s\n"
         "django.setup()\n"
         "from relieve_app.conf import app_settings as a\n"
-        f"values = {{**{{n: getattr(s, n) for n in {names!r}}}, **{{n: getattr(a, n) for n in {app_names!r}}}}}\n"
+        f"values = {{n: getattr(s, n) for n in {names!r}}}\n"
+        f"values.update({{n: getattr(a, n) for n in {app_names!r}}})\n"
         "print(json.dumps(values, default=str))\n"
     )
     ours = {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "EMAIL_URL", "CACHE_URL", *names, *app_names}
