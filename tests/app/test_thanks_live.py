@@ -25,6 +25,7 @@ pytestmark = [
 
 def rendered(url):
     """The page's DOM after its scripts ran for ten seconds of virtual time."""
+    assert CHROMIUM, "CI needs chromium for this test: apt-get install chromium"
     argv = [
         CHROMIUM,
         "--headless",
