@@ -29,7 +29,7 @@ def describe(reference, status, error=""):
         "reference": reference,
         "status": status,
         "final": status in FINAL,
-        "text": TEXT[status].format(reason=failure_reason(error)),
+        "text": TEXT.get(status, TEXT[Status.QUEUED]).format(reason=failure_reason(error)),
     }
 
 
