@@ -12,7 +12,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core import checks
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 
 SOCKET_NAME = Path("var") / "relieve.sock"
@@ -100,6 +100,13 @@ def check_settings(app_configs, **kwargs):
                 checks.Error(f"{name} = {value!r}: {problem}", obj=f"settings.{name}", id="relieve_app.E010")
             )
     return errors
+
+
+def refuse_bad_settings():
+    """Raise ImproperlyConfigured naming every bad setting: gunicorn and runrelieve run no checks."""
+    errors = check_settings(None)
+    if errors:
+        raise ImproperlyConfigured("\n".join(error.msg for error in errors))
 
 
 def _number(value, minimum, kinds, word):

@@ -1,6 +1,9 @@
 """The app's settings: a default for each, the project's value when it sets one, read at each use."""
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ from relieve_app import conf
 from relieve_app.conf import DEFAULTS, app_settings
 
 APP = Path(conf.__file__).parent
+ROOT = APP.parent
 
 
 def errors_about(name):
@@ -86,3 +90,17 @@ def test_the_app_reads_its_settings_only_through_conf():
     direct = re.compile(r"(?<![\w\"'])settings\.(RELIEVE|CONTACT)_")
     readers = [path.relative_to(APP) for path in APP.rglob("*.py") if direct.search(path.read_text())]
     assert readers == []
+
+
+def test_a_bad_setting_stops_any_process_at_start(tmp_path):
+    """gunicorn and runrelieve run no system checks: the app refuses to load instead."""
+    env = {**os.environ, "RELIEVE_WORKERS": "0", "CONTACT_RECIPIENT": "nobody"}
+    code = "import django; django.setup()"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr
+    assert "RELIEVE_WORKERS = 0: must be at least 1." in result.stderr
+    assert "CONTACT_RECIPIENT = 'nobody'" in result.stderr
