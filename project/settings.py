@@ -147,6 +147,9 @@ MAILERS = {"default": _mailer(env.str("EMAIL_URL", default="") or "consolemail:/
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="relieve <noreply@localhost>")
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 CONTACT_RECIPIENT = env.str("CONTACT_RECIPIENT", default="me@example.com")
+# With DEBUG off, a backend that delivers nothing (console, file, memory, dummy) stops every process at
+# start, unless this says it is meant; runrelieve then warns at every start.
+RELIEVE_ALLOW_DEV_MAIL = env.bool("RELIEVE_ALLOW_DEV_MAIL", default=False)
 
 RELIEVE_SOCKET = str(BASE_DIR / env.str("RELIEVE_SOCKET", default="var/relieve.sock"))
 RELIEVE_WORKERS = env.int("RELIEVE_WORKERS", default=4)
