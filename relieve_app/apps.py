@@ -2,6 +2,7 @@ from django.apps import AppConfig
 from django.core import checks
 
 from relieve_app import checks as relieve_checks
+from relieve_app.folders import make_default_folders
 
 
 class RelieveAppConfig(AppConfig):
@@ -13,6 +14,7 @@ class RelieveAppConfig(AppConfig):
         # Every process stops here on settings that cannot work, gunicorn and runrelieve included,
         # which run no system checks: better than a server whose every POST fails or is never delivered.
         relieve_checks.refuse_to_start()
+        make_default_folders()
         for check in relieve_checks.STARTUP_CHECKS:
             checks.register(check)
         checks.register(relieve_checks.check_rate_limit_cache, deploy=True)

@@ -1,37 +1,24 @@
 """runrelieve refuses to start, before any child, with a message that says what to fix: settings that
 cannot deliver, and a socket path it could not listen on. A refusal is a CommandError, no traceback."""
 
-import functools
-import shutil
 import subprocess
 import sys
 
 import pytest
 
 from tests.e2e.conftest import ROOT
+from tests.readonly import SKIP_REASON, can_mount_read_only, read_only
 
 pytestmark = pytest.mark.e2e
 
 CHILD_STARTED = "started (pid"
 
 
-@functools.cache
-def can_mount_read_only():
-    """A read-only bind mount in a private mount namespace: unwritable even for root (EROFS)."""
-    if shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(
-        ["unshare", "--mount", "mount", "--bind", "-o", "ro", "/tmp", "/tmp"], capture_output=True
-    )
-    return probe.returncode == 0
-
-
 def run_with_read_only(folder, master):
     """runrelieve, as master.run_once() does, with `folder` mounted read-only for it alone."""
-    script = 'mount --bind -o ro "$0" "$0" && exec "$@"'
     argv = [sys.executable, "manage.py", "runrelieve", "--socket", master.socket_path]
     return subprocess.run(
-        ["unshare", "--mount", "sh", "-c", script, str(folder), *argv],
+        read_only(folder, argv),
         cwd=ROOT,
         env=master.env,
         capture_output=True,
@@ -50,7 +37,7 @@ def assert_refused(result, *expected):
 
 def test_an_unwritable_socket_folder_is_refused_before_any_child_starts(master, tmp_path):
     if not can_mount_read_only():
-        pytest.skip("needs `unshare --mount` to make a folder unwritable for root")
+        pytest.skip(SKIP_REASON)
     folder = tmp_path / "ro"
     folder.mkdir()
     master.socket_path = str(folder / "r.sock")
@@ -62,7 +49,7 @@ def test_an_unwritable_socket_folder_is_refused_before_any_child_starts(master, 
 
 def test_a_socket_folder_that_cannot_be_created_is_refused(master, tmp_path):
     if not can_mount_read_only():
-        pytest.skip("needs `unshare --mount` to make a folder unwritable for root")
+        pytest.skip(SKIP_REASON)
     master.socket_path = str(tmp_path / "new" / "r.sock")
 
     refused = run_with_read_only(tmp_path, master)
