@@ -99,12 +99,16 @@ def check_rate_limit_cache(app_configs, **kwargs):
 STARTUP_CHECKS = (check_contact_rate_limit, check_addresses, check_mail_backend)
 
 
+class SettingsRefused(ImproperlyConfigured):
+    """Settings no process may run with; the message lists each problem and its fix."""
+
+
 def refuse_to_start():
-    """Raise ImproperlyConfigured naming every error of STARTUP_CHECKS, so no process runs with them."""
+    """Raise SettingsRefused naming every error of STARTUP_CHECKS, so no process runs with them."""
     errors = [error for check in STARTUP_CHECKS for error in check(None) if error.is_serious()]
     if errors:
         lines = [f"{error.msg} {error.hint or ''}".strip() for error in errors]
-        raise ImproperlyConfigured("relieve cannot start:\n  " + "\n  ".join(lines))
+        raise SettingsRefused("relieve cannot start:\n  " + "\n  ".join(lines))
 
 
 def is_address(value):

@@ -76,6 +76,7 @@ def test_settings_that_cannot_deliver_stop_runrelieve(master):
 
     assert refused.returncode != 0
     assert "CONTACT_RECIPIENT = '' is not an email address" in refused.stderr
+    assert "Traceback" not in refused.stderr
     assert CHILD_STARTED not in refused.stderr
 
 
