@@ -56,9 +56,8 @@ class Endpoint:
             with _umask_at_least(0o022):  # nobody else may replace the socket in a folder made here
                 path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StartupError(
-                f"cannot create the socket's folder {path.parent}: {exc.strerror}{FIX}"
-            ) from exc
+            reason = exc.strerror or exc
+            raise StartupError(f"cannot create the socket's folder {path.parent}: {reason}{FIX}") from exc
         if not path.exists() and not path.is_symlink():
             return
         if not stat.S_ISSOCK(path.lstat().st_mode):
