@@ -65,7 +65,7 @@ class Master:
         self._queued = set()  # the ids of _queue
         self._timers = {}  # waiting for its retry delay
         self._sending = set()  # claimed, in a child, or its answer being handled
-        self._settling = set()  # its attempt's outcome written but not yet committed
+        self._settling = {}  # its attempt's outcome written but not yet committed: id -> that write
         self._background = set()
         self._errors = {}  # outcome id -> last error payload reported by a child
         self._calls = collections.Counter()  # sends per child since it started
@@ -134,15 +134,14 @@ class Master:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.pool.kill()
-        unsettled = sorted(self._settling)
+        writes = dict(self._settling)
         await self.recorder.stop(timeout=max(deadline - loop.time(), 1.0))
-        if self._settling:
-            log.error(
-                "the database took no outcome for %s; those messages stay pending and may be sent again",
-                sorted(self._settling),
-            )
-        elif unsettled:
-            log.info("%d outcomes waiting for the database were recorded", len(unsettled))
+        await asyncio.gather(*writes.values(), return_exceptions=True)
+        lost = sorted(pk for pk, write in writes.items() if write.cancelled() or write.exception())
+        if lost:
+            log.error("the database took no outcome for %s; they stay pending and may be sent again", lost)
+        elif writes:
+            log.info("%d outcomes waiting for the database were recorded", len(writes))
         log.info("stopped; %d sends were cut short and stay pending for the next start", len(self._sending))
 
     def _spawn(self, coro):
@@ -199,7 +198,7 @@ class Master:
         )
 
     def _held(self):
-        return self._queued | set(self._timers) | self._sending | self._settling
+        return self._queued | set(self._timers) | self._sending | set(self._settling)
 
     def enqueue(self, outcome_id):
         """Queue an id for a child unless this master already handles it."""
@@ -312,11 +311,10 @@ class Master:
     def _settle(self, outcome_id, fn, *args, then=None):
         """Write an attempt's outcome; the id stays held until that write commits, however long
         the database is away, so no sweep can send again what a child already sent."""
-        self._settling.add(outcome_id)
-        written = self.recorder.persist(fn, *args)
+        written = self._settling[outcome_id] = self.recorder.persist(fn, *args)
 
         def settled(future):
-            self._settling.discard(outcome_id)
+            self._settling.pop(outcome_id, None)
             self._wake.set()
             if future.cancelled() or future.exception() is not None:
                 log.error("outcome %s could not be recorded: %s", outcome_id, future.exception())

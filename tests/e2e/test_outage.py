@@ -67,3 +67,25 @@ def _closed_port():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+@postgres_only
+def test_a_master_stopped_during_an_outage_names_the_outcomes_it_could_not_record(master, smtp_sink):
+    db = connection.settings_dict
+    with TCPProxy(db.get("HOST") or "127.0.0.1", int(db.get("PORT") or 5432)) as proxy:
+        master.env["DATABASE_URL"] = database_url().replace(f":{db.get('PORT') or 5432}/", f":{proxy.port}/")
+        master.env["RELIEVE_GRACE"] = "2"
+        smtp_sink.stall = 1.0
+        master.start(workers=1)
+        pk = post(Client(), 1, subject="sent while the database is away")
+        wait_until(
+            lambda: MailOutcome.objects.filter(pk=pk, status="sending").exclude(task_name="").exists(),
+            message="the send in a child",
+        )
+        proxy.cut()
+        smtp_sink.wait_for(1, timeout=10)
+        wait_until(lambda: "retrying until it commits" in master.output(), message="the write kept")
+        assert master.stop() == 0
+
+    assert f"the database took no outcome for [{pk}]" in master.output()
+    assert MailOutcome.objects.get(pk=pk).status == "sending"  # the next start sends it again
