@@ -373,7 +373,9 @@ class Chaos(threading.Thread):
                 self.freeze_master(now)
             if self._thaw_at is not None and now >= self._thaw_at:
                 self.thaw()
-            if not self.db_locks and (progress >= config.db_lock_at or self._load_done.is_set()):
+            due = progress >= config.db_lock_at or self._load_done.is_set()
+            # Not while the master is frozen: it may hold the lock itself until this thread thaws it.
+            if not self.db_locks and due and self._thaw_at is None:
                 self.lock_db(now)
             if self._unlock_at is not None and now >= self._unlock_at:
                 self.unlock_db()
@@ -436,14 +438,17 @@ class Chaos(threading.Thread):
 
     def lock_db(self, now):
         """Another process holds SQLite's write lock: outcome writes wait, none is dropped."""
-        self._lock = sqlite3.connect(self.stack.db_path, timeout=20, isolation_level=None)
+        self._lock = sqlite3.connect(
+            self.stack.db_path, timeout=20, isolation_level=None, check_same_thread=False
+        )
         self._lock.execute("BEGIN EXCLUSIVE")
         self.db_locks += 1
         self._unlock_at = now + self.config.db_lock_for
 
     def unlock_db(self):
         if self._lock is not None:
-            self._lock.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):  # a BEGIN that failed left nothing to roll back
+                self._lock.execute("ROLLBACK")
             self._lock.close()
             self._lock = None
         self._unlock_at = None
