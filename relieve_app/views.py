@@ -2,14 +2,15 @@
 
 A form post that is accepted is redirected (303) to its thank-you page, so a reload sends nothing
 twice; a JSON client gets 202 with the message's reference and status URL. Refusals are 400, 403
-(CSRF), 405, 413 (body over DATA_UPLOAD_MAX_MEMORY_SIZE) or 429 (over CONTACT_RATE_LIMIT, with
-Retry-After), in HTML or JSON (see answers.py), and a row exists only after an acceptance.
+(CSRF), 405, 413 (body over DATA_UPLOAD_MAX_MEMORY_SIZE), 429 (over CONTACT_RATE_LIMIT, with
+Retry-After) or 503 (database unreachable or locked, with Retry-After), in HTML or JSON (see
+answers.py), and a row exists only after an acceptance.
 """
 
 import logging
 from functools import partial, wraps
 
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.http import HttpResponseRedirect, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
@@ -27,6 +28,9 @@ from relieve_app.payload import BadBody
 logger = logging.getLogger(__name__)
 
 TEMPLATE = "relieve_app/contact.html"
+# Seconds a visitor is asked to wait when the database cannot take the message.
+UNAVAILABLE_RETRY_AFTER = 30
+DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
 def refuse_oversized(view):
@@ -76,7 +80,11 @@ def contact(request):
 
     if form.is_spam():
         return _pretend_accepted(request, as_json)
-    outcome = enqueue(form.cleaned_data)
+    try:
+        outcome = enqueue(form.cleaned_data)
+    except DATABASE_DOWN as exc:  # an outage or a held lock, not a bug: no 500
+        logger.warning("Contact message refused with 503: the database is unavailable (%s).", exc)
+        return _unavailable(request, as_json, data)
     return _accepted(request, as_json, outcome.reference, outcome.pk, outcome.status)
 
 
@@ -98,7 +106,10 @@ def enqueue(cleaned_data):
 @never_cache
 def thanks(request, reference):
     """The page a form post is redirected to: the message's state now, followed live by outcome.js."""
-    state = _state(reference)
+    try:
+        state = _state(reference)
+    except DATABASE_DOWN:
+        return _state_unavailable(request)
     if state is None:
         return answers.not_found(request, "No message has this reference.")
     context = {"state": state, "status_url": reverse("relieve_app:status", args=[reference])}
@@ -112,7 +123,10 @@ def thanks(request, reference):
 @never_cache
 def status(request, reference):
     """The state of one message in JSON, found by its unguessable reference alone."""
-    state = _state(reference)
+    try:
+        state = _state(reference)
+    except DATABASE_DOWN:
+        return _state_unavailable(request, as_json=True)
     if state is None:
         return answers.error("No message has this reference.", 404)
     return JsonResponse(state)
@@ -123,6 +137,20 @@ def _state(reference):
         return progress.describe(reference, MailOutcome.Status.QUEUED)
     outcome = MailOutcome.objects.filter(reference=reference).only("reference", "status", "error").first()
     return progress.of(outcome) if outcome else None
+
+
+def _state_unavailable(request, as_json=False):
+    """The database is down: the message is safe, its state unreadable for now; the page's script retries."""
+    message = (
+        "The state of your message cannot be read just now. "
+        f"Please try again in {UNAVAILABLE_RETRY_AFTER} seconds."
+    )
+    if as_json or wants_json(request):
+        response = answers.error(message, 503)
+    else:
+        response = render(request, "relieve_app/unavailable.html", {"message": message}, status=503)
+    response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+    return response
 
 
 def _blank_form(request):
@@ -156,6 +184,17 @@ def _pretend_accepted(request, as_json):
         HONEYPOT,
     )
     return _accepted(request, as_json, references.decoy(), None, MailOutcome.Status.QUEUED)
+
+
+def _unavailable(request, as_json, data):
+    """Not taken: the visitor keeps the message (the form is filled again) and sends it later."""
+    message = (
+        "Your message could not be taken just now and was not sent. "
+        f"Please send it again in {UNAVAILABLE_RETRY_AFTER} seconds."
+    )
+    response = _refuse(request, as_json, message, status=503, initial=data)
+    response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+    return response
 
 
 def _refuse(request, as_json, message, status, initial=None):

@@ -3,10 +3,14 @@
 import logging
 import sys
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from relieve_app import server
+from relieve_app.checks import DEV_MAIL_BACKENDS, mail_backend
 from relieve_app.conf import app_settings
+
+log = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -35,6 +39,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, workers, socket_path, script, **options):
         self.log_to_stderr()
+        warn_about_dev_mail()
         config = server.Options(
             socket_path=socket_path,
             workers=workers,
@@ -66,3 +71,19 @@ class Command(BaseCommand):
         logger.addHandler(handler)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.INFO)
+
+
+def warn_about_dev_mail():
+    """A backend that delivers nothing marks mail `sent` all the same: say so at every start."""
+    backend = mail_backend()
+    if backend not in DEV_MAIL_BACKENDS:
+        return
+    does = DEV_MAIL_BACKENDS[backend]
+    if settings.DEBUG:
+        log.warning("mail is NOT delivered: %s %s (DEBUG; set EMAIL_URL to send)", backend, does)
+    else:
+        log.warning(
+            "RELIEVE_ALLOW_DEV_MAIL is on with DEBUG off: mail is NOT delivered but marked sent: %s %s",
+            backend,
+            does,
+        )
