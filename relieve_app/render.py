@@ -47,6 +47,7 @@ class Renderer:
         self.start_timeout = start_timeout
         self.process = None
         self._decoder = None
+        self._ready = False
         self._lock = threading.Lock()
 
     def render(self, body):
@@ -70,6 +71,7 @@ class Renderer:
             reply = self._exchange(request, self.timeout)
             if reply is None:
                 self._stop()
+                self._spawn()  # its start overlaps this mail's sending, not the next render
                 raise RenderError(f"Markdown took over {self.timeout:g}s")
             if "html" not in reply:
                 raise RenderError(f"Markdown failed: {reply.get('error', reply)}")
@@ -88,9 +90,16 @@ class Renderer:
     # the process ----------------------------------------------------------------
 
     def _ensure_started(self):
-        if self.process is not None and self.process.poll() is None:
-            return
-        self._stop()
+        if self.process is None or self.process.poll() is not None:
+            self._stop()
+            self._spawn()
+        if not self._ready:
+            if self._exchange(b"", self.start_timeout) != {"ready": True}:
+                self._stop()
+                raise RenderError(f"the renderer did not start within {self.start_timeout:g}s")
+            self._ready = True
+
+    def _spawn(self):
         env = {
             **os.environ,
             "PYTHONSAFEPATH": "1",
@@ -101,9 +110,7 @@ class Renderer:
         os.set_blocking(self.process.stdin.fileno(), False)
         os.set_blocking(self.process.stdout.fileno(), False)
         self._decoder = FrameDecoder()
-        if self._exchange(b"", self.start_timeout) != {"ready": True}:
-            self._stop()
-            raise RenderError(f"the renderer did not start within {self.start_timeout:g}s")
+        self._ready = False
 
     def _stop(self):
         process, self.process = self.process, None
