@@ -2,13 +2,18 @@
 
 import os
 import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
 from relieve_app.render import Renderer
 
 pytestmark = pytest.mark.timeout(120)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 NORMAL = "Hello **there**\r\n\r\n- one\r\n- two\r\n\r\n![tracker words](http://evil.example/t.png)"
 # Not caught by shape.py, so only the deadline stops it: quadratic, about a minute of Markdown.
@@ -110,3 +115,10 @@ def test_a_body_too_large_for_a_frame_is_text_only_not_an_error(renderer):
     body = "x" * (2 << 20)
     rendered = renderer.render(body)
     assert rendered.html is None and "cannot be sent" in rendered.fallback
+
+
+def test_a_render_left_running_by_a_dead_parent_is_ended_by_its_cpu_limit():
+    """No parent is left to kill it: the kernel does, once the render used its CPU budget."""
+    code = "from relieve_app.render_process import limit_cpu\nlimit_cpu(1)\nwhile True: pass"
+    runaway = subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120)
+    assert runaway.returncode == -signal.SIGXCPU
