@@ -79,6 +79,10 @@ class Mail:
     def set_channel(self, channel):
         self.channel = channel
 
+    def start(self, *arguments):
+        """Called once the child is up: the renderer imports Markdown while no mail waits for it."""
+        self.renderer.start()
+
     def send_mail(self, job):
         """Send one job's mail and report it; True when the server accepted it."""
         report = {"id": job["id"], "attempt": job["attempt"]}

@@ -77,6 +77,13 @@ class Renderer:
                 raise RenderError(f"Markdown failed: {reply.get('error', reply)}")
             return reply["html"]
 
+    def start(self):
+        """Start the renderer process now, without waiting for it: the first render then waits less."""
+        with self._lock:
+            if self.process is None or self.process.poll() is not None:
+                self._stop()
+                self._spawn()
+
     def close(self):
         with self._lock:
             self._stop()
