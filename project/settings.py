@@ -171,6 +171,8 @@ RELIEVE_CLIENT_TIMEOUT = env.float("RELIEVE_CLIENT_TIMEOUT", default=10.0)
 RELIEVE_MAX_CALLS = env.int("RELIEVE_MAX_CALLS", default=1000)
 RELIEVE_MAX_MEMORY_MB = env.int("RELIEVE_MAX_MEMORY_MB", default=256)
 RELIEVE_USAGE_INTERVAL = env.float("RELIEVE_USAGE_INTERVAL", default=30.0)
+# A Markdown body that takes longer to render goes out as text only; its renderer process is replaced.
+RELIEVE_RENDER_TIMEOUT = env.float("RELIEVE_RENDER_TIMEOUT", default=0.5)
 RELIEVE_TASK = env.str("RELIEVE_TASK", default="relieve_app.mail:Mail")
 # Contact posts one client (REMOTE_ADDR) may send: "5/m", "100/h", "10/5m"; empty for no limit. On by
 # default: a contact page open to unlimited posts is an open door to spam. Over it: 429 with Retry-After.
