@@ -54,6 +54,9 @@ from tests.smtp_sink import SMTPSink, free_port
 
 PENDING = ("queued", "sending", "retrying")
 BODY = "Soak message {n}: some **Markdown**, a list\n\n- one\n- two\n\nand [a link](https://example.com)."
+# Every HOSTILE_EVERY-th post has a body Markdown would take minutes on or recurse over: sent as text.
+HOSTILE_BODIES = ("- " * 500 + "x", "a\n: b\n" * 500, "[" * 19_999, "![" * 10_000, "[a](" * 5_000)
+HOSTILE_EVERY = 50
 LOCKED = "database is locked"
 TRACEBACK = "Traceback (most recent call last)"
 ENDED = "traceback ended with: "
@@ -289,7 +292,7 @@ class Load:
         }
         while (n := self._next()) is not None:
             subject = f"soak {n}"
-            form = {"emitter": f"visitor{n}@example.org", "subject": subject, "body": BODY.format(n=n)}
+            form = {"emitter": f"visitor{n}@example.org", "subject": subject, "body": soak_body(n)}
             try:
                 conn.request("POST", "/contact/", urlencode(form), headers)
                 response = conn.getresponse()
@@ -311,6 +314,19 @@ class Load:
                 self.not_accepted[what] += 1
             else:
                 self.accepted[outcome_id] = what
+
+
+def soak_body(n):
+    if n % HOSTILE_EVERY == HOSTILE_EVERY - 1:
+        return HOSTILE_BODIES[n // HOSTILE_EVERY % len(HOSTILE_BODIES)]
+    return BODY.format(n=n)
+
+
+def hostile_delivered(load, subjects):
+    """Of the accepted posts with a hostile body, how many were delivered: "<delivered>/<accepted>"."""
+    received = set(subjects)
+    hostile = [s for s in load.accepted.values() if soak_body(int(s.split()[-1])) in HOSTILE_BODIES]
+    return f"{sum(subject in received for subject in hostile)}/{len(hostile)}"
 
 
 def _csrf_token(response):
@@ -505,6 +521,7 @@ class Result:
     drain_seconds: float = 0.0
     logs: dict = field(default_factory=dict)  # log name -> Counter of what it says
     folder: Path | None = None
+    hostile: str = ""  # "<delivered>/<accepted>" of the posts with a hostile body
 
     @property
     def locked(self):
@@ -540,6 +557,7 @@ class Result:
             ("rows stamped 1h ahead, left to the sweep", self.ahead),
             ("failed at the first attempt (5xx)", self.failed_at_once),
             ("POSTs left for the sweep", self.logs.get("web", {}).get(UNHANDED, 0)),
+            ("hostile Markdown bodies delivered", self.hostile or 0),
         ]
         for name, counts in self.logs.items():
             rows.append((f'{name}.log "{LOCKED}"', counts[LOCKED]))
@@ -664,6 +682,7 @@ def run(config, out=print):
     result.logs = {"master": scan_log(stack.master_log), "web": scan_log(stack.web_log)}
     subjects = [str(message["Subject"]) for message in stack.sink.messages]
     account(result, load, read_rows(stack.db_path), subjects)
+    result.hostile = hostile_delivered(load, subjects)
     if config.keep:
         (folder / "received.txt").write_text("".join(f"{subject}\n" for subject in subjects))
     else:

@@ -167,6 +167,7 @@ RELIEVE_FROM_ENV = {
     "RELIEVE_MAX_CALLS": env.int,
     "RELIEVE_MAX_MEMORY_MB": env.int,
     "RELIEVE_USAGE_INTERVAL": env.float,
+    "RELIEVE_RENDER_TIMEOUT": env.float,
     "RELIEVE_TASK": env.str,
     # With DEBUG off, a backend that delivers nothing (console, file, memory, dummy) stops every process
     # at start, unless this says it is meant; runrelieve then warns at every start.

@@ -36,6 +36,8 @@ DEFAULTS = {
     "RELIEVE_MAX_CALLS": 1000,
     "RELIEVE_MAX_MEMORY_MB": 256,
     "RELIEVE_USAGE_INTERVAL": 30.0,
+    # A Markdown body that takes longer to render goes out as text only.
+    "RELIEVE_RENDER_TIMEOUT": 0.5,
     "RELIEVE_TASK": "relieve_app.mail:Mail",
 }
 
@@ -56,6 +58,7 @@ RULES = {
     "RELIEVE_MAX_CALLS": ("int", 0),
     "RELIEVE_MAX_MEMORY_MB": ("int", 0),
     "RELIEVE_USAGE_INTERVAL": ("seconds", 0.1),
+    "RELIEVE_RENDER_TIMEOUT": ("seconds", 0.01),
     "RELIEVE_TASK": ("script", None),
 }
 

@@ -190,12 +190,12 @@ class ScriptTask(Named, Emitter):
             self._restarting.cancel()
         if not self._alive():
             return self.process.returncode if self.process else None
-        self.process.send_signal(sig)
+        self._signal(sig)
         try:
             return await asyncio.wait_for(asyncio.shield(self._exited), grace)
         except TimeoutError:
             log.warning("task %s ignored signal %s for %.1fs; killing it", self.name, sig, grace)
-            self.process.kill()
+            self._signal(signal.SIGKILL)
             return await asyncio.shield(self._exited)
 
     async def kill(self, sig=signal.SIGTERM):
@@ -203,7 +203,7 @@ class ScriptTask(Named, Emitter):
         if not self._alive():
             raise NotRunning(f"task {self.name} is not running")
         exited = self._exited
-        self.process.send_signal(sig)
+        self._signal(sig)
         return await asyncio.shield(exited)
 
     async def restart(self):
@@ -223,6 +223,12 @@ class ScriptTask(Named, Emitter):
 
     def _alive(self):
         return self._exited is not None and not self._exited.done()
+
+    def _signal(self, sig):
+        """Signal the child; one that already exited (its exit still being drained) is left alone."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(sig)
 
     async def _spawn(self):
         loop = asyncio.get_running_loop()

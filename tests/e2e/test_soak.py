@@ -37,6 +37,7 @@ def test_nothing_accepted_is_lost_under_kills_and_an_smtp_outage(tmp_path):
     assert result.lost == 0 and result.pending == 0, result.table()
     assert result.delivered + result.failed == result.accepted, result.table()
     assert result.locked == 0, result.table()
+    assert result.hostile == "6/6", result.table()  # hostile Markdown bodies: every 50th post
 
 
 def test_each_accepted_message_lands_in_exactly_one_row_of_the_table():
