@@ -16,14 +16,13 @@ $(VENV)/.installed: requirements.txt
 
 install: $(VENV)/.installed
 
-# The web page on http://127.0.0.1:$(PORT)/contact/ and the relieve master beside it.
+# The web page on http://127.0.0.1:$(PORT)/contact/ and the relieve master beside it. Ctrl-C stops both:
+# project/run.py gives each one SIGTERM and waits for the master's graceful stop.
 run: install
 	mkdir -p var
 	$(PY) manage.py migrate --noinput
 	@echo "contact page: http://127.0.0.1:$(PORT)/contact/   admin: http://127.0.0.1:$(PORT)/admin/ (make superuser)"
-	@trap 'kill 0' EXIT INT TERM; \
-		$(PY) manage.py runrelieve & \
-		$(PY) manage.py runserver 127.0.0.1:$(PORT)
+	@$(PY) -m project.run 127.0.0.1:$(PORT)
 
 superuser: install
 	$(PY) manage.py createsuperuser

@@ -44,9 +44,9 @@ def configure(folder):
 
 def sync_view(request):
     """The baseline: the contact view with the mail sent inside the request."""
-    from django.conf import settings
     from django.http import JsonResponse
 
+    from relieve_app.conf import app_settings
     from relieve_app.forms import ContactForm
     from relieve_app.models import MailOutcome
 
@@ -54,7 +54,7 @@ def sync_view(request):
     if not form.is_valid():
         return JsonResponse({"errors": form.errors}, status=400)
     fields = {name: form.cleaned_data[name] for name in ("emitter", "subject", "body")}
-    outcome = MailOutcome.objects.create(recipient=settings.CONTACT_RECIPIENT, **fields)
+    outcome = MailOutcome.objects.create(recipient=app_settings.CONTACT_RECIPIENT, **fields)
     job = {"id": outcome.pk, "emitter": outcome.emitter, "recipient": outcome.recipient}
     job.update(subject=outcome.subject, body=outcome.body, attempt=1)
     sent = sync_view.mail.send_mail(job)

@@ -36,6 +36,7 @@ import http.client
 import json
 import os
 import random
+import secrets
 import shutil
 import signal
 import socket
@@ -184,10 +185,18 @@ class Stack:
             for n in range(count):
                 subject = f"ahead {n}"
                 cursor = db.execute(
-                    "INSERT INTO relieve_app_mailoutcome (emitter, recipient, subject, body, status,"
-                    " attempts, task_name, message, error, created_at, updated_at)"
-                    " VALUES (?, 'owner@example.com', ?, ?, 'queued', 0, '', '', '', ?, ?)",
-                    (f"ahead{n}@example.org", subject, BODY.format(n=n), stamp, ahead),
+                    "INSERT INTO relieve_app_mailoutcome (reference, emitter, recipient, subject, body,"
+                    " status, attempts, task_name, message, error, created_at, updated_at)"
+                    " VALUES (?, ?, 'owner@example.com', ?, ?, 'queued', 0, '', '', '', ?, ?)",
+                    # A reference as the view makes them (relieve_app/references.py): 32 random characters.
+                    (
+                        secrets.token_urlsafe(24),
+                        f"ahead{n}@example.org",
+                        subject,
+                        BODY.format(n=n),
+                        stamp,
+                        ahead,
+                    ),
                 )
                 rows[cursor.lastrowid] = subject
         return rows

@@ -60,7 +60,7 @@ ASGI_APPLICATION = "project.asgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "templates"],
+        "DIRS": [BASE_DIR / "templates"],  # the project's own overrides of the app's templates
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -149,34 +149,31 @@ def _mailer(url):
 MAILERS = {"default": _mailer(env.str("EMAIL_URL", default="") or "consolemail://")}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="relieve <noreply@localhost>")
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
-CONTACT_RECIPIENT = env.str("CONTACT_RECIPIENT", default="me@example.com")
-# With DEBUG off, a backend that delivers nothing (console, file, memory, dummy) stops every process at
-# start, unless this says it is meant; runrelieve then warns at every start.
-RELIEVE_ALLOW_DEV_MAIL = env.bool("RELIEVE_ALLOW_DEV_MAIL", default=False)
-
-RELIEVE_SOCKET = str(BASE_DIR / env.str("RELIEVE_SOCKET", default="var/relieve.sock"))
-RELIEVE_WORKERS = env.int("RELIEVE_WORKERS", default=4)
-RELIEVE_MAX_ATTEMPTS = env.int("RELIEVE_MAX_ATTEMPTS", default=5)
-RELIEVE_ACK_TIMEOUT = env.float("RELIEVE_ACK_TIMEOUT", default=0.5)
-# The master's own pace: first retry delay (doubling), sweep period, the longest one send may take,
-# and how long SIGTERM waits for sends in flight. All in seconds.
-RELIEVE_RETRY_DELAY = env.float("RELIEVE_RETRY_DELAY", default=5.0)
-RELIEVE_SWEEP_INTERVAL = env.float("RELIEVE_SWEEP_INTERVAL", default=30.0)
-RELIEVE_CALL_TIMEOUT = env.float("RELIEVE_CALL_TIMEOUT", default=60.0)
-RELIEVE_GRACE = env.float("RELIEVE_GRACE", default=10.0)
-# A socket client that sends nothing, or does not read its replies, for this long is disconnected.
-RELIEVE_CLIENT_TIMEOUT = env.float("RELIEVE_CLIENT_TIMEOUT", default=10.0)
-# Children are replaced after RELIEVE_MAX_CALLS sends or above RELIEVE_MAX_MEMORY_MB of resident
-# memory (checked every RELIEVE_USAGE_INTERVAL seconds); 0 turns either off.
-RELIEVE_MAX_CALLS = env.int("RELIEVE_MAX_CALLS", default=1000)
-RELIEVE_MAX_MEMORY_MB = env.int("RELIEVE_MAX_MEMORY_MB", default=256)
-RELIEVE_USAGE_INTERVAL = env.float("RELIEVE_USAGE_INTERVAL", default=30.0)
-# A Markdown body that takes longer to render goes out as text only; its renderer process is replaced.
-RELIEVE_RENDER_TIMEOUT = env.float("RELIEVE_RENDER_TIMEOUT", default=0.5)
-RELIEVE_TASK = env.str("RELIEVE_TASK", default="relieve_app.mail:Mail")
-# Contact posts one client (REMOTE_ADDR) may send: "5/m", "100/h", "10/5m"; empty for no limit. On by
-# default: a contact page open to unlimited posts is an open door to spam. Over it: 429 with Retry-After.
-CONTACT_RATE_LIMIT = env.str("CONTACT_RATE_LIMIT", default="5/m")
+# The relieve app has a default for each of its settings (relieve_app/conf.py, README "Configuration"):
+# this project sets only those the environment names. RELIEVE_SOCKET may be relative to BASE_DIR.
+RELIEVE_FROM_ENV = {
+    "CONTACT_RECIPIENT": env.str,
+    "CONTACT_RATE_LIMIT": env.str,  # empty: no limit
+    "CONTACT_TRUSTED_PROXIES": env.list,
+    "RELIEVE_SOCKET": env.str,
+    "RELIEVE_WORKERS": env.int,
+    "RELIEVE_MAX_ATTEMPTS": env.int,
+    "RELIEVE_ACK_TIMEOUT": env.float,
+    "RELIEVE_RETRY_DELAY": env.float,
+    "RELIEVE_SWEEP_INTERVAL": env.float,
+    "RELIEVE_CALL_TIMEOUT": env.float,
+    "RELIEVE_GRACE": env.float,
+    "RELIEVE_CLIENT_TIMEOUT": env.float,
+    "RELIEVE_MAX_CALLS": env.int,
+    "RELIEVE_MAX_MEMORY_MB": env.int,
+    "RELIEVE_USAGE_INTERVAL": env.float,
+    "RELIEVE_RENDER_TIMEOUT": env.float,
+    "RELIEVE_TASK": env.str,
+    # With DEBUG off, a backend that delivers nothing (console, file, memory, dummy) stops every process
+    # at start, unless this says it is meant; runrelieve then warns at every start.
+    "RELIEVE_ALLOW_DEV_MAIL": env.bool,
+}
+globals().update({name: read(name) for name, read in RELIEVE_FROM_ENV.items() if name in os.environ})
 
 # The rate limit counts in the default cache. The local-memory default is one per process: with several
 # web processes, use a shared cache for one global count: redis://host:6379/0 (Django's RedisCache needs

@@ -40,7 +40,8 @@ class MailOutcomeAdmin(ReadOnlyMixin, admin.ModelAdmin):
     ]
     list_filter = ["status", "created_at"]
     date_hierarchy = "created_at"
-    search_fields = ["emitter", "recipient", "subject", "body", "error"]
+    search_fields = ["emitter", "recipient", "subject", "body", "error", "reference"]
+    readonly_fields = ["reference"]  # what a visitor quotes from their thank-you page
     inlines = [TaskEventInline]
     actions = ["retry"]
 

@@ -12,6 +12,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 
+from relieve_app.conf import DEFAULTS, app_settings, check_settings
 from relieve_app.ratelimit import CACHE_ALIAS, parse_rate
 
 PER_PROCESS_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
@@ -32,7 +33,7 @@ ADDRESS_SETTINGS = {
 
 def check_contact_rate_limit(app_configs, **kwargs):
     try:
-        parse_rate(settings.CONTACT_RATE_LIMIT)
+        parse_rate(app_settings.CONTACT_RATE_LIMIT)
     except ImproperlyConfigured as exc:
         return [checks.Error(str(exc), obj="settings.CONTACT_RATE_LIMIT", id="relieve_app.E001")]
     return []
@@ -42,7 +43,7 @@ def check_addresses(app_configs, **kwargs):
     """An empty or malformed address is accepted by the form's flow and fails, or vanishes, at send time."""
     errors = []
     for name, meaning in ADDRESS_SETTINGS.items():
-        value = getattr(settings, name, "")
+        value = getattr(app_settings, name) if name in DEFAULTS else getattr(settings, name, "")
         if not is_address(value):
             errors.append(
                 checks.Error(
@@ -63,7 +64,7 @@ def check_mail_backend(app_configs, **kwargs):
         return []
     does = DEV_MAIL_BACKENDS[backend]
     message = f"DEBUG is off but the mail backend {backend} {does}: nothing is delivered."
-    if getattr(settings, "RELIEVE_ALLOW_DEV_MAIL", False):
+    if app_settings.RELIEVE_ALLOW_DEV_MAIL:
         return [checks.Warning(message, obj="settings.MAILERS", id="relieve_app.W002")]
     return [
         checks.Error(
@@ -79,7 +80,7 @@ def check_mail_backend(app_configs, **kwargs):
 def check_rate_limit_cache(app_configs, **kwargs):
     """Deployment only: each web process has its own local-memory cache, hence its own count."""
     try:
-        rate = parse_rate(settings.CONTACT_RATE_LIMIT)
+        rate = parse_rate(app_settings.CONTACT_RATE_LIMIT)
     except ImproperlyConfigured:
         return []  # E001 says it
     backend = settings.CACHES.get(CACHE_ALIAS, {}).get("BACKEND")
@@ -96,7 +97,7 @@ def check_rate_limit_cache(app_configs, **kwargs):
     ]
 
 
-STARTUP_CHECKS = (check_contact_rate_limit, check_addresses, check_mail_backend)
+STARTUP_CHECKS = (check_contact_rate_limit, check_addresses, check_mail_backend, check_settings)
 
 
 class SettingsRefused(ImproperlyConfigured):

@@ -14,8 +14,7 @@ import logging
 import socket
 import time
 
-from django.conf import settings
-
+from relieve_app.conf import app_settings
 from relieve_app.pool.framing import FrameDecoder, FrameError, encode
 
 logger = logging.getLogger(__name__)
@@ -40,8 +39,8 @@ class MasterError(ClientError):
 
 def request(op, **args):
     """Send one operation to the master and return its result."""
-    path = settings.RELIEVE_SOCKET
-    timeout = settings.RELIEVE_ACK_TIMEOUT
+    path = app_settings.RELIEVE_SOCKET
+    timeout = app_settings.RELIEVE_ACK_TIMEOUT
     frame = encode({"op": op, "args": args})
     deadline = time.monotonic() + timeout
     try:
@@ -67,7 +66,7 @@ def submit(outcome_id):
             "Outcome %s was not handed to the relieve master at %s (%s); "
             "it stays queued for the master's sweep.",
             outcome_id,
-            settings.RELIEVE_SOCKET,
+            app_settings.RELIEVE_SOCKET,
             exc,
         )
         return False

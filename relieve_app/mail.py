@@ -14,8 +14,9 @@ import threading
 from django.conf import settings
 from django.core.mail import mailers
 
+from relieve_app.conf import app_settings
 from relieve_app.message import ContactMessage
-from relieve_app.render import RENDER_TIMEOUT, Renderer, render_once
+from relieve_app.render import Renderer, render_once
 
 
 def render(body):
@@ -74,7 +75,7 @@ class Mail:
         self.connection = mailers.default
         self._lock = threading.Lock()  # the connection is not safe to share between calls
         # Markdown runs in a process of its own, killed past its deadline: no body can hold this child.
-        self.renderer = Renderer(timeout=getattr(settings, "RELIEVE_RENDER_TIMEOUT", RENDER_TIMEOUT))
+        self.renderer = Renderer(timeout=app_settings.RELIEVE_RENDER_TIMEOUT)
 
     def set_channel(self, channel):
         self.channel = channel

@@ -3,6 +3,8 @@
 from django.db import models
 from django.utils import timezone
 
+from relieve_app import references
+
 
 class MailOutcomeQuerySet(models.QuerySet):
     def pending(self):
@@ -20,6 +22,10 @@ class MailOutcome(models.Model):
 
     PENDING = (Status.QUEUED, Status.SENDING, Status.RETRYING)
 
+    # What the visitor's thank-you page and the status endpoint are found by; never the sequential id.
+    reference = models.CharField(
+        "reference", max_length=64, unique=True, default=references.new, editable=False
+    )
     emitter = models.EmailField("from (visitor)")
     recipient = models.EmailField("to")
     subject = models.CharField("subject", max_length=200)

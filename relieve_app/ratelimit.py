@@ -3,15 +3,16 @@
 `CONTACT_RATE_LIMIT` reads "requests/period": "5/m", "100/h", "10/5m" (ten per five minutes); the
 period is s, m, h or d, with an optional multiplier; empty means no limit.
 
-A fixed window: requests are counted per client and per window of `period` seconds aligned on the
-epoch, with `cache.add` (creates the counter) then `cache.incr`, both atomic on Redis, Memcached and
-the local-memory cache (the file and database caches may let a racing burst through a few extra).
-A client may send up to twice the limit across a window boundary; that is the price of one counter
-per client instead of a log of timestamps.
+A sliding window: a client holds `limit` slots, and each accepted post takes a free one for `period`
+seconds from that post (`cache.add`, atomic on Redis, Memcached and the local-memory cache). With
+every slot taken, the wait is the time until the oldest one frees, so "wait N seconds" counts down
+to the moment a post is accepted again. Only posts that would be accepted are counted: a visitor who
+fixes a typo loses nothing. A slot whose time is up but whose cache entry lingers is freed by delete
+then add; two processes doing that at once may let one extra post through.
 
-The client is REMOTE_ADDR and nothing else. X-Forwarded-For is never read: any client can write it.
-Behind a reverse proxy every visitor has the proxy's address and they share one limit, unless the
-server or a middleware you trust sets REMOTE_ADDR from the proxy's header.
+The client is REMOTE_ADDR, unless REMOTE_ADDR is one of CONTACT_TRUSTED_PROXIES: then it is the
+rightmost X-Forwarded-For address that is not a trusted proxy. Anyone can write X-Forwarded-For, so
+trust only proxies that every request passes through and that append the address they saw.
 """
 
 import logging
@@ -19,10 +20,12 @@ import math
 import re
 import time
 from dataclasses import dataclass
+from ipaddress import ip_address, ip_network
 
-from django.conf import settings
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
+
+from relieve_app.conf import app_settings
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +60,7 @@ def parse_rate(value, setting="CONTACT_RATE_LIMIT"):
 
 
 class RateLimiter:
-    """Counts hits per client in fixed windows; `now` is passed in so tests can move time."""
+    """Counts posts per client in a sliding window; `now` is passed in so tests can move time."""
 
     def __init__(self, rate, cache, *, scope="contact", now=time.time):
         self.rate = rate
@@ -66,32 +69,59 @@ class RateLimiter:
         self.now = now
 
     def hit(self, client):
-        """Count one request from `client`: None when allowed, else the seconds until it would be."""
+        """Count one post from `client`: None when allowed, else the whole seconds until it would be."""
         now = self.now()
-        window = int(now // self.rate.period)
-        left = max(1, math.ceil((window + 1) * self.rate.period - now))
-        key = f"relieve:rate:{self.scope}:{self.rate.limit}/{self.rate.period}:{window}:{client}"
+        keys = [
+            f"relieve:rate:{self.scope}:{self.rate.limit}/{self.rate.period}:{client}:{n}"
+            for n in range(self.rate.limit)
+        ]
         try:
-            count = self._count(key, timeout=left + 1)
+            taken = self.cache.get_many(keys)
+            for key in keys:
+                if self._take(key, taken.get(key), now):
+                    return None
+            taken = self.cache.get_many(keys)
         except Exception:
             # An unreachable cache must not cost visitors their messages: let them through, loudly.
             logger.exception("Rate limit not applied: the %r cache failed", CACHE_ALIAS)
             return None
-        return left if count > self.rate.limit else None
+        oldest = min((at for at in taken.values() if isinstance(at, int | float)), default=now)
+        return max(1, math.ceil(oldest + self.rate.period - now))
 
-    def _count(self, key, timeout):
-        if self.cache.add(key, 1, timeout):
-            return 1
-        try:
-            return self.cache.incr(key)
-        except ValueError:  # expired between add and incr: this is the window's first hit again
-            self.cache.add(key, 1, timeout)
-            return 1
+    def _take(self, key, taken_at, now):
+        """Claim one slot: a free one, or one whose post is older than the period."""
+        if taken_at is not None:
+            if not isinstance(taken_at, int | float) or taken_at + self.rate.period > now:
+                return False
+            self.cache.delete(key)
+        return self.cache.add(key, now, timeout=self.rate.period)
+
+
+def client_address(request):
+    """REMOTE_ADDR, or behind a trusted proxy the address that proxy saw (see the module's docstring)."""
+    remote = request.META.get("REMOTE_ADDR", "")
+    proxies = [ip_network(proxy, strict=False) for proxy in app_settings.CONTACT_TRUSTED_PROXIES]
+    if not proxies or not _within(remote, proxies):
+        return remote
+    forwarded = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")]
+    for address in reversed([part for part in forwarded if part]):
+        if not _within(address, proxies):
+            return address if _within(address, None) else remote
+    return remote
+
+
+def _within(address, networks):
+    """Whether `address` is an IP address in one of `networks` (None: whether it is an IP address)."""
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return networks is None or any(ip in network for network in networks)
 
 
 def contact_retry_after(request):
-    """Count this contact post against CONTACT_RATE_LIMIT: None when allowed, else seconds to wait."""
-    rate = parse_rate(settings.CONTACT_RATE_LIMIT)
+    """Count an accepted contact post against CONTACT_RATE_LIMIT: None when allowed, else seconds to wait."""
+    rate = parse_rate(app_settings.CONTACT_RATE_LIMIT)
     if rate is None:
         return None
-    return RateLimiter(rate, caches[CACHE_ALIAS]).hit(request.META.get("REMOTE_ADDR", ""))
+    return RateLimiter(rate, caches[CACHE_ALIAS]).hit(client_address(request))

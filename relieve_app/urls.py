@@ -1,9 +1,19 @@
-from django.urls import path
-from django.views.generic import RedirectView
+"""The contact page and its friends, wherever the project includes them, e.g. under "contact/".
 
-from relieve_app import views
+Nothing here claims the site's root; every other URL below the prefix is a 404 in the client's
+language (JSON or HTML).
+"""
+
+from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
+
+from relieve_app import answers, views
+
+app_name = "relieve_app"
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="contact"), name="home"),
-    path("contact/", views.contact, name="contact"),
+    path("", views.contact, name="contact"),
+    path("thanks/<str:reference>/", views.thanks, name="thanks"),
+    path("status/<str:reference>/", views.status, name="status"),
+    re_path(r"^", csrf_exempt(answers.not_found)),  # a POST anywhere here is a 404 too, not a 403
 ]

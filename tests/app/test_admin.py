@@ -113,3 +113,18 @@ def test_pending_means_not_done_yet():
     pending = set(MailOutcome.objects.pending().values_list("status", flat=True))
 
     assert pending == {"queued", "sending", "retrying"}
+
+
+def test_a_message_is_found_by_the_reference_its_visitor_quotes(admin_client):
+    wanted = MailOutcome.objects.create(
+        emitter="a@example.com", recipient="me@example.com", subject="Mine", body="b"
+    )
+    MailOutcome.objects.create(emitter="b@example.com", recipient="me@example.com", subject="Other", body="b")
+
+    found = admin_client.get(CHANGELIST, {"q": wanted.reference}).content.decode()
+    detail = admin_client.get(
+        reverse("admin:relieve_app_mailoutcome_change", args=[wanted.pk])
+    ).content.decode()
+
+    assert "Mine" in found and "Other" not in found
+    assert wanted.reference in detail

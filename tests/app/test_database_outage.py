@@ -80,7 +80,7 @@ def post_json(client, data=VALID):
 
 def test_database_down_answers_503_with_retry_after_and_keeps_the_message_in_the_form(outage):
     client = Client()
-    assert post(client).status_code == 202  # the way to the database works, through the proxy if any
+    assert post(client).status_code == 303  # the way to the database works, through the proxy if any
 
     outage.cut()
     html = post(client, {**VALID, "body": "Kept for the visitor while the database is away."})
@@ -94,7 +94,7 @@ def test_database_down_answers_503_with_retry_after_and_keeps_the_message_in_the
     assert as_json.status_code == 503
     assert int(as_json["Retry-After"]) > 0
     assert "send it again" in as_json.json()["errors"]["__all__"][0]
-    assert post(client).status_code == 202  # back: taken again
+    assert post(client).status_code == 303  # back: taken again
     assert MailOutcome.objects.count() == 2  # the refused ones were not stored
 
 
@@ -117,3 +117,21 @@ def test_a_locked_sqlite_database_answers_503_not_500(database_settings):
     assert locked_html.status_code == 503
     assert post_json(Client()).status_code == 202  # the lock released, the message is taken
     assert MailOutcome.objects.count() == 1
+
+
+def test_database_down_the_state_of_a_message_is_a_503_not_a_500(outage):
+    client = Client()
+    thanks = post(client)["Location"]
+    status_url = thanks.replace("/thanks/", "/status/")
+
+    outage.cut()
+    page = client.get(thanks)
+    status = client.get(status_url)
+    outage.restore()
+
+    assert page.status_code == 503
+    assert "cannot be read just now" in page.content.decode()
+    assert status.status_code == 503
+    assert int(status["Retry-After"]) > 0
+    assert "cannot be read just now" in status.json()["errors"]["__all__"][0]
+    assert client.get(status_url).json()["status"] == "queued"  # back

@@ -17,23 +17,19 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 
 def load_settings(**env):
     """Import project.settings in a fresh interpreter, with `env` instead of this process's settings."""
-    names = [
-        "DEBUG",
-        "SECRET_KEY",
-        "ALLOWED_HOSTS",
-        "DATABASES",
-        "MAILERS",
-        "RELIEVE_SOCKET",
-        "RELIEVE_ACK_TIMEOUT",
-        "CONTACT_RECIPIENT",
-        "CONTACT_RATE_LIMIT",
-        "CACHES",
-    ]
+    names = ["DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASES", "MAILERS", "CACHES"]
+    app_names = ["RELIEVE_SOCKET", "RELIEVE_ACK_TIMEOUT", "CONTACT_RECIPIENT", "CONTACT_RATE_LIMIT"]
     code = (
-        "import json, project.settings as s\n"
-        f"print(json.dumps({{n: getattr(s, n) for n in {names!r}}}, default=str))\n"
+        "import json, os, django\n"
+        "os.environ['DJANGO_SETTINGS_MODULE'] = 'project.settings'\n"
+        "import project.settings as s\n"
+        "django.setup()\n"
+        "from relieve_app.conf import app_settings as a\n"
+        f"values = {{n: getattr(s, n) for n in {names!r}}}\n"
+        f"values.update({{n: getattr(a, n) for n in {app_names!r}}})\n"
+        "print(json.dumps(values, default=str))\n"
     )
-    ours = {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "EMAIL_URL", "CACHE_URL", *names}
+    ours = {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "EMAIL_URL", "CACHE_URL", *names, *app_names}
     clean = {key: value for key, value in os.environ.items() if key not in ours}
     result = subprocess.run(
         [sys.executable, "-c", code],

@@ -12,9 +12,10 @@ from django.core import checks
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.core.exceptions import ImproperlyConfigured
+from django.test import RequestFactory
 
 from relieve_app.models import MailOutcome
-from relieve_app.ratelimit import Rate, RateLimiter, parse_rate
+from relieve_app.ratelimit import Rate, RateLimiter, client_address, parse_rate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -163,6 +164,34 @@ def test_multiplied_period(cache):
     assert limiter.hit("c") is None
 
 
+def test_a_burst_across_a_window_boundary_is_still_limited(cache):
+    """A fixed window aligned on the clock let twice the limit through around its boundary."""
+    clock = Clock(58.0)
+    limiter = RateLimiter(Rate(2, 60), cache, now=clock)
+
+    assert [limiter.hit("c"), limiter.hit("c")] == [None, None]
+    clock.now = 61.0
+    assert limiter.hit("c") == 57  # the first of the two posts is a minute old at 118
+
+
+def test_the_wait_counts_down_to_the_moment_a_post_is_accepted(cache):
+    clock = Clock(0.0)
+    limiter = RateLimiter(Rate(2, 60), cache, now=clock)
+    limiter.hit("c")
+    clock.now = 30.0
+    limiter.hit("c")
+
+    waits = []
+    for now in (40.0, 50.0, 59.5):
+        clock.now = now
+        waits.append(limiter.hit("c"))
+    assert waits == [20, 10, 1]
+    clock.now = 60.0
+    assert limiter.hit("c") is None  # the post of 0 s has left the window
+    clock.now = 61.0
+    assert limiter.hit("c") == 29  # the post of 30 s leaves it at 90 s
+
+
 def test_a_failing_cache_lets_messages_through_and_says_so(caplog):
     class Broken:
         def add(self, *args):
@@ -182,7 +211,7 @@ def test_a_failing_cache_lets_messages_through_and_says_so(caplog):
 @pytest.mark.django_db
 @pytest.mark.usefixtures("limited")
 def test_over_the_limit_is_429_with_retry_after_and_keeps_the_message(client, master_socket):
-    assert [client.post(URL, VALID).status_code for _ in range(2)] == [202, 202]
+    assert [client.post(URL, VALID).status_code for _ in range(2)] == [303, 303]
 
     response = client.post(URL, {**VALID, "body": "Kept for the visitor to send again later."})
 
@@ -260,10 +289,18 @@ def test_a_filled_trap_looks_like_success_but_nothing_is_kept(client, fake_maste
         page = client.post(URL, {**VALID, "website": "http://spam.example"})
         data = client.post(URL, json.dumps({**VALID, "website": "x"}), content_type="application/json")
 
-    assert page.status_code == 202
-    assert "Thank you" in page.content.decode()
+    assert page.status_code == 303
+    assert "queued" in client.get(page["Location"]).content.decode()
     assert data.status_code == 202
-    assert data.json() == {"id": None, "status": "queued"}
+    reference = data.json()["reference"]
+    assert data.json() == {
+        "id": None,
+        "reference": reference,
+        "status": "queued",
+        "status_url": f"/contact/status/{reference}/",
+    }
+    assert len(reference) == 32  # as long as a real one
+    assert client.get(data.json()["status_url"]).json()["status"] == "queued"
     assert not MailOutcome.objects.exists()
     assert master.requests == []
     assert "hidden 'website' field was filled" in caplog.text
@@ -275,3 +312,71 @@ def test_a_filled_trap_on_an_invalid_message_is_an_ordinary_400(client):
 
     assert response.status_code == 400
     assert list(response.json()["errors"]) == ["body"]
+
+
+# Only accepted posts count
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("limited")
+def test_invalid_posts_do_not_count_against_the_limit(client, master_socket):
+    typos = [
+        client.post(URL, {**VALID, "emitter": "ada@"}, headers=JSON_ACCEPT).status_code for _ in range(3)
+    ]
+    sent = [client.post(URL, VALID, headers=JSON_ACCEPT).status_code for _ in range(3)]
+
+    assert typos == [400, 400, 400]
+    assert sent == [202, 202, 429]
+    assert MailOutcome.objects.count() == 2
+
+
+# Behind a reverse proxy
+
+
+def forwarded(remote, chain=None):
+    request = RequestFactory().post(URL, REMOTE_ADDR=remote)
+    if chain is not None:
+        request.META["HTTP_X_FORWARDED_FOR"] = chain
+    return client_address(request)
+
+
+def test_forwarded_for_is_read_only_from_a_trusted_proxy(settings):
+    settings.CONTACT_TRUSTED_PROXIES = ["10.0.0.0/8", "192.0.2.10"]
+
+    assert forwarded("198.51.100.1", "203.0.113.5") == "198.51.100.1"  # not a proxy: its header is ignored
+    assert forwarded("192.0.2.10", "203.0.113.5") == "203.0.113.5"
+    # The client can write the left of the header; the rightmost address no trusted proxy holds is real.
+    assert forwarded("192.0.2.10", "1.2.3.4, 203.0.113.5, 10.1.2.3") == "203.0.113.5"
+    assert forwarded("192.0.2.10") == "192.0.2.10"  # no header: the proxy itself
+    assert forwarded("192.0.2.10", "10.0.0.1, 10.0.0.2") == "192.0.2.10"  # only proxies
+    assert forwarded("192.0.2.10", "not-an-address") == "192.0.2.10"
+    assert forwarded("192.0.2.10", "2001:db8::1") == "2001:db8::1"
+
+
+def test_no_trusted_proxy_by_default(settings):
+    del settings.CONTACT_TRUSTED_PROXIES  # the app's default applies
+
+    assert forwarded("127.0.0.1", "203.0.113.5") == "127.0.0.1"
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("limited")
+def test_behind_a_trusted_proxy_each_visitor_has_their_own_limit(client, master_socket, settings):
+    settings.CONTACT_TRUSTED_PROXIES = ["127.0.0.1"]
+
+    def post(visitor):
+        headers = {**JSON_ACCEPT, "X-Forwarded-For": visitor}
+        return client.post(URL, VALID, headers=headers, REMOTE_ADDR="127.0.0.1").status_code
+
+    assert [post("198.51.100.1") for _ in range(3)] == [202, 202, 429]
+    assert [post("198.51.100.2") for _ in range(2)] == [202, 202]
+
+
+@pytest.mark.parametrize("value", ["10.0.0.1", ["10.0.0.300"], [None], "*"])
+def test_a_bad_trusted_proxy_setting_is_a_system_check_error(settings, value):
+    settings.CONTACT_TRUSTED_PROXIES = value
+
+    errors = [m for m in checks.run_checks() if m.id == "relieve_app.E010"]
+
+    assert len(errors) == 1
+    assert "CONTACT_TRUSTED_PROXIES" in errors[0].msg

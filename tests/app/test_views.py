@@ -23,12 +23,22 @@ def recipient(settings):
     return settings.CONTACT_RECIPIENT
 
 
+def accepted(outcome):
+    """The JSON of a 202: the row's id and status, its reference and where to follow it."""
+    return {
+        "id": outcome.pk,
+        "reference": outcome.reference,
+        "status": "queued",
+        "status_url": f"/contact/status/{outcome.reference}/",
+    }
+
+
 def post_json(client, data, **extra):
     return client.post(URL, json.dumps(data), content_type="application/json", **extra)
 
 
 def test_url_name_and_root_redirect(client):
-    assert reverse("contact") == URL
+    assert reverse("relieve_app:contact") == URL
     response = client.get("/")
     assert response.status_code == 302
     assert response["Location"] == URL
@@ -46,15 +56,18 @@ def test_get_shows_the_form(client):
     assert "Markdown is supported" in content
 
 
-def test_valid_post_queues_and_answers_202(client, fake_master, django_capture_on_commit_callbacks):
+def test_valid_post_queues_and_redirects_to_its_thank_you_page(
+    client, fake_master, django_capture_on_commit_callbacks
+):
     master = fake_master()
 
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(URL, VALID)
 
-    assert response.status_code == 202
-    assert "Thank you" in response.content.decode()
+    assert response.status_code == 303
     outcome = MailOutcome.objects.get()
+    assert response["Location"] == f"/contact/thanks/{outcome.reference}/"
+    assert "Thank you" in client.get(response["Location"]).content.decode()
     assert outcome.status == MailOutcome.Status.QUEUED
     assert outcome.recipient == "inbox@example.org"
     assert (outcome.emitter, outcome.subject, outcome.body) == (VALID["emitter"], "Hello", VALID["body"])
@@ -65,7 +78,7 @@ def test_empty_subject_is_stored_as_no_subject(client, master_socket, django_cap
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post(URL, {**VALID, "subject": ""})
 
-    assert response.status_code == 202
+    assert response.status_code == 303
     assert MailOutcome.objects.get().subject == "No subject"
 
 
@@ -88,7 +101,8 @@ def test_json_accept_gets_json(client, fake_master, django_capture_on_commit_cal
     assert response.status_code == 202
     assert response["Content-Type"] == "application/json"
     outcome = MailOutcome.objects.get()
-    assert response.json() == {"id": outcome.pk, "status": "queued"}
+    assert response.json() == accepted(outcome)
+    assert response["Location"] == f"/contact/status/{outcome.reference}/"
 
 
 def test_json_body_is_accepted(client, fake_master, django_capture_on_commit_callbacks):
@@ -99,7 +113,7 @@ def test_json_body_is_accepted(client, fake_master, django_capture_on_commit_cal
 
     assert response.status_code == 202
     outcome = MailOutcome.objects.get()
-    assert response.json() == {"id": outcome.pk, "status": "queued"}
+    assert response.json() == accepted(outcome)
     assert outcome.subject == "No subject"
     assert master.requests == [{"op": "submit", "args": {"id": outcome.pk}}]
 
@@ -108,8 +122,8 @@ def test_json_body_can_still_ask_for_html(client, master_socket, django_capture_
     with django_capture_on_commit_callbacks(execute=True):
         response = post_json(client, VALID, headers={"Accept": "text/html"})
 
-    assert response.status_code == 202
-    assert response["Content-Type"].startswith("text/html")
+    assert response.status_code == 303
+    assert client.get(response["Location"])["Content-Type"].startswith("text/html")
 
 
 def test_invalid_post_shows_errors_beside_fields(client):
@@ -198,7 +212,7 @@ def test_csrf_is_enforced(master_socket, django_capture_on_commit_callbacks):
         form_post = browser.post(URL, {**VALID, "csrfmiddlewaretoken": token})
         json_post = post_json(browser, VALID, headers={"X-CSRFToken": token})
 
-    assert form_post.status_code == 202
+    assert form_post.status_code == 303
     assert json_post.status_code == 202
     assert MailOutcome.objects.count() == 2
 
@@ -213,7 +227,7 @@ def test_master_down_still_answers_202(client, master_socket, caplog, django_cap
     assert response.status_code == 202
     outcome = MailOutcome.objects.get()
     assert outcome.status == MailOutcome.Status.QUEUED
-    assert response.json() == {"id": outcome.pk, "status": "queued"}
+    assert response.json() == accepted(outcome)
     [record] = [r for r in caplog.records if r.name == "relieve_app.client"]
     assert record.levelno == logging.WARNING
     assert str(master_socket) in record.getMessage()
@@ -229,7 +243,7 @@ def test_silent_master_does_not_hold_the_response(client, fake_master, caplog):
     with caplog.at_level(logging.WARNING, logger="relieve_app"):
         response = client.post(URL, VALID)
 
-    assert response.status_code == 202
+    assert response.status_code == 303
     assert time.monotonic() - started < GENEROUS
     assert MailOutcome.objects.get().status == MailOutcome.Status.QUEUED
     assert "stays queued" in caplog.text

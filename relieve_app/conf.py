@@ -1,0 +1,155 @@
+"""The app's settings: a default for each, overridden by the host project's settings module.
+
+Every module of the app reads them here, as ``app_settings.NAME``. Each read goes through
+``django.conf.settings`` at that moment, so a value changed later (tests, ``override_settings``)
+is seen at once: nothing is cached at import. ``check_settings`` is the system check that names a
+bad value and says what to write instead.
+"""
+
+import re
+from ipaddress import ip_network
+from pathlib import Path
+
+from django.conf import settings
+from django.core import checks
+
+SOCKET_NAME = Path("var") / "relieve.sock"
+
+DEFAULTS = {
+    # Who receives the contact mail, and how many posts one client may send ("" for no limit).
+    "CONTACT_RECIPIENT": "me@example.com",
+    # True lets DEBUG=False run with a mail backend that delivers nothing (console, file, memory).
+    "RELIEVE_ALLOW_DEV_MAIL": False,
+    "CONTACT_RATE_LIMIT": "5/m",
+    # Addresses (or networks) of reverse proxies whose X-Forwarded-For names the real client.
+    "CONTACT_TRUSTED_PROXIES": [],
+    # The master's socket: relative paths are taken from BASE_DIR (or the working directory).
+    "RELIEVE_SOCKET": str(SOCKET_NAME),
+    "RELIEVE_WORKERS": 4,
+    "RELIEVE_MAX_ATTEMPTS": 5,
+    "RELIEVE_ACK_TIMEOUT": 0.5,
+    "RELIEVE_RETRY_DELAY": 5.0,
+    "RELIEVE_SWEEP_INTERVAL": 30.0,
+    "RELIEVE_CALL_TIMEOUT": 60.0,
+    "RELIEVE_GRACE": 10.0,
+    "RELIEVE_CLIENT_TIMEOUT": 10.0,
+    "RELIEVE_MAX_CALLS": 1000,
+    "RELIEVE_MAX_MEMORY_MB": 256,
+    "RELIEVE_USAGE_INTERVAL": 30.0,
+    # A Markdown body that takes longer to render goes out as text only.
+    "RELIEVE_RENDER_TIMEOUT": 0.5,
+    "RELIEVE_TASK": "relieve_app.mail:Mail",
+}
+
+# What each setting must be: (kind, smallest value allowed). CONTACT_RATE_LIMIT and CONTACT_RECIPIENT
+# have checks of their own (checks.py).
+RULES = {
+    "RELIEVE_ALLOW_DEV_MAIL": ("bool", None),
+    "CONTACT_TRUSTED_PROXIES": ("networks", None),
+    "RELIEVE_SOCKET": ("path", None),
+    "RELIEVE_WORKERS": ("int", 1),
+    "RELIEVE_MAX_ATTEMPTS": ("int", 1),
+    "RELIEVE_ACK_TIMEOUT": ("seconds", 0.01),
+    "RELIEVE_RETRY_DELAY": ("seconds", 0),
+    "RELIEVE_SWEEP_INTERVAL": ("seconds", 0.1),
+    "RELIEVE_CALL_TIMEOUT": ("seconds", 0.1),
+    "RELIEVE_GRACE": ("seconds", 0),
+    "RELIEVE_CLIENT_TIMEOUT": ("seconds", 0.1),
+    "RELIEVE_MAX_CALLS": ("int", 0),
+    "RELIEVE_MAX_MEMORY_MB": ("int", 0),
+    "RELIEVE_USAGE_INTERVAL": ("seconds", 0.1),
+    "RELIEVE_RENDER_TIMEOUT": ("seconds", 0.01),
+    "RELIEVE_TASK": ("script", None),
+}
+
+MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, one for the NUL
+SCRIPT = re.compile(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?", re.ASCII)
+
+
+class AppSettings:
+    """``app_settings.RELIEVE_WORKERS``: the project's value if it sets one, else the default."""
+
+    def __getattr__(self, name):
+        if name not in DEFAULTS:
+            raise AttributeError(f"{name} is not a setting of relieve_app")
+        value = getattr(settings, name, DEFAULTS[name])
+        if name == "RELIEVE_SOCKET":
+            return str(socket_path(value))
+        return value
+
+    def __dir__(self):
+        return list(DEFAULTS)
+
+
+app_settings = AppSettings()
+
+
+def socket_path(value):
+    """A relative socket path lives under the project's BASE_DIR, so web and master agree on it."""
+    path = Path(value)
+    if path.is_absolute():
+        return path
+    base = getattr(settings, "BASE_DIR", None)
+    return (Path(base) if base else Path.cwd()) / path
+
+
+def check_settings(app_configs, **kwargs):
+    """One Error per bad setting, naming it, its value and what to write instead."""
+    errors = []
+    for name, (kind, minimum) in RULES.items():
+        value = getattr(settings, name, DEFAULTS[name])
+        problem = CHECKS[kind](value, minimum)
+        if problem:
+            errors.append(
+                checks.Error(f"{name} = {value!r}: {problem}", obj=f"settings.{name}", id="relieve_app.E010")
+            )
+    return errors
+
+
+def _number(value, minimum, kinds, word):
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        return f"must be {word}, e.g. {minimum or 1}."
+    if value < minimum:
+        return f"must be at least {minimum}."
+    return None
+
+
+def _bool(value, minimum):
+    if not isinstance(value, bool):
+        return "must be True or False."
+    return None
+
+
+def _networks(value, minimum):
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        return "must be a list of addresses or networks, e.g. ['127.0.0.1', '10.0.0.0/8']."
+    for item in value:
+        try:
+            ip_network(item, strict=False)
+        except (TypeError, ValueError):
+            return f"{item!r} is not an IP address or network, e.g. '10.0.0.0/8'."
+    return None
+
+
+def _path(value, minimum):
+    if not isinstance(value, str | Path) or not str(value):
+        return "must be a file path, e.g. '/run/relieve/relieve.sock'."
+    if len(str(socket_path(value)).encode()) > MAX_SOCKET_PATH:
+        return f"is longer than {MAX_SOCKET_PATH} bytes once made absolute, too long for a Unix socket."
+    return None
+
+
+def _script(value, minimum):
+    if not isinstance(value, str) or not SCRIPT.fullmatch(value):
+        return "must name a module and a class, e.g. 'relieve_app.mail:Mail'."
+    return None
+
+
+CHECKS = {
+    "int": lambda value, minimum: _number(value, minimum, int, "a whole number"),
+    "seconds": lambda value, minimum: _number(value, minimum, int | float, "a number of seconds"),
+    "bool": _bool,
+    "networks": _networks,
+    "path": _path,
+    "script": _script,
+}

@@ -1,0 +1,105 @@
+"""The app's settings: a default for each, the project's value when it sets one, read at each use."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.core import checks
+
+from relieve_app import conf
+from relieve_app.conf import DEFAULTS, app_settings
+
+APP = Path(conf.__file__).parent
+ROOT = APP.parent
+
+
+def errors_about(name):
+    return [m for m in conf.check_settings(None) if m.obj == f"settings.{name}"]
+
+
+def test_the_check_is_registered():
+    assert conf.check_settings in checks.registry.registry.get_checks()
+
+
+def test_every_setting_has_a_default_when_the_project_sets_none(settings):
+    for name in DEFAULTS:
+        if hasattr(settings, name):
+            delattr(settings, name)
+
+    assert app_settings.RELIEVE_WORKERS == 4
+    assert app_settings.CONTACT_RATE_LIMIT == "5/m"
+    assert app_settings.CONTACT_TRUSTED_PROXIES == []
+    socket = app_settings.RELIEVE_SOCKET
+    assert socket == str(Path(settings.BASE_DIR) / "var" / "relieve.sock")
+    assert {name: getattr(app_settings, name) for name in DEFAULTS}  # every one readable
+    assert conf.check_settings(None) == []
+
+
+def test_a_project_value_is_seen_at_once(settings):
+    settings.RELIEVE_WORKERS = 7
+    assert app_settings.RELIEVE_WORKERS == 7
+    settings.RELIEVE_WORKERS = 2
+    assert app_settings.RELIEVE_WORKERS == 2
+
+
+def test_a_relative_socket_lives_under_base_dir(settings, tmp_path):
+    settings.BASE_DIR = tmp_path
+    settings.RELIEVE_SOCKET = "run/r.sock"
+    relative = app_settings.RELIEVE_SOCKET
+    settings.RELIEVE_SOCKET = "/tmp/elsewhere.sock"
+    absolute = app_settings.RELIEVE_SOCKET
+    assert (relative, absolute) == (str(tmp_path / "run" / "r.sock"), "/tmp/elsewhere.sock")
+
+
+def test_an_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="not a setting of relieve_app"):
+        app_settings.RELIEVE_WORKRES  # noqa: B018
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("RELIEVE_WORKERS", 0, "at least 1"),
+        ("RELIEVE_WORKERS", "4", "a whole number"),
+        ("RELIEVE_MAX_ATTEMPTS", 2.5, "a whole number"),
+        ("RELIEVE_ACK_TIMEOUT", 0, "at least"),
+        ("RELIEVE_GRACE", -1, "at least 0"),
+        ("RELIEVE_CALL_TIMEOUT", True, "a number of seconds"),
+        ("RELIEVE_MAX_MEMORY_MB", -5, "at least 0"),
+        ("RELIEVE_ALLOW_DEV_MAIL", "yes", "True or False"),
+        ("RELIEVE_SOCKET", "/" + "s" * 120, "too long for a Unix socket"),
+        ("RELIEVE_SOCKET", "", "a file path"),
+        ("RELIEVE_TASK", "relieve_app.mail:Mail:extra", "a module and a class"),
+    ],
+)
+def test_a_bad_value_is_a_check_error_that_names_it(settings, name, value, words):
+    setattr(settings, name, value)
+
+    [error] = errors_about(name)
+
+    assert error.msg.startswith(f"{name} = {value!r}: ")
+    assert words in error.msg
+
+
+def test_the_app_reads_its_settings_only_through_conf():
+    """A module reading django.conf.settings.RELIEVE_* itself would miss the default in a host project."""
+    direct = re.compile(r"(?<![\w\"'])settings\.(RELIEVE|CONTACT)_|getattr\(settings, \"(RELIEVE|CONTACT)_")
+    readers = [path.relative_to(APP) for path in APP.rglob("*.py") if direct.search(path.read_text())]
+    assert readers == []
+
+
+def test_a_bad_setting_stops_any_process_at_start(tmp_path):
+    """gunicorn and runrelieve run no system checks: the app refuses to load instead."""
+    env = {**os.environ, "RELIEVE_WORKERS": "0", "CONTACT_TRUSTED_PROXIES": "nowhere"}
+    code = "import django; django.setup()"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode != 0
+    assert "relieve cannot start" in result.stderr
+    assert "RELIEVE_WORKERS = 0: must be at least 1." in result.stderr
+    assert "'nowhere' is not an IP address" in result.stderr
