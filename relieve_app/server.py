@@ -152,7 +152,7 @@ class Master:
         task.on("error", lambda *args: self._on_report(name, "error", *args))
         task.on("start", lambda at: self._on_lifecycle(name, "start", {"pid": task.pid, "at": at}))
         task.on("exit", lambda code: self._on_lifecycle(name, "exit", {"code": code}))
-        task.on("restart", lambda: self._on_lifecycle(name, "restart", {"restarts": task.restarts + 1}))
+        task.on("restart", lambda: self._on_lifecycle(name, "restart", {"restarts": task.restarts}))
         task.on("start", lambda _at: self._calls.pop(name, None))
         task.on("usage", lambda usage: self._on_usage(task, usage))
 
