@@ -22,7 +22,7 @@ run: install
 	$(PY) manage.py migrate --noinput
 	@echo "contact page: http://127.0.0.1:$(PORT)/contact/   admin: http://127.0.0.1:$(PORT)/admin/ (make superuser)"
 	@trap 'kill 0' EXIT INT TERM; \
-		$(PY) manage.py runrelieve & \
+		$(PY) manage.py runrelieve --reload & \
 		$(PY) manage.py runserver 127.0.0.1:$(PORT)
 
 superuser: install

@@ -147,6 +147,8 @@ MAILERS = {"default": _mailer(env.str("EMAIL_URL", default="") or "consolemail:/
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="relieve <noreply@localhost>")
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 CONTACT_RECIPIENT = env.str("CONTACT_RECIPIENT", default="me@example.com")
+# Who hears, by a mail from the master itself, of a contact message that ended `failed`; empty: nobody.
+RELIEVE_FAILURE_NOTIFY = env.str("RELIEVE_FAILURE_NOTIFY", default=CONTACT_RECIPIENT)
 
 RELIEVE_SOCKET = str(BASE_DIR / env.str("RELIEVE_SOCKET", default="var/relieve.sock"))
 RELIEVE_WORKERS = env.int("RELIEVE_WORKERS", default=4)

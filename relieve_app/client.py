@@ -38,10 +38,10 @@ class MasterError(ClientError):
         self.message = message
 
 
-def request(op, **args):
-    """Send one operation to the master and return its result."""
+def request(op, *, timeout=None, **args):
+    """Send one operation to the master and return its result, within ``timeout`` (RELIEVE_ACK_TIMEOUT)."""
     path = settings.RELIEVE_SOCKET
-    timeout = settings.RELIEVE_ACK_TIMEOUT
+    timeout = settings.RELIEVE_ACK_TIMEOUT if timeout is None else timeout
     frame = encode({"op": op, "args": args})
     deadline = time.monotonic() + timeout
     try:

@@ -29,8 +29,13 @@ class Command(BaseCommand):
             default=settings.RELIEVE_TASK,
             help="What each child runs, as module:Class (RELIEVE_TASK, default relieve_app.mail:Mail).",
         )
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="Replace the children, one at a time, whenever a .py file of the project changes.",
+        )
 
-    def handle(self, *args, workers, socket_path, script, **options):
+    def handle(self, *args, workers, socket_path, script, reload, **options):
         config = server.Options(
             socket_path=socket_path,
             workers=workers,
@@ -44,6 +49,7 @@ class Command(BaseCommand):
             max_memory=settings.RELIEVE_MAX_MEMORY_MB * 2**20,
             usage_interval=settings.RELIEVE_USAGE_INTERVAL,
             script=script,
+            reload_root=str(settings.BASE_DIR) if reload else None,
         )
         try:
             server.run(config)
