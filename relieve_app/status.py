@@ -103,3 +103,12 @@ def outcome_counts(now=None):
             "failed": MailOutcome.objects.filter(status="failed", updated_at__gte=since).count(),
         }
     return {"checked_at": now.isoformat(), "outcomes": by_status, "recent": recent}
+
+
+def master_alive(timeout=0.3):
+    """Whether a master answers on RELIEVE_SOCKET now; for pages that only need yes or no."""
+    try:
+        client.request("ping", timeout=timeout)
+    except client.ClientError:
+        return False
+    return True
