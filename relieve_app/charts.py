@@ -14,6 +14,7 @@ STYLE = (
     "text{font:11px sans-serif;fill:currentColor}.chart-title{font-weight:bold;font-size:12px}"
     ".grid{stroke:#8884;stroke-width:1}.axis{stroke:#888;stroke-width:1}.empty{fill:#888}"
 )
+DOTS_UP_TO = 30  # series this short also get a dot per point
 COLORS = ["#2e7d32", "#c62828", "#ef6c00", "#1565c0", "#6a1b9a", "#00838f", "#5d4037", "#9e9d24"]
 
 
@@ -34,7 +35,7 @@ class Chart:
 
 
 def nice_ceiling(value):
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value``: round tick labels."""
+    """The smallest of 1, 2, 4, 6, 8 times a power of ten at least ``value``: its quarters read well."""
     if value <= 0:
         return 1
     power = 1
@@ -42,7 +43,7 @@ def nice_ceiling(value):
         power *= 10
     while power > value:
         power /= 10
-    for step in (1, 2, 2.5, 5, 10):
+    for step in (1, 2, 4, 6, 8, 10):
         if step * power >= value:
             return step * power
     return 10 * power
@@ -102,6 +103,8 @@ def line_chart(chart, width=WIDTH, height=HEIGHT):
                 f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="1.5" '
                 f'data-series="{label}"><title>{label}</title></polyline>'
             )
+        if 0 < len(series.points) <= DOTS_UP_TO:  # a lone point draws no line: mark each one
+            parts += [f'<circle cx="{sx(x)}" cy="{sy(y)}" r="2.5" fill="{color}"/>' for x, y in series.points]
     if not any(series.points for series in chart.series):
         parts.append(
             f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle" class="empty">'
