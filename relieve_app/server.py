@@ -166,6 +166,7 @@ class Master:
         task.on("restart", lambda: self._on_lifecycle(name, "restart", {"restarts": task.restarts}))
         task.on("start", lambda _at: self._calls.pop(name, None))
         task.on("usage", lambda usage: self._on_usage(task, usage))
+        task.on("start", lambda _at: self._spawn(self._ask_usage(task)))  # status has it from the start
 
     def _on_report(self, name, event, payload=None, stack=None):
         if not isinstance(payload, dict):  # an uncaught error in the child: message and stack
@@ -333,12 +334,15 @@ class Master:
             self._recycling.discard(task.name)
             self._wake.set()
 
+    async def _ask_usage(self, task):
+        if task.running:
+            with contextlib.suppress(RelieveError):
+                await task.send("usage")
+
     async def _usage_loop(self):
         while not self._stopping.is_set():
             for task in self.pool.tasks.values():
-                if task.running:
-                    with contextlib.suppress(RelieveError):
-                        await task.send("usage")
+                await self._ask_usage(task)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.options.usage_interval)
 

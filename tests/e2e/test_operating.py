@@ -113,6 +113,8 @@ def test_sighup_replaces_every_child_while_messages_keep_coming(master, smtp_sin
     reasons = [event.payload["reason"] for event in TaskEvent.objects.filter(event="recycle")]
     assert reasons == ["reload: SIGHUP", "reload: SIGHUP"]
     assert master.process.poll() is None
+    # New children report their usage at once, not at the next round (RELIEVE_USAGE_INTERVAL, 30 s here).
+    wait_until(lambda: all(c["memory"] for c in master.status()["children"]), timeout=10, message="usage")
 
 
 def test_reload_option_replaces_children_when_a_python_file_changes(master):
@@ -179,3 +181,24 @@ def test_sends_go_on_while_the_status_is_read_in_a_loop(master):
     finally:
         stop.set()
         reader.join()
+
+
+def test_relievestatus_watch_refreshes_until_interrupted(master):
+    master.start(workers=1)
+    argv = [sys.executable, "manage.py", "relievestatus", "--socket", master.socket_path, "--watch"]
+    watch = subprocess.Popen(
+        [*argv, "--interval", "0.2"], cwd=ROOT, env=master.env, stdout=subprocess.PIPE, text=True
+    )
+    frames = []
+    try:
+        while len(frames) < 3:
+            line = watch.stdout.readline()
+            assert line, "relievestatus --watch ended by itself"
+            if line.startswith("\x1b[H\x1b[2J"):  # each refresh clears the screen and starts over
+                frames.append(line)
+    finally:
+        watch.send_signal(signal.SIGINT)
+        code = watch.wait(30)
+        watch.stdout.close()
+    assert code == 0
+    assert all("master pid" in frame for frame in frames)
