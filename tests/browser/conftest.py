@@ -11,10 +11,6 @@ from pathlib import Path
 
 import pytest
 
-# Playwright's sync API runs an event loop in this thread; Django's ORM refuses to run beside one
-# unless told that this is a plain, synchronous test.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-
 from tests.e2e.conftest import master  # noqa: F401 - the real runrelieve, for the dashboard
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,8 +34,10 @@ def chromium_path():
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per test module: Playwright's sync API keeps an event loop running in this thread
+    while it is open, which must be gone before the tests that call asyncio.run() themselves."""
     path = chromium_path()
     if path is None:
         if os.environ.get("CI"):
@@ -48,10 +46,19 @@ def browser():
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=20_000)  # a loaded machine: expectations poll, they do not sleep
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+    # Django's ORM refuses to run beside a running event loop unless told the test is synchronous.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        if previous is None:
+            del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
 @pytest.fixture
