@@ -11,6 +11,7 @@ import threading
 import pytest
 from django.test import Client
 
+from relieve_app import client
 from relieve_app.models import MailOutcome, TaskEvent, UsageSample
 from tests.e2e.conftest import ROOT, wait_until
 from tests.e2e.test_delivery import all_sent, post
@@ -132,8 +133,6 @@ def test_reload_option_replaces_children_when_a_python_file_changes(master):
 
 
 def _child_pid(master):
-    from relieve_app import client
-
     def pid():
         try:
             children = client.request("status")["children"]
@@ -202,3 +201,14 @@ def test_relievestatus_watch_refreshes_until_interrupted(master):
         watch.stdout.close()
     assert code == 0
     assert all("master pid" in frame for frame in frames)
+
+
+def test_the_reload_operation_replaces_the_children_like_sighup(master):
+    master.start(workers=2)
+    before = {child["name"]: child["pid"] for child in master.status()["children"]}
+    assert client.request("reload") == {"reloading": True}
+    wait_until(
+        lambda: all(c["running"] and c["pid"] != before[c["name"]] for c in master.status()["children"]),
+        message="both children replaced",
+    )
+    wait_until(lambda: not master.status()["reloading"], message="the reload over")
