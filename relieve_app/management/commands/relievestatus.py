@@ -24,7 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--watch", action="store_true", help="Refresh in place until Ctrl-C.")
         parser.add_argument("--interval", type=float, default=2.0, help="Seconds between refreshes.")
         parser.add_argument(
-            "--timeout", type=float, default=1.0, help="Seconds to wait for the master (default 1)."
+            "--timeout", type=float, default=0.75, help="Seconds to wait for the master (default 0.75)."
         )
         parser.add_argument(
             "--socket", dest="socket_path", default=settings.RELIEVE_SOCKET, help="The master's socket."
