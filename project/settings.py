@@ -11,8 +11,9 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The default home of the SQLite database and the socket. Importing settings writes nothing: var/ is
+# made at start only when a default in use lives there (relieve_app.folders, endpoint.py).
 VAR_DIR = BASE_DIR / "var"
-VAR_DIR.mkdir(mode=0o755, exist_ok=True)  # never group or world writable: the socket lives here
 
 env = environ.Env()
 if (BASE_DIR / ".env").is_file():
@@ -89,7 +90,9 @@ def _database(url):
         **config.get("OPTIONS", {}),
     }
     # A file, not memory: end-to-end tests run the master as another process on the same database.
-    config["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}  # one per test run
+    # Beside the database, one per test run.
+    folder = Path(config["NAME"]).parent if config["NAME"] not in ("", ":memory:") else VAR_DIR
+    config["TEST"] = {"NAME": str(folder / f"test-db-{os.getpid()}.sqlite3")}
     return config
 
 
@@ -149,6 +152,9 @@ SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 CONTACT_RECIPIENT = env.str("CONTACT_RECIPIENT", default="me@example.com")
 # Who hears, by a mail from the master itself, of a contact message that ended `failed`; empty: nobody.
 RELIEVE_FAILURE_NOTIFY = env.str("RELIEVE_FAILURE_NOTIFY", default=CONTACT_RECIPIENT)
+# With DEBUG off, a backend that delivers nothing (console, file, memory, dummy) stops every process at
+# start, unless this says it is meant; runrelieve then warns at every start.
+RELIEVE_ALLOW_DEV_MAIL = env.bool("RELIEVE_ALLOW_DEV_MAIL", default=False)
 
 RELIEVE_SOCKET = str(BASE_DIR / env.str("RELIEVE_SOCKET", default="var/relieve.sock"))
 RELIEVE_WORKERS = env.int("RELIEVE_WORKERS", default=4)
@@ -167,6 +173,8 @@ RELIEVE_CLIENT_TIMEOUT = env.float("RELIEVE_CLIENT_TIMEOUT", default=10.0)
 RELIEVE_MAX_CALLS = env.int("RELIEVE_MAX_CALLS", default=1000)
 RELIEVE_MAX_MEMORY_MB = env.int("RELIEVE_MAX_MEMORY_MB", default=256)
 RELIEVE_USAGE_INTERVAL = env.float("RELIEVE_USAGE_INTERVAL", default=30.0)
+# A Markdown body that takes longer to render goes out as text only; its renderer process is replaced.
+RELIEVE_RENDER_TIMEOUT = env.float("RELIEVE_RENDER_TIMEOUT", default=0.5)
 RELIEVE_TASK = env.str("RELIEVE_TASK", default="relieve_app.mail:Mail")
 # Contact posts one client (REMOTE_ADDR) may send: "5/m", "100/h", "10/5m"; empty for no limit. On by
 # default: a contact page open to unlimited posts is an open door to spam. Over it: 429 with Retry-After.

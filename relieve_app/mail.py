@@ -11,50 +11,17 @@ import os
 import smtplib
 import threading
 
-import markdown
-import nh3
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, mailers
-from markdown.extensions import Extension
-from markdown.treeprocessors import Treeprocessor
+from django.core.mail import mailers
 
-HTML_DOCUMENT = '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n<body>\n{}\n</body></html>\n'
-
-# The body is written by any visitor: only markup that cannot run, load or style anything survives.
-SANITISER = nh3.Cleaner(
-    tags={
-        *("p", "br", "strong", "em", "b", "i", "code", "pre", "blockquote", "hr", "a"),
-        *("ul", "ol", "li", "dl", "dt", "dd", "h1", "h2", "h3", "h4", "h5", "h6"),
-        *("table", "caption", "thead", "tbody", "tfoot", "tr", "th", "td", "sup", "sub", "abbr"),
-    },
-    clean_content_tags={"script", "style"},
-    attributes={"a": {"href", "title"}, "abbr": {"title"}, "ol": {"start"}},
-    url_schemes={"http", "https", "mailto"},
-    url_relative="deny",
-    link_rel="nofollow noopener noreferrer",
-)
-
-
-class _ImagesAsText(Treeprocessor):
-    """A remote image tells its owner when and where the mail was read: keep its words only."""
-
-    def run(self, root):
-        for element in root.iter("img"):
-            alt = element.get("alt", "")
-            element.attrib.clear()
-            element.tag, element.text = "span", alt  # span is not in the safelist: its text stays
-
-
-class ImagesAsText(Extension):
-    def extendMarkdown(self, md):
-        md.treeprocessors.register(_ImagesAsText(md), "images_as_text", 15)  # after "inline" (20)
+from relieve_app.message import ContactMessage
+from relieve_app.render import RENDER_TIMEOUT, Renderer, render_once
 
 
 def render(body):
-    """Plain text and sanitised HTML for a Markdown body; the text part is the source itself."""
-    text = body.replace("\r\n", "\n").replace("\r", "\n")
-    fragment = markdown.markdown(text, extensions=["extra", "sane_lists", ImagesAsText()])
-    return text, HTML_DOCUMENT.format(SANITISER.clean(fragment))
+    """Text part and HTML part (None when the body goes out as text only) of a Markdown body."""
+    rendered = render_once(body)
+    return rendered.text, rendered.html
 
 
 def describe(exc):
@@ -106,35 +73,55 @@ class Mail:
         # is the backend itself, and holding on to it is what keeps its SMTP connection.
         self.connection = mailers.default
         self._lock = threading.Lock()  # the connection is not safe to share between calls
+        # Markdown runs in a process of its own, killed past its deadline: no body can hold this child.
+        self.renderer = Renderer(timeout=getattr(settings, "RELIEVE_RENDER_TIMEOUT", RENDER_TIMEOUT))
 
     def set_channel(self, channel):
         self.channel = channel
+
+    def start(self, *arguments):
+        """Called once the child is up: the renderer imports Markdown while no mail waits for it."""
+        self.renderer.start()
 
     def send_mail(self, job):
         """Send one job's mail and report it; True when the server accepted it."""
         report = {"id": job["id"], "attempt": job["attempt"]}
         try:
-            self._deliver(self.build_message(job))
+            mail, rendered = self.build_message(job)
+            self._deliver(mail)
         except Exception as exc:
             message, code = describe(exc)
             self._emit("error", {**report, "message": message, "code": code, "type": type(exc).__name__})
             return False
-        self._emit("info", {**report, "message": f"Mail sent to {job['recipient']}"})
+        self._emit("info", {**report, **self._sent(job, rendered)})
         return True
 
     def build_message(self, job):
-        text, html = render(job["body"])
-        message = EmailMultiAlternatives(
+        """The mail of a job; without an HTML part when the body could not be rendered in time."""
+        rendered = self.renderer.render(job["body"])
+        message = ContactMessage(
             subject=job["subject"],
-            body=text,
+            body=rendered.text,
             from_email=settings.DEFAULT_FROM_EMAIL,
             to=[job["recipient"]],
             reply_to=[job["emitter"]],
         )
-        message.attach_alternative(html, "text/html")
-        return message
+        if rendered.html is not None:
+            message.attach_alternative(rendered.html, "text/html")
+        return message, rendered
+
+    @staticmethod
+    def _sent(job, rendered):
+        message = f"Mail sent to {job['recipient']}"
+        if rendered.fallback is None:
+            return {"message": message}
+        return {"message": f"{message} as text only: {rendered.fallback}", "text_only": rendered.fallback}
 
     def close(self):
+        self.renderer.close()
+        self.close_connection()
+
+    def close_connection(self):
         with contextlib.suppress(OSError):  # smtplib's errors included: a dead link may fail to QUIT
             self.connection.close()
 
@@ -150,7 +137,7 @@ class Mail:
             except Exception as exc:
                 if not connection_lost(exc):
                     raise
-                self.close()
+                self.close_connection()
                 if timed_out(exc):
                     raise
                 self._send(message)

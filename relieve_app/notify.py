@@ -19,8 +19,9 @@ log = logging.getLogger(__name__)
 
 
 def summary(job, error, *, with_body=True):
+    tries = f"{job['attempt']} attempt{'' if job['attempt'] == 1 else 's'}"
     lines = [
-        f"A message sent through the contact page could not be delivered after {job['attempt']} attempts.",
+        f"A message sent through the contact page could not be delivered after {tries}.",
         "",
         f"From:    {job['emitter']}",
         f"Subject: {job['subject']}",

@@ -64,10 +64,12 @@ class Master:
         self.endpoint = Endpoint(options.socket_path, self, client_timeout=options.client_timeout)
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
-        self._queue = collections.deque()  # ids waiting for a child, oldest first
-        self._known = set()  # ids queued, scheduled, or in a child: never handed out twice
-        self._sending = set()
-        self._timers = {}
+        # An id is held (never handed out twice, never swept) while it is in one of these:
+        self._queue = collections.deque()  # waiting for a child, oldest first
+        self._queued = set()  # the ids of _queue
+        self._timers = {}  # waiting for its retry delay
+        self._sending = set()  # claimed, in a child, or its answer being handled
+        self._settling = {}  # its attempt's outcome written but not yet committed: id -> that write
         self._background = set()
         self._errors = {}  # outcome id -> last error payload reported by a child
         self._calls = collections.Counter()  # sends per child since it started
@@ -99,6 +101,9 @@ class Master:
         self.recorder.start()
         try:
             await self.recorder.submit(recorder.check_schema)
+        except recorder.DatabaseUnreachable as exc:
+            await self.recorder.stop()
+            raise StartupError(f"the database cannot be reached ({exc}); check DATABASE_URL") from exc
         except Exception as exc:
             await self.recorder.stop()
             raise StartupError(f"the database is not ready ({exc}); run `python manage.py migrate`") from exc
@@ -140,7 +145,14 @@ class Master:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.pool.kill()
-        await self.recorder.stop()
+        writes = dict(self._settling)
+        await self.recorder.stop(timeout=max(deadline - loop.time(), 1.0))
+        await asyncio.gather(*writes.values(), return_exceptions=True)
+        lost = sorted(pk for pk, write in writes.items() if write.cancelled() or write.exception())
+        if lost:
+            log.error("the database took no outcome for %s; they stay pending and may be sent again", lost)
+        elif writes:
+            log.info("%d outcomes waiting for the database were recorded", len(writes))
         log.info("stopped; %d sends were cut short and stay pending for the next start", len(self._sending))
 
     def _spawn(self, coro):
@@ -165,6 +177,7 @@ class Master:
         task.on("exit", lambda code: self._on_lifecycle(name, "exit", {"code": code}))
         task.on("restart", lambda: self._on_lifecycle(name, "restart", {"restarts": task.restarts}))
         task.on("start", lambda _at: self._calls.pop(name, None))
+        task.on("start", lambda _at: self._wake.set())  # a child back: queued ids may go out
         task.on("usage", lambda usage: self._on_usage(task, usage))
         task.on("start", lambda _at: self._spawn(self._ask_usage(task)))  # status has it from the start
 
@@ -187,27 +200,46 @@ class Master:
 
     # dispatching --------------------------------------------------------------
 
+    def holds(self, outcome_id):
+        """Whether this master handles the id now: queued, waiting to retry, in a child, or settling."""
+        return (
+            outcome_id in self._queued
+            or outcome_id in self._timers
+            or outcome_id in self._sending
+            or outcome_id in self._settling
+        )
+
+    def _held(self):
+        return self._queued | set(self._timers) | self._sending | set(self._settling)
+
     def enqueue(self, outcome_id):
         """Queue an id for a child unless this master already handles it."""
-        if outcome_id in self._known:
+        if self.holds(outcome_id):
             return False
-        self._known.add(outcome_id)
-        self._queue.append(outcome_id)
-        self._wake.set()
+        self._push(outcome_id)
         return True
 
-    def _retry_later(self, outcome_id, delay):
-        self._known.add(outcome_id)
+    def _push(self, outcome_id, first=False):
+        self._queued.add(outcome_id)
+        if first:
+            self._queue.appendleft(outcome_id)
+        else:
+            self._queue.append(outcome_id)
+        self._wake.set()
 
+    def _retry_later(self, outcome_id, delay):
         def due():
             self._timers.pop(outcome_id, None)
-            self._known.discard(outcome_id)
             self.enqueue(outcome_id)
 
         self._timers[outcome_id] = asyncio.get_running_loop().call_later(delay, due)
 
     async def _dispatch_loop(self):
-        """Hand queued ids out, at most one per running child at a time."""
+        """Hand queued ids out, at most one per running child at a time.
+
+        It sleeps only while nothing can go out; whatever can change that wakes it: a submit, a
+        retry falling due, a send ending, a child starting, a recycle ending, a sweep.
+        """
         while not self._stopping.is_set():
             capacity = len(self.pool.strategy.tasks) - len(self._sending)
             if not self._queue or capacity <= 0:
@@ -215,6 +247,7 @@ class Master:
                 await self._wake.wait()
                 continue
             outcome_id = self._queue.popleft()
+            self._queued.discard(outcome_id)
             self._sending.add(outcome_id)
             self._spawn(self._deliver(outcome_id))
 
@@ -222,12 +255,10 @@ class Master:
         try:
             job = await self.recorder.submit(recorder.claim, outcome_id)
             if job is None:  # sent, failed or deleted meanwhile
-                self._known.discard(outcome_id)
                 return
             await self._send(job)
         except Exception:
             log.exception("dispatching outcome %s failed; it stays pending for the sweep", outcome_id)
-            self._known.discard(outcome_id)
         finally:
             self._sending.discard(outcome_id)
             self._wake.set()
@@ -237,7 +268,8 @@ class Master:
         try:
             task = self.pool.strategy.next()
         except NoTaskAvailable:
-            self._requeue(outcome_id, "no child running")
+            log.warning("outcome %s goes back to the queue: no child running", outcome_id)
+            self._push(outcome_id, first=True)  # a child's start wakes the dispatch loop
             return
         self.recorder.record(recorder.set_task, outcome_id, task.name)
         self._errors.pop(outcome_id, None)
@@ -261,30 +293,48 @@ class Master:
             return
         self._count_call(task)
         if sent:
-            self.recorder.record(recorder.mark_sent, outcome_id, f"sent by {task.name}")
+            self._settle(outcome_id, recorder.mark_sent, outcome_id, f"sent by {task.name}")
             log.info("outcome %s sent by %s (attempt %s)", outcome_id, task.name, job["attempt"])
-            self._known.discard(outcome_id)
         else:
             self._failed(job, self._errors.pop(outcome_id, {"message": "the child reported a failure"}))
 
-    def _requeue(self, outcome_id, reason):
-        """No child could take the job: hand it out again shortly."""
-        log.warning("outcome %s goes back to the queue: %s", outcome_id, reason)
-        self._known.discard(outcome_id)
-        self._retry_later(outcome_id, 0.1)
-
     def _failed(self, job, payload):
+        """An attempt failed: retry later, or `failed` when no attempts are left or the refusal is final."""
         outcome_id, attempts = job["id"], job["attempt"]
         code = payload.get("code")
         error = f"{payload.get('message', '')}" + (f" (SMTP {code})" if code else "")
-        final = attempts >= self.options.max_attempts
-        self.recorder.record(recorder.mark_error, outcome_id, error, final)
-        self._known.discard(outcome_id)
+        permanent = _permanent_refusal(code)
+        final = permanent or attempts >= self.options.max_attempts
         if final:
-            log.warning("outcome %s failed after %d attempts: %s", outcome_id, attempts, error)
+            why = "a permanent refusal" if permanent else f"{attempts} attempts"
+            log.warning("outcome %s failed after %s: %s", outcome_id, why, error)
+            self._settle(outcome_id, recorder.mark_error, outcome_id, error, True)
             self._spawn(notify.failed(job, error, self.recorder.record))
         else:
-            self._retry_later(outcome_id, self.options.retry_after(attempts))
+            delay = self.options.retry_after(attempts)
+            self._settle(
+                outcome_id,
+                recorder.mark_error,
+                outcome_id,
+                error,
+                False,
+                then=lambda: self._retry_later(outcome_id, delay),
+            )
+
+    def _settle(self, outcome_id, fn, *args, then=None):
+        """Write an attempt's outcome; the id stays held until that write commits, however long
+        the database is away, so no sweep can send again what a child already sent."""
+        written = self._settling[outcome_id] = self.recorder.persist(fn, *args)
+
+        def settled(future):
+            self._settling.pop(outcome_id, None)
+            self._wake.set()
+            if future.cancelled() or future.exception() is not None:
+                log.error("outcome %s could not be recorded: %s", outcome_id, future.exception())
+            elif then is not None and not self._stopping.is_set():
+                then()
+
+        written.add_done_callback(settled)
 
     # recycling: a child that has done enough, or grown too big, is replaced when idle ---------
 
@@ -361,10 +411,10 @@ class Master:
 
     async def sweep(self, stale_after=0.0):
         """Queue pending rows nobody here handles: left by a crash, a down master or a lost ack."""
-        rows = await self.recorder.submit(recorder.pending, set(self._known), stale_after)
+        rows = await self.recorder.submit(recorder.pending, self._held(), stale_after)
         found = 0
         for outcome_id, status, attempts, idle in rows:
-            if outcome_id in self._known:
+            if self.holds(outcome_id):  # taken up while the query ran
                 continue
             found += 1
             if status == "retrying":
@@ -373,6 +423,7 @@ class Master:
                 self.enqueue(outcome_id)
         if found:
             log.info("sweep: %d pending messages picked up", found)
+        self._wake.set()
         return found
 
     # operations of the socket protocol -----------------------------------------
@@ -395,6 +446,11 @@ class Master:
         """Like SIGHUP: replace the children one at a time, each after its current send."""
         self.reloader.request("asked over the socket")
         return {"reloading": True}
+
+
+def _permanent_refusal(code):
+    """An SMTP 5xx reply: the server will refuse this message again, so retrying only delays `failed`."""
+    return isinstance(code, int) and not isinstance(code, bool) and 500 <= code <= 599
 
 
 def run(options):

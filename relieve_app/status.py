@@ -38,12 +38,14 @@ def of_master(master, now=None):
                 "queued": queued,
                 "sending": sending,
                 "retrying": retrying,
+                "settling": len(master._settling),  # outcomes whose write is not committed yet
             }
         ],
         # The queue's counts again at the top, as the first versions of this operation had them.
         "queued": queued,
         "sending": sending,
         "retrying": retrying,
+        "settling": len(master._settling),
         "children": children,
     }
 

@@ -190,12 +190,12 @@ class ScriptTask(Named, Emitter):
             self._restarting.cancel()
         if not self._alive():
             return self.process.returncode if self.process else None
-        self.process.send_signal(sig)
+        self._signal(sig)
         try:
             return await asyncio.wait_for(asyncio.shield(self._exited), grace)
         except TimeoutError:
             log.warning("task %s ignored signal %s for %.1fs; killing it", self.name, sig, grace)
-            self.process.kill()
+            self._signal(signal.SIGKILL)
             return await asyncio.shield(self._exited)
 
     async def kill(self, sig=signal.SIGTERM):
@@ -203,7 +203,7 @@ class ScriptTask(Named, Emitter):
         if not self._alive():
             raise NotRunning(f"task {self.name} is not running")
         exited = self._exited
-        self.process.send_signal(sig)
+        self._signal(sig)
         return await asyncio.shield(exited)
 
     async def restart(self):
@@ -223,6 +223,12 @@ class ScriptTask(Named, Emitter):
 
     def _alive(self):
         return self._exited is not None and not self._exited.done()
+
+    def _signal(self, sig):
+        """Signal the child; one that already exited (its exit still being drained) is left alone."""
+        if self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(sig)
 
     async def _spawn(self):
         loop = asyncio.get_running_loop()
@@ -372,9 +378,9 @@ class CallableTask(ScriptTask):
         self._waiting[call_id] = future
         try:
             await self._request("relieve:get", call_id, name, args)
-            if timeout is None:
-                return await future
-            return await asyncio.wait_for(future, timeout)
+            if timeout is not None:
+                await self._answer_within(future, timeout)
+            return await future
         except ChannelClosed:
             # The channel can close before the child is reaped: wait for the code, as _child_gone has it.
             code = self.process.returncode
@@ -386,6 +392,18 @@ class CallableTask(ScriptTask):
             self._waiting.pop(call_id, None)
             if not future.done():
                 future.cancel()
+
+    async def _answer_within(self, future, timeout):
+        """Wait up to ``timeout`` for ``future``; an answer already received wins over the timeout.
+
+        A master that was frozen (SIGSTOP, swap, a long pause) wakes with both the timer due and
+        the answer waiting in the socket: the channel is read before the timeout is believed.
+        """
+        await asyncio.wait([future], timeout=timeout)
+        if not future.done() and self.channel is not None:
+            self.channel.read_waiting()
+        if not future.done():
+            raise TimeoutError(f"no answer from {self.name} within {timeout:g}s")
 
     async def _request(self, event, call_id, name, args):
         try:

@@ -4,6 +4,7 @@ import asyncio
 import threading
 
 import pytest
+from django.db import OperationalError
 
 from relieve_app import recorder
 from relieve_app.models import MailOutcome, TaskEvent
@@ -20,12 +21,19 @@ def new_outcome():
 def test_a_cancelled_waiter_does_not_stop_the_thread():
     outcome = new_outcome()
     gate = threading.Event()
+    entered = threading.Event()
+
+    def hold():
+        entered.set()
+        gate.wait(10)
 
     async def scenario():
         rec = recorder.Recorder().start()
-        blocked = rec.submit(gate.wait, 10)  # holds the thread while the next waiter gives up
+        blocked = rec.submit(hold)  # holds the thread while the next waiter gives up
+        await asyncio.to_thread(entered.wait, 10)  # the claim below comes in a later batch
         abandoned = rec.submit(recorder.claim, outcome.pk)
         abandoned.cancel()
+        await asyncio.sleep(0.05)  # the cancel reaches the thread's future on the loop's next turn
         gate.set()
         await blocked
         job = await asyncio.wait_for(rec.submit(recorder.claim, outcome.pk), 10)
@@ -57,3 +65,35 @@ def test_a_failing_write_is_replayed_alone_and_the_rest_commit():
 
     asyncio.run(scenario())
     assert TaskEvent.objects.filter(outcome=outcome, event="info").count() == 1
+
+
+def test_an_outcome_write_is_retried_past_the_ordinary_tries_until_it_commits():
+    outcome = new_outcome()
+    failures = iter(range(recorder.RETRIES + 2))
+
+    def flaky_mark_sent(pk):
+        if next(failures, None) is not None:
+            raise OperationalError("the database went away")
+        recorder.mark_sent(pk, "sent by mail0")
+
+    async def scenario():
+        rec = recorder.Recorder().start()
+        await asyncio.wait_for(rec.persist(flaky_mark_sent, outcome.pk), 30)
+        await asyncio.wait_for(rec.stop(), 10)
+
+    asyncio.run(scenario())
+    assert MailOutcome.objects.get(pk=outcome.pk).status == "sent"
+
+
+def test_stop_gives_up_an_outcome_write_the_database_never_takes():
+    def never():
+        raise OperationalError("the database is away for good")
+
+    async def scenario():
+        rec = recorder.Recorder().start()
+        lost = rec.persist(never)
+        await asyncio.wait_for(rec.stop(timeout=0.5), 10)
+        with pytest.raises(OperationalError):
+            await lost
+
+    asyncio.run(scenario())

@@ -119,6 +119,20 @@ def test_kill_resolves_at_exit_with_the_negative_signal(pool, run):
     run(scenario())
 
 
+def test_a_child_dead_but_still_draining_can_be_stopped_and_killed(pool, run):
+    """Between the child's exit and the end of its channel, signalling it must not raise."""
+
+    async def scenario():
+        task = pool.script("lingering.py")
+        await pool.wait(task.start())
+        os.kill(task.pid, signal.SIGKILL)
+        while task.process.returncode is None:
+            await asyncio.sleep(0.005)
+        assert await pool.wait(task.stop()) == -signal.SIGKILL
+
+    run(scenario())
+
+
 def test_kill_defaults_to_sigterm(pool, run):
     async def scenario():
         task = pool.callable()
