@@ -179,7 +179,6 @@ class Master:
         task.on("start", lambda _at: self._calls.pop(name, None))
         task.on("start", lambda _at: self._wake.set())  # a child back: queued ids may go out
         task.on("usage", lambda usage: self._on_usage(task, usage))
-        task.on("start", lambda _at: self._spawn(self._ask_usage(task)))  # status has it from the start
 
     def _on_report(self, name, event, payload=None, stack=None):
         if not isinstance(payload, dict):  # an uncaught error in the child: message and stack
@@ -384,6 +383,8 @@ class Master:
             self._recycling.discard(task.name)
             self._wake.set()
 
+    # Asked each round, not when a child starts: under a limit smaller than a fresh child, a report at
+    # start would recycle every child before its first send, and nothing would ever go out.
     async def _ask_usage(self, task):
         if task.running:
             with contextlib.suppress(RelieveError):
