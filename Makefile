@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run superuser test test-sqlite test-postgres lint format bench clean
+.PHONY: install run superuser test test-sqlite test-postgres chromium lint format bench clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
@@ -27,8 +27,8 @@ run: install
 superuser: install
 	$(PY) manage.py createsuperuser
 
-# Lint, the whole suite on SQLite, then the database tests again on PostgreSQL.
-test: lint test-sqlite test-postgres
+# Lint, the whole suite on SQLite (browser tests included), then the database tests again on PostgreSQL.
+test: lint chromium test-sqlite test-postgres
 
 test-sqlite: install
 	$(VENV)/bin/pytest
@@ -42,6 +42,17 @@ test-postgres: install
 		echo "PostgreSQL does not answer at $(PG_URL); CI needs it"; exit 1; \
 	else \
 		echo "== SKIPPED the PostgreSQL run: nothing answers at $(PG_URL) (set PG_URL=postgres://user@host:port/db)"; \
+	fi
+
+# The browser tests drive the system's Chromium (Playwright cannot download one here).
+chromium:
+	@if [ -n "$$RELIEVE_CHROMIUM" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null; then \
+		true; \
+	elif [ -n "$$CI" ]; then \
+		echo "Chromium is missing and CI needs the browser tests: apt-get install chromium (.ci/run does)"; exit 1; \
+	else \
+		echo "== the browser tests will be SKIPPED: no Chromium. Install it (Debian/Ubuntu: sudo apt-get install chromium;"; \
+		echo "   macOS: brew install --cask chromium) or set RELIEVE_CHROMIUM=/path/to/chromium"; \
 	fi
 
 lint: install

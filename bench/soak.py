@@ -154,6 +154,8 @@ class Stack:
             "RELIEVE_SWEEP_INTERVAL": str(config.sweep_interval),
             "RELIEVE_CALL_TIMEOUT": str(config.call_timeout),
             "RELIEVE_GRACE": "3",
+            # The sink counts contact mail by subject; the owner's failure notices would be strays.
+            "RELIEVE_FAILURE_NOTIFY": "",
         }
         self.master = None
         self.web = None

@@ -28,7 +28,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 class Runner:
     def __init__(self, address, python=sys.executable):
         self.commands = {
-            "relieve master": [python, "manage.py", "runrelieve"],
+            "relieve master": [python, "manage.py", "runrelieve", "--reload"],
             "web server": [python, "manage.py", "runserver", address],
         }
         self.processes = {}

@@ -153,6 +153,7 @@ SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 # this project sets only those the environment names. RELIEVE_SOCKET may be relative to BASE_DIR.
 RELIEVE_FROM_ENV = {
     "CONTACT_RECIPIENT": env.str,
+    "RELIEVE_FAILURE_NOTIFY": env.str,  # empty: nobody hears of failed messages
     "CONTACT_RATE_LIMIT": env.str,  # empty: no limit
     "CONTACT_TRUSTED_PROXIES": env.list,
     "RELIEVE_SOCKET": env.str,

@@ -18,6 +18,9 @@ SOCKET_NAME = Path("var") / "relieve.sock"
 DEFAULTS = {
     # Who receives the contact mail, and how many posts one client may send ("" for no limit).
     "CONTACT_RECIPIENT": "me@example.com",
+    # Who hears, by a mail from the master itself, of a message that ended failed (None: the
+    # CONTACT_RECIPIENT; "": nobody).
+    "RELIEVE_FAILURE_NOTIFY": None,
     # True lets DEBUG=False run with a mail backend that delivers nothing (console, file, memory).
     "RELIEVE_ALLOW_DEV_MAIL": False,
     "CONTACT_RATE_LIMIT": "5/m",
@@ -75,6 +78,8 @@ class AppSettings:
         value = getattr(settings, name, DEFAULTS[name])
         if name == "RELIEVE_SOCKET":
             return str(socket_path(value))
+        if name == "RELIEVE_FAILURE_NOTIFY" and value is None:
+            return self.CONTACT_RECIPIENT
         return value
 
     def __dir__(self):

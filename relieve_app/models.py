@@ -74,3 +74,25 @@ class TaskEvent(models.Model):
 
     def __str__(self):
         return f"{self.event} from {self.task_name or 'master'}"
+
+
+class UsageSample(models.Model):
+    """One child's CPU and memory at one moment, as its monitor reported; kept for the dashboard's charts.
+
+    The master writes one per child every RELIEVE_USAGE_INTERVAL seconds and deletes those older than
+    a day as it goes, so the table stays bounded.
+    """
+
+    created_at = models.DateTimeField("time", default=timezone.now, db_index=True)
+    task_name = models.CharField("task", max_length=100)
+    pid = models.PositiveIntegerField("pid")
+    memory = models.PositiveBigIntegerField("resident memory (bytes)")
+    cpu_percent = models.FloatField("CPU %")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = "usage sample"
+        verbose_name_plural = "usage samples"
+
+    def __str__(self):
+        return f"{self.task_name} at {self.created_at:%H:%M:%S}: {self.memory / 2**20:.1f} MiB"

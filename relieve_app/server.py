@@ -14,11 +14,14 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from dataclasses import dataclass
 
-from . import recorder
+from . import notify, recorder, reloading
 from .endpoint import Endpoint, StartupError
 from .pool import BootError, CallableTask, CloudWorker, NoTaskAvailable, RelieveError, TaskExited
+from .status import of_master
+from .usage import UsageBook, add_sample, valid
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,7 @@ class Options:
     max_memory: int = 256 * 2**20  # ... or once its resident memory passes this many bytes (0: never)
     usage_interval: float = 30.0  # how often children are asked for their memory
     script: str = MAIL_SCRIPT
+    reload_root: str | None = None  # reload the children when a .py file under it changes
 
     def check(self):
         if self.workers < 1:
@@ -70,6 +74,9 @@ class Master:
         self._errors = {}  # outcome id -> last error payload reported by a child
         self._calls = collections.Counter()  # sends per child since it started
         self._recycling = set()
+        self.usage = UsageBook()
+        self.reloader = reloading.Reloader(self)
+        self.started_at = None
 
     # lifecycle ----------------------------------------------------------------
 
@@ -79,10 +86,11 @@ class Master:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reloader.request, "SIGHUP")
         try:
             await self._stopping.wait()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
             await self.stop()
 
@@ -113,10 +121,13 @@ class Master:
             self.options.socket_path,
             len(self.pool.tasks),
         )
+        self.started_at = time.time()
         self._spawn(self._dispatch_loop())
         self._spawn(self._sweep_loop())
-        if self.options.max_memory:
-            self._spawn(self._usage_loop())
+        self._spawn(self._usage_loop())
+        self._spawn(self.reloader.run())
+        if self.options.reload_root:
+            self._spawn(reloading.watch(self.reloader, reloading.StatWatcher(self.options.reload_root)))
 
     async def stop(self):
         log.info(
@@ -164,7 +175,7 @@ class Master:
         task.on("error", lambda *args: self._on_report(name, "error", *args))
         task.on("start", lambda at: self._on_lifecycle(name, "start", {"pid": task.pid, "at": at}))
         task.on("exit", lambda code: self._on_lifecycle(name, "exit", {"code": code}))
-        task.on("restart", lambda: self._on_lifecycle(name, "restart", {"restarts": task.restarts + 1}))
+        task.on("restart", lambda: self._on_lifecycle(name, "restart", {"restarts": task.restarts}))
         task.on("start", lambda _at: self._calls.pop(name, None))
         task.on("start", lambda _at: self._wake.set())  # a child back: queued ids may go out
         task.on("usage", lambda usage: self._on_usage(task, usage))
@@ -297,6 +308,7 @@ class Master:
             why = "a permanent refusal" if permanent else f"{attempts} attempts"
             log.warning("outcome %s failed after %s: %s", outcome_id, why, error)
             self._settle(outcome_id, recorder.mark_error, outcome_id, error, True)
+            self._spawn(notify.failed(job, error, self.recorder.record))
         else:
             delay = self.options.retry_after(attempts)
             self._settle(
@@ -331,6 +343,9 @@ class Master:
             self.recycle(task, f"{self._calls[task.name]} sends done")
 
     def _on_usage(self, task, usage):
+        if valid(usage):
+            self.usage.note(task.name, usage)
+            self.recorder.record(add_sample, task.name, usage)
         memory = usage.get("memory", 0) if isinstance(usage, dict) else 0
         if self.options.max_memory and isinstance(memory, int) and memory > self.options.max_memory:
             self.recycle(
@@ -338,12 +353,22 @@ class Master:
             )
 
     def recycle(self, task, reason):
-        """Take the child out of rotation now; restart it once its sends are done."""
+        """Take the child out of rotation now; restart it once its sends are done.
+
+        Returns the asyncio task doing it, or None when it is already under way or the master stops.
+        """
         if task.name in self._recycling or self._stopping.is_set():
-            return
+            return None
         self._recycling.add(task.name)
         self.pool.strategy.remove(task)
-        self._spawn(self._recycle(task, reason))
+        return self._spawn(self._recycle(task, reason))
+
+    def is_recycling(self, name):
+        return name in self._recycling
+
+    @property
+    def stopping(self):
+        return self._stopping.is_set()
 
     async def _recycle(self, task, reason):
         try:
@@ -358,12 +383,17 @@ class Master:
             self._recycling.discard(task.name)
             self._wake.set()
 
+    # Asked each round, not when a child starts: under a limit smaller than a fresh child, a report at
+    # start would recycle every child before its first send, and nothing would ever go out.
+    async def _ask_usage(self, task):
+        if task.running:
+            with contextlib.suppress(RelieveError):
+                await task.send("usage")
+
     async def _usage_loop(self):
         while not self._stopping.is_set():
             for task in self.pool.tasks.values():
-                if task.running:
-                    with contextlib.suppress(RelieveError):
-                        await task.send("usage")
+                await self._ask_usage(task)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.options.usage_interval)
 
@@ -411,23 +441,12 @@ class Master:
         return {"queued": id}
 
     def handle_status(self):
-        return {
-            "pid": os.getpid(),
-            "queued": len(self._queue),
-            "sending": len(self._sending),
-            "retrying": len(self._timers),
-            "settling": len(self._settling),
-            "children": [
-                {
-                    "name": task.name,
-                    "pid": task.pid,
-                    "running": task.running,
-                    "in_flight": task.in_flight,
-                    "restarts": task.restarts,
-                }
-                for task in self.pool.tasks.values()
-            ],
-        }
+        return of_master(self)
+
+    def handle_reload(self):
+        """Like SIGHUP: replace the children one at a time, each after its current send."""
+        self.reloader.request("asked over the socket")
+        return {"reloading": True}
 
 
 def _permanent_refusal(code):

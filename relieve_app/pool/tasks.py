@@ -209,8 +209,8 @@ class ScriptTask(Named, Emitter):
     async def restart(self):
         """Stop the child and start a new one with the same arguments; resolves once it runs."""
         await self.stop()
+        self.restarts += 1  # counted before "restart" is emitted, as in _restart_later
         self.emit("restart")
-        self.restarts += 1
         self._stopping = False
         await self._spawn()
         return self

@@ -532,3 +532,21 @@ def test_fork_task_kill_defaults_to_sigterm(pool, run):
 
 def test_callable_task_is_a_script_task():
     assert issubclass(CallableTask, ScriptTask)
+
+
+def test_restarts_counts_the_restart_being_announced(pool, run):
+    """A listener of "restart" reads ``restarts`` already counting it, whether asked for or after a crash."""
+
+    async def scenario():
+        task = pool.callable(restart=True)
+        seen = []
+        task.on("restart", lambda: seen.append(task.restarts))
+        await pool.wait(task.start())
+        await pool.wait(task.restart())
+        started = pool.next_event(task, "start")
+        await pool.wait(task.kill(signal.SIGKILL))
+        await pool.wait(started)
+        assert seen == [1, 2]
+        assert task.restarts == 2
+
+    run(scenario())

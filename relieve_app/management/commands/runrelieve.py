@@ -2,6 +2,7 @@
 
 import logging
 import sys
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
@@ -36,8 +37,13 @@ class Command(BaseCommand):
             default=app_settings.RELIEVE_TASK,
             help="What each child runs, as module:Class (RELIEVE_TASK, default relieve_app.mail:Mail).",
         )
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="Replace the children, one at a time, whenever a .py file of the project changes.",
+        )
 
-    def handle(self, *args, workers, socket_path, script, **options):
+    def handle(self, *args, workers, socket_path, script, reload, **options):
         self.log_to_stderr()
         warn_about_dev_mail()
         config = server.Options(
@@ -53,6 +59,7 @@ class Command(BaseCommand):
             max_memory=app_settings.RELIEVE_MAX_MEMORY_MB * 2**20,
             usage_interval=app_settings.RELIEVE_USAGE_INTERVAL,
             script=script,
+            reload_root=str(getattr(settings, "BASE_DIR", Path.cwd())) if reload else None,
         )
         try:
             server.run(config)

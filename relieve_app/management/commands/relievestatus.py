@@ -1,0 +1,60 @@
+"""python manage.py relievestatus: the live pool and the messages, once, as JSON, or refreshed like `top`.
+
+Exit status 0 when a master answers, 1 when none does within --timeout: usable as a health check.
+"""
+
+import json
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from relieve_app import status, status_text
+from relieve_app.conf import app_settings
+
+CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen
+
+
+class Command(BaseCommand):
+    help = "Show the relieve masters, their children and the messages; exit 1 when no master answers."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--json", dest="as_json", action="store_true", help="One JSON object (one per refresh)."
+        )
+        parser.add_argument("--watch", action="store_true", help="Refresh in place until Ctrl-C.")
+        parser.add_argument("--interval", type=float, default=2.0, help="Seconds between refreshes.")
+        parser.add_argument(
+            "--timeout", type=float, default=0.75, help="Seconds to wait for the master (default 0.75)."
+        )
+        parser.add_argument(
+            "--socket", dest="socket_path", default=app_settings.RELIEVE_SOCKET, help="The master's socket."
+        )
+
+    def handle(self, *args, as_json, watch, interval, timeout, socket_path, **options):
+        settings.RELIEVE_SOCKET = socket_path  # this process only: client.request reads it
+        if not watch:
+            state = self.show(as_json, timeout, socket_path)
+            if not state["masters"]:
+                raise CommandError(f"no relieve master answers on {socket_path}", returncode=1)
+            return
+        try:
+            while True:
+                self.show(as_json, timeout, socket_path, clear=not as_json)
+                time.sleep(max(interval, 0.1))
+        except KeyboardInterrupt:
+            self.stdout.write("")
+
+    def show(self, as_json, timeout, socket_path, clear=False):
+        state = status.collect(timeout=timeout)
+        if as_json:
+            self.stdout.write(_dumps(state))
+        else:
+            text = "\n".join(status_text.render(state, socket_path))
+            self.stdout.write((CLEAR if clear else "") + text)
+        self.stdout.flush()
+        return state
+
+
+def _dumps(state):
+    return json.dumps(state, sort_keys=True)

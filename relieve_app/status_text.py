@@ -1,0 +1,83 @@
+"""The pool's state as lines of text for a terminal: what `relievestatus` prints."""
+
+COLUMNS = [
+    ("CHILD", "name"),
+    ("PID", "pid"),
+    ("STATE", "state"),
+    ("IN FLIGHT", "in_flight"),
+    ("DONE", "done"),
+    ("RESTARTS", "restarts"),
+    ("CPU %", "cpu_percent"),
+    ("MEMORY", "memory"),
+    ("UPTIME", "uptime"),
+]
+
+
+def duration(seconds):
+    """3d04h, 2h05m, 4m07s, 12s: the two largest units, like `ps` and `top`."""
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def size(memory):
+    return "-" if memory is None else f"{memory / 2**20:.1f} MiB"
+
+
+def cell(child, key):
+    value = child.get(key)
+    if key == "memory":
+        return size(value)
+    if key == "uptime":
+        return duration(value)
+    if key == "cpu_percent":
+        return "-" if value is None else f"{value:.1f}"
+    return "-" if value is None else str(value)
+
+
+def table(children):
+    rows = [[title for title, _key in COLUMNS]]
+    rows += [[cell(child, key) for _title, key in COLUMNS] for child in children]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    return [
+        "  " + "  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+
+
+def render(state, socket_path):
+    lines = []
+    if not state["masters"]:
+        lines.append(f"no relieve master answers on {socket_path}: {state['error']}")
+    for master in state["masters"]:
+        lines.append(
+            f"master pid {master['pid']} on {master['host']}, up {duration(master['uptime'])}"
+            + (", reloading its children" if master.get("reloading") else "")
+        )
+        for queue in master["queues"]:
+            lines.append(
+                f"queue {queue['name']}: {queue['children']} children ({queue['available']} taking work), "
+                f"{queue['queued']} queued, {queue['sending']} sending, {queue['retrying']} waiting to retry"
+            )
+        lines += table(master["children"])
+    lines.append("")
+    if state["outcomes"] is None:
+        lines.append(f"messages: unknown ({state['error']})")
+        return lines
+    lines.append("messages: " + ", ".join(f"{count} {status}" for status, count in state["outcomes"].items()))
+    recent = state["recent"]
+    lines.append(
+        f"last minute: {recent['minute']['delivered']} delivered, {recent['minute']['failed']} failed; "
+        f"last hour: {recent['hour']['delivered']} delivered, {recent['hour']['failed']} failed"
+    )
+    return lines
