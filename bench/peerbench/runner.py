@@ -1,0 +1,177 @@
+"""Run every system through the same trials, one after the other, and print the report."""
+
+import argparse
+import contextlib
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.peerbench import report, trial
+from bench.peerbench.profile import Profiler, summary
+from bench.peerbench.sink import TimedSink
+from bench.peerbench.stack import Database, Stack, StackError
+from bench.peerbench.systems import OURS, SYSTEMS
+
+DELAYS = (0.0, 0.05)  # the sink answers at once, then after 50 ms
+
+
+@dataclass
+class Options:
+    systems: list
+    databases: list
+    messages: int = 2000
+    slow_messages: int = 300
+    during: int = 200  # posted while the backlog drains, for POST latency
+    paced: int = 100
+    rate: float = 20.0
+    kill_messages: int = 200
+    kill_wait: float = 75.0
+    repeats: int = 3
+    warmup: int = 30
+    workers: int = 4
+    web_workers: int = 4
+    clients: int = 4
+    sqlite_delays: tuple = (0.0,)
+    redis: str = "redis://127.0.0.1:6379/7"
+    pg_name: str = "relieve_bench"
+    keep: bool = False
+    profile: tuple = ()  # systems to run py-spy on during their first drain
+
+
+@dataclass
+class Results:
+    trials: dict = field(
+        default_factory=dict
+    )  # (system, database, delay) -> {"flood": [...], "paced": [...]}
+    kills: dict = field(default_factory=dict)  # system -> kill result
+    profiles: dict = field(default_factory=dict)  # system -> py-spy summary
+    errors: dict = field(default_factory=dict)  # (system, database) -> message
+    seconds: float = 0.0
+
+
+def measure(system, kind, options, sink, folder, results, log):
+    """Every trial of one system on one database; the kill test on PostgreSQL's (or the only) one."""
+    stack = Stack(system, Database(kind, folder, options.pg_name), sink, folder, options)
+    delays = DELAYS if kind == "postgres" else options.sqlite_delays
+    try:
+        stack.start()
+        sink.stall = 0.0
+        warm = trial.paced(stack, sink, options.warmup, options.rate, options.clients, timeout=90)
+        if warm["delivered"] < warm["accepted"] or not warm["accepted"]:
+            raise StackError(f"warm-up delivered {warm['delivered']} of {warm['accepted']} accepted")
+        for delay in delays:
+            sink.stall = delay
+            count = options.messages if not delay else options.slow_messages
+            runs = results.trials.setdefault((system.name, kind, delay), {"flood": [], "paced": []})
+            for repeat in range(options.repeats):
+                first = not repeat and not delay and kind == options.databases[0]
+                profiling = first and system.name in options.profile
+                watch = profiler(folder, results, system.name) if profiling else contextlib.nullcontext
+                flood = load(stack, sink, count, options, watch)
+                paced = trial.paced(stack, sink, options.paced, options.rate, options.clients, timeout=120)
+                runs["flood"].append(flood)
+                runs["paced"].append(paced)
+                where = f"{system.name} {kind} smtp+{delay * 1000:.0f}ms #{repeat + 1}"
+                log(f"  {where}: {report.brief(flood, paced)}")
+        if system.has_workers and kind == options.databases[0]:
+            sink.stall = 0.05
+            killed = trial.kill(stack, sink, options.kill_messages, options.clients, options.kill_wait)
+            results.kills[system.name] = killed
+            log(f"  {system.name} kill: {report.brief_kill(killed)}")
+    except (StackError, OSError) as exc:
+        results.errors[(system.name, kind)] = f"{exc}\n{stack.worker_log()}"
+        log(f"  {system.name} {kind}: FAILED {str(exc)[:300]}")
+    finally:
+        sink.stall = 0.0
+        stack.stop()
+
+
+def load(stack, sink, count, options, watch=contextlib.nullcontext):
+    """The drain of a backlog of `count`, or for a system without workers a flood of as many POSTs."""
+    timeout = max(120, count / 4)
+    if stack.system.has_workers:
+        return trial.drain(stack, sink, count, options.during, options.clients, timeout, watch)
+    return trial.flood(stack, sink, count, options.clients, timeout)
+
+
+def profiler(folder, results, name):
+    """A py-spy run around the drain of this system's first backlog; its summary lands in results."""
+
+    @contextlib.contextmanager
+    def watch(stack):
+        out = folder / f"{name}.pyspy.txt"
+        with Profiler(stack.workers[0].pid, out):
+            yield
+        results.profiles[name] = summary(out) if out.exists() else "py-spy wrote nothing"
+
+    return watch
+
+
+def run(options, log=print):
+    folder = Path(tempfile.mkdtemp(prefix="peerbench-"))
+    results = Results()
+    started = time.monotonic()
+    with TimedSink() as sink:
+        for name in options.systems:
+            system = SYSTEMS[name]
+            for kind in options.databases:
+                if kind not in system.databases:
+                    continue
+                log(f"{system.name} on {kind}")
+                measure(system, kind, options, sink, folder, results, log)
+    results.seconds = time.monotonic() - started
+    if options.keep or results.errors:
+        log(f"logs kept in {folder}")
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+    return results
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="bench/peers.py", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="a few hundred messages, one repeat: for development"
+    )
+    parser.add_argument(
+        "--systems", default=",".join(SYSTEMS), help="comma-separated; ours is always included"
+    )
+    parser.add_argument("--databases", default="postgres,sqlite", help="postgres, sqlite or both")
+    parser.add_argument("--messages", type=int, help="backlog drained with the sink answering at once (2000)")
+    parser.add_argument("--slow-messages", dest="slow_messages", type=int, help="backlog at 50 ms (300)")
+    parser.add_argument("--repeats", type=int, help="trials per figure, medians reported (3)")
+    parser.add_argument(
+        "--kill-wait", dest="kill_wait", type=float, help="seconds to wait after the kill (75)"
+    )
+    parser.add_argument("--redis", default="redis://127.0.0.1:6379/7", help="a Redis database of our own")
+    parser.add_argument("--pg-name", dest="pg_name", default="relieve_bench", help="created and dropped")
+    parser.add_argument("--keep", action="store_true", help="keep the folder with the logs")
+    parser.add_argument("--profile", default="", help="comma-separated systems to run py-spy on")
+    args = parser.parse_args(argv)
+    names = [name for name in args.systems.split(",") if name]
+    unknown = sorted(set(names) - set(SYSTEMS))
+    if unknown:
+        parser.error(f"unknown systems {unknown}; known: {', '.join(SYSTEMS)}")
+    names = [OURS.name, *(name for name in names if name != OURS.name)]
+    options = Options(
+        systems=names, databases=args.databases.split(","), redis=args.redis, pg_name=args.pg_name
+    )
+    options.keep = args.keep
+    options.profile = tuple(name for name in args.profile.split(",") if name)
+    if args.quick:
+        options.messages, options.slow_messages, options.paced, options.repeats = 300, 100, 40, 1
+        options.during = 100
+        options.kill_wait, options.warmup = 30.0, 20
+    for name in ("messages", "slow_messages", "repeats", "kill_wait"):
+        if getattr(args, name) is not None:
+            setattr(options, name, getattr(args, name))
+    return options
+
+
+def main(argv=None):
+    options = parse(argv)
+    results = run(options, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(report.render(options, results))
+    return 1 if OURS.name not in {name for name, _kind, _delay in results.trials} else 0
