@@ -5,7 +5,6 @@ process the worker command forked. The collapsed stacks are summed per process a
 """
 
 import contextlib
-import re
 import shutil
 import signal
 import subprocess
@@ -13,11 +12,13 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-PROCESS = re.compile(r"^process (\d+):\"?([^;]*?)\"?;")
+
+# Frames every stack goes through, which say nothing about where the time goes.
+PLUMBING = ("threading.py", "asyncio/", "<frozen", "manage.py", "django/core/management/", "selectors.py")
 
 
 class Profiler:
-    def __init__(self, pid, out, rate=200):
+    def __init__(self, pid, out, rate=100):
         self.out = Path(out)
         spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
         argv = [spy, "record", "--pid", str(pid), "--subprocesses", "--format", "raw", "--rate", str(rate)]
@@ -38,9 +39,8 @@ class Profiler:
 
 
 def summary(path, top=12):
-    """Samples per process, and the frames (own file:function) most often on top of a stack, as text."""
-    per_process = Counter()
-    leaves = Counter()
+    """Samples per process, then the functions most often on the stack (inclusive) and on top of it."""
+    per_process, inclusive, leaves = Counter(), Counter(), Counter()
     total = 0
     for line in Path(path).read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
@@ -48,13 +48,28 @@ def summary(path, top=12):
             continue
         count = int(count)
         total += count
-        match = PROCESS.match(stack)
-        process = f"{match.group(1)} {match.group(2)[:60]}" if match else "?"
-        per_process[process] += count
-        frames = stack.split(";")
+        parts = stack.split(";")
+        processes = [
+            part for part in parts if part.startswith("process ")
+        ]  # the innermost is the sampled one
+        frames = [part for part in parts if not part.startswith("process ")] or ["(no frame)"]
+        per_process[_short(processes[-1]) if processes else "?"] += count
+        for frame in {frame for frame in frames if not frame.split("(", 1)[-1].startswith(PLUMBING)}:
+            inclusive[frame[:110]] += count
         leaves[frames[-1][:110]] += count
-    lines = [f"{total} samples"]
+    if not total:
+        return "no samples"
+    lines = [f"{total} samples (busy threads only)"]
     lines += [f"  {count / total:6.1%}  {name}" for name, count in per_process.most_common()]
-    lines += ["top frames (leaf):"]
+    lines += ["on the stack (inclusive):"]
+    lines += [f"  {count / total:6.1%}  {name}" for name, count in inclusive.most_common(top * 3)]
+    lines += ["on top of the stack:"]
     lines += [f"  {count / total:6.1%}  {name}" for name, count in leaves.most_common(top)]
     return "\n".join(lines)
+
+
+def _short(process):
+    """'process 12:"/venv/bin/python manage.py runrelieve ..."' -> '12 manage.py runrelieve ...'."""
+    pid, _, command = process.removeprefix("process ").partition(":")
+    words = command.strip('"').split()
+    return f"{pid} {' '.join(word.rsplit('/', 1)[-1] for word in words[1:5])}"

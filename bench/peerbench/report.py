@@ -94,7 +94,7 @@ def best(rows, key, lower):
     candidates = {
         name: row[key]
         for name, row in rows.items()
-        if name != OURS.name and not math.isnan(row[key]) and (key != "rss" or SYSTEMS[name].has_workers)
+        if SYSTEMS[name].peer and not math.isnan(row[key]) and (key != "rss" or SYSTEMS[name].has_workers)
     }
     if not candidates:
         return None, float("nan")
@@ -149,7 +149,7 @@ def render(options, results):
             kill_table(results),
         ]
     for name, text in results.profiles.items():
-        out += ["", f"### py-spy, {name}, during its first drain", "", "```", text, "```"]
+        out += ["", f"### py-spy, {name}, during the first drain", "", "```", text, "```"]
     for (name, kind), error in results.errors.items():
         out += ["", f"{name} on {kind} failed: {error[-1500:]}"]
     out += ["", last_line(headline, results)]

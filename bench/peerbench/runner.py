@@ -13,7 +13,7 @@ from bench.peerbench import report, trial
 from bench.peerbench.profile import Profiler, summary
 from bench.peerbench.sink import TimedSink
 from bench.peerbench.stack import Database, Stack, StackError
-from bench.peerbench.systems import OURS, SYSTEMS
+from bench.peerbench.systems import DEFAULT, OURS, SYSTEMS
 
 DELAYS = (0.0, 0.05)  # the sink answers at once, then after 50 ms
 
@@ -26,7 +26,7 @@ class Options:
     slow_messages: int = 300
     during: int = 200  # posted while the backlog drains, for POST latency
     paced: int = 100
-    rate: float = 20.0
+    rate: float = 10.0
     kill_messages: int = 200
     kill_wait: float = 75.0
     repeats: int = 3
@@ -52,41 +52,95 @@ class Results:
     seconds: float = 0.0
 
 
-def measure(system, kind, options, sink, folder, results, log):
-    """Every trial of one system on one database; the kill test on PostgreSQL's (or the only) one."""
-    stack = Stack(system, Database(kind, folder, options.pg_name), sink, folder, options)
-    delays = DELAYS if kind == "postgres" else options.sqlite_delays
-    try:
+class Round:
+    """Every system on one kind of database, set up side by side, measured in turns.
+
+    Each repeat runs every system once before the next repeat begins, so a change in the load of
+    the machine falls on all of them alike; only the system being measured has its workers running.
+    """
+
+    def __init__(self, kind, options, sink, folder, results, log):
+        self.kind = kind
+        self.options = options
+        self.sink = sink
+        self.folder = folder
+        self.results = results
+        self.log = log
+        self.stacks = []
+
+    def run(self):
+        try:
+            self.set_up()
+            delays = DELAYS if self.kind == "postgres" else self.options.sqlite_delays
+            for delay in delays:
+                for repeat in range(self.options.repeats):
+                    for stack in list(self.stacks):
+                        self.guarded(stack, self.measure, stack, delay, repeat)
+            if self.kind == self.options.databases[0]:
+                for stack in [stack for stack in self.stacks if stack.system.has_workers]:
+                    self.guarded(stack, self.kill, stack)
+        finally:
+            self.sink.stall = 0.0
+            for stack in self.stacks:
+                stack.stop()
+
+    def set_up(self):
+        systems = [SYSTEMS[name] for name in self.options.systems if self.kind in SYSTEMS[name].databases]
+        for index, system in enumerate(systems):
+            database = Database(self.kind, self.folder / system.name, f"{self.options.pg_name}_{index}")
+            stack = Stack(system, database, self.sink, self.folder, self.options)
+            self.stacks.append(stack)
+            self.log(f"{system.name} on {self.kind}: setting up")
+            self.guarded(stack, self.warm_up, stack)
+
+    def warm_up(self, stack):
         stack.start()
-        sink.stall = 0.0
-        warm = trial.paced(stack, sink, options.warmup, options.rate, options.clients, timeout=90)
+        self.sink.stall = 0.0
+        options = self.options
+        warm = trial.paced(stack, self.sink, options.warmup, options.rate, options.clients, timeout=90)
+        stack.stop_workers()
         if warm["delivered"] < warm["accepted"] or not warm["accepted"]:
             raise StackError(f"warm-up delivered {warm['delivered']} of {warm['accepted']} accepted")
-        for delay in delays:
-            sink.stall = delay
-            count = options.messages if not delay else options.slow_messages
-            runs = results.trials.setdefault((system.name, kind, delay), {"flood": [], "paced": []})
-            for repeat in range(options.repeats):
-                first = not repeat and not delay and kind == options.databases[0]
-                profiling = first and system.name in options.profile
-                watch = profiler(folder, results, system.name) if profiling else contextlib.nullcontext
-                flood = load(stack, sink, count, options, watch)
-                paced = trial.paced(stack, sink, options.paced, options.rate, options.clients, timeout=120)
-                runs["flood"].append(flood)
-                runs["paced"].append(paced)
-                where = f"{system.name} {kind} smtp+{delay * 1000:.0f}ms #{repeat + 1}"
-                log(f"  {where}: {report.brief(flood, paced)}")
-        if system.has_workers and kind == options.databases[0]:
-            sink.stall = 0.05
-            killed = trial.kill(stack, sink, options.kill_messages, options.clients, options.kill_wait)
-            results.kills[system.name] = killed
-            log(f"  {system.name} kill: {report.brief_kill(killed)}")
-    except (StackError, OSError) as exc:
-        results.errors[(system.name, kind)] = f"{exc}\n{stack.worker_log()}"
-        log(f"  {system.name} {kind}: FAILED {str(exc)[:300]}")
-    finally:
-        sink.stall = 0.0
-        stack.stop()
+
+    def measure(self, stack, delay, repeat):
+        options, system = self.options, stack.system
+        self.sink.stall = delay
+        count = options.messages if not delay else options.slow_messages
+        first = not repeat and not delay and self.kind == options.databases[0]
+        watch = contextlib.nullcontext
+        if first and system.name in options.profile:
+            watch = profiler(self.folder, self.results, system.name)
+        flood = load(stack, self.sink, count, options, watch)
+        paced = trial.paced(stack, self.sink, options.paced, options.rate, options.clients, timeout=120)
+        stack.stop_workers()
+        runs = self.results.trials.setdefault((system.name, self.kind, delay), {"flood": [], "paced": []})
+        runs["flood"].append(flood)
+        runs["paced"].append(paced)
+        where = f"{system.name} {self.kind} smtp+{delay * 1000:.0f}ms #{repeat + 1}"
+        self.log(f"  {where}: {report.brief(flood, paced)}")
+
+    def kill(self, stack):
+        """Workers up and answering first (a few paced messages), then the kill test at 50 ms."""
+        options = self.options
+        self.sink.stall = 0.05
+        stack.start_workers()
+        trial.paced(stack, self.sink, 10, options.rate, options.clients, timeout=60)
+        killed = trial.kill(stack, self.sink, options.kill_messages, options.clients, options.kill_wait)
+        stack.stop_workers()
+        self.results.kills[stack.system.name] = killed
+        self.log(f"  {stack.system.name} kill: {report.brief_kill(killed)}")
+
+    def guarded(self, stack, step, *args):
+        """A system that fails is reported and left out of the rest of the round; the others go on."""
+        try:
+            step(*args)
+        except (StackError, OSError) as exc:
+            name = stack.system.name
+            self.results.errors[(name, self.kind)] = f"{exc}\n{stack.worker_log()}"
+            self.log(f"  {name} {self.kind}: FAILED {str(exc)[:300]}")
+            if stack in self.stacks:
+                self.stacks.remove(stack)
+            stack.stop()
 
 
 def load(stack, sink, count, options, watch=contextlib.nullcontext):
@@ -102,10 +156,11 @@ def profiler(folder, results, name):
 
     @contextlib.contextmanager
     def watch(stack):
-        out = folder / f"{name}.pyspy.txt"
-        with Profiler(stack.workers[0].pid, out):
+        workers, web = folder / f"{name}.workers.pyspy.txt", folder / f"{name}.web.pyspy.txt"
+        with Profiler(stack.workers[0].pid, workers), Profiler(stack.web.pid, web):
             yield
-        results.profiles[name] = summary(out) if out.exists() else "py-spy wrote nothing"
+        for part, out in (("worker processes", workers), ("gunicorn", web)):
+            results.profiles[f"{name}, {part}"] = summary(out) if out.exists() else "py-spy wrote nothing"
 
     return watch
 
@@ -115,13 +170,8 @@ def run(options, log=print):
     results = Results()
     started = time.monotonic()
     with TimedSink() as sink:
-        for name in options.systems:
-            system = SYSTEMS[name]
-            for kind in options.databases:
-                if kind not in system.databases:
-                    continue
-                log(f"{system.name} on {kind}")
-                measure(system, kind, options, sink, folder, results, log)
+        for kind in options.databases:
+            Round(kind, options, sink, folder, results, log).run()
     results.seconds = time.monotonic() - started
     if options.keep or results.errors:
         log(f"logs kept in {folder}")
@@ -136,7 +186,7 @@ def parse(argv):
         "--quick", action="store_true", help="a few hundred messages, one repeat: for development"
     )
     parser.add_argument(
-        "--systems", default=",".join(SYSTEMS), help="comma-separated; ours is always included"
+        "--systems", default=",".join(DEFAULT), help="comma-separated; ours is always included"
     )
     parser.add_argument("--databases", default="postgres,sqlite", help="postgres, sqlite or both")
     parser.add_argument("--messages", type=int, help="backlog drained with the sink answering at once (2000)")

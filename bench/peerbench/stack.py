@@ -30,6 +30,7 @@ class Database:
         self.kind = kind
         self.pg_name = pg_name
         self.path = folder / "bench.sqlite3"
+        folder.mkdir(parents=True, exist_ok=True)
 
     @property
     def url(self):
@@ -78,11 +79,13 @@ class Stack:
             "DEBUG": "false",
             "SECRET_KEY": "peerbench-only-secret-key-not-for-anything-else-0123456789",
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DATABASE_URL": database.url,
+            "DATABASE_URL": f"{database.url}?{system.database_query}"
+            if system.database_query
+            else database.url,
             "EMAIL_URL": f"smtp://{sink.host}:{sink.port}",
             "CONTACT_RECIPIENT": "owner@example.com",
             "CONTACT_RATE_LIMIT": "",
-            "RELIEVE_SOCKET": str(folder / "relieve.sock"),
+            "RELIEVE_SOCKET": str(folder / f"{system.name}.sock"),
             "RELIEVE_WORKERS": str(options.workers),
         }
 

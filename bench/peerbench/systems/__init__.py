@@ -8,7 +8,7 @@ from .base import PEER_PATH, System
 from .celery import CELERY_DEFAULT, CELERY_RELIABLE
 from .djangoq import DJANGO_Q2
 from .inview import IN_VIEW
-from .ours import OURS
+from .ours import OURS, OURS_PERSISTENT
 from .postoffice import POST_OFFICE
 from .tasks import TASKS_DB, TASKS_RQ
 
@@ -16,6 +16,7 @@ SYSTEMS = {
     system.name: system
     for system in (
         OURS,
+        OURS_PERSISTENT,
         CELERY_RELIABLE,
         CELERY_DEFAULT,
         DJANGO_Q2,
@@ -26,4 +27,7 @@ SYSTEMS = {
     )
 }
 
-__all__ = ["OURS", "PEER_PATH", "SYSTEMS", "System"]
+# What a run compares unless told otherwise: ours and every peer (variants of ours on request).
+DEFAULT = [name for name, system in SYSTEMS.items() if system.peer or system is OURS]
+
+__all__ = ["DEFAULT", "OURS", "PEER_PATH", "SYSTEMS", "System"]

@@ -22,6 +22,8 @@ class System:
     databases: tuple = ("postgres", "sqlite")
     redis: bool = False
     has_workers: bool = True  # False: the send happens in the web process, there is nothing to kill
+    peer: bool = True  # False for ours and its variants: never the "best peer"
+    database_query: str = ""  # appended to DATABASE_URL, e.g. "conn_max_age=600"
     note: str = ""
     extra: dict = field(default_factory=dict)
 

@@ -11,7 +11,8 @@ RELIABLE = {
 
 class Celery(System):
     def settings(self, redis_url):
-        settings = {"CELERY_BROKER_URL": redis_url, **self.extra}
+        # A queue of its own: both Celery systems share the benchmark's Redis database.
+        settings = {"CELERY_BROKER_URL": redis_url, "CELERY_TASK_DEFAULT_QUEUE": self.name, **self.extra}
         if self.extra.get("CELERY_TASK_ACKS_LATE"):
             settings["CELERY_RESULT_BACKEND"] = redis_url
         return settings
@@ -19,7 +20,7 @@ class Celery(System):
     def worker_commands(self, python, workers):
         app = "bench.peerbench.celery_app"
         argv = [python, "-m", "celery", "-A", app, "worker", "--pool", "prefork", "-c", str(workers)]
-        return [[*argv, "--loglevel", "WARNING", "--without-gossip", "--without-mingle"]]
+        return [[*argv, "-Q", self.name, "--loglevel", "WARNING", "--without-gossip", "--without-mingle"]]
 
 
 CELERY_RELIABLE = Celery(
