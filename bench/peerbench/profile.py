@@ -12,7 +12,6 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-
 # Frames every stack goes through, which say nothing about where the time goes.
 PLUMBING = ("threading.py", "asyncio/", "<frozen", "manage.py", "django/core/management/", "selectors.py")
 
