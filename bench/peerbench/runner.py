@@ -35,6 +35,7 @@ class Options:
     web_workers: int = 4
     clients: int = 4
     sqlite_delays: tuple = (0.0,)
+    sqlite_repeats: int = 0  # 0: as many as --repeats
     redis: str = "redis://127.0.0.1:6379/7"
     pg_name: str = "relieve_bench"
     keep: bool = False
@@ -72,8 +73,9 @@ class Round:
         try:
             self.set_up()
             delays = DELAYS if self.kind == "postgres" else self.options.sqlite_delays
+            repeats = self.options.repeats if self.kind == "postgres" else self.options.sqlite_repeats
             for delay in delays:
-                for repeat in range(self.options.repeats):
+                for repeat in range(repeats or self.options.repeats):
                     for stack in list(self.stacks):
                         self.guarded(stack, self.measure, stack, delay, repeat)
             if self.kind == self.options.databases[0]:
@@ -107,10 +109,9 @@ class Round:
         self.sink.stall = delay
         count = options.messages if not delay else options.slow_messages
         first = not repeat and not delay and self.kind == options.databases[0]
-        watch = contextlib.nullcontext
-        if first and system.name in options.profile:
-            watch = profiler(self.folder, self.results, system.name)
-        flood = load(stack, self.sink, count, options, watch)
+        if first and system.name in options.profile:  # an extra drain: the profiler slows what it watches
+            load(stack, self.sink, count, options, profiler(self.folder, self.results, system.name))
+        flood = load(stack, self.sink, count, options)
         paced = trial.paced(stack, self.sink, options.paced, options.rate, options.clients, timeout=120)
         stack.stop_workers()
         runs = self.results.trials.setdefault((system.name, self.kind, delay), {"flood": [], "paced": []})
@@ -195,6 +196,9 @@ def parse(argv):
     parser.add_argument(
         "--kill-wait", dest="kill_wait", type=float, help="seconds to wait after the kill (75)"
     )
+    parser.add_argument(
+        "--sqlite-repeats", dest="sqlite_repeats", type=int, help="repeats on SQLite (as --repeats)"
+    )
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/7", help="a Redis database of our own")
     parser.add_argument("--pg-name", dest="pg_name", default="relieve_bench", help="created and dropped")
     parser.add_argument("--keep", action="store_true", help="keep the folder with the logs")
@@ -214,7 +218,7 @@ def parse(argv):
         options.messages, options.slow_messages, options.paced, options.repeats = 300, 100, 40, 1
         options.during = 100
         options.kill_wait, options.warmup = 30.0, 20
-    for name in ("messages", "slow_messages", "repeats", "kill_wait"):
+    for name in ("messages", "slow_messages", "repeats", "sqlite_repeats", "kill_wait"):
         if getattr(args, name) is not None:
             setattr(options, name, getattr(args, name))
     return options

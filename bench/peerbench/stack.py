@@ -116,6 +116,14 @@ class Stack:
                 f"manage.py {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
             )
 
+    def fill(self, count, prefix):
+        """Queue `count` messages with subjects `prefix`-<n> without going through HTTP."""
+        argv = [self.python, "-m", "bench.peerbench.fill", str(count), prefix]
+        done = subprocess.run(argv, cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=600)
+        if done.returncode:
+            raise StackError(f"filling the backlog failed:\n{done.stdout[-2000:]}{done.stderr[-3000:]}")
+        return [f"{prefix}-{n}" for n in range(count)]
+
     def flush_redis(self):
         """Empty our own Redis database number only."""
         import redis

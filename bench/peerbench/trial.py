@@ -71,15 +71,14 @@ def drain(stack, sink, backlog, during, clients, timeout, watch=contextlib.nullc
     """
     sink.clear()
     stack.stop_workers()
-    fill = post_all(stack.web_port, stack.system.path, subjects("backlog", backlog), clients)
+    names = stack.fill(backlog, f"pb backlog {next(_serial)}")
     stack.start_workers()
     sampler = MemorySampler(stack)
     sampler.start()
-    names = [post.subject for post in _accepted(fill)]
     with watch(stack):  # a profiler, when asked for
         sink.wait_received(names, timeout=60, at_least=1)  # the drain has begun
         posts = post_all(stack.web_port, stack.system.path, subjects("during", during), clients)
-        return _measure(sink, sampler, fill + posts, fill, posts, timeout)
+        return _measure(sink, sampler, names, posts, timeout)
 
 
 def flood(stack, sink, count, clients, timeout):
@@ -88,18 +87,18 @@ def flood(stack, sink, count, clients, timeout):
     sampler = MemorySampler(stack)
     sampler.start()
     posts = post_all(stack.web_port, stack.system.path, subjects("flood", count), clients)
-    return _measure(sink, sampler, posts, posts, posts, timeout)
+    return _measure(sink, sampler, [post.subject for post in _accepted(posts)], posts, timeout)
 
 
-def _measure(sink, sampler, posts, counted, timed, timeout):
-    """Wait for every accepted post; rate over `counted` (first to last arrival), latency of `timed`."""
-    names = [post.subject for post in _accepted(posts)]
+def _measure(sink, sampler, counted, posts, timeout):
+    """Wait for every message; the rate over `counted` (first to last arrival), the latency of `posts`."""
+    known = set(counted)
+    names = counted + [post.subject for post in _accepted(posts) if post.subject not in known]
     delivered = sink.wait_received(names, timeout=timeout, quiet=30)
     sampler.finish()
-    counted = [post.subject for post in _accepted(counted)]
     arrivals = sorted(sink.arrivals[name][0] for name in counted if sink.arrivals.get(name))
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
-    seconds = [post.seconds for post in _accepted(timed)]
+    seconds = [post.seconds for post in _accepted(posts)]
     return {
         "posted": len(posts),
         "accepted": len(names),
