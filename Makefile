@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run superuser test test-sqlite test-postgres chromium lint format bench clean
+.PHONY: install run superuser test test-sqlite test-postgres chromium lint format bench bench-peers bench-peers-quick clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
@@ -66,6 +66,24 @@ format: install
 bench: install
 	$(PY) bench/pool_calls.py
 	$(PY) bench/contact_latency.py
+
+# relieve against Celery, django-q2, django.tasks backends, django-post-office and send_mail in the view.
+# The peers live in their own virtualenv; Redis (db 7 by default) and PostgreSQL on 127.0.0.1.
+PEERS_VENV := var/peers-venv
+PEERS_ARGS ?=
+$(PEERS_VENV)/.installed: requirements.txt bench/requirements-peers.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
+		{ echo "Python 3.12+ is needed; set PYTHON=/path/to/python3.13"; exit 1; }
+	test -x $(PEERS_VENV)/bin/python || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PEERS_VENV)/bin/python -m pip install --quiet -r bench/requirements-peers.txt
+	touch $@
+
+bench-peers: $(PEERS_VENV)/.installed
+	nice -n 10 $(PEERS_VENV)/bin/python bench/peers.py $(PEERS_ARGS)
+
+bench-peers-quick: $(PEERS_VENV)/.installed
+	nice -n 10 $(PEERS_VENV)/bin/python bench/peers.py --quick $(PEERS_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,60 @@
+"""The worker processes of a system as /proc shows them: the processes it started and all they forked.
+
+Counted by parent links, not by session: relieve starts each child in a session of its own.
+"""
+
+import contextlib
+import os
+import signal
+from pathlib import Path
+
+PROC = Path("/proc")
+
+
+def _parents():
+    """pid -> parent pid of every live process."""
+    parents = {}
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            stat = (entry / "stat").read_text()
+            # After the command name in parentheses: state ppid ...
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return parents
+
+
+def tree(roots):
+    """Pids of the live roots and of every process descending from them."""
+    parents = _parents()
+    found = {pid for pid in roots if pid in parents}
+    grew = True
+    while grew:
+        children = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= children
+        grew = bool(children)
+    return sorted(found)
+
+
+def memory(pids):
+    """Total resident and proportional set size in bytes (PSS splits the pages shared after a fork)."""
+    rss = pss = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in (PROC / str(pid) / "smaps_rollup").read_text().splitlines():
+                name, _, value = line.partition(":")
+                if name == "Rss":
+                    rss += int(value.split()[0]) * 1024
+                elif name == "Pss":
+                    pss += int(value.split()[0]) * 1024
+    return rss, pss
+
+
+def signal_all(pids, sig=signal.SIGKILL):
+    """Send `sig` to each of these processes, as close to at once as a loop gets; returns how many."""
+    sent = 0
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+            sent += 1
+    return sent

@@ -1,0 +1,156 @@
+"""Tables of medians, each figure beside its ratio to ours from the same run, and the last line."""
+
+import math
+
+from bench.peerbench.systems import OURS, SYSTEMS
+from bench.peerbench.trial import median
+
+MiB = 2**20
+LOWER_IS_BETTER = ("post_p50", "post_p99", "sink_p50", "sink_p99", "rss")
+
+
+def brief(flood, paced):
+    return (
+        f"post p50 {flood['post_p50'] * 1000:.1f} ms p99 {flood['post_p99'] * 1000:.1f} ms, "
+        f"{flood['per_s']:.0f}/s ({flood['delivered']}/{flood['accepted']}), "
+        f"to sink p50 {paced['sink_p50'] * 1000:.0f} ms p99 {paced['sink_p99'] * 1000:.0f} ms, "
+        f"rss {flood['rss'] / MiB:.0f} MiB in {flood['processes']} processes"
+    )
+
+
+def brief_kill(kill):
+    return (
+        f"{kill['accepted']} accepted, {kill['delivered_before_kill']} arrived before the kill of "
+        f"{kill['killed']} processes, then {kill['delivered']} delivered, "
+        f"lost {kill['lost']}, dup {kill['dup']}"
+    )
+
+
+def figures(runs):
+    """Medians of one (system, database, delay)."""
+    floods, paced = runs["flood"], runs["paced"]
+    return {
+        "post_p50": median(floods, "post_p50") * 1000,
+        "post_p99": median(floods, "post_p99") * 1000,
+        "per_s": median(floods, "per_s"),
+        "sink_p50": median(paced, "sink_p50") * 1000,
+        "sink_p99": median(paced, "sink_p99") * 1000,
+        "rss": median(floods, "rss") / MiB,
+        "pss": median(floods, "pss") / MiB,
+        "processes": max(flood["processes"] for flood in floods),
+        "undelivered": sum(run["accepted"] - run["delivered"] for run in floods + paced),
+    }
+
+
+def ratio(ours, theirs):
+    if not theirs or math.isnan(theirs) or math.isnan(ours):
+        return float("nan")
+    return ours / theirs
+
+
+COLUMNS = [
+    ("post_p50", "POST p50 ms", "{:.1f}"),
+    ("post_p99", "POST p99 ms", "{:.1f}"),
+    ("per_s", "delivered/s", "{:.0f}"),
+    ("sink_p50", "to sink p50 ms", "{:.0f}"),
+    ("sink_p99", "to sink p99 ms", "{:.0f}"),
+    ("rss", "workers RSS MiB", "{:.0f}"),
+]
+
+
+def table(scenario, results):
+    rows = {name: figures(runs) for (name, *key), runs in results.trials.items() if tuple(key) == scenario}
+    if OURS.name not in rows:
+        return "", rows
+    ours = rows[OURS.name]
+    head = ["system", *(title for _key, title, _fmt in COLUMNS), "PSS MiB", "procs"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name, row in rows.items():
+        cells = [SYSTEMS[name].label]
+        for key, _title, fmt in COLUMNS:
+            if key == "rss" and not SYSTEMS[name].has_workers:
+                cells.append("(web only)")
+                continue
+            value = fmt.format(row[key])
+            cells.append(value if name == OURS.name else f"{value} ({ratio(ours[key], row[key]):.2f})")
+        cells += [f"{row['pss']:.0f}" if SYSTEMS[name].has_workers else "", str(row["processes"] or "")]
+        if row["undelivered"]:
+            cells[0] += f" **{row['undelivered']} undelivered**"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines), rows
+
+
+def kill_table(results):
+    head = ["system", "accepted", "arrived before kill", "processes killed", "delivered", "lost", "dup"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name, kill in results.kills.items():
+        cells = [SYSTEMS[name].label, kill["accepted"], kill["delivered_before_kill"], kill["killed"]]
+        cells += [kill["delivered"], kill["lost"], kill["dup"]]
+        lines.append("| " + " | ".join(str(cell) for cell in cells) + " |")
+    return "\n".join(lines)
+
+
+def best(rows, key, lower):
+    candidates = {
+        name: row[key]
+        for name, row in rows.items()
+        if SYSTEMS[name].peer and not math.isnan(row[key]) and (key != "rss" or SYSTEMS[name].has_workers)
+    }
+    if not candidates:
+        return None, float("nan")
+    name = (min if lower else max)(candidates, key=candidates.get)
+    return name, candidates[name]
+
+
+def last_line(rows, results):
+    ours = rows.get(OURS.name)
+    kill = results.kills.get(OURS.name, {})
+    if not ours:
+        return (
+            "peers best-peer=none post-p50-ratio=nan delivered-per-s-ratio=nan rss-ratio=nan lost=nan dup=nan"
+        )
+    best_name, best_rate = best(rows, "per_s", lower=False)
+    _, best_post = best(rows, "post_p50", lower=True)
+    _, best_rss = best(rows, "rss", lower=True)
+    return (
+        f"peers best-peer={best_name} post-p50-ratio={ratio(ours['post_p50'], best_post):.2f} "
+        f"delivered-per-s-ratio={ratio(ours['per_s'], best_rate):.2f} "
+        f"rss-ratio={ratio(ours['rss'], best_rss):.2f} "
+        f"lost={kill.get('lost', 'nan')} dup={kill.get('dup', 'nan')}"
+    )
+
+
+def render(options, results):
+    out = [
+        f"peers: {len(options.systems)} systems, {options.workers} worker processes each, "
+        f"{options.web_workers} gunicorn workers, {options.clients} clients; flood {options.messages} "
+        f"(at 50 ms: {options.slow_messages}), paced {options.paced} at {options.rate:g}/s, "
+        f"{options.repeats} repeats (medians); took {results.seconds / 60:.1f} min",
+        "figures: value (ours / this system); times in ms, lower is better; delivered/s, higher",
+    ]
+    headline = {}
+    scenarios = sorted(
+        {tuple(key) for _name, *key in results.trials}, key=lambda s: (s[0] != "postgres", s[1])
+    )
+    for scenario in scenarios:
+        text, rows = table(scenario, results)
+        if not text:
+            continue
+        kind, delay = scenario
+        out += ["", f"### {kind}, SMTP sink answering after {delay * 1000:.0f} ms", "", text]
+        if scenario == (options.databases[0], 0.0):
+            headline = rows
+    if results.kills:
+        out += [
+            "",
+            f"### kill test: {options.kill_messages} posted, every worker process SIGKILLed, "
+            f"restarted, {options.kill_wait:g} s to deliver",
+            "",
+            kill_table(results),
+        ]
+    for name, text in results.profiles.items():
+        out += ["", f"### py-spy, {name}, during the first drain", "", "```", text, "```"]
+    for (name, kind), error in results.errors.items():
+        out += ["", f"{name} on {kind} failed: {error[-1500:]}"]
+    out += ["", last_line(headline, results)]
+    return "\n".join(out)

@@ -1,0 +1,16 @@
+"""The project's settings plus what one system under test needs (PEERBENCH_SYSTEM names it)."""
+
+import os
+
+from bench.peerbench.systems import SYSTEMS
+from project.settings import *  # noqa: F403
+from project.settings import INSTALLED_APPS
+
+SYSTEM = SYSTEMS[os.environ.get("PEERBENCH_SYSTEM", "relieve")]
+REDIS_URL = os.environ.get("PEERBENCH_REDIS", "redis://127.0.0.1:6379/7")
+
+ROOT_URLCONF = "bench.peerbench.urls"
+INSTALLED_APPS = [*INSTALLED_APPS, *SYSTEM.apps]
+PEERBENCH_ENQUEUE = SYSTEM.enqueue
+
+globals().update(SYSTEM.settings(REDIS_URL))

@@ -1,0 +1,155 @@
+"""One measurement on a running stack; every count comes from the sink's receipts, never the peer.
+
+- `drain`: a backlog queued while the workers are stopped, then drained, with more POSTs meanwhile:
+  delivered per second, POST latency while the queue drains, peak memory of the workers.
+  (`flood` for a system without workers: the POSTs themselves deliver.)
+- `paced`: POST at a steady rate every system keeps up with: time from POST to arrival at the sink.
+- `kill`: POST `count`, SIGKILL every worker process at once, start the workers again, and count
+  delivered, lost and duplicated messages.
+"""
+
+import contextlib
+import itertools
+import statistics
+import threading
+import time
+
+from bench.peerbench.load import post_all
+
+_serial = itertools.count()
+
+
+def subjects(tag, count):
+    run = next(_serial)
+    return [f"pb {tag} {run}-{n}" for n in range(count)]
+
+
+def percentile(values, share):
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+class MemorySampler(threading.Thread):
+    """The largest total RSS and PSS of the worker processes seen while it runs."""
+
+    def __init__(self, stack, every=0.5):
+        super().__init__(name="peerbench-memory", daemon=True)
+        self.stack = stack
+        self.every = every
+        self.rss = self.pss = 0
+        self.processes = 0
+        self._done = threading.Event()
+
+    def run(self):
+        while not self._done.is_set():
+            self.sample()
+            self._done.wait(self.every)
+
+    def sample(self):
+        pids = self.stack.worker_pids()
+        rss, pss = self.stack.worker_memory()
+        if rss > self.rss:
+            self.rss, self.pss, self.processes = rss, pss, len(pids)
+
+    def finish(self):
+        self._done.set()
+        self.join()
+        self.sample()
+
+
+def _accepted(posts):
+    return [post for post in posts if post.status == 202]
+
+
+def drain(stack, sink, backlog, during, clients, timeout, watch=contextlib.nullcontext):
+    """Queue `backlog` messages with the workers stopped, start them, and POST `during` more meanwhile.
+
+    Delivered per second counts from the first arrival to the last, so a worker's start-up is not
+    in it; POST latency is that of the messages posted while the backlog drains.
+    """
+    sink.clear()
+    stack.stop_workers()
+    names = stack.fill(backlog, f"pb backlog {next(_serial)}")
+    stack.start_workers()
+    sampler = MemorySampler(stack)
+    sampler.start()
+    with watch(stack):  # a profiler, when asked for
+        sink.wait_received(names, timeout=60, at_least=1)  # the drain has begun
+        posts = post_all(stack.web_port, stack.system.path, subjects("during", during), clients)
+        return _measure(sink, sampler, names, posts, timeout)
+
+
+def flood(stack, sink, count, clients, timeout):
+    """No worker to stop (the send is in the view): POST as fast as answered, the view delivering."""
+    sink.clear()
+    sampler = MemorySampler(stack)
+    sampler.start()
+    posts = post_all(stack.web_port, stack.system.path, subjects("flood", count), clients)
+    return _measure(sink, sampler, [post.subject for post in _accepted(posts)], posts, timeout)
+
+
+def _measure(sink, sampler, counted, posts, timeout):
+    """Wait for every message; the rate over `counted` (first to last arrival), the latency of `posts`."""
+    known = set(counted)
+    names = counted + [post.subject for post in _accepted(posts) if post.subject not in known]
+    delivered = sink.wait_received(names, timeout=timeout, quiet=30)
+    sampler.finish()
+    arrivals = sorted(sink.arrivals[name][0] for name in counted if sink.arrivals.get(name))
+    span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
+    seconds = [post.seconds for post in _accepted(posts)]
+    return {
+        "posted": len(posts),
+        "accepted": len(names),
+        "delivered": delivered,
+        "post_p50": percentile(seconds, 0.5),
+        "post_p99": percentile(seconds, 0.99),
+        "per_s": (len(arrivals) - 1) / span if len(arrivals) > 1 else 0.0,
+        "rss": sampler.rss,
+        "pss": sampler.pss,
+        "processes": sampler.processes,
+    }
+
+
+def paced(stack, sink, count, rate, clients, timeout):
+    sink.clear()
+    posts = post_all(stack.web_port, stack.system.path, subjects("paced", count), clients, rate=rate)
+    accepted = _accepted(posts)
+    delivered = sink.wait_received([post.subject for post in accepted], timeout=timeout, quiet=30)
+    to_sink = [
+        sink.arrivals[post.subject][0] - post.started for post in accepted if sink.arrivals.get(post.subject)
+    ]
+    return {
+        "accepted": len(accepted),
+        "delivered": delivered,
+        "sink_p50": percentile(to_sink, 0.5),
+        "sink_p99": percentile(to_sink, 0.99),
+    }
+
+
+def kill(stack, sink, count, clients, wait):
+    """All accepted messages should arrive once: lost are those that never do within `wait` seconds."""
+    sink.clear()
+    posts = post_all(stack.web_port, stack.system.path, subjects("kill", count), clients)
+    names = [post.subject for post in _accepted(posts)]
+    before = sink.received(names)
+    killed = stack.kill_workers()
+    stack.start_workers()
+    restarted = time.monotonic()
+    delivered = sink.wait_received(names, timeout=wait)
+    return {
+        "posted": len(posts),
+        "accepted": len(names),
+        "delivered_before_kill": before,
+        "killed": killed,
+        "delivered": delivered,
+        "lost": len(names) - delivered,
+        "dup": sum(max(len(sink.arrivals.get(name, ())) - 1, 0) for name in names),
+        "recovered_in": time.monotonic() - restarted,
+    }
+
+
+def median(trials, key):
+    values = [trial[key] for trial in trials]
+    return statistics.median(values) if values else float("nan")

@@ -1,0 +1,88 @@
+"""The peer benchmark's own parts that a wrong figure would hide behind: finding every worker
+process (relieve's children run in sessions of their own), and the last line scripts read."""
+
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.peerbench import procs, report
+from bench.peerbench.runner import Results
+from bench.peerbench.systems import OURS, SYSTEMS
+
+LAST_LINE = re.compile(
+    r"^peers best-peer=(\S+) post-p50-ratio=([\d.]+|nan) delivered-per-s-ratio=([\d.]+|nan) "
+    r"rss-ratio=([\d.]+|nan) lost=(\d+) dup=(\d+)$"
+)
+
+# A parent whose child starts a session of its own and forks a grandchild: all three are "workers".
+FAMILY = """
+import subprocess, sys, time
+child = subprocess.Popen(
+    [sys.executable, "-c", "import subprocess, sys, time; subprocess.Popen(['sleep', '60']); time.sleep(60)"],
+    start_new_session=True,
+)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def wait_until(predicate, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_tree_finds_descendants_in_other_sessions_and_kill_reaches_them_all():
+    root = subprocess.Popen([sys.executable, "-c", FAMILY], stdout=subprocess.PIPE, text=True)
+    try:
+        assert root.stdout.readline().strip() == "ready"
+        wait_until(lambda: len(procs.tree([root.pid])) == 3)
+        pids = procs.tree([root.pid])
+        rss, pss = procs.memory(pids)
+        assert rss > 0 and 0 < pss <= rss
+        assert procs.signal_all(pids, signal.SIGKILL) == 3
+        root.wait(10)
+        wait_until(lambda: not procs.tree(pids))
+    finally:
+        if root.poll() is None:
+            root.kill()
+            root.wait()
+
+
+def runs(post_p50, per_s, rss):
+    flood = {"post_p50": post_p50, "post_p99": post_p50, "per_s": per_s, "rss": rss * report.MiB}
+    flood.update(pss=rss * report.MiB, processes=5, accepted=10, delivered=10)
+    paced = {"sink_p50": 0.01, "sink_p99": 0.02, "accepted": 10, "delivered": 10}
+    return {"flood": [flood], "paced": [paced]}
+
+
+def test_last_line_compares_ours_with_the_best_peer_on_each_figure():
+    results = Results()
+    scenario = ("postgres", 0.0)
+    results.trials[(OURS.name, *scenario)] = runs(post_p50=0.020, per_s=300, rss=200)
+    results.trials[("celery-reliable", *scenario)] = runs(post_p50=0.040, per_s=100, rss=400)
+    results.trials[("django-post-office", *scenario)] = runs(post_p50=0.010, per_s=150, rss=250)
+    # Never "best": a variant of ours, and the view's send for memory (it has no worker processes).
+    results.trials[("relieve-conn-max-age", *scenario)] = runs(post_p50=0.001, per_s=9000, rss=1)
+    results.trials[("send_mail-in-view", *scenario)] = runs(post_p50=0.500, per_s=20, rss=0)
+    results.kills[OURS.name] = {"lost": 0, "dup": 3}
+    _text, rows = report.table(scenario, results)
+    line = report.last_line(rows, results)
+    match = LAST_LINE.match(line)
+    assert match, line
+    best, post, rate, rss, lost, dup = match.groups()
+    assert best == "django-post-office"  # the peer that delivers most per second
+    assert float(post) == pytest.approx(2.0)  # ours 20 ms / post-office's 10 ms
+    assert float(rate) == pytest.approx(2.0)  # ours 300/s / post-office's 150/s
+    assert float(rss) == pytest.approx(0.8)  # ours 200 MiB / post-office's 250 MiB
+    assert (lost, dup) == ("0", "3")
+
+
+def test_every_system_names_a_hand_over_or_is_ours():
+    for system in SYSTEMS.values():
+        assert system.enqueue or system.path == OURS.path, system.name
