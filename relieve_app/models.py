@@ -1,6 +1,7 @@
-"""What happened to each contact message, and the event log of the tasks that handled it."""
+"""What happened to each contact message, the event log of the tasks that handled it, and the masters."""
 
 from django.db import models
+from django.db.models.functions import Now
 from django.utils import timezone
 
 
@@ -68,3 +69,42 @@ class TaskEvent(models.Model):
 
     def __str__(self):
         return f"{self.event} from {self.task_name or 'master'}"
+
+
+class RelieveMasterQuerySet(models.QuerySet):
+    def with_gone(self):
+        """Annotate `gone`: the lease ran out by the database's clock, so no host's clock skew counts."""
+        expired = models.Q(expires_at__lt=Now())
+        return self.annotate(gone=models.ExpressionWrapper(expired, output_field=models.BooleanField()))
+
+    def live(self):
+        return self.filter(expires_at__gte=Now())
+
+    def gone(self):
+        return self.filter(expires_at__lt=Now())
+
+
+class RelieveMaster(models.Model):
+    """One running `runrelieve`: registered at start, renewed by its heartbeat, deleted when it stops.
+
+    A row whose lease (`expires_at`) has run out belongs to a master that vanished without stopping.
+    """
+
+    id = models.CharField("master id", max_length=200, primary_key=True)
+    host = models.CharField("host", max_length=150, db_index=True)
+    pid = models.PositiveIntegerField("pid")
+    started_at = models.DateTimeField("started")
+    heartbeat_at = models.DateTimeField("last heartbeat")
+    expires_at = models.DateTimeField("lease until", db_index=True)
+    children = models.PositiveIntegerField("children", default=0)
+    queues = models.JSONField("queues", default=list, blank=True)
+
+    objects = RelieveMasterQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["host", "started_at"]
+        verbose_name = "master"
+        verbose_name_plural = "masters"
+
+    def __str__(self):
+        return f"{self.host} pid {self.pid}"
