@@ -166,6 +166,12 @@ RELIEVE_MAX_CALLS = env.int("RELIEVE_MAX_CALLS", default=1000)
 RELIEVE_MAX_MEMORY_MB = env.int("RELIEVE_MAX_MEMORY_MB", default=256)
 RELIEVE_USAGE_INTERVAL = env.float("RELIEVE_USAGE_INTERVAL", default=30.0)
 RELIEVE_TASK = env.str("RELIEVE_TASK", default="relieve_app.mail:Mail")
+# Several masters may share one PostgreSQL. Each registers under RELIEVE_HOST (default: the machine's
+# host name) and renews its lease every RELIEVE_HEARTBEAT seconds; one silent for RELIEVE_LEASE seconds
+# is gone, and what it held is taken over.
+RELIEVE_HOST = env.str("RELIEVE_HOST", default="")
+RELIEVE_HEARTBEAT = env.float("RELIEVE_HEARTBEAT", default=5.0)
+RELIEVE_LEASE = env.float("RELIEVE_LEASE", default=30.0)
 # Contact posts one client (REMOTE_ADDR) may send: "5/m", "100/h", "10/5m"; empty for no limit. On by
 # default: a contact page open to unlimited posts is an open door to spam. Over it: 429 with Retry-After.
 CONTACT_RATE_LIMIT = env.str("CONTACT_RATE_LIMIT", default="5/m")

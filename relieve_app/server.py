@@ -16,14 +16,19 @@ import os
 import signal
 from dataclasses import dataclass
 
-from . import recorder
+from . import recorder, wakeup
 from .endpoint import Endpoint, StartupError
+from .filelock import MasterLock
+from .identity import MasterIdentity
+from .listener import Listener
 from .pool import BootError, CallableTask, CloudWorker, NoTaskAvailable, RelieveError, TaskExited
+from .presence import Presence
 
 log = logging.getLogger(__name__)
 
 MAIL_SCRIPT = "relieve_app.mail:Mail"
 MONITOR = "relieve_app.pool.containers.monitor"
+QUEUE = "mail"
 
 
 @dataclass
@@ -41,12 +46,23 @@ class Options:
     max_memory: int = 256 * 2**20  # ... or once its resident memory passes this many bytes (0: never)
     usage_interval: float = 30.0  # how often children are asked for their memory
     script: str = MAIL_SCRIPT
+    host: str = ""  # the name this master registers under; empty: the machine's host name
+    heartbeat: float = 5.0  # how often the master renews its lease
+    lease: float = 30.0  # a master silent this long is gone, and what it held may be taken over
+    lock_path: str | None = None  # SQLite: the file whose lock makes this the database's only master
+    database: str = ""  # named in messages about the lock
+    listen: dict | None = None  # PostgreSQL: parameters of the LISTEN connection for wake-ups
 
     def check(self):
         if self.workers < 1:
             raise StartupError(f"--workers must be at least 1 (got {self.workers})")
         if self.max_attempts < 1:
             raise StartupError(f"RELIEVE_MAX_ATTEMPTS must be at least 1 (got {self.max_attempts})")
+        if self.heartbeat <= 0 or self.lease < 2 * self.heartbeat:
+            raise StartupError(
+                f"RELIEVE_LEASE ({self.lease:g}s) must be at least twice RELIEVE_HEARTBEAT "
+                f"({self.heartbeat:g}s), which must be positive: one late beat must not lose the lease"
+            )
 
     def retry_after(self, attempts):
         return min(self.retry_delay * 2 ** max(attempts - 1, 0), self.max_retry_delay)
@@ -58,6 +74,16 @@ class Master:
         self.pool = CloudWorker()
         self.recorder = recorder.Recorder()
         self.endpoint = Endpoint(options.socket_path, self, client_timeout=options.client_timeout)
+        self.identity = MasterIdentity.current(options.host)
+        self.presence = Presence(
+            self.recorder,
+            self.identity,
+            lease=options.lease,
+            interval=options.heartbeat,
+            queues=[QUEUE],
+            children=lambda: len(self.pool.strategy.tasks),
+        )
+        self.lock = MasterLock(options.lock_path, options.database) if options.lock_path else None
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._queue = collections.deque()  # ids waiting for a child, oldest first
@@ -88,6 +114,8 @@ class Master:
         self.options.check()
         self.endpoint.check()
         self.endpoint.claim()
+        if self.lock is not None:
+            self.lock.acquire(self.identity)
         self.recorder.start()
         try:
             await self.recorder.submit(recorder.check_schema)
@@ -101,15 +129,20 @@ class Master:
             await self.pool.kill()
             await self.recorder.stop()
             raise StartupError(f"the task {self.options.script} could not start: {exc.reason}") from exc
+        await self.presence.join()
         await self.endpoint.listen()
         log.info(
-            "relieve master pid %d listening on %s with %d children",
-            os.getpid(),
+            "relieve master %s listening on %s with %d children",
+            self.identity.id,
             self.options.socket_path,
             len(self.pool.tasks),
         )
         self._spawn(self._dispatch_loop())
         self._spawn(self._sweep_loop())
+        self._spawn(self.presence.run(self._stopping))
+        if self.options.listen is not None:
+            channels = {wakeup.channel(QUEUE): QUEUE}
+            self._spawn(Listener(self.options.listen, channels, self._on_notify).run())
         if self.options.max_memory:
             self._spawn(self._usage_loop())
 
@@ -129,7 +162,10 @@ class Master:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self.pool.kill()
+        await self.presence.leave()
         await self.recorder.stop()
+        if self.lock is not None:
+            self.lock.release()
         log.info("stopped; %d sends were cut short and stay pending for the next start", len(self._sending))
 
     def _spawn(self, coro):
@@ -346,6 +382,11 @@ class Master:
             log.info("sweep: %d pending messages picked up", found)
         return found
 
+    def _on_notify(self, queue, row_id):
+        """Another host enqueued: PostgreSQL told every master; claiming decides who sends."""
+        if not self._stopping.is_set():
+            self.enqueue(row_id)
+
     # operations of the socket protocol -----------------------------------------
 
     def handle_ping(self):
@@ -362,6 +403,7 @@ class Master:
     def handle_status(self):
         return {
             "pid": os.getpid(),
+            "master": self.identity.id,
             "queued": len(self._queue),
             "sending": len(self._sending),
             "retrying": len(self._timers),

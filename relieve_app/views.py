@@ -14,7 +14,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from relieve_app import client, payload, ratelimit
+from relieve_app import client, payload, ratelimit, wakeup
 from relieve_app.forms import HONEYPOT, ContactForm
 from relieve_app.models import MailOutcome
 from relieve_app.payload import JSON, BadBody
@@ -82,6 +82,7 @@ def enqueue(cleaned_data):
             subject=cleaned_data["subject"],
             body=cleaned_data["body"],
         )
+        wakeup.notify("mail", outcome.pk)  # masters on other hosts hear of it on commit
         transaction.on_commit(partial(client.submit, outcome.pk))
     return outcome
 

@@ -2,8 +2,9 @@
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 
-from relieve_app import server
+from relieve_app import server, wakeup
 
 
 class Command(BaseCommand):
@@ -44,9 +45,22 @@ class Command(BaseCommand):
             max_memory=settings.RELIEVE_MAX_MEMORY_MB * 2**20,
             usage_interval=settings.RELIEVE_USAGE_INTERVAL,
             script=script,
+            host=settings.RELIEVE_HOST,
+            heartbeat=settings.RELIEVE_HEARTBEAT,
+            lease=settings.RELIEVE_LEASE,
+            **database_options(),
         )
         try:
             server.run(config)
         except server.StartupError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(self.style.SUCCESS("relieve master stopped"))
+
+
+def database_options():
+    """SQLite: the lock that keeps a second master off the file. PostgreSQL: where to LISTEN."""
+    name = str(connection.settings_dict["NAME"])
+    if connection.vendor == "sqlite":
+        in_memory = name == ":memory:" or name.startswith("file::memory:")
+        return {"database": name, "lock_path": None if in_memory else f"{name}.master.lock"}
+    return {"database": name, "listen": wakeup.listen_params()}
