@@ -2,8 +2,8 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.utils import timezone
 
-from relieve_app import client
-from relieve_app.models import MailOutcome, TaskEvent
+from relieve_app import client, wakeup
+from relieve_app.models import MailOutcome, RelieveMaster, TaskEvent
 
 
 class ReadOnlyMixin:
@@ -56,6 +56,8 @@ class MailOutcomeAdmin(ReadOnlyMixin, admin.ModelAdmin):
             MailOutcome.objects.filter(pk__in=ids).update(
                 status=MailOutcome.Status.QUEUED, attempts=0, error="", updated_at=timezone.now()
             )
+            for pk in ids:
+                wakeup.notify("mail", pk)
             transaction.on_commit(lambda: self.hand_over(request, ids))
         if skipped:
             self.message_user(request, f"{skipped} sent message(s) left alone: they are not sent twice.")
@@ -84,3 +86,24 @@ class TaskEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_select_related = ["outcome"]
     date_hierarchy = "created_at"
     search_fields = ["task_name", "payload"]
+
+
+@admin.register(RelieveMaster)
+class RelieveMasterAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The masters sharing this database; a gone one vanished without stopping."""
+
+    list_display = ["host", "pid", "state", "started_at", "heartbeat_at", "expires_at", "children", "queues"]
+    list_filter = ["host"]
+    search_fields = ["id", "host"]
+    fields = ["id", "host", "pid", "state", "started_at", "heartbeat_at", "expires_at", "children", "queues"]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_gone()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="state", boolean=False, ordering="expires_at")
+    def state(self, obj):
+        return "gone" if obj.gone else "running"

@@ -1,0 +1,45 @@
+"""The admin lists the masters sharing the database, read-only, with the gone ones marked."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.urls import reverse
+
+from relieve_app import presence
+from relieve_app.identity import MasterIdentity
+from relieve_app.models import RelieveMaster
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:relieve_app_relievemaster_changelist")
+
+
+def register(host, pid, lease):
+    me = MasterIdentity(host, pid, datetime(2026, 1, 1, tzinfo=UTC))
+    presence.register(me, lease, 4, ["mail"])
+    return me
+
+
+def test_masters_are_listed_with_their_state(admin_client):
+    register("web-1", 101, 30)
+    register("web-2", 202, -1)  # vanished: its lease ended
+
+    response = admin_client.get(CHANGELIST)
+
+    assert response.status_code == 200
+    rows = {row.host: row for row in response.context["cl"].result_list}
+    assert (rows["web-1"].gone, rows["web-2"].gone) == (False, True)
+    page = response.content.decode()
+    assert "gone" in page and "running" in page
+    assert "Add master" not in page and "Delete selected" not in page
+
+
+def test_a_master_cannot_be_changed_or_deleted_by_hand(admin_client):
+    me = register("web-1", 101, 30)
+    change = reverse("admin:relieve_app_relievemaster_change", args=[me.id])
+
+    assert admin_client.get(change).status_code == 200
+    assert admin_client.post(change, {"host": "elsewhere"}).status_code == 403
+    delete = reverse("admin:relieve_app_relievemaster_delete", args=[me.id])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    assert RelieveMaster.objects.get().host == "web-1"
