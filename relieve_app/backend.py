@@ -95,6 +95,17 @@ def check_json(task, args, kwargs):
     return json.loads(json.dumps(args)), json.loads(json.dumps(kwargs))
 
 
+def again(row):
+    """A new READY row for the same task and arguments: how a finished task is run once more.
+
+    The old row stays as the record of what happened; the caller announces the new one on commit.
+    """
+    fields = ["task_path", "queue_name", "backend", "priority", "takes_context", "timeout", "max_attempts"]
+    return TaskRecord.objects.create(
+        **{name: getattr(row, name) for name in fields}, args=row.args, kwargs=row.kwargs
+    )
+
+
 def announce(row):
     """Tell the master about a committed row; False when it did not take it (the sweep will)."""
     hints = {}
