@@ -165,13 +165,25 @@ RELIEVE_CLIENT_TIMEOUT = env.float("RELIEVE_CLIENT_TIMEOUT", default=10.0)
 RELIEVE_MAX_CALLS = env.int("RELIEVE_MAX_CALLS", default=1000)
 RELIEVE_MAX_MEMORY_MB = env.int("RELIEVE_MAX_MEMORY_MB", default=256)
 RELIEVE_USAGE_INTERVAL = env.float("RELIEVE_USAGE_INTERVAL", default=30.0)
-RELIEVE_TASK = env.str("RELIEVE_TASK", default="relieve_app.mail:Mail")
+RELIEVE_TASK = env.str("RELIEVE_TASK", default="relieve_app.runner:Runner")
 # Several masters may share one PostgreSQL. Each registers under RELIEVE_HOST (default: the machine's
 # host name) and renews its lease every RELIEVE_HEARTBEAT seconds; one silent for RELIEVE_LEASE seconds
 # is gone, and what it held is taken over.
 RELIEVE_HOST = env.str("RELIEVE_HOST", default="")
 RELIEVE_HEARTBEAT = env.float("RELIEVE_HEARTBEAT", default=5.0)
 RELIEVE_LEASE = env.float("RELIEVE_LEASE", default=30.0)
+# Children per queue, like "mail=4,default=2" (runrelieve --queue); a queue not named gets RELIEVE_WORKERS.
+RELIEVE_QUEUES = env.str("RELIEVE_QUEUES", default="")
+# Finished task results older than this are removed by `manage.py prunetasks` (e.g. "7d", "12h").
+RELIEVE_KEEP_RESULTS = env.str("RELIEVE_KEEP_RESULTS", default="7d")
+
+# django.tasks: every @task runs in the relieve master's children; the contact mail on "mail".
+TASKS = {
+    "default": {
+        "BACKEND": "relieve_app.backend.RelieveBackend",
+        "QUEUES": env.list("TASK_QUEUES", default=["default", "mail"]),
+    }
+}
 # Contact posts one client (REMOTE_ADDR) may send: "5/m", "100/h", "10/5m"; empty for no limit. On by
 # default: a contact page open to unlimited posts is an open door to spam. Over it: 429 with Retry-After.
 CONTACT_RATE_LIMIT = env.str("CONTACT_RATE_LIMIT", default="5/m")

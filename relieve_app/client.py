@@ -2,7 +2,7 @@
 
 One request per connection, in the frames of ``relieve_app.pool.framing``::
 
-    request:  {"op": "submit", "args": {"id": 42}}
+    request:  {"op": "submit", "args": {"id": 42, "queue": "mail"}}
     reply:    {"ok": true, "result": {"queued": 42}}
           or  {"ok": false, "error": {"type": "UnknownOperation", "message": "..."}}
 
@@ -58,15 +58,19 @@ def request(op, **args):
     return _result(reply, path)
 
 
-def submit(outcome_id):
-    """Hand a saved MailOutcome to the master; False (never an exception) when it did not take it."""
+def submit(task_id, **hints):
+    """Hand a committed task to the master; False (never an exception) when it did not take it.
+
+    ``hints`` (queue, priority, run_after as a Unix time) let the master order it without reading
+    the row first; they are left out when they are the defaults.
+    """
     try:
-        request("submit", id=outcome_id)
+        request("submit", id=task_id, **hints)
     except ClientError as exc:
         logger.warning(
-            "Outcome %s was not handed to the relieve master at %s (%s); "
+            "Task %s was not handed to the relieve master at %s (%s); "
             "it stays queued for the master's sweep.",
-            outcome_id,
+            task_id,
             settings.RELIEVE_SOCKET,
             exc,
         )

@@ -114,7 +114,7 @@ class Mail:
         """Send one job's mail and report it; True when the server accepted it."""
         report = {"id": job["id"], "attempt": job["attempt"]}
         try:
-            self._deliver(self.build_message(job))
+            self.deliver(self.build_message(job))
         except Exception as exc:
             message, code = describe(exc)
             self._emit("error", {**report, "message": message, "code": code, "type": type(exc).__name__})
@@ -138,7 +138,7 @@ class Mail:
         with contextlib.suppress(OSError):  # smtplib's errors included: a dead link may fail to QUIT
             self.connection.close()
 
-    def _deliver(self, message):
+    def deliver(self, message):
         """Send on the kept connection; when the server dropped it, reconnect and try once more.
 
         A timeout is no drop: the server is alive but slow and may still deliver what it was given,

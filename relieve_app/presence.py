@@ -9,18 +9,15 @@ import contextlib
 import logging
 from datetime import timedelta
 
-from django.db import models
 from django.db.models.functions import Now
 
+from . import claims
+from .claims import lease_end
 from .models import RelieveMaster
 
 log = logging.getLogger(__name__)
 
 FORGET_GONE_AFTER = timedelta(days=1)  # a vanished master stays visible in the admin this long
-
-
-def lease_end(seconds):
-    return models.ExpressionWrapper(Now() + timedelta(seconds=seconds), output_field=models.DateTimeField())
 
 
 # Operations: each runs on the recorder thread inside a transaction. --------------------------
@@ -41,13 +38,18 @@ def register(identity, lease, children, queues):
     )
 
 
-def heartbeat(identity, lease, children, queues):
-    """Renew this master's lease; a row removed meanwhile (pruned, or by hand) is registered again."""
+def heartbeat(identity, lease, children, queues, holding=()):
+    """Renew this master's lease and those of the rows it runs (``holding``).
+
+    A master row removed meanwhile (pruned, or by hand) is registered again.
+    """
     renewed = RelieveMaster.objects.filter(id=identity.id).update(
         heartbeat_at=Now(), expires_at=lease_end(lease), children=children
     )
     if not renewed:
         register(identity, lease, children, queues)
+    if holding:
+        claims.renew(identity.id, holding, lease)
     RelieveMaster.objects.filter(expires_at__lt=Now() - FORGET_GONE_AFTER).delete()
     return bool(renewed)
 
@@ -59,13 +61,14 @@ def leave(identity):
 class Presence:
     """Keeps this master visible, and its lease alive, while it runs."""
 
-    def __init__(self, recorder, identity, *, lease, interval, queues, children):
+    def __init__(self, recorder, identity, *, lease, interval, queues, children, holding=set):
         self.recorder = recorder
         self.identity = identity
         self.lease = lease
         self.interval = interval
         self.queues = list(queues)
         self.children = children  # a callable: how many children run now
+        self.holding = holding  # a callable: the ids of the rows this master runs now
 
     async def join(self):
         await self.recorder.submit(register, self.identity, self.lease, self.children(), self.queues)
@@ -78,7 +81,7 @@ class Presence:
             if stopping.is_set():
                 return
             try:
-                args = (self.identity, self.lease, self.children(), self.queues)
+                args = (self.identity, self.lease, self.children(), self.queues, self.holding())
                 if not await self.recorder.submit(heartbeat, *args):
                     log.warning("this master's row was missing; registered it again")
             except Exception:

@@ -1,51 +1,55 @@
-"""The relieve master: a CloudWorker of mail children, its Unix socket, and the recorder.
+"""The relieve master: one CloudWorker of children per queue, its Unix socket, and the recorder.
 
 The socket (``endpoint.py``) turns each request ``{"op": <name>, "args": {...}}`` into a
 call of the ``handle_<op>`` methods at the end of ``Master``.
 
-Delivery is at-least-once. A job is claimed in the database (`sending`) before a child
-gets it; whatever interrupts it afterwards leaves the row pending, and the start-up
-and periodic sweeps hand it out again.
+Every task is run at least once. A task is claimed in the database (READY -> RUNNING, owned
+by this master) before a child gets it; whatever interrupts it afterwards leaves the row
+behind, and the start-up and periodic sweeps hand it out again. Only the recorder writes
+task state; ``taskstore.py`` holds those writes.
 """
 
 import asyncio
-import collections
 import contextlib
 import logging
+import math
 import os
 import signal
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
-from . import recorder, wakeup
+from . import claims, recorder, taskstore, wakeup
 from .endpoint import Endpoint, StartupError
 from .filelock import MasterLock
 from .identity import MasterIdentity
+from .lanes import Lane
 from .listener import Listener
-from .pool import BootError, CallableTask, CloudWorker, NoTaskAvailable, RelieveError, TaskExited
+from .pool import BootError, CallableTask, RelieveError, RemoteError, TaskExited
 from .presence import Presence
 
 log = logging.getLogger(__name__)
 
-MAIL_SCRIPT = "relieve_app.mail:Mail"
+RUNNER = "relieve_app.runner:Runner"
 MONITOR = "relieve_app.pool.containers.monitor"
-QUEUE = "mail"
+MAX_PRIORITY = 100
 
 
 @dataclass
 class Options:
     socket_path: str
-    workers: int = 4
+    workers: int = 4  # children of a queue that `queues` does not name
+    queues: dict = field(default_factory=lambda: {"default": None})  # name -> children, None: `workers`
     max_attempts: int = 5
     retry_delay: float = 5.0  # first retry after this, doubling, capped at max_retry_delay
     max_retry_delay: float = 600.0
     sweep_interval: float = 30.0
-    call_timeout: float = 60.0  # a child stuck longer than this in one send is killed
-    grace: float = 10.0  # on SIGTERM, how long in-flight sends may take to finish
+    call_timeout: float = 60.0  # a child stuck longer than this in one task is killed
+    grace: float = 10.0  # on SIGTERM, how long tasks in flight may take to finish
     client_timeout: float = 10.0  # an idle or slow client connection is closed after this
-    max_calls: int = 1000  # a child is replaced after this many sends (0: never)
+    max_calls: int = 1000  # a child is replaced after this many tasks (0: never)
     max_memory: int = 256 * 2**20  # ... or once its resident memory passes this many bytes (0: never)
     usage_interval: float = 30.0  # how often children are asked for their memory
-    script: str = MAIL_SCRIPT
+    script: str = RUNNER
     host: str = ""  # the name this master registers under; empty: the machine's host name
     heartbeat: float = 5.0  # how often the master renews its lease
     lease: float = 30.0  # a master silent this long is gone, and what it held may be taken over
@@ -56,6 +60,11 @@ class Options:
     def check(self):
         if self.workers < 1:
             raise StartupError(f"--workers must be at least 1 (got {self.workers})")
+        if not self.queues:
+            raise StartupError("no queue to serve: TASKS names none for the relieve backend")
+        for name, size in self.queues.items():
+            if size is not None and size < 1:
+                raise StartupError(f"queue {name!r} needs at least 1 child (got {size})")
         if self.max_attempts < 1:
             raise StartupError(f"RELIEVE_MAX_ATTEMPTS must be at least 1 (got {self.max_attempts})")
         if self.heartbeat <= 0 or self.lease < 2 * self.heartbeat:
@@ -64,6 +73,9 @@ class Options:
                 f"({self.heartbeat:g}s), which must be positive: one late beat must not lose the lease"
             )
 
+    def sizes(self):
+        return {name: size or self.workers for name, size in self.queues.items()}
+
     def retry_after(self, attempts):
         return min(self.retry_delay * 2 ** max(attempts - 1, 0), self.max_retry_delay)
 
@@ -71,7 +83,7 @@ class Options:
 class Master:
     def __init__(self, options):
         self.options = options
-        self.pool = CloudWorker()
+        self.lanes = {name: Lane(name, size) for name, size in options.sizes().items()}
         self.recorder = recorder.Recorder()
         self.endpoint = Endpoint(options.socket_path, self, client_timeout=options.client_timeout)
         self.identity = MasterIdentity.current(options.host)
@@ -80,20 +92,18 @@ class Master:
             self.identity,
             lease=options.lease,
             interval=options.heartbeat,
-            queues=[QUEUE],
-            children=lambda: len(self.pool.strategy.tasks),
+            queues=list(self.lanes),
+            children=lambda: sum(len(lane.pool.strategy.tasks) for lane in self.lanes.values()),
+            holding=lambda: set(self._running),
         )
         self.lock = MasterLock(options.lock_path, options.database) if options.lock_path else None
         self._stopping = asyncio.Event()
-        self._wake = asyncio.Event()
-        self._queue = collections.deque()  # ids waiting for a child, oldest first
-        self._known = set()  # ids queued, scheduled, or in a child: never handed out twice
-        self._sending = set()
-        self._timers = {}
+        self._running = set()  # ids this master claimed and runs now; the heartbeat renews their leases
+        self._timers = set()  # wake-ups of lanes for rows due later
         self._background = set()
-        self._errors = {}  # outcome id -> last error payload reported by a child
-        self._calls = collections.Counter()  # sends per child since it started
+        self._calls = {}  # tasks per child since it started
         self._recycling = set()
+        self._unserved = set()  # queues found in the table that this master has no children for
 
     # lifecycle ----------------------------------------------------------------
 
@@ -118,55 +128,74 @@ class Master:
             self.lock.acquire(self.identity)
         self.recorder.start()
         try:
-            await self.recorder.submit(recorder.check_schema)
+            await self.recorder.submit(taskstore.check_schema)
         except Exception as exc:
             await self.recorder.stop()
             raise StartupError(f"the database is not ready ({exc}); run `python manage.py migrate`") from exc
         self._spawn_children()
         try:
-            await self.pool.run()
+            await asyncio.gather(*(lane.pool.run() for lane in self.lanes.values()))
         except BootError as exc:
-            await self.pool.kill()
+            await self._kill_children()
             await self.recorder.stop()
             raise StartupError(f"the task {self.options.script} could not start: {exc.reason}") from exc
         await self.presence.join()
         await self.endpoint.listen()
         log.info(
-            "relieve master %s listening on %s with %d children",
+            "relieve master %s listening on %s; children per queue: %s",
             self.identity.id,
             self.options.socket_path,
-            len(self.pool.tasks),
+            ", ".join(f"{name}={lane.size}" for name, lane in self.lanes.items()),
         )
-        self._spawn(self._dispatch_loop())
+        for lane in self.lanes.values():
+            self._spawn(self._dispatch_loop(lane))
         self._spawn(self._sweep_loop())
         self._spawn(self.presence.run(self._stopping))
         if self.options.listen is not None:
-            channels = {wakeup.channel(QUEUE): QUEUE}
-            self._spawn(Listener(self.options.listen, channels, self._on_notify).run())
+            channels = {wakeup.channel(name): name for name in self.lanes}
+            self._spawn(Listener(self.options.listen, channels, self._on_notify, self._poke_all).run())
         if self.options.max_memory:
             self._spawn(self._usage_loop())
 
     async def stop(self):
         log.info(
-            "stopping: no new jobs; waiting up to %.0fs for %d sends", self.options.grace, len(self._sending)
+            "stopping: no new tasks; waiting up to %.0fs for %d running",
+            self.options.grace,
+            len(self._running),
         )
         self._stopping.set()
         self.endpoint.close()
-        for timer in self._timers.values():
+        for timer in self._timers:
             timer.cancel()
+        for lane in self.lanes.values():
+            lane.wake.set()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.grace
-        while self._sending and loop.time() < deadline:
+        while self._running and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        await self.pool.kill()
+        await self._kill_children()
+        await self._release()
         await self.presence.leave()
         await self.recorder.stop()
         if self.lock is not None:
             self.lock.release()
-        log.info("stopped; %d sends were cut short and stay pending for the next start", len(self._sending))
+        log.info("stopped")
+
+    async def _release(self):
+        """What this master still holds goes back to READY, for another master to take at once."""
+        try:
+            released = await self.recorder.submit(claims.release, self.identity.id)
+        except Exception:
+            log.exception("could not release this master's tasks; they are taken over once their lease ends")
+            return
+        if released:
+            log.info("%d tasks cut short by the stop are ready again for any master", released)
+
+    async def _kill_children(self):
+        await asyncio.gather(*(lane.pool.kill() for lane in self.lanes.values()), return_exceptions=True)
 
     def _spawn(self, coro):
         task = asyncio.ensure_future(coro)
@@ -177,30 +206,28 @@ class Master:
     # children -----------------------------------------------------------------
 
     def _spawn_children(self):
-        for index in range(self.options.workers):
-            task = CallableTask(self.options.script, restart=True, name=f"mail{index}", containers=[MONITOR])
-            self._watch(task)
-            self.pool.add(task)
+        for lane in self.lanes.values():
+            for index in range(lane.size):
+                child = CallableTask(
+                    self.options.script, restart=True, name=f"{lane.name}{index}", containers=[MONITOR]
+                )
+                self._watch(lane, child)
+                lane.pool.add(child)
 
-    def _watch(self, task):
-        name = task.name
-        task.on("info", lambda payload=None: self._on_report(name, "info", payload))
-        task.on("error", lambda *args: self._on_report(name, "error", *args))
-        task.on("start", lambda at: self._on_lifecycle(name, "start", {"pid": task.pid, "at": at}))
-        task.on("exit", lambda code: self._on_lifecycle(name, "exit", {"code": code}))
-        task.on("restart", lambda: self._on_lifecycle(name, "restart", {"restarts": task.restarts + 1}))
-        task.on("start", lambda _at: self._calls.pop(name, None))
-        task.on("usage", lambda usage: self._on_usage(task, usage))
+    def _watch(self, lane, child):
+        name = child.name
+        child.on("error", lambda *args: self._on_child_error(name, *args))
+        child.on("start", lambda at: self._on_lifecycle(name, "start", {"pid": child.pid, "at": at}))
+        child.on("exit", lambda code: self._on_lifecycle(name, "exit", {"code": code}))
+        child.on("restart", lambda: self._on_lifecycle(name, "restart", {"restarts": child.restarts + 1}))
+        child.on("start", lambda _at: self._calls.pop(name, None))
+        child.on("start", lambda _at: lane.wake.set())
+        child.on("usage", lambda usage: self._on_usage(lane, child, usage))
 
-    def _on_report(self, name, event, payload=None, stack=None):
-        if not isinstance(payload, dict):  # an uncaught error in the child: message and stack
-            payload = {"message": str(payload), "stack": stack}
-        outcome_id = payload.get("id") if isinstance(payload.get("id"), int) else None
-        if event == "error" and outcome_id is not None:
-            self._errors[outcome_id] = payload
-        if event == "error" and outcome_id is None:
-            log.error("child %s: %s", name, payload.get("message"))
-        self.recorder.record(recorder.add_event, name, event, payload, outcome_id)
+    def _on_child_error(self, name, message=None, stack=None):
+        payload = message if isinstance(message, dict) else {"message": str(message), "stack": stack}
+        log.error("child %s: %s", name, payload.get("message"))
+        self.recorder.record(recorder.add_event, name, "error", payload)
 
     def _on_lifecycle(self, name, event, payload):
         if event == "exit" and not self._stopping.is_set():
@@ -209,215 +236,239 @@ class Master:
             log.info("child %s started (pid %s)", name, payload["pid"])
         self.recorder.record(recorder.add_event, name, event, payload)
 
-    # dispatching --------------------------------------------------------------
+    # waking: rows wait in the database; a lane is only told when to claim -----------
 
-    def enqueue(self, outcome_id):
-        """Queue an id for a child unless this master already handles it."""
-        if outcome_id in self._known:
-            return False
-        self._known.add(outcome_id)
-        self._queue.append(outcome_id)
-        self._wake.set()
-        return True
+    def _poke(self, queue):
+        if queue in self.lanes and not self._stopping.is_set():
+            self.lanes[queue].poke()
 
-    def _retry_later(self, outcome_id, delay):
-        self._known.add(outcome_id)
+    def _poke_all(self):
+        for queue in self.lanes:
+            self._poke(queue)
+
+    def _poke_later(self, queue, delay):
+        """Claim again once a row of ``queue`` is due: a retry, or a ``run_after``."""
+        if delay <= 0:
+            self._poke(queue)
+            return
 
         def due():
-            self._timers.pop(outcome_id, None)
-            self._known.discard(outcome_id)
-            self.enqueue(outcome_id)
+            self._timers.discard(timer)
+            self._poke(queue)
 
-        self._timers[outcome_id] = asyncio.get_running_loop().call_later(delay, due)
+        timer = asyncio.get_running_loop().call_later(max(delay, 0.01), due)
+        self._timers.add(timer)
 
-    async def _dispatch_loop(self):
-        """Hand queued ids out, at most one per running child at a time."""
-        while not self._stopping.is_set():
-            capacity = len(self.pool.strategy.tasks) - len(self._sending)
-            if not self._queue or capacity <= 0:
-                self._wake.clear()
-                await self._wake.wait()
+    def _on_notify(self, queue, _task_id):
+        """A row was committed on some host: PostgreSQL tells every master; the claim decides who runs it."""
+        self._poke(queue)
+
+    # dispatching --------------------------------------------------------------
+
+    async def _dispatch_loop(self, lane):
+        """Claim as many due rows as the lane has free children, in one query, and start them."""
+        while (free := await lane.wanted(self._stopping)) is not None:
+            children = {child.name: child for child in free}
+            try:
+                jobs, due_in = await self.recorder.submit(
+                    claims.claim_batch, lane.name, list(children), self.identity.id, self.options.lease
+                )
+            except Exception:
+                log.exception("claiming tasks of queue %s failed; trying again in a second", lane.name)
+                self._poke_later(lane.name, 1.0)
                 continue
-            outcome_id = self._queue.popleft()
-            self._sending.add(outcome_id)
-            self._spawn(self._deliver(outcome_id))
+            lane.more = len(jobs) == len(free)  # a full batch: more may wait behind it
+            if due_in is not None:
+                self._poke_later(lane.name, due_in)
+            for job in jobs:
+                child = children[job["worker"]]
+                lane.busy[child.name] = job["id"]
+                self._running.add(job["id"])
+                self._spawn(self._attempt(lane, child, job))
 
-    async def _deliver(self, outcome_id):
+    async def _attempt(self, lane, child, job):
         try:
-            job = await self.recorder.submit(recorder.claim, outcome_id)
-            if job is None:  # sent, failed or deleted meanwhile
-                self._known.discard(outcome_id)
-                return
-            await self._send(job)
+            await self._run(lane, child, job)
         except Exception:
-            log.exception("dispatching outcome %s failed; it stays pending for the sweep", outcome_id)
-            self._known.discard(outcome_id)
+            # Not renewed any more: its lease runs out and the sweep of any master takes it over.
+            log.exception("running task %s failed; it is taken over once its lease ends", job["id"])
         finally:
-            self._sending.discard(outcome_id)
-            self._wake.set()
+            self._running.discard(job["id"])
+            lane.release(child)
 
-    async def _send(self, job):
-        outcome_id = job["id"]
+    async def _run(self, lane, child, job):
+        task_id = job["id"]
+        limit = job["timeout"] or self.options.call_timeout
         try:
-            task = self.pool.strategy.next()
-        except NoTaskAvailable:
-            self._requeue(outcome_id, "no child running")
-            return
-        self.recorder.record(recorder.set_task, outcome_id, task.name)
-        self._errors.pop(outcome_id, None)
-        try:
-            sent = await task.get("send_mail", job, timeout=self.options.call_timeout)
+            answer = await child.get("run", job, timeout=limit)
         except TimeoutError:
-            limit = self.options.call_timeout
-            log.warning("child %s took over %gs on outcome %s; killing it", task.name, limit, outcome_id)
-            payload = {
-                "id": outcome_id,
-                "message": f"no answer from {task.name} within {limit:g}s; killed it",
-            }
-            self.recorder.record(recorder.add_event, task.name, "timeout", payload, outcome_id)
+            log.warning("child %s took over %gs on task %s; killing it", child.name, limit, task_id)
+            message = f"no answer from {child.name} within {limit:g}s; killed it"
             with contextlib.suppress(RelieveError):
-                await task.kill(signal.SIGKILL)
-            self._failed(job, payload)
+                await child.kill(signal.SIGKILL)
+            self._failed(job, child, _error(TimeoutError, message), event="timeout", retry=True)
+            return
+        except RemoteError as exc:  # the child's script has no working run(): nothing to retry
+            self._failed(job, child, _error(RemoteError, str(exc)), retry=False)
             return
         except (TaskExited, RelieveError) as exc:
-            # Counted as an attempt: a message that kills its child every time must end `failed`.
-            self._failed(job, {"message": f"{task.name} went away during the send: {exc}"})
+            # Counted as an attempt: a task that kills its child every time must end FAILED.
+            message = f"{child.name} went away during the task: {exc}"
+            self._failed(job, child, _error(TaskExited, message), retry=True)
             return
-        self._count_call(task)
-        if sent:
-            self.recorder.record(recorder.mark_sent, outcome_id, f"sent by {task.name}")
-            log.info("outcome %s sent by %s (attempt %s)", outcome_id, task.name, job["attempt"])
-            self._known.discard(outcome_id)
+        self._count_call(lane, child)
+        if not isinstance(answer, dict) or "ok" not in answer:
+            self._failed(job, child, _error(RemoteError, f"unreadable answer {answer!r:.200}"), retry=False)
+        elif answer["ok"]:
+            owner = self.identity.id
+            self.recorder.record(taskstore.succeed, task_id, child.name, answer.get("value"), owner)
+            log.info("task %s done by %s (attempt %s)", task_id, child.name, job["attempt"])
         else:
-            self._failed(job, self._errors.pop(outcome_id, {"message": "the child reported a failure"}))
+            delay = answer.get("delay")
+            self._failed(job, child, answer.get("error") or {}, retry=bool(answer.get("retry")), delay=delay)
 
-    def _requeue(self, outcome_id, reason):
-        """No child could take the job: hand it out again shortly."""
-        log.warning("outcome %s goes back to the queue: %s", outcome_id, reason)
-        self._known.discard(outcome_id)
-        self._retry_later(outcome_id, 0.1)
-
-    def _failed(self, job, payload):
-        outcome_id, attempts = job["id"], job["attempt"]
-        code = payload.get("code")
-        error = f"{payload.get('message', '')}" + (f" (SMTP {code})" if code else "")
-        final = attempts >= self.options.max_attempts
-        self.recorder.record(recorder.mark_error, outcome_id, error, final)
-        self._known.discard(outcome_id)
-        if final:
-            log.warning("outcome %s failed after %d attempts: %s", outcome_id, attempts, error)
+    def _failed(self, job, child, error, event="error", retry=False, delay=None):
+        task_id, attempt = job["id"], job["attempt"]
+        if retry and self._stopping.is_set():
+            return  # cut short by the stop: released to READY, for any master to run again
+        limit = job.get("max_attempts") or self.options.max_attempts
+        retry_in = None
+        if retry and attempt < limit:
+            retry_in = self.options.retry_after(attempt) if delay is None else float(delay)
+        elif retry and attempt >= limit:
+            error = {**error, "message": f"{error.get('message', '')} (gave up after {attempt} attempts)"}
+        self.recorder.record(taskstore.fail, task_id, child.name, error, event, retry_in, self.identity.id)
+        if retry_in is None:
+            log.warning("task %s failed on attempt %d: %s", task_id, attempt, error.get("message"))
         else:
-            self._retry_later(outcome_id, self.options.retry_after(attempts))
+            self._poke_later(job["queue"], retry_in)
 
     # recycling: a child that has done enough, or grown too big, is replaced when idle ---------
 
-    def _count_call(self, task):
-        self._calls[task.name] += 1
-        if self.options.max_calls and self._calls[task.name] >= self.options.max_calls:
-            self.recycle(task, f"{self._calls[task.name]} sends done")
+    def _count_call(self, lane, child):
+        self._calls[child.name] = self._calls.get(child.name, 0) + 1
+        if self.options.max_calls and self._calls[child.name] >= self.options.max_calls:
+            self.recycle(lane, child, f"{self._calls[child.name]} tasks done")
 
-    def _on_usage(self, task, usage):
+    def _on_usage(self, lane, child, usage):
         memory = usage.get("memory", 0) if isinstance(usage, dict) else 0
         if self.options.max_memory and isinstance(memory, int) and memory > self.options.max_memory:
-            self.recycle(
-                task, f"resident memory {memory / 2**20:.0f} MiB over {self.options.max_memory / 2**20:g} MiB"
-            )
+            limit = self.options.max_memory / 2**20
+            self.recycle(lane, child, f"resident memory {memory / 2**20:.0f} MiB over {limit:g} MiB")
 
-    def recycle(self, task, reason):
-        """Take the child out of rotation now; restart it once its sends are done."""
-        if task.name in self._recycling or self._stopping.is_set():
+    def recycle(self, lane, child, reason):
+        """Take the child out of rotation now; restart it once its task is done."""
+        if child.name in self._recycling or self._stopping.is_set():
             return
-        self._recycling.add(task.name)
-        self.pool.strategy.remove(task)
-        self._spawn(self._recycle(task, reason))
+        self._recycling.add(child.name)
+        lane.pool.strategy.remove(child)
+        self._spawn(self._recycle(lane, child, reason))
 
-    async def _recycle(self, task, reason):
+    async def _recycle(self, lane, child, reason):
         try:
-            while task.in_flight and task.running:
+            while (child.in_flight or child.name in lane.busy) and child.running:
                 await asyncio.sleep(0.05)
-            log.info("recycling child %s: %s", task.name, reason)
-            self.recorder.record(recorder.add_event, task.name, "recycle", {"reason": reason})
-            await task.restart()
+            log.info("recycling child %s: %s", child.name, reason)
+            self.recorder.record(recorder.add_event, child.name, "recycle", {"reason": reason})
+            await child.restart()
         except RelieveError as exc:
-            log.warning("recycling child %s failed: %s; its restart policy takes over", task.name, exc)
+            log.warning("recycling child %s failed: %s; its restart policy takes over", child.name, exc)
         finally:
-            self._recycling.discard(task.name)
-            self._wake.set()
+            self._recycling.discard(child.name)
+            lane.wake.set()
 
     async def _usage_loop(self):
         while not self._stopping.is_set():
-            for task in self.pool.tasks.values():
-                if task.running:
-                    with contextlib.suppress(RelieveError):
-                        await task.send("usage")
+            for lane in self.lanes.values():
+                for child in lane.pool.tasks.values():
+                    if child.running:
+                        with contextlib.suppress(RelieveError):
+                            await child.send("usage")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.options.usage_interval)
 
     # sweeping -----------------------------------------------------------------
 
     async def _sweep_loop(self):
-        stale_after = 0.0  # at start every pending row is an orphan of an earlier master
         while not self._stopping.is_set():
             try:
-                await self.sweep(stale_after)
+                await self.sweep()
             except Exception:
                 log.exception("sweep failed; trying again in %.0fs", self.options.sweep_interval)
-            stale_after = max(2.0, self.options.sweep_interval / 2)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.options.sweep_interval)
 
-    async def sweep(self, stale_after=0.0):
-        """Queue pending rows nobody here handles: left by a crash, a down master or a lost ack."""
-        rows = await self.recorder.submit(recorder.pending, set(self._known), stale_after)
-        found = 0
-        for outcome_id, status, attempts, idle in rows:
-            if outcome_id in self._known:
-                continue
-            found += 1
-            if status == "retrying":
-                self._retry_later(outcome_id, max(self.options.retry_after(attempts) - idle, 0.0))
-            else:
-                self.enqueue(outcome_id)
-        if found:
-            log.info("sweep: %d pending messages picked up", found)
-        return found
+    async def sweep(self):
+        """The safety net: take over what vanished masters held, then wake every lane with rows due.
 
-    def _on_notify(self, queue, row_id):
-        """Another host enqueued: PostgreSQL told every master; claiming decides who sends."""
-        if not self._stopping.is_set():
-            self.enqueue(row_id)
+        Rows left by a crash, a down master, a lost acknowledgement or a lost notification all
+        wait READY in the table; a poked lane claims them. Returns the queues woken now.
+        """
+        exclusive = self.lock is not None  # SQLite: no other master can be alive
+        await self.recorder.submit(claims.take_over, self.identity.id, set(self._running), exclusive)
+        delays, unserved = await self.recorder.submit(claims.waiting, list(self.lanes))
+        for queue in unserved - self._unserved:
+            log.warning("tasks wait in queue %r, which this master does not serve", queue)
+        self._unserved |= unserved
+        for queue, delay in delays.items():
+            self._poke_later(queue, delay)
+        return sorted(queue for queue, delay in delays.items() if delay <= 0)
 
     # operations of the socket protocol -----------------------------------------
 
     def handle_ping(self):
-        return {"pid": os.getpid(), "workers": len(self.pool.strategy.tasks)}
+        queues = {name: len(lane.pool.strategy.tasks) for name, lane in self.lanes.items()}
+        return {"pid": os.getpid(), "workers": sum(queues.values()), "queues": queues}
 
-    def handle_submit(self, id):
+    def handle_submit(self, id, queue="default", priority=0, run_after=None):
         if not isinstance(id, int) or isinstance(id, bool) or not 1 <= id < 2**63:  # a database's bigint
             raise ValueError(f"id must be a positive 64-bit integer, got {id!r:.50}")
+        if not isinstance(queue, str) or queue not in self.lanes:
+            raise ValueError(f"this master serves no queue {queue!r:.100}; it serves {sorted(self.lanes)}")
+        if not isinstance(priority, int) or isinstance(priority, bool) or abs(priority) > MAX_PRIORITY:
+            raise ValueError(f"priority must be a whole number from -100 to 100, got {priority!r:.50}")
+        if run_after is not None and (
+            not isinstance(run_after, int | float)
+            or isinstance(run_after, bool)
+            or not math.isfinite(run_after)
+        ):
+            raise ValueError(f"run_after must be a Unix time or null, got {run_after!r:.50}")
         if self._stopping.is_set():
-            raise ValueError("the master is stopping; the sweep of the next start will send it")
-        self.enqueue(id)
+            raise ValueError("the master is stopping; the sweep of the next start will run it")
+        self._poke_later(queue, run_after - time.time() if run_after is not None else 0.0)
         return {"queued": id}
 
     def handle_status(self):
         return {
             "pid": os.getpid(),
             "master": self.identity.id,
-            "queued": len(self._queue),
-            "sending": len(self._sending),
-            "retrying": len(self._timers),
+            "running": len(self._running),
+            "timers": len(self._timers),
+            "queues": {
+                name: {"waiting": lane.pending, "running": len(lane.busy), "children": lane.size}
+                for name, lane in self.lanes.items()
+            },
             "children": [
                 {
-                    "name": task.name,
-                    "pid": task.pid,
-                    "running": task.running,
-                    "in_flight": task.in_flight,
-                    "restarts": task.restarts,
+                    "name": child.name,
+                    "queue": lane.name,
+                    "pid": child.pid,
+                    "running": child.running,
+                    "in_flight": child.in_flight,
+                    "restarts": child.restarts,
                 }
-                for task in self.pool.tasks.values()
+                for lane in self.lanes.values()
+                for child in lane.pool.tasks.values()
             ],
         }
+
+
+def _error(kind, message):
+    return {
+        "exception_class_path": f"{kind.__module__}.{kind.__qualname__}",
+        "message": message,
+        "traceback": "",
+    }
 
 
 def run(options):

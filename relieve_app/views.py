@@ -5,7 +5,7 @@ Whatever a client sends, the answer is 202, 400, 413 (body over DATA_UPLOAD_MAX_
 """
 
 import logging
-from functools import partial, wraps
+from functools import wraps
 
 from django.conf import settings
 from django.db import transaction
@@ -14,8 +14,9 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from django.views.decorators.http import require_http_methods
 
-from relieve_app import client, payload, ratelimit, wakeup
+from relieve_app import payload, ratelimit
 from relieve_app.forms import HONEYPOT, ContactForm
+from relieve_app.mailtask import send_contact_mail
 from relieve_app.models import MailOutcome
 from relieve_app.payload import JSON, BadBody
 
@@ -74,17 +75,16 @@ def contact(request):
 
 
 def enqueue(cleaned_data):
-    """Save the message as queued; only once it is committed may the master be told about it."""
+    """Save the message and enqueue its mail task in one transaction; the master hears of it on commit."""
+    job = {
+        "emitter": cleaned_data["emitter"],
+        "recipient": settings.CONTACT_RECIPIENT,
+        "subject": cleaned_data["subject"],
+        "body": cleaned_data["body"],
+    }
     with transaction.atomic():
-        outcome = MailOutcome.objects.create(
-            emitter=cleaned_data["emitter"],
-            recipient=settings.CONTACT_RECIPIENT,
-            subject=cleaned_data["subject"],
-            body=cleaned_data["body"],
-        )
-        wakeup.notify("mail", outcome.pk)  # masters on other hosts hear of it on commit
-        transaction.on_commit(partial(client.submit, outcome.pk))
-    return outcome
+        result = send_contact_mail.enqueue(job)
+        return MailOutcome.objects.create(**job, task_result_id=int(result.id))
 
 
 def _accepted(request, as_json, outcome):

@@ -1,14 +1,14 @@
-"""python manage.py runrelieve: the master that sends the contact page's mail."""
+"""python manage.py runrelieve: the master that runs every queue's tasks, the contact mail included."""
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from relieve_app import server, wakeup
+from relieve_app import queues, server, wakeup
 
 
 class Command(BaseCommand):
-    help = "Run the relieve master: a pool of mail children behind a Unix socket."
+    help = "Run the relieve master: a pool of children per task queue behind a Unix socket."
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -16,7 +16,14 @@ class Command(BaseCommand):
             dest="workers",
             type=int,
             default=settings.RELIEVE_WORKERS,
-            help="Number of mail children (RELIEVE_WORKERS, default 4).",
+            help="Children of each queue that --queue does not name (RELIEVE_WORKERS, default 4).",
+        )
+        parser.add_argument(
+            "--queue",
+            dest="queue_sizes",
+            action="append",
+            metavar="NAME=N",
+            help="Children for one queue, e.g. --queue mail=4 --queue default=2 (RELIEVE_QUEUES).",
         )
         parser.add_argument(
             "--socket",
@@ -28,13 +35,18 @@ class Command(BaseCommand):
             "--task",
             dest="script",
             default=settings.RELIEVE_TASK,
-            help="What each child runs, as module:Class (RELIEVE_TASK, default relieve_app.mail:Mail).",
+            help="What each child runs, as module:Class (RELIEVE_TASK, default relieve_app.runner:Runner).",
         )
 
-    def handle(self, *args, workers, socket_path, script, **options):
+    def handle(self, *args, workers, queue_sizes, socket_path, script, **options):
+        try:
+            sizes = queues.sizes(queue_sizes)
+        except queues.QueueError as exc:
+            raise CommandError(str(exc)) from None
         config = server.Options(
             socket_path=socket_path,
             workers=workers,
+            queues=sizes,
             max_attempts=settings.RELIEVE_MAX_ATTEMPTS,
             retry_delay=settings.RELIEVE_RETRY_DELAY,
             sweep_interval=settings.RELIEVE_SWEEP_INTERVAL,

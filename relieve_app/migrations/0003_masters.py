@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("relieve_app", "0001_initial"),
+        ("relieve_app", "0002_task_results"),
     ]
 
     operations = [
