@@ -157,7 +157,9 @@ class Stack:
             raise SoakError(f"migrate failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
     def start_master(self, timeout=60):
-        argv = [sys.executable, "manage.py", "runrelieve", "--workers", str(self.config.workers)]
+        # The mail queue gets the children; the default queue, idle here, one.
+        workers = ["--workers", str(self.config.workers), "--queue", "default=1"]
+        argv = [sys.executable, "manage.py", "runrelieve", *workers]
         self.master = self._spawn([*argv, "--socket", self.socket_path], self.master_log)
         self._wait(self.master, "runrelieve", self.master_log, timeout, self.status)
 
@@ -352,7 +354,7 @@ class Chaos(threading.Thread):
             children = self.stack.status()["children"]
         except OSError:
             return  # the master is down or busy: try at the next tick
-        running = [child for child in children if child["running"] and child["pid"]]
+        running = [c for c in children if c["running"] and c["pid"] and c.get("queue", "mail") == "mail"]
         if running:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.random.choice(running)["pid"], signal.SIGKILL)
