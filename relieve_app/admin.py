@@ -1,7 +1,10 @@
 import json
+from urllib.parse import urlencode
 
 from django.contrib import admin, messages
 from django.db import transaction
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -208,20 +211,50 @@ def _pretty(value):
 
 @admin.register(RelieveMaster)
 class RelieveMasterAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    """The masters sharing this database; a gone one vanished without stopping."""
+    """The masters sharing this database; a gone one vanished without stopping, with the rows it held."""
 
-    list_display = ["host", "pid", "state", "started_at", "heartbeat_at", "expires_at", "children", "queues"]
+    list_display = [
+        "host",
+        "pid",
+        "state",
+        "held",
+        "started_at",
+        "heartbeat_at",
+        "expires_at",
+        "children",
+        "queues",
+    ]
     list_filter = ["host"]
     search_fields = ["id", "host"]
-    fields = ["id", "host", "pid", "state", "started_at", "heartbeat_at", "expires_at", "children", "queues"]
+    fields = [
+        "id",
+        "host",
+        "pid",
+        "state",
+        "held",
+        "started_at",
+        "heartbeat_at",
+        "expires_at",
+        "children",
+        "queues",
+    ]
     readonly_fields = fields
 
     def get_queryset(self, request):
-        return super().get_queryset(request).with_gone()
+        running = TaskRecord.objects.filter(owner=OuterRef("pk"), status=TaskRecord.Status.RUNNING)
+        held = Subquery(running.values("owner").annotate(n=Count("pk")).values("n"))
+        return super().get_queryset(request).with_gone().annotate(held_count=Coalesce(held, 0))
 
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="state", boolean=False, ordering="expires_at")
+    @admin.display(description="state", ordering="expires_at")
     def state(self, obj):
         return "gone" if obj.gone else "running"
+
+    @admin.display(description="tasks held", ordering="held_count")
+    def held(self, obj):
+        """Links to the task results this master runs; a gone master's wait to be taken over."""
+        query = urlencode({"owner": obj.pk, "status": TaskRecord.Status.RUNNING})
+        url = f"{reverse('admin:relieve_app_taskrecord_changelist')}?{query}"
+        return format_html('<a href="{}">{}</a>', url, obj.held_count)

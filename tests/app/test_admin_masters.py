@@ -1,13 +1,15 @@
 """The admin lists the masters sharing the database, read-only, with the gone ones marked."""
 
-from datetime import UTC, datetime
+import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from relieve_app import presence
 from relieve_app.identity import MasterIdentity
-from relieve_app.models import RelieveMaster
+from relieve_app.models import RelieveMaster, TaskRecord
 
 pytestmark = pytest.mark.django_db
 
@@ -43,3 +45,24 @@ def test_a_master_cannot_be_changed_or_deleted_by_hand(admin_client):
     delete = reverse("admin:relieve_app_relievemaster_delete", args=[me.id])
     assert admin_client.post(delete, {"post": "yes"}).status_code == 403
     assert RelieveMaster.objects.get().host == "web-1"
+
+
+def test_a_gone_master_shows_the_rows_it_held(admin_client):
+    gone = register("web-2", 202, -1)
+    for status in ("RUNNING", "RUNNING", "SUCCESSFUL"):
+        TaskRecord.objects.create(
+            task_path="tests.tasks_fixtures.basic.add",
+            queue_name="default",
+            backend="default",
+            status=status,
+            owner=gone.id,
+            lease_until=timezone.now() - timedelta(seconds=5),
+        )
+
+    page = admin_client.get(CHANGELIST).content.decode()
+    link = re.search(r'<a href="([^"]*owner=[^"]*)">2</a>', page)
+    assert link, page
+
+    held = admin_client.get(link.group(1).replace("&amp;", "&"))
+    assert held.status_code == 200
+    assert held.context["cl"].result_count == 2
