@@ -144,24 +144,27 @@ def test_nothing_is_sent_twice_while_both_masters_are_alive(hosts):
 def test_a_killed_master_s_rows_move_to_the_other_after_its_lease(hosts):
     a, b, sink = hosts
     fast_leases(a, b)
-    sink.stall = 1.0  # every send is still in flight when the kill comes
+    sink.stall = 4.0  # the sends host-a holds cannot end before the kill, however slow this machine
     a.start_master(workers=2)
     a.start_web()
     ids = [a.post(n) for n in range(6)]
     a_id = a.request("status")["master"]
-    held = wait_until(
-        lambda: set(TaskRecord.objects.filter(owner=a_id, status="RUNNING").values_list("pk", flat=True)),
+    wait_until(
+        lambda: TaskRecord.objects.filter(owner=a_id, status="RUNNING").exists(),
         message="rows held by host-a's master",
     )
     b.start_master(workers=2)
 
+    held = set(TaskRecord.objects.filter(owner=a_id, status="RUNNING").values_list("pk", flat=True))
     a.kill_master(signal.SIGKILL)
+    sink.stall = 0.0
     wait_until(all_sent(ids), timeout=120, message="every message sent after the kill")
 
     received = Counter(subjects(sink))
     assert set(received) == {f"host-a {n}" for n in range(6)}  # nothing lost
     takeovers = TaskEvent.objects.filter(event="takeover")
     assert {e.task_result_id for e in takeovers} >= held - done_by(a)  # what host-a had not finished
+    assert held - done_by(a), "host-a held sends when it was killed"
     assert {e.payload["from"] for e in takeovers} == {a_id}
     b_id = b.request("status")["master"]
     assert {e.payload["by"] for e in takeovers} == {b_id}
