@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import recorder, taskstore
+from .batching import Ledger
 from .endpoint import Endpoint, StartupError
 from .lanes import Lane
 from .pool import BootError, CallableTask, RelieveError, RemoteError, TaskExited
@@ -72,6 +73,8 @@ class Master:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{int(time.time())}"
         self.lanes = {name: Lane(name, size) for name, size in options.sizes().items()}
         self.recorder = recorder.Recorder()
+        self.lease = options.call_timeout + 2 * options.sweep_interval
+        self.ledger = Ledger(self.recorder, self.owner, self.lease)
         self.endpoint = Endpoint(options.socket_path, self, client_timeout=options.client_timeout)
         self._stopping = asyncio.Event()
         self._known = {}  # id -> (queue, priority, at): ready, waiting or running here; never twice
@@ -147,6 +150,7 @@ class Master:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._kill_children()
+        await self.ledger.drain()
         await self.recorder.stop()
         log.info("stopped; %d tasks were cut short and run again after the next start", len(self._running))
 
@@ -231,10 +235,7 @@ class Master:
 
     async def _attempt(self, lane, child, task_id):
         try:
-            lease = self.options.call_timeout + 2 * self.options.sweep_interval
-            job = await self.recorder.submit(
-                taskstore.claim, task_id, lane.name, child.name, self.owner, lease
-            )
+            job = await self.ledger.claim(task_id, lane.name, child.name)
             if job is None:  # finished, running elsewhere, in another queue, or gone
                 self._forget(task_id)
             elif "later" in job:  # its run_after is not reached yet, by the database's clock
@@ -272,7 +273,7 @@ class Master:
         if not isinstance(answer, dict) or "ok" not in answer:
             self._failed(job, child, _error(RemoteError, f"unreadable answer {answer!r:.200}"), retry=False)
         elif answer["ok"]:
-            self.recorder.record(taskstore.succeed, task_id, child.name, answer.get("value"))
+            self.ledger.outcome(task_id, child.name, "success", answer.get("value"))
             log.info("task %s done by %s (attempt %s)", task_id, child.name, job["attempt"])
             self._forget(task_id)
         else:
@@ -289,7 +290,7 @@ class Master:
             retry_in = self.options.retry_after(attempt) if delay is None else float(delay)
         elif retry and attempt >= limit:
             error = {**error, "message": f"{error.get('message', '')} (gave up after {attempt} attempts)"}
-        self.recorder.record(taskstore.fail, task_id, child.name, error, event, retry_in)
+        self.ledger.outcome(task_id, child.name, "failure", error, event, retry_in)
         if retry_in is None:
             log.warning("task %s failed on attempt %d: %s", task_id, attempt, error.get("message"))
             self._forget(task_id)
@@ -354,8 +355,7 @@ class Master:
     async def sweep(self):
         """Take in READY rows nobody here has: left by a crash, a down master, a lost ack or a retry."""
         if self._running:
-            lease = self.options.call_timeout + 2 * self.options.sweep_interval
-            self.recorder.record(taskstore.renew, set(self._running), self.owner, lease)
+            self.recorder.record(taskstore.renew, set(self._running), self.owner, self.lease)
         rows = await self.recorder.submit(taskstore.sweep, set(self._known), self.owner)
         found = 0
         for task_id, queue, priority, delay, enqueued in rows:

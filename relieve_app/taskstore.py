@@ -5,16 +5,16 @@ Every change of a ``TaskRecord`` after its insert is made here, and a contact me
 never tell different stories. Signals ``task_started`` and ``task_finished`` are sent once the
 write they announce is committed.
 
-A claim is one conditional UPDATE (``status = READY``, due, in this queue) whose row count says
-whether this master won it; nothing is read first and saved after.
+The master hands these writes over in groups (``batching.py``): a group of claims costs one
+locking SELECT, one conditional UPDATE whose row count is checked, and one bulk UPDATE, however
+many tasks it holds; a group of outcomes one SELECT, one bulk UPDATE and one bulk INSERT.
 """
 
 import logging
 from datetime import timedelta
 from functools import partial
 
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
@@ -27,28 +27,61 @@ MAIL_TASK = "relieve_app.mailtask.send_contact_mail"
 SWEEP_LIMIT = 10_000  # rows one sweep takes in; the next sweep takes the rest
 
 
-def claim(task_id, queue, worker_id, owner, lease):
-    """READY and due -> RUNNING for this master; the job for the child, ``{"later": s}``, or None."""
+class ClaimLost(Exception):
+    """Rows read as READY under lock were not all READY at the UPDATE: claim nothing, try later."""
+
+
+def apply(outcomes, requests, owner, lease):
+    """One group of the master's ledger: outcomes first, then claims; returns the claims' results."""
+    if outcomes:
+        finish(outcomes)
+    return claim(requests, owner, lease) if requests else []
+
+
+def claim(requests, owner, lease):
+    """Claim ``(task_id, queue, worker_id)`` requests: READY and due -> RUNNING, owned by ``owner``.
+
+    The rows are locked as they are read (FOR UPDATE SKIP LOCKED where the database has it,
+    the write lock of the transaction on SQLite), then moved by one conditional UPDATE whose row
+    count must match. Each request gets the job for its child, ``{"later": seconds}`` when its
+    run_after is still ahead, or None (not READY, another queue's, or locked by another master).
+    """
     now = timezone.now()
-    ready = TaskRecord.objects.filter(pk=task_id, status=Status.READY, queue_name=queue)
-    won = ready.filter(Q(run_after__isnull=True) | Q(run_after__lte=now)).update(
+    ready = TaskRecord.objects.select_for_update(skip_locked=True).filter(
+        pk__in=[task_id for task_id, _queue, _worker in requests], status=Status.READY
+    )
+    rows = {row.pk: row for row in ready}
+    answers, won = [], {}
+    for task_id, queue, worker_id in requests:
+        row = rows.get(task_id)
+        if row is None or row.queue_name != queue or task_id in won:
+            answers.append(None)
+        elif row.run_after is not None and row.run_after > now:
+            answers.append({"later": (row.run_after - now).total_seconds()})
+        else:
+            won[task_id] = (row, worker_id)
+            answers.append(task_id)
+    if not won:
+        return answers
+    moved = TaskRecord.objects.filter(pk__in=list(won), status=Status.READY).update(
         status=Status.RUNNING,
         owner=owner,
         lease_until=now + timedelta(seconds=lease),
         last_attempted_at=now,
         updated_at=now,
     )
-    if not won:
-        run_after = ready.values_list("run_after", flat=True).first()
-        return {"later": (run_after - now).total_seconds()} if run_after else None
-    row = TaskRecord.objects.get(pk=task_id)
-    row.worker_ids = [*row.worker_ids, worker_id]
-    row.started_at = row.started_at or now
-    TaskRecord.objects.filter(pk=task_id).update(worker_ids=row.worker_ids, started_at=row.started_at)
-    if row.task_path == MAIL_TASK:
-        _mirror(row, now, status=MailOutcome.Status.SENDING, task_name=worker_id)
-    _announce(task_started, row)
-    return job(row)
+    if moved != len(won):
+        raise ClaimLost(f"{len(won) - moved} of {len(won)} tasks changed under the claim")
+    for row, worker_id in won.values():
+        row.status, row.owner, row.last_attempted_at = Status.RUNNING, owner, now
+        row.worker_ids = [*row.worker_ids, worker_id]
+        row.started_at = row.started_at or now
+    save_many([row for row, _worker in won.values()], ["worker_ids", "started_at"])
+    for row, worker_id in won.values():
+        if row.task_path == MAIL_TASK:
+            _mirror(row, now, status=MailOutcome.Status.SENDING, task_name=worker_id)
+        _announce(task_started, row)
+    return [job(won[answer][0]) if isinstance(answer, int) else answer for answer in answers]
 
 
 def job(row):
@@ -70,50 +103,90 @@ def job(row):
     }
 
 
-def succeed(task_id, worker_id, value):
+FINISH_FIELDS = [
+    "status",
+    "return_value",
+    "errors",
+    "run_after",
+    "finished_at",
+    "owner",
+    "lease_until",
+    "updated_at",
+]
+
+
+def finish(outcomes):
+    """Record how attempts ended: ``(task_id, worker_id, kind, payload, event, retry_in)``.
+
+    ``kind`` "success": payload is the return value. "failure": payload is the error; READY again
+    after ``retry_in`` seconds, or FAILED when that is None.
+    """
     now = timezone.now()
-    row = _running(task_id)
-    if row is None:
-        return
+    ids = [outcome[0] for outcome in outcomes]
+    rows = {row.pk: row for row in TaskRecord.objects.filter(pk__in=ids, status=Status.RUNNING)}
+    mail = dict(
+        MailOutcome.objects.filter(
+            task_result__in=[pk for pk, r in rows.items() if r.task_path == MAIL_TASK]
+        ).values_list("task_result", "pk")
+    )
+    changed, events, finished = [], [], []
+    for task_id, worker_id, kind, payload, event, retry_in in outcomes:
+        row = rows.pop(task_id, None)
+        if row is None:
+            log.warning("task %s is no longer running here; its outcome is not recorded", task_id)
+            continue
+        row.owner, row.lease_until, row.updated_at = "", None, now
+        if kind == "success":
+            entry = _succeeded(row, worker_id, payload, now)
+        else:
+            entry = _failed(row, payload, event, retry_in, now)
+        if row.status in TaskRecord.FINISHED:
+            finished.append(row)
+        changed.append(row)
+        outcome_id = mail.get(row.pk)
+        payload = {"task": row.pk, "attempt": row.attempts, **entry[1]}
+        if outcome_id is not None:
+            payload["id"] = outcome_id
+        events.append(
+            TaskEvent(
+                task_name=worker_id,
+                event=entry[0],
+                payload=payload,
+                task_result=row,
+                outcome_id=outcome_id,
+                created_at=now,
+            )
+        )
+    save_many(changed, FINISH_FIELDS)
+    TaskEvent.objects.bulk_create(events)
+    for row in finished:
+        _announce(task_finished, row)
+
+
+def _succeeded(row, worker_id, value, now):
     row.status, row.return_value, row.finished_at = Status.SUCCESSFUL, value, now
-    row.owner, row.lease_until, row.updated_at = "", None, now
-    row.save(update_fields=["status", "return_value", "finished_at", "owner", "lease_until", "updated_at"])
     message = f"done by {worker_id}"
     if row.task_path == MAIL_TASK:
         message = value.get("message", message) if isinstance(value, dict) else message
         _mirror(row, now, status=MailOutcome.Status.SENT, message=message, error="", sent_at=now)
-    _event(row, worker_id, "info", {"attempt": row.attempts, "message": message}, now)
-    _announce(task_finished, row)
+    return "info", {"message": message}
 
 
-def fail(task_id, worker_id, error, event="error", retry_in=None):
-    """An attempt failed: READY again after ``retry_in`` seconds, or FAILED when that is None."""
-    now = timezone.now()
-    row = _running(task_id)
-    if row is None:
-        return
+def _failed(row, error, event, retry_in, now):
     row.errors = [*row.errors, error]
-    row.owner, row.lease_until, row.updated_at = "", None, now
-    fields = ["errors", "status", "owner", "lease_until", "updated_at"]
     if retry_in is None:
         row.status, row.finished_at = Status.FAILED, now
-        fields.append("finished_at")
     else:
         row.status, row.run_after = Status.READY, now + timedelta(seconds=retry_in)
-        fields.append("run_after")
-    row.save(update_fields=fields)
     if row.task_path == MAIL_TASK:
         state = MailOutcome.Status.FAILED if retry_in is None else MailOutcome.Status.RETRYING
         _mirror(row, now, status=state, error=error.get("message", ""))
     payload = {
-        "attempt": row.attempts,
         "message": error.get("message", ""),
         "exception": error.get("exception_class_path", ""),
         "retry_in": retry_in,
     }
-    _event(row, worker_id, event, payload, now)
-    if retry_in is None:
-        _announce(task_finished, row)
+    return event or "error", payload
 
 
 def sweep(known, owner):
@@ -159,32 +232,30 @@ def check_schema():
     TaskRecord.objects.exists()
 
 
-def _running(task_id):
-    row = TaskRecord.objects.filter(pk=task_id, status=Status.RUNNING).first()
-    if row is None:
-        log.warning("task %s is no longer running here; its outcome is not recorded", task_id)
-    return row
+def save_many(rows, fields):
+    """One UPDATE statement run for many rows, each with its own values.
+
+    ``bulk_update`` builds a CASE per field and row, which costs the master more time in Python
+    than the database spends on the writes; the fields still convert their values themselves.
+    """
+    if not rows:
+        return
+    meta = TaskRecord._meta
+    columns = [meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+    params = [
+        [column.get_db_prep_save(getattr(row, column.attname), connection) for column in columns] + [row.pk]
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def _mirror(row, now, **fields):
     """The contact message's delivery state, in the same transaction as its task's."""
     MailOutcome.objects.filter(task_result=row.pk).update(attempts=row.attempts, updated_at=now, **fields)
-
-
-def _event(row, worker_id, event, payload, now):
-    outcome = None
-    if row.task_path == MAIL_TASK:
-        outcome = MailOutcome.objects.filter(task_result=row.pk).values_list("pk", flat=True).first()
-    if outcome is not None:
-        payload = {**payload, "id": outcome}
-    TaskEvent.objects.create(
-        task_name=worker_id,
-        event=event,
-        payload={"task": row.pk, **payload},
-        task_result=row,
-        outcome_id=outcome,
-        created_at=now,
-    )
 
 
 def _announce(signal, row):
