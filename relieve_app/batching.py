@@ -25,6 +25,7 @@ class Ledger:
         self._claims = []  # (request, future)
         self._outcomes = []
         self._writing = None
+        self._held = {}  # for the recorder's thread alone: see taskstore.apply
 
     def claim(self, task_id, queue, worker_id):
         """Resolves with the job, ``{"later": seconds}``, or None (see ``taskstore.claim``)."""
@@ -52,7 +53,9 @@ class Ledger:
         claims, self._claims = self._claims, []
         outcomes, self._outcomes = self._outcomes, []
         requests = [request for request, _future in claims]
-        written = self.recorder.submit(taskstore.apply, outcomes, requests, self.owner, self.lease)
+        written = self.recorder.submit(
+            taskstore.apply, self._held, outcomes, requests, self.owner, self.lease
+        )
         self._writing = asyncio.ensure_future(written)
         self._writing.add_done_callback(lambda done: self._written(done, claims, len(outcomes)))
 

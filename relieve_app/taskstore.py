@@ -31,20 +31,26 @@ class ClaimLost(Exception):
     """Rows read as READY under lock were not all READY at the UPDATE: claim nothing, try later."""
 
 
-def apply(outcomes, requests, owner, lease):
-    """One group of the master's ledger: outcomes first, then claims; returns the claims' results."""
+def apply(held, outcomes, requests, owner, lease):
+    """One group of the master's ledger: outcomes first, then claims; returns the claims' results.
+
+    ``held`` maps the ids this master runs to their rows as it last wrote them: a claim puts a
+    row in, its outcome takes it out, so recording an outcome needs no SELECT. Only the
+    recorder's thread touches it.
+    """
     if outcomes:
-        finish(outcomes)
-    return claim(requests, owner, lease) if requests else []
+        finish(held, outcomes)
+    return claim(held, requests, owner, lease) if requests else []
 
 
-def claim(requests, owner, lease):
+def claim(held, requests, owner, lease):
     """Claim ``(task_id, queue, worker_id)`` requests: READY and due -> RUNNING, owned by ``owner``.
 
     The rows are locked as they are read (FOR UPDATE SKIP LOCKED where the database has it,
-    the write lock of the transaction on SQLite), then moved by one conditional UPDATE whose row
-    count must match. Each request gets the job for its child, ``{"later": seconds}`` when its
-    run_after is still ahead, or None (not READY, another queue's, or locked by another master).
+    the write lock of the transaction on SQLite), then moved by an UPDATE conditional on
+    ``status = READY``, run for all of them at once, whose row count must match. Each request
+    gets the job for its child, ``{"later": seconds}`` when its run_after is still ahead, or
+    None (not READY, another queue's, or locked by another master).
     """
     now = timezone.now()
     ready = TaskRecord.objects.select_for_update(skip_locked=True).filter(
@@ -63,20 +69,16 @@ def claim(requests, owner, lease):
             answers.append(task_id)
     if not won:
         return answers
-    moved = TaskRecord.objects.filter(pk__in=list(won), status=Status.READY).update(
-        status=Status.RUNNING,
-        owner=owner,
-        lease_until=now + timedelta(seconds=lease),
-        last_attempted_at=now,
-        updated_at=now,
-    )
-    if moved != len(won):
-        raise ClaimLost(f"{len(won) - moved} of {len(won)} tasks changed under the claim")
+    lease_until = now + timedelta(seconds=lease)
     for row, worker_id in won.values():
-        row.status, row.owner, row.last_attempted_at = Status.RUNNING, owner, now
+        row.status, row.owner, row.lease_until = Status.RUNNING, owner, lease_until
+        row.last_attempted_at = row.updated_at = now
         row.worker_ids = [*row.worker_ids, worker_id]
         row.started_at = row.started_at or now
-    save_many([row for row, _worker in won.values()], ["worker_ids", "started_at"])
+    moved = save_many([row for row, _worker in won.values()], CLAIM_FIELDS, only_if=Status.READY)
+    if moved != len(won):
+        raise ClaimLost(f"{len(won) - moved} of {len(won)} tasks changed under the claim")
+    held.update((pk, row) for pk, (row, _worker) in won.items())
     for row, worker_id in won.values():
         if row.task_path == MAIL_TASK:
             _mirror(row, now, status=MailOutcome.Status.SENDING, task_name=worker_id)
@@ -103,6 +105,15 @@ def job(row):
     }
 
 
+CLAIM_FIELDS = [
+    "status",
+    "owner",
+    "lease_until",
+    "last_attempted_at",
+    "updated_at",
+    "worker_ids",
+    "started_at",
+]
 FINISH_FIELDS = [
     "status",
     "return_value",
@@ -115,21 +126,25 @@ FINISH_FIELDS = [
 ]
 
 
-def finish(outcomes):
+def finish(held, outcomes):
     """Record how attempts ended: ``(task_id, worker_id, kind, payload, event, retry_in)``.
 
     ``kind`` "success": payload is the return value. "failure": payload is the error; READY again
-    after ``retry_in`` seconds, or FAILED when that is None.
+    after ``retry_in`` seconds, or FAILED when that is None. A row that is no longer RUNNING
+    (taken back meanwhile) keeps its state: the outcome is logged and dropped.
     """
     now = timezone.now()
-    ids = [outcome[0] for outcome in outcomes]
-    rows = {row.pk: row for row in TaskRecord.objects.filter(pk__in=ids, status=Status.RUNNING)}
+    rows = {pk: held.pop(pk) for pk, *_rest in outcomes if pk in held}
+    missing = [pk for pk, *_rest in outcomes if pk not in rows]
+    if missing:
+        rows.update((row.pk, row) for row in TaskRecord.objects.filter(pk__in=missing, status=Status.RUNNING))
+    mail_rows = [pk for pk, row in rows.items() if row.task_path == MAIL_TASK]
     mail = dict(
-        MailOutcome.objects.filter(
-            task_result__in=[pk for pk, r in rows.items() if r.task_path == MAIL_TASK]
-        ).values_list("task_result", "pk")
+        MailOutcome.objects.filter(task_result__in=mail_rows).values_list("task_result", "pk")
+        if mail_rows
+        else ()
     )
-    changed, events, finished = [], [], []
+    changed, events = [], []
     for task_id, worker_id, kind, payload, event, retry_in in outcomes:
         row = rows.pop(task_id, None)
         if row is None:
@@ -140,27 +155,29 @@ def finish(outcomes):
             entry = _succeeded(row, worker_id, payload, now)
         else:
             entry = _failed(row, payload, event, retry_in, now)
-        if row.status in TaskRecord.FINISHED:
-            finished.append(row)
         changed.append(row)
         outcome_id = mail.get(row.pk)
         payload = {"task": row.pk, "attempt": row.attempts, **entry[1]}
         if outcome_id is not None:
             payload["id"] = outcome_id
-        events.append(
-            TaskEvent(
-                task_name=worker_id,
-                event=entry[0],
-                payload=payload,
-                task_result=row,
-                outcome_id=outcome_id,
-                created_at=now,
+        event_row = TaskEvent(task_name=worker_id, event=entry[0], payload=payload, created_at=now)
+        event_row.task_result_id, event_row.outcome_id = row.pk, outcome_id
+        events.append(event_row)
+    if save_many(changed, FINISH_FIELDS, only_if=Status.RUNNING) != len(changed):
+        written = set(
+            TaskRecord.objects.filter(pk__in=[r.pk for r in changed], updated_at=now).values_list(
+                "pk", flat=True
             )
         )
-    save_many(changed, FINISH_FIELDS)
+        log.warning(
+            "%d outcomes found their task no longer running; not recorded", len(changed) - len(written)
+        )
+        changed = [row for row in changed if row.pk in written]
+        events = [event for event in events if event.task_result_id in written]
     TaskEvent.objects.bulk_create(events)
-    for row in finished:
-        _announce(task_finished, row)
+    for row in changed:
+        if row.status in TaskRecord.FINISHED:
+            _announce(task_finished, row)
 
 
 def _succeeded(row, worker_id, value, now):
@@ -232,25 +249,31 @@ def check_schema():
     TaskRecord.objects.exists()
 
 
-def save_many(rows, fields):
-    """One UPDATE statement run for many rows, each with its own values.
+def save_many(rows, fields, only_if):
+    """One UPDATE statement run for many rows, each with its own values, each only while its
+    status is still ``only_if``; returns how many rows it changed.
 
     ``bulk_update`` builds a CASE per field and row, which costs the master more time in Python
     than the database spends on the writes; the fields still convert their values themselves.
     """
     if not rows:
-        return
+        return 0
     meta = TaskRecord._meta
     columns = [meta.get_field(name) for name in fields]
     quote = connection.ops.quote_name
     assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
-    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {assignments} "
+        f"WHERE {quote(meta.pk.column)} = %s AND {quote(meta.get_field('status').column)} = %s"
+    )
     params = [
-        [column.get_db_prep_save(getattr(row, column.attname), connection) for column in columns] + [row.pk]
+        [column.get_db_prep_save(getattr(row, column.attname), connection) for column in columns]
+        + [row.pk, str(only_if)]
         for row in rows
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
+        return cursor.rowcount
 
 
 def _mirror(row, now, **fields):
