@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 Status = TaskRecord.Status
 MAIL_TASK = "relieve_app.mailtask.send_contact_mail"
 SWEEP_LIMIT = 10_000  # rows one sweep takes in; the next sweep takes the rest
+CHUNK = 500  # ids per IN (...): well below any database's limit on parameters
 
 
 class ClaimLost(Exception):
@@ -214,27 +215,30 @@ def sweep(known, owner):
     ``(id, queue, priority, seconds until due, enqueued)`` tuples, the longest waiting first.
     """
     now = timezone.now()
-    running = TaskRecord.objects.filter(status=Status.RUNNING)
-    orphans = list(running.exclude(owner=owner, pk__in=list(known)).values_list("pk", "task_path"))
-    if orphans:
-        ids = [pk for pk, _path in orphans]
-        TaskRecord.objects.filter(pk__in=ids, status=Status.RUNNING).update(
+    known = set(known)  # filtered here: a long list of ids has no place in a query
+    running = TaskRecord.objects.filter(status=Status.RUNNING).values_list("pk", "owner", "task_path")
+    orphans = [(pk, path) for pk, held_by, path in running if held_by != owner or pk not in known]
+    for start in range(0, len(orphans), CHUNK):
+        chunk = orphans[start : start + CHUNK]
+        TaskRecord.objects.filter(pk__in=[pk for pk, _path in chunk], status=Status.RUNNING).update(
             status=Status.READY, owner="", lease_until=None, updated_at=now
         )
-        mail = [pk for pk, path in orphans if path == MAIL_TASK]
-        MailOutcome.objects.filter(task_result__in=mail).update(
-            status=MailOutcome.Status.RETRYING, updated_at=now
-        )
-        log.info("sweep: %d tasks left running by a stopped master are ready again", len(ids))
+        mail = [pk for pk, path in chunk if path == MAIL_TASK]
+        if mail:
+            MailOutcome.objects.filter(task_result__in=mail).update(
+                status=MailOutcome.Status.RETRYING, updated_at=now
+            )
+    if orphans:
+        log.info("sweep: %d tasks left running by a stopped master are ready again", len(orphans))
     rows = (
         TaskRecord.objects.filter(status=Status.READY)
-        .exclude(pk__in=list(known))
         .order_by("enqueued_at", "pk")
-        .values_list("pk", "queue_name", "priority", "run_after", "enqueued_at")[:SWEEP_LIMIT]
+        .values_list("pk", "queue_name", "priority", "run_after", "enqueued_at")[: SWEEP_LIMIT + len(known)]
     )
     return [
         (pk, queue, priority, max((run_after - now).total_seconds(), 0.0) if run_after else 0.0, enqueued)
         for pk, queue, priority, run_after, enqueued in rows
+        if pk not in known
     ]
 
 
