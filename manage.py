@@ -9,7 +9,12 @@ def main():
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    from relieve_app.checks import SettingsRefused
+
+    try:
+        execute_from_command_line(sys.argv)
+    except SettingsRefused as exc:  # what to fix, without a traceback that only hides it
+        sys.exit(f"Error: {exc}")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# The default home of the SQLite database and the socket. Importing settings writes nothing: var/ is
+# made at start only when a default in use lives there (relieve_app.folders, endpoint.py).
 VAR_DIR = BASE_DIR / "var"
-VAR_DIR.mkdir(mode=0o755, exist_ok=True)  # never group or world writable: the socket lives here
 
 env = environ.Env()
 if (BASE_DIR / ".env").is_file():
@@ -89,7 +90,9 @@ def _database(url):
         **config.get("OPTIONS", {}),
     }
     # A file, not memory: end-to-end tests run the master as another process on the same database.
-    config["TEST"] = {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")}  # one per test run
+    # Beside the database, one per test run.
+    folder = Path(config["NAME"]).parent if config["NAME"] not in ("", ":memory:") else VAR_DIR
+    config["TEST"] = {"NAME": str(folder / f"test-db-{os.getpid()}.sqlite3")}
     return config
 
 
@@ -147,6 +150,9 @@ MAILERS = {"default": _mailer(env.str("EMAIL_URL", default="") or "consolemail:/
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="relieve <noreply@localhost>")
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 CONTACT_RECIPIENT = env.str("CONTACT_RECIPIENT", default="me@example.com")
+# With DEBUG off, a backend that delivers nothing (console, file, memory, dummy) stops every process at
+# start, unless this says it is meant; runrelieve then warns at every start.
+RELIEVE_ALLOW_DEV_MAIL = env.bool("RELIEVE_ALLOW_DEV_MAIL", default=False)
 
 RELIEVE_SOCKET = str(BASE_DIR / env.str("RELIEVE_SOCKET", default="var/relieve.sock"))
 RELIEVE_WORKERS = env.int("RELIEVE_WORKERS", default=4)

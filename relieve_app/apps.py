@@ -1,9 +1,8 @@
 from django.apps import AppConfig
-from django.conf import settings
 from django.core import checks
 
-from relieve_app.checks import check_contact_rate_limit, check_rate_limit_cache
-from relieve_app.ratelimit import parse_rate
+from relieve_app import checks as relieve_checks
+from relieve_app.folders import make_default_folders
 
 
 class RelieveAppConfig(AppConfig):
@@ -12,8 +11,10 @@ class RelieveAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        # Every process stops here on a bad rate, gunicorn included, which runs no system checks:
-        # better than a server whose every POST fails.
-        parse_rate(settings.CONTACT_RATE_LIMIT)
-        checks.register(check_contact_rate_limit)
-        checks.register(check_rate_limit_cache, deploy=True)
+        # Every process stops here on settings that cannot work, gunicorn and runrelieve included,
+        # which run no system checks: better than a server whose every POST fails or is never delivered.
+        relieve_checks.refuse_to_start()
+        make_default_folders()
+        for check in relieve_checks.STARTUP_CHECKS:
+            checks.register(check)
+        checks.register(relieve_checks.check_rate_limit_cache, deploy=True)

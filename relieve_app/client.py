@@ -1,13 +1,14 @@
 """What the web side uses to reach the relieve master over its Unix socket.
 
-One request per connection, in the frames of ``relieve_app.pool.framing``::
+Requests in the frames of ``relieve_app.pool.framing``, one or several per connection::
 
     request:  {"op": "submit", "args": {"id": 42, "queue": "mail"}}
     reply:    {"ok": true, "result": {"queued": 42}}
           or  {"ok": false, "error": {"type": "UnknownOperation", "message": "..."}}
 
-The whole round trip (connect, send, reply) is bounded by RELIEVE_ACK_TIMEOUT, so a view never
-waits longer than that for a master that is down, busy or hung.
+The whole round trip (connect, send, replies) is bounded by RELIEVE_ACK_TIMEOUT, so a view never
+waits longer than that for a master that is down, busy or hung. Tasks committed together are
+handed over together, on one connection (``submit_many``).
 """
 
 import logging
@@ -40,22 +41,27 @@ class MasterError(ClientError):
 
 def request(op, **args):
     """Send one operation to the master and return its result."""
+    [reply] = exchange([{"op": op, "args": args}])
+    return _result(reply, settings.RELIEVE_SOCKET)
+
+
+def exchange(requests):
+    """Send requests over one connection and return the master's replies, in order, unread."""
     path = settings.RELIEVE_SOCKET
     timeout = settings.RELIEVE_ACK_TIMEOUT
-    frame = encode({"op": op, "args": args})
+    frames = b"".join(encode(request) for request in requests)
     deadline = time.monotonic() + timeout
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(_remaining(deadline))
             sock.connect(path)
             sock.settimeout(_remaining(deadline))
-            sock.sendall(frame)
-            reply = _receive(sock, deadline)
+            sock.sendall(frames)
+            return _receive(sock, deadline, len(requests))
     except TimeoutError:
         raise MasterUnavailable(f"no answer from the relieve master at {path} within {timeout}s") from None
     except OSError as exc:
         raise MasterUnavailable(f"cannot reach the relieve master at {path}: {exc}") from exc
-    return _result(reply, path)
 
 
 def submit(task_id, **hints):
@@ -64,18 +70,41 @@ def submit(task_id, **hints):
     ``hints`` (queue, priority, run_after as a Unix time) let the master order it without reading
     the row first; they are left out when they are the defaults.
     """
+    return submit_many([(task_id, hints)]) == 1
+
+
+def submit_many(tasks):
+    """Hand ``(task_id, hints)`` pairs to the master over one connection; how many it took.
+
+    Never raises: a task the master did not take stays READY in the database for its sweep.
+    """
+    if not tasks:
+        return 0
     try:
-        request("submit", id=task_id, **hints)
+        replies = exchange([{"op": "submit", "args": {"id": task_id, **hints}} for task_id, hints in tasks])
     except ClientError as exc:
-        logger.warning(
-            "Task %s was not handed to the relieve master at %s (%s); "
-            "it stays queued for the master's sweep.",
-            task_id,
-            settings.RELIEVE_SOCKET,
-            exc,
-        )
-        return False
-    return True
+        _not_handed([task_id for task_id, _hints in tasks], exc)
+        return 0
+    taken = 0
+    for (task_id, _hints), reply in zip(tasks, replies, strict=True):
+        try:
+            _result(reply, settings.RELIEVE_SOCKET)
+        except ClientError as exc:
+            _not_handed([task_id], exc)
+        else:
+            taken += 1
+    return taken
+
+
+def _not_handed(ids, exc):
+    more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
+    logger.warning(
+        "Task %s%s was not handed to the relieve master at %s (%s); it stays queued for the master's sweep.",
+        ids[0],
+        more,
+        settings.RELIEVE_SOCKET,
+        exc,
+    )
 
 
 def _remaining(deadline):
@@ -85,16 +114,16 @@ def _remaining(deadline):
     return left
 
 
-def _receive(sock, deadline):
+def _receive(sock, deadline, count):
     decoder = FrameDecoder()
-    while True:
+    replies = []
+    while len(replies) < count:
         sock.settimeout(_remaining(deadline))
         data = sock.recv(65536)
         if not data:
             raise MasterUnavailable("the relieve master closed the connection without answering")
-        frames = decoder.feed(data)
-        if frames:
-            return frames[0]
+        replies += decoder.feed(data)
+    return replies[:count]
 
 
 def _result(reply, path):

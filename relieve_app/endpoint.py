@@ -34,6 +34,7 @@ class Endpoint:
         self.server = None
 
     def check(self):
+        """Everything about the path that can be known before a child starts: fail now, with the fix."""
         if len(os.fsencode(self.path)) > MAX_SOCKET_PATH:
             raise StartupError(
                 f"socket path {self.path} is longer than {MAX_SOCKET_PATH} bytes, the limit of "
@@ -41,6 +42,12 @@ class Endpoint:
             )
         if self.client_timeout <= 0:
             raise StartupError(f"RELIEVE_CLIENT_TIMEOUT must be positive (got {self.client_timeout})")
+        _check_folder(self.path.parent)
+        if self.path.is_dir():
+            raise StartupError(
+                f"{self.path} is a folder; --socket (RELIEVE_SOCKET) names the socket file itself, "
+                f"e.g. {self.path / 'relieve.sock'}"
+            )
 
     def claim(self):
         """Refuse a path another master answers on; remove a stale socket file."""
@@ -49,7 +56,8 @@ class Endpoint:
             with _umask_at_least(0o022):  # nobody else may replace the socket in a folder made here
                 path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StartupError(f"cannot create the socket's folder {path.parent}: {exc}") from exc
+            reason = exc.strerror or exc
+            raise StartupError(f"cannot create the socket's folder {path.parent}: {reason}{FIX}") from exc
         if not path.exists() and not path.is_symlink():
             return
         if not stat.S_ISSOCK(path.lstat().st_mode):
@@ -77,6 +85,8 @@ class Endpoint:
             self.server = await asyncio.start_unix_server(
                 self._serve, str(self.path), backlog=socket.SOMAXCONN
             )
+        except OSError as exc:  # what check() could not foresee, e.g. the folder changed meanwhile
+            raise StartupError(f"cannot listen on {self.path}: {exc.strerror or exc}{FIX}") from exc
         finally:
             os.umask(previous)
         os.chmod(self.path, 0o600)
@@ -123,6 +133,24 @@ class Endpoint:
         except Exception as exc:  # a bug in a handler costs this reply, not the connection
             log.exception("operation %s failed", op)
             return error("InternalError", f"{op}: {type(exc).__name__}: {exc}"[:500])
+
+
+FIX = "; fix that or choose another --socket (RELIEVE_SOCKET)"
+
+
+def _check_folder(folder):
+    """The socket's folder is a folder this user may write and search, or can be created."""
+    existing = next(path for path in (folder, *folder.parents) if os.path.lexists(path))
+    if not existing.is_dir():
+        what = "a broken link" if not existing.exists() else "a file"
+        raise StartupError(f"cannot put the socket in {folder}: {existing} is {what}, not a folder{FIX}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        user = f"this user (uid {os.geteuid()})"
+        if existing == folder:
+            raise StartupError(f"the socket's folder {folder} is not writable by {user}{FIX}")
+        raise StartupError(
+            f"cannot create the socket's folder {folder}: {existing} is not writable by {user}{FIX}"
+        )
 
 
 def error(kind, message):

@@ -1,12 +1,13 @@
-"""One queue of the master: its CloudWorker of children, which of them are busy, and when to claim.
+"""One queue of the master: its CloudWorker of children and its heap of ready task ids.
 
-The rows themselves wait in the database, where every master claims them, highest priority
-first (``claims.py``). A lane only knows that there may be work: it is poked by the socket, a
-NOTIFY, a timer or the sweep, and after a claim that filled every free child, by each child
-coming free. A poked lane with free children claims at once, one query for all of them.
+Among the ids ready at the same time, the highest priority goes first, then the one due (or
+enqueued) earliest. A child takes one task at a time; an id leaves the heap only when a running
+child is free to take it, so a late, urgent task overtakes everything still waiting.
 """
 
 import asyncio
+import heapq
+import itertools
 
 from .pool import CloudWorker
 
@@ -18,29 +19,36 @@ class Lane:
         self.pool = CloudWorker()
         self.busy = {}  # child name -> the task id it runs
         self.wake = asyncio.Event()
-        self.pending = False  # rows may be due: claim once a child is free
-        self.more = False  # the last claim filled every free child: rows may wait behind it
+        self._heap = []
+        self._order = itertools.count()  # ties keep arrival order
 
-    def poke(self):
-        self.pending = True
+    def __len__(self):
+        return len(self._heap)
+
+    def push(self, task_id, priority, at):
+        """Ready now: ``priority`` higher first, then ``at`` (a Unix time) earlier first."""
+        heapq.heappush(self._heap, (-priority, at, next(self._order), task_id))
         self.wake.set()
 
-    def free_children(self):
-        """The running children with nothing to do."""
-        return [child for child in self.pool.strategy.tasks if child.running and child.name not in self.busy]
+    def free_child(self):
+        """A running child with nothing to do, or None."""
+        for child in self.pool.strategy.tasks:
+            if child.running and child.name not in self.busy:
+                return child
+        return None
 
-    async def wanted(self, stopping):
-        """Wait until rows may be due and a child is free; the free children, or None once stopping."""
+    async def next(self, stopping):
+        """Wait for a ready id and a free child; pair them, or None once ``stopping`` is set."""
         while not stopping.is_set():
-            if self.pending and (free := self.free_children()):
-                self.pending = False
-                return free
+            child = self.free_child() if self._heap else None
+            if child is not None:
+                task_id = heapq.heappop(self._heap)[-1]
+                self.busy[child.name] = task_id
+                return task_id, child
             self.wake.clear()
             await self.wake.wait()
         return None
 
     def release(self, child):
         self.busy.pop(child.name, None)
-        if self.more:
-            self.pending = True
         self.wake.set()

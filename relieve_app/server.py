@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from . import claims, recorder, taskstore, wakeup
+from .batching import Ledger
 from .endpoint import Endpoint, StartupError
 from .filelock import MasterLock
 from .identity import MasterIdentity
@@ -51,8 +52,8 @@ class Options:
     usage_interval: float = 30.0  # how often children are asked for their memory
     script: str = RUNNER
     host: str = ""  # the name this master registers under; empty: the machine's host name
-    heartbeat: float = 5.0  # how often the master renews its lease
-    lease: float = 30.0  # a master silent this long is gone, and what it held may be taken over
+    heartbeat: float = 5.0  # how often the master renews its lease and those of the rows it runs
+    lease: float = 30.0  # a master silent this long is gone, and the rows it held are taken over
     lock_path: str | None = None  # SQLite: the file whose lock makes this the database's only master
     database: str = ""  # named in messages about the lock
     listen: dict | None = None  # PostgreSQL: parameters of the LISTEN connection for wake-ups
@@ -83,10 +84,12 @@ class Options:
 class Master:
     def __init__(self, options):
         self.options = options
+        self.identity = MasterIdentity.current(options.host)
+        self.owner = self.identity.id
         self.lanes = {name: Lane(name, size) for name, size in options.sizes().items()}
         self.recorder = recorder.Recorder()
-        self.endpoint = Endpoint(options.socket_path, self, client_timeout=options.client_timeout)
-        self.identity = MasterIdentity.current(options.host)
+        self.lease = options.lease
+        self.ledger = Ledger(self.recorder, self.owner, self.lease)
         self.presence = Presence(
             self.recorder,
             self.identity,
@@ -97,9 +100,11 @@ class Master:
             holding=lambda: set(self._running),
         )
         self.lock = MasterLock(options.lock_path, options.database) if options.lock_path else None
+        self.endpoint = Endpoint(options.socket_path, self, client_timeout=options.client_timeout)
         self._stopping = asyncio.Event()
-        self._running = set()  # ids this master claimed and runs now; the heartbeat renews their leases
-        self._timers = set()  # wake-ups of lanes for rows due later
+        self._known = {}  # id -> (queue, priority, at): ready, waiting or running here; never twice
+        self._running = set()
+        self._timers = {}
         self._background = set()
         self._calls = {}  # tasks per child since it started
         self._recycling = set()
@@ -143,7 +148,7 @@ class Master:
         await self.endpoint.listen()
         log.info(
             "relieve master %s listening on %s; children per queue: %s",
-            self.identity.id,
+            self.owner,
             self.options.socket_path,
             ", ".join(f"{name}={lane.size}" for name, lane in self.lanes.items()),
         )
@@ -153,7 +158,8 @@ class Master:
         self._spawn(self.presence.run(self._stopping))
         if self.options.listen is not None:
             channels = {wakeup.channel(name): name for name in self.lanes}
-            self._spawn(Listener(self.options.listen, channels, self._on_notify, self._poke_all).run())
+            listener = Listener(self.options.listen, channels, self._on_notify, self._on_listening)
+            self._spawn(listener.run())
         if self.options.max_memory:
             self._spawn(self._usage_loop())
 
@@ -165,7 +171,7 @@ class Master:
         )
         self._stopping.set()
         self.endpoint.close()
-        for timer in self._timers:
+        for timer in self._timers.values():
             timer.cancel()
         for lane in self.lanes.values():
             lane.wake.set()
@@ -177,6 +183,7 @@ class Master:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._kill_children()
+        await self.ledger.drain()
         await self._release()
         await self.presence.leave()
         await self.recorder.stop()
@@ -185,9 +192,9 @@ class Master:
         log.info("stopped")
 
     async def _release(self):
-        """What this master still holds goes back to READY, for another master to take at once."""
+        """What this master still holds goes back to READY, for any master to run at once."""
         try:
-            released = await self.recorder.submit(claims.release, self.identity.id)
+            released = await self.recorder.submit(claims.release, self.owner)
         except Exception:
             log.exception("could not release this master's tasks; they are taken over once their lease ends")
             return
@@ -236,64 +243,57 @@ class Master:
             log.info("child %s started (pid %s)", name, payload["pid"])
         self.recorder.record(recorder.add_event, name, event, payload)
 
-    # waking: rows wait in the database; a lane is only told when to claim -----------
+    # queueing -----------------------------------------------------------------
 
-    def _poke(self, queue):
-        if queue in self.lanes and not self._stopping.is_set():
-            self.lanes[queue].poke()
+    def enqueue(self, task_id, queue="default", priority=0, delay=0.0, at=None):
+        """Take a task id unless this master already has it; ready now, or after ``delay`` seconds."""
+        if task_id in self._known or queue not in self.lanes:
+            return False
+        self._known[task_id] = (queue, priority, time.time() + delay if at is None else at)
+        if delay > 0:
+            self._later(task_id, delay)
+        else:
+            self._ready(task_id)
+        return True
 
-    def _poke_all(self):
-        for queue in self.lanes:
-            self._poke(queue)
+    def _ready(self, task_id):
+        queue, priority, at = self._known[task_id]
+        self.lanes[queue].push(task_id, priority, at)
 
-    def _poke_later(self, queue, delay):
-        """Claim again once a row of ``queue`` is due: a retry, or a ``run_after``."""
-        if delay <= 0:
-            self._poke(queue)
-            return
-
+    def _later(self, task_id, delay):
         def due():
-            self._timers.discard(timer)
-            self._poke(queue)
+            self._timers.pop(task_id, None)
+            if task_id in self._known:
+                self._ready(task_id)
 
-        timer = asyncio.get_running_loop().call_later(max(delay, 0.01), due)
-        self._timers.add(timer)
+        self._timers[task_id] = asyncio.get_running_loop().call_later(delay, due)
 
-    def _on_notify(self, queue, _task_id):
-        """A row was committed on some host: PostgreSQL tells every master; the claim decides who runs it."""
-        self._poke(queue)
+    def _forget(self, task_id):
+        self._known.pop(task_id, None)
 
     # dispatching --------------------------------------------------------------
 
     async def _dispatch_loop(self, lane):
-        """Claim as many due rows as the lane has free children, in one query, and start them."""
-        while (free := await lane.wanted(self._stopping)) is not None:
-            children = {child.name: child for child in free}
-            try:
-                jobs, due_in = await self.recorder.submit(
-                    claims.claim_batch, lane.name, list(children), self.identity.id, self.options.lease
-                )
-            except Exception:
-                log.exception("claiming tasks of queue %s failed; trying again in a second", lane.name)
-                self._poke_later(lane.name, 1.0)
-                continue
-            lane.more = len(jobs) == len(free)  # a full batch: more may wait behind it
-            if due_in is not None:
-                self._poke_later(lane.name, due_in)
-            for job in jobs:
-                child = children[job["worker"]]
-                lane.busy[child.name] = job["id"]
-                self._running.add(job["id"])
-                self._spawn(self._attempt(lane, child, job))
+        """Pair the lane's most urgent ready id with a free child, one task per child at a time."""
+        while (pair := await lane.next(self._stopping)) is not None:
+            task_id, child = pair
+            self._running.add(task_id)
+            self._spawn(self._attempt(lane, child, task_id))
 
-    async def _attempt(self, lane, child, job):
+    async def _attempt(self, lane, child, task_id):
         try:
-            await self._run(lane, child, job)
+            job = await self.ledger.claim(task_id, lane.name, child.name)
+            if job is None:  # finished, running elsewhere, in another queue, or gone
+                self._forget(task_id)
+            elif "later" in job:  # its run_after is not reached yet, by the database's clock
+                self._later(task_id, max(job["later"], 0.01))
+            else:
+                await self._run(lane, child, job)
         except Exception:
-            # Not renewed any more: its lease runs out and the sweep of any master takes it over.
-            log.exception("running task %s failed; it is taken over once its lease ends", job["id"])
+            log.exception("dispatching task %s failed; the sweep will hand it out again", task_id)
+            self._forget(task_id)
         finally:
-            self._running.discard(job["id"])
+            self._running.discard(task_id)
             lane.release(child)
 
     async def _run(self, lane, child, job):
@@ -320,9 +320,9 @@ class Master:
         if not isinstance(answer, dict) or "ok" not in answer:
             self._failed(job, child, _error(RemoteError, f"unreadable answer {answer!r:.200}"), retry=False)
         elif answer["ok"]:
-            owner = self.identity.id
-            self.recorder.record(taskstore.succeed, task_id, child.name, answer.get("value"), owner)
+            self.ledger.outcome(task_id, child.name, "success", answer.get("value"))
             log.info("task %s done by %s (attempt %s)", task_id, child.name, job["attempt"])
+            self._forget(task_id)
         else:
             delay = answer.get("delay")
             self._failed(job, child, answer.get("error") or {}, retry=bool(answer.get("retry")), delay=delay)
@@ -337,11 +337,12 @@ class Master:
             retry_in = self.options.retry_after(attempt) if delay is None else float(delay)
         elif retry and attempt >= limit:
             error = {**error, "message": f"{error.get('message', '')} (gave up after {attempt} attempts)"}
-        self.recorder.record(taskstore.fail, task_id, child.name, error, event, retry_in, self.identity.id)
+        self.ledger.outcome(task_id, child.name, "failure", error, event, retry_in)
         if retry_in is None:
             log.warning("task %s failed on attempt %d: %s", task_id, attempt, error.get("message"))
+            self._forget(task_id)
         else:
-            self._poke_later(job["queue"], retry_in)
+            self._later(task_id, retry_in)
 
     # recycling: a child that has done enough, or grown too big, is replaced when idle ---------
 
@@ -399,20 +400,36 @@ class Master:
                 await asyncio.wait_for(self._stopping.wait(), self.options.sweep_interval)
 
     async def sweep(self):
-        """The safety net: take over what vanished masters held, then wake every lane with rows due.
+        """Take in READY rows nobody here has: left by a crash, a down master, a lost ack or a retry.
 
-        Rows left by a crash, a down master, a lost acknowledgement or a lost notification all
-        wait READY in the table; a poked lane claims them. Returns the queues woken now.
+        First the rows of masters that stopped beating are taken over (``claims.take_over``);
+        with SQLite's lock, any other master's rows: none of those can be alive.
         """
-        exclusive = self.lock is not None  # SQLite: no other master can be alive
-        await self.recorder.submit(claims.take_over, self.identity.id, set(self._running), exclusive)
-        delays, unserved = await self.recorder.submit(claims.waiting, list(self.lanes))
-        for queue in unserved - self._unserved:
-            log.warning("tasks wait in queue %r, which this master does not serve", queue)
-        self._unserved |= unserved
-        for queue, delay in delays.items():
-            self._poke_later(queue, delay)
-        return sorted(queue for queue, delay in delays.items() if delay <= 0)
+        exclusive = self.lock is not None
+        rows = await self.recorder.submit(taskstore.sweep, set(self._known), self.owner, exclusive)
+        found = 0
+        for task_id, queue, priority, delay, enqueued in rows:
+            if queue not in self.lanes:
+                if queue not in self._unserved:
+                    self._unserved.add(queue)
+                    log.warning("tasks wait in queue %r, which this master does not serve", queue)
+                continue
+            found += self.enqueue(task_id, queue, priority, delay, at=enqueued.timestamp() + delay)
+        if found:
+            log.info("sweep: %d waiting tasks picked up", found)
+        return found
+
+    # wake-ups from other hosts ----------------------------------------------------
+
+    def _on_notify(self, queue, task_id):
+        """PostgreSQL told every master of a committed row; the claim decides which one runs it."""
+        if not self._stopping.is_set():
+            self.enqueue(task_id, queue)
+
+    def _on_listening(self):
+        """(Re)connected to LISTEN: what was announced while deaf waits for a sweep, so sweep now."""
+        if not self._stopping.is_set():
+            self._spawn(self.sweep())
 
     # operations of the socket protocol -----------------------------------------
 
@@ -435,17 +452,20 @@ class Master:
             raise ValueError(f"run_after must be a Unix time or null, got {run_after!r:.50}")
         if self._stopping.is_set():
             raise ValueError("the master is stopping; the sweep of the next start will run it")
-        self._poke_later(queue, run_after - time.time() if run_after is not None else 0.0)
+        now = time.time()
+        delay = max(run_after - now, 0.0) if run_after is not None else 0.0
+        self.enqueue(id, queue, priority, delay, at=run_after if run_after is not None else now)
         return {"queued": id}
 
     def handle_status(self):
         return {
             "pid": os.getpid(),
-            "master": self.identity.id,
-            "running": len(self._running),
-            "timers": len(self._timers),
+            "owner": self.owner,
+            "queued": sum(len(lane) for lane in self.lanes.values()),
+            "sending": len(self._running),
+            "retrying": len(self._timers),
             "queues": {
-                name: {"waiting": lane.pending, "running": len(lane.busy), "children": lane.size}
+                name: {"ready": len(lane), "running": len(lane.busy), "children": lane.size}
                 for name, lane in self.lanes.items()
             },
             "children": [

@@ -5,24 +5,87 @@ Every change of a ``TaskRecord`` after its insert is made here, and a contact me
 never tell different stories. Signals ``task_started`` and ``task_finished`` are sent once the
 write they announce is committed.
 
-Claims, leases and takeovers, shared by several masters, are in ``claims.py``; an outcome is
-recorded only by the master that still owns the row.
+The master hands these writes over in groups (``batching.py``): a group of claims costs one
+locking SELECT, one conditional UPDATE whose row count is checked, and one bulk UPDATE, however
+many tasks it holds; a group of outcomes one SELECT, one bulk UPDATE and one bulk INSERT.
 """
 
 import logging
 from datetime import timedelta
 from functools import partial
 
-from django.db import transaction
-from django.tasks.signals import task_finished
+from django.db import connection, transaction
+from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
+from . import claims
 from .models import MailOutcome, TaskEvent, TaskRecord
 
 log = logging.getLogger(__name__)
 
 Status = TaskRecord.Status
 MAIL_TASK = "relieve_app.mailtask.send_contact_mail"
+SWEEP_LIMIT = 10_000  # rows one sweep takes in; the next sweep takes the rest
+CHUNK = 500  # ids per IN (...): well below any database's limit on parameters
+
+
+class ClaimLost(Exception):
+    """Rows read as READY under lock were not all READY at the UPDATE: claim nothing, try later."""
+
+
+def apply(held, outcomes, requests, owner, lease):
+    """One group of the master's ledger: outcomes first, then claims; returns the claims' results.
+
+    ``held`` maps the ids this master runs to their rows as it last wrote them: a claim puts a
+    row in, its outcome takes it out, so recording an outcome needs no SELECT. Only the
+    recorder's thread touches it.
+    """
+    if outcomes:
+        finish(held, outcomes, owner)
+    return claim(held, requests, owner, lease) if requests else []
+
+
+def claim(held, requests, owner, lease):
+    """Claim ``(task_id, queue, worker_id)`` requests: READY and due -> RUNNING, owned by ``owner``.
+
+    The rows are locked as they are read (FOR UPDATE SKIP LOCKED where the database has it,
+    the write lock of the transaction on SQLite), then moved by an UPDATE conditional on
+    ``status = READY``, run for all of them at once, whose row count must match. Each request
+    gets the job for its child, ``{"later": seconds}`` when its run_after is still ahead, or
+    None (not READY, another queue's, or locked by another master).
+    """
+    now = timezone.now()
+    ready = TaskRecord.objects.select_for_update(skip_locked=True).filter(
+        pk__in=[task_id for task_id, _queue, _worker in requests], status=Status.READY
+    )
+    rows = {row.pk: row for row in ready}
+    answers, won = [], {}
+    for task_id, queue, worker_id in requests:
+        row = rows.get(task_id)
+        if row is None or row.queue_name != queue or task_id in won:
+            answers.append(None)
+        elif row.run_after is not None and row.run_after > now:
+            answers.append({"later": (row.run_after - now).total_seconds()})
+        else:
+            won[task_id] = (row, worker_id)
+            answers.append(task_id)
+    if not won:
+        return answers
+    lease_until = now + timedelta(seconds=lease)
+    for row, worker_id in won.values():
+        row.status, row.owner, row.lease_until = Status.RUNNING, owner, lease_until
+        row.last_attempted_at = row.updated_at = now
+        row.worker_ids = [*row.worker_ids, worker_id]
+        row.started_at = row.started_at or now
+    moved = save_many([row for row, _worker in won.values()], CLAIM_FIELDS, only_if=Status.READY)
+    if moved != len(won):
+        raise ClaimLost(f"{len(won) - moved} of {len(won)} tasks changed under the claim")
+    held.update((pk, row) for pk, (row, _worker) in won.items())
+    for row, worker_id in won.values():
+        if row.task_path == MAIL_TASK:
+            _mirror(row, now, status=MailOutcome.Status.SENDING, task_name=worker_id)
+        _announce(task_started, row)
+    return [job(won[answer][0]) if isinstance(answer, int) else answer for answer in answers]
 
 
 def job(row):
@@ -44,84 +107,171 @@ def job(row):
     }
 
 
-def succeed(task_id, worker_id, value, owner=None):
+CLAIM_FIELDS = [
+    "status",
+    "owner",
+    "lease_until",
+    "last_attempted_at",
+    "updated_at",
+    "worker_ids",
+    "started_at",
+]
+FINISH_FIELDS = [
+    "status",
+    "return_value",
+    "errors",
+    "run_after",
+    "finished_at",
+    "owner",
+    "lease_until",
+    "updated_at",
+]
+
+
+def finish(held, outcomes, owner=None):
+    """Record how attempts ended: ``(task_id, worker_id, kind, payload, event, retry_in)``.
+
+    ``kind`` "success": payload is the return value. "failure": payload is the error; READY again
+    after ``retry_in`` seconds, or FAILED when that is None. A row that is no longer RUNNING,
+    or (given ``owner``) no longer this master's, was taken over meanwhile and keeps its state:
+    the outcome is logged and dropped.
+    """
     now = timezone.now()
-    row = _running(task_id, owner)
-    if row is None:
-        return
+    rows = {pk: held.pop(pk) for pk, *_rest in outcomes if pk in held}
+    missing = [pk for pk, *_rest in outcomes if pk not in rows]
+    if missing:
+        running = TaskRecord.objects.filter(pk__in=missing, status=Status.RUNNING)
+        rows.update((row.pk, row) for row in (running if owner is None else running.filter(owner=owner)))
+    mail_rows = [pk for pk, row in rows.items() if row.task_path == MAIL_TASK]
+    mail = dict(
+        MailOutcome.objects.filter(task_result__in=mail_rows).values_list("task_result", "pk")
+        if mail_rows
+        else ()
+    )
+    changed, events = [], []
+    for task_id, worker_id, kind, payload, event, retry_in in outcomes:
+        row = rows.pop(task_id, None)
+        if row is None:
+            log.warning("task %s is no longer running here; its outcome is not recorded", task_id)
+            continue
+        row.owner, row.lease_until, row.updated_at = "", None, now
+        if kind == "success":
+            entry = _succeeded(row, worker_id, payload, now)
+        else:
+            entry = _failed(row, payload, event, retry_in, now)
+        changed.append(row)
+        outcome_id = mail.get(row.pk)
+        payload = {"task": row.pk, "attempt": row.attempts, **entry[1]}
+        if outcome_id is not None:
+            payload["id"] = outcome_id
+        event_row = TaskEvent(task_name=worker_id, event=entry[0], payload=payload, created_at=now)
+        event_row.task_result_id, event_row.outcome_id = row.pk, outcome_id
+        events.append(event_row)
+    if save_many(changed, FINISH_FIELDS, only_if=Status.RUNNING, owner=owner) != len(changed):
+        written = set(
+            TaskRecord.objects.filter(pk__in=[r.pk for r in changed], updated_at=now).values_list(
+                "pk", flat=True
+            )
+        )
+        log.warning(
+            "%d outcomes found their task no longer running; not recorded", len(changed) - len(written)
+        )
+        changed = [row for row in changed if row.pk in written]
+        events = [event for event in events if event.task_result_id in written]
+    TaskEvent.objects.bulk_create(events)
+    for row in changed:
+        if row.status in TaskRecord.FINISHED:
+            _announce(task_finished, row)
+
+
+def _succeeded(row, worker_id, value, now):
     row.status, row.return_value, row.finished_at = Status.SUCCESSFUL, value, now
-    row.owner, row.lease_until, row.updated_at = "", None, now
-    row.save(update_fields=["status", "return_value", "finished_at", "owner", "lease_until", "updated_at"])
     message = f"done by {worker_id}"
     if row.task_path == MAIL_TASK:
         message = value.get("message", message) if isinstance(value, dict) else message
         _mirror(row, now, status=MailOutcome.Status.SENT, message=message, error="", sent_at=now)
-    _event(row, worker_id, "info", {"attempt": row.attempts, "message": message}, now)
-    _announce(task_finished, row)
+    return "info", {"message": message}
 
 
-def fail(task_id, worker_id, error, event="error", retry_in=None, owner=None):
-    """An attempt failed: READY again after ``retry_in`` seconds, or FAILED when that is None."""
-    now = timezone.now()
-    row = _running(task_id, owner)
-    if row is None:
-        return
+def _failed(row, error, event, retry_in, now):
     row.errors = [*row.errors, error]
-    row.owner, row.lease_until, row.updated_at = "", None, now
-    fields = ["errors", "status", "owner", "lease_until", "updated_at"]
     if retry_in is None:
         row.status, row.finished_at = Status.FAILED, now
-        fields.append("finished_at")
     else:
         row.status, row.run_after = Status.READY, now + timedelta(seconds=retry_in)
-        fields.append("run_after")
-    row.save(update_fields=fields)
     if row.task_path == MAIL_TASK:
         state = MailOutcome.Status.FAILED if retry_in is None else MailOutcome.Status.RETRYING
         _mirror(row, now, status=state, error=error.get("message", ""))
     payload = {
-        "attempt": row.attempts,
         "message": error.get("message", ""),
         "exception": error.get("exception_class_path", ""),
         "retry_in": retry_in,
     }
-    _event(row, worker_id, event, payload, now)
-    if retry_in is None:
-        _announce(task_finished, row)
+    return event or "error", payload
+
+
+def sweep(known, owner, exclusive=False):
+    """Take over RUNNING rows no live master holds, then list the READY ones this master lacks.
+
+    A row is taken over once its lease ran out, by the database's clock (its master stopped
+    beating), or with ``exclusive`` (SQLite: the file lock proves every other master dead) as
+    soon as another master holds it; never one this master has in hand (``known``). Returns
+    ``(id, queue, priority, seconds until due, enqueued)`` tuples, the longest waiting first.
+    """
+    known = set(known)  # filtered here: a long list of ids has no place in a query
+    claims.take_over(owner, known, exclusive)
+    now = timezone.now()
+    rows = (
+        TaskRecord.objects.filter(status=Status.READY)
+        .order_by("enqueued_at", "pk")
+        .values_list("pk", "queue_name", "priority", "run_after", "enqueued_at")[: SWEEP_LIMIT + len(known)]
+    )
+    return [
+        (pk, queue, priority, max((run_after - now).total_seconds(), 0.0) if run_after else 0.0, enqueued)
+        for pk, queue, priority, run_after, enqueued in rows
+        if pk not in known
+    ]
 
 
 def check_schema():
     TaskRecord.objects.exists()
 
 
-def _running(task_id, owner=None):
-    """The row, if it still runs here: once another master took it over, its result is that one's."""
-    rows = TaskRecord.objects.filter(pk=task_id, status=Status.RUNNING)
-    row = (rows if owner is None else rows.filter(owner=owner)).first()
-    if row is None:
-        log.warning("task %s is no longer running here; its outcome is not recorded", task_id)
-    return row
+def save_many(rows, fields, only_if, owner=None):
+    """One UPDATE statement run for many rows, each with its own values, each only while its
+    status is still ``only_if`` (and, given ``owner``, the row is still that master's, as it was
+    before this write); returns how many rows it changed.
+
+    ``bulk_update`` builds a CASE per field and row, which costs the master more time in Python
+    than the database spends on the writes; the fields still convert their values themselves.
+    """
+    if not rows:
+        return 0
+    meta = TaskRecord._meta
+    columns = [meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {assignments} "
+        f"WHERE {quote(meta.pk.column)} = %s AND {quote(meta.get_field('status').column)} = %s"
+    )
+    condition = [str(only_if)]
+    if owner is not None:
+        sql += f" AND {quote(meta.get_field('owner').column)} = %s"
+        condition.append(owner)
+    params = [
+        [column.get_db_prep_save(getattr(row, column.attname), connection) for column in columns]
+        + [row.pk, *condition]
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+        return cursor.rowcount
 
 
 def _mirror(row, now, **fields):
     """The contact message's delivery state, in the same transaction as its task's."""
     MailOutcome.objects.filter(task_result=row.pk).update(attempts=row.attempts, updated_at=now, **fields)
-
-
-def _event(row, worker_id, event, payload, now):
-    outcome = None
-    if row.task_path == MAIL_TASK:
-        outcome = MailOutcome.objects.filter(task_result=row.pk).values_list("pk", flat=True).first()
-    if outcome is not None:
-        payload = {**payload, "id": outcome}
-    TaskEvent.objects.create(
-        task_name=worker_id,
-        event=event,
-        payload={"task": row.pk, **payload},
-        task_result=row,
-        outcome_id=outcome,
-        created_at=now,
-    )
 
 
 def _announce(signal, row):

@@ -1,14 +1,15 @@
 """The contact page: validate, store, hand to the master, answer 202 without waiting for SMTP.
 
-Whatever a client sends, the answer is 202, 400, 413 (body over DATA_UPLOAD_MAX_MEMORY_SIZE) or 429
-(over CONTACT_RATE_LIMIT, with Retry-After), in HTML or JSON, and a row exists only after a 202.
+Whatever a client sends, the answer is 202, 400, 413 (body over DATA_UPLOAD_MAX_MEMORY_SIZE), 429
+(over CONTACT_RATE_LIMIT, with Retry-After) or 503 (database unreachable or locked, with Retry-After),
+in HTML or JSON, and a row exists only after a 202.
 """
 
 import logging
 from functools import wraps
 
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.http import JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 HTML = "text/html"
 TEMPLATE = "relieve_app/contact.html"
+# Seconds a visitor is asked to wait when the database cannot take the message.
+UNAVAILABLE_RETRY_AFTER = 30
 
 
 def refuse_oversized(view):
@@ -71,7 +74,12 @@ def contact(request):
         return render(request, TEMPLATE, {"form": form}, status=400)
     if form.is_spam():
         return _pretend_accepted(request, as_json, form.cleaned_data)
-    return _accepted(request, as_json, enqueue(form.cleaned_data))
+    try:
+        outcome = enqueue(form.cleaned_data)
+    except (OperationalError, InterfaceError) as exc:  # an outage or a held lock, not a bug: no 500
+        logger.warning("Contact message refused with 503: the database is unavailable (%s).", exc)
+        return _unavailable(request, as_json, data)
+    return _accepted(request, as_json, outcome)
 
 
 def enqueue(cleaned_data):
@@ -105,6 +113,17 @@ def _pretend_accepted(request, as_json, cleaned_data):
     )
     fields = {name: cleaned_data[name] for name in ("emitter", "subject", "body")}
     return _accepted(request, as_json, MailOutcome(recipient=settings.CONTACT_RECIPIENT, **fields))
+
+
+def _unavailable(request, as_json, data):
+    """Not taken: the visitor keeps the message (the form is filled again) and sends it later."""
+    message = (
+        "Your message could not be taken just now and was not sent. "
+        f"Please send it again in {UNAVAILABLE_RETRY_AFTER} seconds."
+    )
+    response = _refuse(request, as_json, message, status=503, initial=data)
+    response["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER)
+    return response
 
 
 def _refuse(request, as_json, message, status, initial=None):

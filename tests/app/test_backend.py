@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from relieve_app.backend import RelieveBackend
 from relieve_app.models import TaskRecord
+from tests.app.fake_master import acknowledge_each
 from tests.tasks_fixtures import basic, contextual
 
 pytestmark = pytest.mark.django_db
@@ -45,6 +46,34 @@ def test_enqueue_stores_in_the_callers_transaction_and_tells_the_master_on_commi
         {"op": "submit", "args": {"id": row.pk, "priority": 7, "run_after": run_after.timestamp()}}
     ]
     assert result.status == TaskResultStatus.READY and result.attempts == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tasks_committed_together_are_handed_over_on_one_connection(fake_master, caplog):
+    master = fake_master(acknowledge_each)
+    with transaction.atomic():
+        results = [basic.add.enqueue(n, n) for n in range(3)]
+        mail = contextual.async_attempt.using(queue_name="mail").enqueue(0)
+    assert master.connections == 1
+    assert [r["args"] for r in master.requests] == [
+        *({"id": int(r.id)} for r in results),
+        {"id": int(mail.id), "queue": "mail"},
+    ]
+    assert "not handed" not in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_savepoint_hands_nothing_over_and_the_rest_goes(fake_master):
+    master = fake_master(acknowledge_each)
+    with transaction.atomic():
+        kept = basic.add.enqueue(1, 1)
+        with pytest.raises(RuntimeError), transaction.atomic():
+            basic.add.enqueue(2, 2)
+            raise RuntimeError("the inner work failed")
+        also_kept = basic.add.enqueue(3, 3)
+    assert [r["args"]["id"] for r in master.requests] == [int(kept.id), int(also_kept.id)]
+    assert master.connections == 1
+    assert TaskRecord.objects.count() == 2
 
 
 @pytest.mark.django_db(transaction=True)

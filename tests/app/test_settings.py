@@ -1,5 +1,7 @@
 import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -7,6 +9,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connection
+
+from tests.readonly import SKIP_REASON, can_mount_read_only, read_only
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -121,3 +125,74 @@ def test_defaults_suit_a_laptop():
     assert loaded["RELIEVE_SOCKET"] == str(BASE_DIR / "var" / "relieve.sock")
     assert loaded["CONTACT_RATE_LIMIT"] == "5/m"
     assert loaded["CACHES"]["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
+
+
+# var/: made at start, only when a default in use lives there; importing settings writes nothing
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """A copy of the project without var/, as a fresh deployment has it."""
+    copy = tmp_path / "tree"
+    copy.mkdir()
+    for name in ("project", "relieve_app", "templates"):
+        shutil.copytree(BASE_DIR / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(BASE_DIR / "manage.py", copy)
+    return copy
+
+
+def start_in(tree, argv_wrapper=lambda argv: argv, **env):
+    """django.setup() in `tree`'s copy of the project."""
+    ours = {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "RELIEVE_SOCKET", "EMAIL_URL", "DEBUG", "SECRET_KEY"}
+    clean = {key: value for key, value in os.environ.items() if key not in ours}
+    argv = argv_wrapper([sys.executable, "-c", "import django; django.setup()"])
+    return subprocess.run(
+        argv,
+        cwd=tree,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "project.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def elsewhere(tmp_path):
+    return {"DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3", "RELIEVE_SOCKET": str(tmp_path / "r.sock")}
+
+
+def test_nothing_is_written_to_the_tree_when_database_and_socket_are_elsewhere(tree, tmp_path):
+    started = start_in(tree, **elsewhere(tmp_path))
+
+    assert started.returncode == 0, started.stderr
+    assert not (tree / "var").exists()
+
+
+def test_var_is_made_when_the_default_database_is_in_use(tree):
+    started = start_in(tree)
+
+    assert started.returncode == 0, started.stderr
+    assert (tree / "var").is_dir()
+    assert stat.S_IMODE((tree / "var").stat().st_mode) & 0o022 == 0  # nobody else may add to it
+
+
+def test_a_read_only_tree_starts_with_database_and_socket_elsewhere(tree, tmp_path):
+    if not can_mount_read_only():
+        pytest.skip(SKIP_REASON)
+
+    started = start_in(tree, lambda argv: read_only(tree, argv), **elsewhere(tmp_path))
+
+    assert started.returncode == 0, started.stderr
+
+
+def test_a_read_only_tree_with_the_default_database_says_what_to_do(tree):
+    if not can_mount_read_only():
+        pytest.skip(SKIP_REASON)
+
+    started = start_in(tree, lambda argv: read_only(tree, argv))
+
+    assert started.returncode != 0
+    assert (
+        f"cannot create the folder {tree / 'var'} for the SQLite database: Read-only file system"
+        in started.stderr
+    )
+    assert "DATABASE_URL" in started.stderr

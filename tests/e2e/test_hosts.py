@@ -148,7 +148,7 @@ def test_a_killed_master_s_rows_move_to_the_other_after_its_lease(hosts):
     a.start_master(workers=2)
     a.start_web()
     ids = [a.post(n) for n in range(6)]
-    a_id = a.request("status")["master"]
+    a_id = a.request("status")["owner"]
     wait_until(
         lambda: TaskRecord.objects.filter(owner=a_id, status="RUNNING").exists(),
         message="rows held by host-a's master",
@@ -166,7 +166,7 @@ def test_a_killed_master_s_rows_move_to_the_other_after_its_lease(hosts):
     assert {e.task_result_id for e in takeovers} >= held - done_by(a)  # what host-a had not finished
     assert held - done_by(a), "host-a held sends when it was killed"
     assert {e.payload["from"] for e in takeovers} == {a_id}
-    b_id = b.request("status")["master"]
+    b_id = b.request("status")["owner"]
     assert {e.payload["by"] for e in takeovers} == {b_id}
     duplicates = {subject for subject, count in received.items() if count > 1}
     taken_subjects = set(
@@ -189,7 +189,7 @@ def test_a_gracefully_stopped_master_releases_its_rows_at_once(hosts):
     a.start_master(workers=2)
     a.start_web()
     ids = [a.post(n) for n in range(4)]
-    a_id = a.request("status")["master"]
+    a_id = a.request("status")["owner"]
     wait_until(
         lambda: TaskRecord.objects.filter(owner=a_id, status="RUNNING").exists(), message="rows held by a"
     )

@@ -31,7 +31,7 @@ def test_a_master_registers_renews_its_lease_and_leaves_on_sigterm(fast_heartbea
     row = RelieveMaster.objects.get()
     assert (row.host, row.pid, row.children) == ("web-1", master.process.pid, 4)  # 2 per queue
     assert row.queues == ["default", "mail"]
-    assert row.id == master.status()["master"]
+    assert row.id == master.status()["owner"]
     assert row.id.startswith(f"web-1:{master.process.pid}:")
 
     first_beat = row.heartbeat_at

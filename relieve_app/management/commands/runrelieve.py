@@ -1,10 +1,15 @@
 """python manage.py runrelieve: the master that runs every queue's tasks, the contact mail included."""
 
+import logging
+
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from relieve_app import queues, server, wakeup
+from relieve_app.checks import DEV_MAIL_BACKENDS, mail_backend
+
+log = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
@@ -39,6 +44,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, workers, queue_sizes, socket_path, script, **options):
+        warn_about_dev_mail()
         try:
             sizes = queues.sizes(queue_sizes)
         except queues.QueueError as exc:
@@ -76,3 +82,19 @@ def database_options():
         in_memory = name == ":memory:" or name.startswith("file::memory:")
         return {"database": name, "lock_path": None if in_memory else f"{name}.master.lock"}
     return {"database": name, "listen": wakeup.listen_params()}
+
+
+def warn_about_dev_mail():
+    """A backend that delivers nothing marks mail `sent` all the same: say so at every start."""
+    backend = mail_backend()
+    if backend not in DEV_MAIL_BACKENDS:
+        return
+    does = DEV_MAIL_BACKENDS[backend]
+    if settings.DEBUG:
+        log.warning("mail is NOT delivered: %s %s (DEBUG; set EMAIL_URL to send)", backend, does)
+    else:
+        log.warning(
+            "RELIEVE_ALLOW_DEV_MAIL is on with DEBUG off: mail is NOT delivered but marked sent: %s %s",
+            backend,
+            does,
+        )
