@@ -15,16 +15,20 @@ from datetime import timedelta
 from functools import partial
 
 from django.db import connection, transaction
+from django.db.models import DurationField, ExpressionWrapper, F
+from django.db.models.functions import Now
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
 from .models import MailOutcome, TaskEvent, TaskRecord
+from .recorder import reads_only
 
 log = logging.getLogger(__name__)
 
 Status = TaskRecord.Status
 MAIL_TASK = "relieve_app.mailtask.send_contact_mail"
 SWEEP_LIMIT = 10_000  # rows one sweep takes in; the next sweep takes the rest
+_WAIT = ExpressionWrapper(F("run_after") - Now(), output_field=DurationField())  # None: due now
 CHUNK = 500  # ids per IN (...): well below any database's limit on parameters
 
 
@@ -54,8 +58,10 @@ def claim(held, requests, owner, lease):
     None (not READY, another queue's, or locked by another master).
     """
     now = timezone.now()
-    ready = TaskRecord.objects.select_for_update(skip_locked=True).filter(
-        pk__in=[task_id for task_id, _queue, _worker in requests], status=Status.READY
+    ready = (
+        TaskRecord.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=[task_id for task_id, _queue, _worker in requests], status=Status.READY)
+        .annotate(wait=_WAIT)
     )
     rows = {row.pk: row for row in ready}
     answers, won = [], {}
@@ -63,8 +69,8 @@ def claim(held, requests, owner, lease):
         row = rows.get(task_id)
         if row is None or row.queue_name != queue or task_id in won:
             answers.append(None)
-        elif row.run_after is not None and row.run_after > now:
-            answers.append({"later": (row.run_after - now).total_seconds()})
+        elif row.wait is not None and row.wait.total_seconds() > 0:  # by the database's clock
+            answers.append({"later": row.wait.total_seconds()})
         else:
             won[task_id] = (row, worker_id)
             answers.append(task_id)
@@ -207,12 +213,11 @@ def _failed(row, error, event, retry_in, now):
     return event or "error", payload
 
 
-def sweep(known, owner):
-    """Take back RUNNING rows no live attempt holds, then list the READY ones this master lacks.
+def take_back(known, owner):
+    """Make READY again the RUNNING rows no live attempt holds; returns how many.
 
     One master per database for now: a RUNNING row is live only when this master owns it and
-    has it in hand (``known``); any other was left by a master that stopped or crashed. Returns
-    ``(id, queue, priority, seconds until due, enqueued)`` tuples, the longest waiting first.
+    has it in hand (``known``); any other was left by a master that stopped or crashed.
     """
     now = timezone.now()
     known = set(known)  # filtered here: a long list of ids has no place in a query
@@ -230,14 +235,24 @@ def sweep(known, owner):
             )
     if orphans:
         log.info("sweep: %d tasks left running by a stopped master are ready again", len(orphans))
+    return len(orphans)
+
+
+@reads_only
+def waiting(known):
+    """READY rows this master lacks: ``(id, queue, priority, seconds until due, enqueued)``, the
+    longest waiting first. Due times are judged by the database's clock; read outside any
+    transaction, so the sweep never holds SQLite's write lock."""
+    known = set(known)
     rows = (
         TaskRecord.objects.filter(status=Status.READY)
+        .annotate(wait=_WAIT)
         .order_by("enqueued_at", "pk")
-        .values_list("pk", "queue_name", "priority", "run_after", "enqueued_at")[: SWEEP_LIMIT + len(known)]
+        .values_list("pk", "queue_name", "priority", "wait", "enqueued_at")[: SWEEP_LIMIT + len(known)]
     )
     return [
-        (pk, queue, priority, max((run_after - now).total_seconds(), 0.0) if run_after else 0.0, enqueued)
-        for pk, queue, priority, run_after, enqueued in rows
+        (pk, queue, priority, max(wait.total_seconds(), 0.0) if wait is not None else 0.0, enqueued)
+        for pk, queue, priority, wait, enqueued in rows
         if pk not in known
     ]
 
@@ -247,10 +262,6 @@ def renew(ids, owner, lease):
     TaskRecord.objects.filter(pk__in=list(ids), owner=owner, status=Status.RUNNING).update(
         lease_until=timezone.now() + timedelta(seconds=lease)
     )
-
-
-def check_schema():
-    TaskRecord.objects.exists()
 
 
 def save_many(rows, fields, only_if):
