@@ -14,11 +14,15 @@ of ``--pg`` (dropped at the end); clients post to every web server in turn. Dupl
 only from the kills.
 
 Meanwhile the chaos thread SIGKILLs a random child every ``--kill-every`` seconds, SIGKILLs the master
-once (at a third of the load) and starts it again, and drops the SMTP server for a few seconds (at two
-thirds). After the load it waits until no message is pending, stops everything and prints one table.
-Each accepted message counts once: pending (its row is queued, sending or retrying), else delivered
-(the sink got its subject), else failed (row failed with an error kept), else lost. Duplicates are the
-extra receipts of a subject, which at-least-once allows after a kill.
+once (at a third of the load) and starts it again, kills every child at once (at half), drops the SMTP
+server for a few seconds (at two thirds), freezes the master (SIGSTOP) past its call timeout (at 80 %)
+and holds the database's write lock for a while (at 90 %). Before the load, a few rows are written
+straight into the database stamped an hour ahead, never handed to the master: only the sweep finds
+them; they count as accepted. After the load it waits until no message is pending, stops everything
+and prints one table. Each accepted message counts once: pending (its row is queued, sending or
+retrying), else delivered (the sink got its subject), else failed (row failed with an error kept),
+else lost. Duplicates are the extra receipts of a subject, which at-least-once allows after a kill
+of a child or of the master in the middle of a send.
 
 Exit status 1 when a message is lost or still pending, a POST got no 202, or a log says "database is
 locked". The last line is for scripts:
@@ -58,6 +62,7 @@ BODY = "Soak message {n}: some **Markdown**, a list\n\n- one\n- two\n\nand [a li
 LOCKED = "database is locked"
 TRACEBACK = "Traceback (most recent call last)"
 ENDED = "traceback ended with: "
+MAIL_TASK = "relieve_app.mailtask.send_contact_mail"  # what the contact view enqueues
 UNHANDED = "stays queued"  # the view could not hand a message over
 
 
@@ -84,6 +89,12 @@ class Config:
     max_attempts: int = 5
     retry_delay: float = 0.5  # 0.5 + 1 + 2 + 4: attempts outlast the SMTP outage
     sweep_interval: float = 2.0
+    call_timeout: float = 10.0
+    all_kill_at: float = 1 / 2  # every child SIGKILLed at once
+    freeze_at: float = 0.8  # the master SIGSTOPped for call_timeout + 1 s, then SIGCONT
+    db_lock_at: float = 0.9  # another process holds the SQLite write lock this long
+    db_lock_for: float = 2.0
+    ahead: int = 5  # rows stamped an hour ahead of every clock, left for the sweep
     drain_timeout: float = 120.0
     folder: Path | None = None  # a temporary folder unless given
     keep: bool = False
@@ -163,11 +174,11 @@ class Stack:
             "RELIEVE_MAX_ATTEMPTS": str(config.max_attempts),
             "RELIEVE_RETRY_DELAY": str(config.retry_delay),
             "RELIEVE_SWEEP_INTERVAL": str(config.sweep_interval),
-            "RELIEVE_CALL_TIMEOUT": "10",
+            "RELIEVE_CALL_TIMEOUT": str(config.call_timeout),
             "RELIEVE_GRACE": "3",
-            # A killed master's rows move to the others after this lease.
+            # A killed master's rows move to the others after this lease; a frozen one keeps them.
             "RELIEVE_HEARTBEAT": "1",
-            "RELIEVE_LEASE": "5",
+            "RELIEVE_LEASE": str(config.call_timeout + 5),
         }
 
     @property
@@ -198,6 +209,40 @@ class Stack:
         host.master = self._spawn(argv, host.master_log, env)
         status = lambda: master_request(host.socket_path, "status")  # noqa: E731
         self._wait(host.master, "runrelieve", host.master_log, timeout, status)
+
+    @property
+    def master(self):
+        """The first host's master: the one the chaos freezes and kills."""
+        return self.hosts[0].master
+
+    def insert_ahead(self, count):
+        """Rows as a web host with a clock an hour ahead writes them, never handed to the master."""
+        if self.pg:
+            return {}  # written through SQLite here; the run on PostgreSQL goes without them
+        now = time.time()
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
+        ahead = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now + 3600))
+        rows = {}
+        with contextlib.closing(sqlite3.connect(self.db_path, timeout=20)) as db, db:
+            for n in range(count):
+                subject = f"ahead {n}"
+                job = {"emitter": f"ahead{n}@example.org", "recipient": "owner@example.com"}
+                job.update(subject=subject, body=BODY.format(n=n))
+                task = db.execute(  # the message's mail task, as the view enqueues it
+                    "INSERT INTO relieve_app_taskrecord (task_path, queue_name, backend, priority,"
+                    " takes_context, args, kwargs, status, errors, worker_ids, owner, enqueued_at,"
+                    " updated_at)"
+                    " VALUES (?, 'mail', 'default', 0, 0, ?, '{}', 'READY', '[]', '[]', '', ?, ?)",
+                    (MAIL_TASK, json.dumps([job]), ahead, ahead),
+                )
+                cursor = db.execute(
+                    "INSERT INTO relieve_app_mailoutcome (emitter, recipient, subject, body, status,"
+                    " attempts, task_name, message, error, created_at, updated_at, task_result_id)"
+                    " VALUES (?, 'owner@example.com', ?, ?, 'queued', 0, '', '', '', ?, ?, ?)",
+                    (job["emitter"], subject, job["body"], stamp, ahead, task.lastrowid),
+                )
+                rows[cursor.lastrowid] = subject
+        return rows
 
     def kill_master(self):
         """SIGKILL the first host's master; with several, the others take its rows over."""
@@ -382,9 +427,15 @@ class Chaos(threading.Thread):
         self.child_kills = 0
         self.master_kills = 0
         self.smtp_drops = 0
+        self.all_kills = 0
+        self.freezes = 0
+        self.db_locks = 0
         self.error = None
         self._load_done = threading.Event()
         self._smtp_back_at = None
+        self._thaw_at = None
+        self._unlock_at = None
+        self._lock = None
 
     def finish(self, timeout):
         """The load is over: end once the planned events happened; the SMTP server is back either way."""
@@ -395,6 +446,8 @@ class Chaos(threading.Thread):
             self._smtp_back_at = None
             if not self.stack.sink.running:
                 self.stack.sink.start()
+        self.thaw()
+        self.unlock_db()
 
     def run(self):
         try:
@@ -415,6 +468,18 @@ class Chaos(threading.Thread):
             if self._smtp_back_at is not None and now >= self._smtp_back_at:
                 self.stack.sink.start()
                 self._smtp_back_at = None
+            if not self.all_kills and (progress >= config.all_kill_at or self._load_done.is_set()):
+                self.kill_all_children()
+            if not self.freezes and (progress >= config.freeze_at or self._load_done.is_set()):
+                self.freeze_master(now)
+            if self._thaw_at is not None and now >= self._thaw_at:
+                self.thaw()
+            due = progress >= config.db_lock_at or self._load_done.is_set()
+            # Not while the master is frozen: it may hold the lock itself until this thread thaws it.
+            if not self.db_locks and due and self._thaw_at is None:
+                self.lock_db(now)
+            if self._unlock_at is not None and now >= self._unlock_at:
+                self.unlock_db()
             wanted = config.child_kills is None or self.child_kills < config.child_kills
             if wanted and now >= next_kill:
                 self.kill_child()
@@ -428,6 +493,11 @@ class Chaos(threading.Thread):
             and self.master_kills
             and self.smtp_drops
             and self._smtp_back_at is None
+            and self.all_kills
+            and self.freezes
+            and self._thaw_at is None
+            and self.db_locks
+            and self._unlock_at is None
             and kills_done
         )
 
@@ -441,6 +511,51 @@ class Chaos(threading.Thread):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.random.choice(running)["pid"], signal.SIGKILL)
                 self.child_kills += 1
+
+    def kill_all_children(self):
+        """Every child at once: jobs posted before they are back must go out when they are."""
+        try:
+            children = self.stack.status()["children"]
+        except OSError:
+            return
+        for child in children:
+            if child["running"] and child["pid"]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child["pid"], signal.SIGKILL)
+        self.all_kills += 1
+
+    def freeze_master(self, now):
+        """SIGSTOP past the call timeout: the answers children give meanwhile must not be resent."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.stack.master.pid, signal.SIGSTOP)
+        self.freezes += 1
+        self._thaw_at = now + self.config.call_timeout + 1.0
+
+    def thaw(self):
+        if self._thaw_at is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.stack.master.pid, signal.SIGCONT)
+            self._thaw_at = None
+
+    def lock_db(self, now):
+        """Another process holds SQLite's write lock: outcome writes wait, none is dropped."""
+        if self.stack.pg:  # PostgreSQL has no database-wide write lock to hold
+            self.db_locks += 1
+            return
+        self._lock = sqlite3.connect(
+            self.stack.db_path, timeout=20, isolation_level=None, check_same_thread=False
+        )
+        self._lock.execute("BEGIN EXCLUSIVE")
+        self.db_locks += 1
+        self._unlock_at = now + self.config.db_lock_for
+
+    def unlock_db(self):
+        if self._lock is not None:
+            with contextlib.suppress(sqlite3.Error):  # a BEGIN that failed left nothing to roll back
+                self._lock.execute("ROLLBACK")
+            self._lock.close()
+            self._lock = None
+        self._unlock_at = None
 
     def restart_master(self):
         self.stack.kill_master()
@@ -475,6 +590,11 @@ class Result:
     child_kills: int = 0
     master_kills: int = 0
     smtp_drops: int = 0
+    all_kills: int = 0
+    freezes: int = 0
+    db_locks: int = 0
+    ahead: int = 0
+    failed_at_once: int = 0  # failed on the first attempt: a permanent (5xx) refusal
     chaos_error: str = ""
     load_seconds: float = 0.0
     drain_seconds: float = 0.0
@@ -509,6 +629,11 @@ class Result:
             ("children killed", self.child_kills),
             ("master killed and restarted", self.master_kills),
             ("SMTP server dropped", self.smtp_drops),
+            ("every child killed at once", self.all_kills),
+            (f"master frozen past the call timeout ({self.config.call_timeout + 1:g}s)", self.freezes),
+            (f"database write lock held {self.config.db_lock_for:g}s", self.db_locks),
+            ("rows stamped 1h ahead, left to the sweep", self.ahead),
+            ("failed at the first attempt (5xx)", self.failed_at_once),
             (
                 "POSTs left for the sweep",
                 sum(c[UNHANDED] for n, c in self.logs.items() if n.startswith("web")),
@@ -588,7 +713,7 @@ def account(result, load, rows, subjects):
     result.accepted = len(load.accepted)
     result.not_accepted = load.not_accepted
     for outcome_id, subject in load.accepted.items():
-        status, error, _attempts = rows.get(outcome_id, ("<no row>", "", 0))
+        status, error, attempts = rows.get(outcome_id, ("<no row>", "", 0))
         if status in PENDING:
             result.pending += 1
         elif received[subject]:
@@ -596,6 +721,7 @@ def account(result, load, rows, subjects):
             result.delivered_not_sent += status != "sent"
         elif status == "failed" and error:
             result.failed += 1
+            result.failed_at_once += attempts == 1
         else:
             result.lost += 1
             result.failed_without_error += status == "failed"
@@ -618,6 +744,9 @@ def run(config, out=print):
     try:
         stack.start()
         load = Load(stack.web_ports, config.posts, config.clients)
+        ahead = stack.insert_ahead(config.ahead)
+        load.accepted.update(ahead)
+        result.ahead = len(ahead)
         chaos = Chaos(stack, load, config)
         started = time.monotonic()
         chaos.start()
@@ -634,6 +763,7 @@ def run(config, out=print):
         chaos.master_kills,
         chaos.smtp_drops,
     )
+    result.all_kills, result.freezes, result.db_locks = chaos.all_kills, chaos.freezes, chaos.db_locks
     result.chaos_error = repr(chaos.error) if chaos.error else ""
     result.refused_by_sink = stack.sink.refused
     result.logs = stack.logs()

@@ -129,7 +129,8 @@ def configure(backend, database, folder):
     os.environ["RELIEVE_SOCKET"] = str(folder / "r.sock")
     os.environ["RELIEVE_LOG_LEVEL"] = "WARNING"
     os.environ["RELIEVE_MAX_CALLS"] = "0"  # no recycling in the middle of a measurement
-    os.environ["DEBUG"] = "false"
+    os.environ["DEBUG"] = "false"  # DEBUG keeps every query in memory
+    os.environ["RELIEVE_ALLOW_DEV_MAIL"] = "true"  # no mail is sent here
     os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-anything-else-0123456789")
     if database == "sqlite":
         os.environ["DATABASE_URL"] = f"sqlite:///{folder / 'bench.sqlite3'}"

@@ -7,28 +7,29 @@ time, so one bad row cannot take the others with it.
 """
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
-import time
 from concurrent.futures import Future
-from datetime import timedelta
 
-from django.db import close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 
-from .models import MailOutcome, TaskEvent
+from .models import MailOutcome, TaskEvent, TaskRecord
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 200
-Status = MailOutcome.Status
+MAX_BATCH = 100  # writes per transaction: a commit holds SQLite's write lock this long at most
+RETRIES = 3  # tries of an ordinary operation; an outcome write is retried until it commits
+MAX_RETRY_WAIT = 5.0
 
 
 class Recorder:
     def __init__(self):
         self._queue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="relieve-recorder", daemon=True)
+        self._abandon = threading.Event()  # set by stop() when the database stays away past its grace
 
     def start(self):
         self._thread.start()
@@ -36,21 +37,33 @@ class Recorder:
 
     def submit(self, fn, *args):
         """Run ``fn(*args)`` on the recorder thread; returns an awaitable of its result."""
-        future = Future()
-        self._queue.put((fn, args, future))
-        return asyncio.wrap_future(future)
+        return asyncio.wrap_future(self._put(fn, args, attempts=RETRIES))
 
     def record(self, fn, *args):
         """Like submit, for writes nobody waits on: a failure is logged, not raised."""
-        future = Future()
-        future.add_done_callback(_log_failure)
-        self._queue.put((fn, args, future))
+        self._put(fn, args, attempts=RETRIES).add_done_callback(_log_failure)
 
-    async def stop(self):
-        """Finish what is queued, then end the thread."""
+    def persist(self, fn, *args):
+        """Like submit, for a write that must not be lost: retried until the database takes it.
+
+        Only stop() can end the retries, once its grace is over; the awaitable then raises.
+        """
+        return asyncio.wrap_future(self._put(fn, args, attempts=None))
+
+    async def stop(self, timeout=None):
+        """Finish what is queued, then end the thread; after ``timeout`` stop retrying lost writes."""
         done = Future()
-        self._queue.put((None, (), done))
-        await asyncio.wrap_future(done)
+        self._queue.put((None, (), done, None))
+        try:
+            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(done)), timeout)
+        except TimeoutError:
+            self._abandon.set()
+            await asyncio.wrap_future(done)
+
+    def _put(self, fn, args, attempts):
+        future = Future()
+        self._queue.put((fn, args, future, attempts))
+        return future
 
     def _serve(self):
         try:
@@ -66,45 +79,91 @@ class Recorder:
                 work = [
                     item for item in batch if item[0] is not None and item[2].set_running_or_notify_cancel()
                 ]
-                if work:
-                    self._run(work)
+                for group in _groups(work):
+                    self._run(group)
                 if stop:
-                    for _fn, _args, future in stop:
+                    for _fn, _args, future, _attempts in stop:
                         future.set_result(None)
                     return
         finally:
             connection.close()
 
     def _run(self, batch):
+        """Writes in one short transaction; a read alone, outside any (it never holds a write lock)."""
         close_old_connections()
         results = []
         try:
-            with transaction.atomic():
-                results = [fn(*args) for fn, args, _future in batch]
+            if _reads(batch[0][0]):
+                results = [batch[0][0](*batch[0][1])]
+            else:
+                with transaction.atomic():
+                    results = [fn(*args) for fn, args, _future, _attempts in batch]
         except Exception as exc:
-            log.warning(
-                "a batch of %d database writes failed (%s); replaying them one by one", len(batch), exc
-            )
-            for fn, args, future in batch:
-                _run_one(fn, args, future)
+            if len(batch) > 1:
+                log.warning(
+                    "a batch of %d database writes failed (%s); replaying them one by one", len(batch), exc
+                )
+            _reconnect()
+            for item in batch:
+                self._run_one(*item)
             return
-        for (_fn, _args, future), result in zip(batch, results, strict=True):
+        for (_fn, _args, future, _attempts), result in zip(batch, results, strict=True):
             future.set_result(result)
 
-
-def _run_one(fn, args, future, attempts=3):
-    for attempt in range(attempts):
-        try:
-            with transaction.atomic():
-                result = fn(*args)
-        except Exception as exc:
-            if attempt + 1 == attempts:
-                future.set_exception(exc)
+    def _run_one(self, fn, args, future, attempts):
+        """Try ``attempts`` times (None: until it commits or stop() gives up), waiting between tries."""
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                if _reads(fn):
+                    result = fn(*args)
+                else:
+                    with transaction.atomic():
+                        result = fn(*args)
+            except Exception as exc:
+                out_of_tries = attempts is not None and tries >= attempts
+                if out_of_tries or self._abandon.is_set():
+                    future.set_exception(exc)
+                    return
+                if attempts is None and tries % 20 == 1:
+                    log.warning("database write %s failed (%s); retrying until it commits", fn.__name__, exc)
+                _reconnect()
+                self._abandon.wait(min(0.2 * 2 ** (tries - 1), MAX_RETRY_WAIT))
+            else:
+                future.set_result(result)
                 return
-            time.sleep(0.2 * (attempt + 1))
+
+
+def reads_only(fn):
+    """Marks an operation that writes nothing: it runs outside a transaction, alone."""
+    fn.reads_only = True
+    return fn
+
+
+def _reads(fn):
+    return getattr(fn, "reads_only", False)
+
+
+def _groups(work):
+    """Consecutive writes together, each read on its own, in the order they came."""
+    group = []
+    for item in work:
+        if _reads(item[0]):
+            if group:
+                yield group
+                group = []
+            yield [item]
         else:
-            future.set_result(result)
-            return
+            group.append(item)
+    if group:
+        yield group
+
+
+def _reconnect():
+    """Drop a connection a failure may have broken; the next query opens a new one."""
+    with contextlib.suppress(Exception):
+        connection.close()
 
 
 def _log_failure(future):
@@ -112,42 +171,7 @@ def _log_failure(future):
         log.error("recording to the database failed", exc_info=future.exception())
 
 
-# Operations: each runs on the recorder thread inside a transaction. --------------------------
-
-
-def claim(outcome_id):
-    """Mark a pending outcome `sending` and return the job a child needs, or None if not pending."""
-    row = MailOutcome.objects.filter(pk=outcome_id, status__in=MailOutcome.PENDING).first()
-    if row is None:
-        return None
-    row.attempts += 1
-    row.status = Status.SENDING
-    row.save(update_fields=["attempts", "status", "updated_at"])
-    return {
-        "id": row.pk,
-        "emitter": row.emitter,
-        "recipient": row.recipient,
-        "subject": row.subject,
-        "body": row.body,
-        "attempt": row.attempts,
-    }
-
-
-def set_task(outcome_id, task_name):
-    MailOutcome.objects.filter(pk=outcome_id).update(task_name=task_name, updated_at=timezone.now())
-
-
-def mark_sent(outcome_id, message):
-    MailOutcome.objects.filter(pk=outcome_id).update(
-        status=Status.SENT, message=message, error="", sent_at=timezone.now(), updated_at=timezone.now()
-    )
-
-
-def mark_error(outcome_id, error, final):
-    """The attempt failed: `failed` when no attempts are left, else `retrying`."""
-    MailOutcome.objects.filter(pk=outcome_id).exclude(status=Status.SENT).update(
-        status=Status.FAILED if final else Status.RETRYING, error=error, updated_at=timezone.now()
-    )
+# Operations of the master's own: each runs on the recorder thread (task state: taskstore.py). ------
 
 
 def add_event(task_name, event, payload, outcome_id=None, at=None):
@@ -162,19 +186,23 @@ def add_event(task_name, event, payload, outcome_id=None, at=None):
     )
 
 
-def pending(exclude=(), stale_after=0.0):
-    """Pending outcomes not already handled: (id, status, attempts, seconds since last update)."""
-    now = timezone.now()
-    rows = (
-        MailOutcome.objects.pending()
-        .exclude(pk__in=list(exclude))
-        .filter(updated_at__lte=now - timedelta(seconds=stale_after))
-        .order_by("created_at")
-        .values_list("pk", "status", "attempts", "updated_at")
-    )
-    return [(pk, status, attempts, (now - updated).total_seconds()) for pk, status, attempts, updated in rows]
+class DatabaseUnreachable(Exception):
+    """No connection to the database could be made."""
 
 
+class SchemaMissing(Exception):
+    """The database answers but lacks this app's tables."""
+
+
+@reads_only
 def check_schema():
-    """Raises when the tables are missing, so the master can say `migrate` before doing anything."""
-    MailOutcome.objects.exists()
+    """Tell an unreachable database from a missing schema, so the master can say which."""
+    try:
+        connection.ensure_connection()
+        tables = set(connection.introspection.table_names())
+    except DatabaseError as exc:
+        raise DatabaseUnreachable(str(exc).strip() or type(exc).__name__) from exc
+    missing = [model._meta.db_table for model in (TaskRecord, MailOutcome, TaskEvent)]
+    missing = [table for table in missing if table not in tables]
+    if missing:
+        raise SchemaMissing(f"missing tables: {', '.join(missing)}")

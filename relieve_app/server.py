@@ -103,7 +103,8 @@ class Master:
         self.endpoint = Endpoint(options.socket_path, self, client_timeout=options.client_timeout)
         self._stopping = asyncio.Event()
         self._known = {}  # id -> (queue, priority, at): ready, waiting or running here; never twice
-        self._running = set()
+        self._running = set()  # claimed, in a child, or its answer being handled
+        self._settling = {}  # its attempt's outcome handed to the ledger, not yet committed: id -> write
         self._timers = {}
         self._background = set()
         self._calls = {}  # tasks per child since it started
@@ -133,7 +134,10 @@ class Master:
             self.lock.acquire(self.identity)
         self.recorder.start()
         try:
-            await self.recorder.submit(taskstore.check_schema)
+            await self.recorder.submit(recorder.check_schema)
+        except recorder.DatabaseUnreachable as exc:
+            await self.recorder.stop()
+            raise StartupError(f"the database cannot be reached ({exc}); check DATABASE_URL") from exc
         except Exception as exc:
             await self.recorder.stop()
             raise StartupError(f"the database is not ready ({exc}); run `python manage.py migrate`") from exc
@@ -183,23 +187,35 @@ class Master:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._kill_children()
-        await self.ledger.drain()
-        await self._release()
-        await self.presence.leave()
-        await self.recorder.stop()
+        writes = dict(self._settling)
+        while self.ledger.busy and loop.time() < deadline:  # outcomes still on their way in
+            await asyncio.sleep(0.05)
+        self.ledger.close()
+        await self._leave(max(deadline - loop.time(), 1.0))
+        await self.recorder.stop(timeout=max(deadline - loop.time(), 1.0))
+        await asyncio.gather(*writes.values(), return_exceptions=True)
+        lost = sorted(pk for pk, write in writes.items() if write.cancelled() or write.exception())
+        if lost:
+            log.error("the database took no outcome for %s; they stay pending and may run again", lost)
+        elif writes:
+            log.info("%d outcomes waiting for the database were recorded", len(writes))
         if self.lock is not None:
             self.lock.release()
         log.info("stopped")
 
-    async def _release(self):
-        """What this master still holds goes back to READY, for any master to run at once."""
+    async def _leave(self, timeout):
+        """Give back what this master still holds, READY for any master at once, and remove its row."""
         try:
-            released = await self.recorder.submit(claims.release, self.owner)
-        except Exception:
-            log.exception("could not release this master's tasks; they are taken over once their lease ends")
-            return
-        if released:
-            log.info("%d tasks cut short by the stop are ready again for any master", released)
+            released = await asyncio.wait_for(self.recorder.submit(claims.release, self.owner), timeout)
+        except Exception as exc:
+            log.warning(
+                "could not release this master's tasks (%s); they are taken over once their lease ends", exc
+            )
+        else:
+            if released:
+                log.info("%d tasks cut short by the stop are ready again for any master", released)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.presence.leave(), timeout)
 
     async def _kill_children(self):
         await asyncio.gather(*(lane.pool.kill() for lane in self.lanes.values()), return_exceptions=True)
@@ -320,9 +336,8 @@ class Master:
         if not isinstance(answer, dict) or "ok" not in answer:
             self._failed(job, child, _error(RemoteError, f"unreadable answer {answer!r:.200}"), retry=False)
         elif answer["ok"]:
-            self.ledger.outcome(task_id, child.name, "success", answer.get("value"))
+            self._settle(task_id, self.ledger.outcome(task_id, child.name, "success", answer.get("value")))
             log.info("task %s done by %s (attempt %s)", task_id, child.name, job["attempt"])
-            self._forget(task_id)
         else:
             delay = answer.get("delay")
             self._failed(job, child, answer.get("error") or {}, retry=bool(answer.get("retry")), delay=delay)
@@ -337,12 +352,29 @@ class Master:
             retry_in = self.options.retry_after(attempt) if delay is None else float(delay)
         elif retry and attempt >= limit:
             error = {**error, "message": f"{error.get('message', '')} (gave up after {attempt} attempts)"}
-        self.ledger.outcome(task_id, child.name, "failure", error, event, retry_in)
+        written = self.ledger.outcome(task_id, child.name, "failure", error, event, retry_in)
         if retry_in is None:
             log.warning("task %s failed on attempt %d: %s", task_id, attempt, error.get("message"))
-            self._forget(task_id)
+            self._settle(task_id, written)
         else:
-            self._later(task_id, retry_in)
+            self._settle(task_id, written, then=lambda: self._later(task_id, retry_in))
+
+    def _settle(self, task_id, written, then=None):
+        """The id stays held until its outcome is committed, however long the database is away,
+        so no sweep or submit runs again what a child already ran; then it is let go, or retried."""
+        self._settling[task_id] = written
+
+        def settled(future):
+            self._settling.pop(task_id, None)
+            error = None if future.cancelled() else future.exception()
+            if future.cancelled() or error is not None:
+                log.error("the outcome of task %s could not be recorded: %s", task_id, error)
+            elif then is not None and not self._stopping.is_set():
+                then()
+                return
+            self._forget(task_id)
+
+        written.add_done_callback(settled)
 
     # recycling: a child that has done enough, or grown too big, is replaced when idle ---------
 
@@ -402,11 +434,12 @@ class Master:
     async def sweep(self):
         """Take in READY rows nobody here has: left by a crash, a down master, a lost ack or a retry.
 
-        First the rows of masters that stopped beating are taken over (``claims.take_over``);
-        with SQLite's lock, any other master's rows: none of those can be alive.
+        First the rows of masters that stopped beating are taken over; with SQLite's lock, those
+        of any other master, none of which can be alive. The heartbeat renews this one's leases.
         """
         exclusive = self.lock is not None
-        rows = await self.recorder.submit(taskstore.sweep, set(self._known), self.owner, exclusive)
+        await self.recorder.submit(taskstore.take_back, set(self._known), self.owner, exclusive)
+        rows = await self.recorder.submit(taskstore.waiting, set(self._known))
         found = 0
         for task_id, queue, priority, delay, enqueued in rows:
             if queue not in self.lanes:
@@ -464,6 +497,7 @@ class Master:
             "queued": sum(len(lane) for lane in self.lanes.values()),
             "sending": len(self._running),
             "retrying": len(self._timers),
+            "settling": len(self._settling),
             "queues": {
                 name: {"ready": len(lane), "running": len(lane.busy), "children": lane.size}
                 for name, lane in self.lanes.items()

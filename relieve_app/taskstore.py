@@ -15,18 +15,21 @@ from datetime import timedelta
 from functools import partial
 
 from django.db import connection, transaction
+from django.db.models import DurationField, ExpressionWrapper, F
+from django.db.models.functions import Now
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
 from . import claims
 from .models import MailOutcome, TaskEvent, TaskRecord
+from .recorder import reads_only
 
 log = logging.getLogger(__name__)
 
 Status = TaskRecord.Status
 MAIL_TASK = "relieve_app.mailtask.send_contact_mail"
 SWEEP_LIMIT = 10_000  # rows one sweep takes in; the next sweep takes the rest
-CHUNK = 500  # ids per IN (...): well below any database's limit on parameters
+_WAIT = ExpressionWrapper(F("run_after") - Now(), output_field=DurationField())  # None: due now
 
 
 class ClaimLost(Exception):
@@ -55,8 +58,10 @@ def claim(held, requests, owner, lease):
     None (not READY, another queue's, or locked by another master).
     """
     now = timezone.now()
-    ready = TaskRecord.objects.select_for_update(skip_locked=True).filter(
-        pk__in=[task_id for task_id, _queue, _worker in requests], status=Status.READY
+    ready = (
+        TaskRecord.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=[task_id for task_id, _queue, _worker in requests], status=Status.READY)
+        .annotate(wait=_WAIT)
     )
     rows = {row.pk: row for row in ready}
     answers, won = [], {}
@@ -64,8 +69,8 @@ def claim(held, requests, owner, lease):
         row = rows.get(task_id)
         if row is None or row.queue_name != queue or task_id in won:
             answers.append(None)
-        elif row.run_after is not None and row.run_after > now:
-            answers.append({"later": (row.run_after - now).total_seconds()})
+        elif row.wait is not None and row.wait.total_seconds() > 0:  # by the database's clock
+            answers.append({"later": row.wait.total_seconds()})
         else:
             won[task_id] = (row, worker_id)
             answers.append(task_id)
@@ -132,9 +137,9 @@ def finish(held, outcomes, owner=None):
     """Record how attempts ended: ``(task_id, worker_id, kind, payload, event, retry_in)``.
 
     ``kind`` "success": payload is the return value. "failure": payload is the error; READY again
-    after ``retry_in`` seconds, or FAILED when that is None. A row that is no longer RUNNING,
-    or (given ``owner``) no longer this master's, was taken over meanwhile and keeps its state:
-    the outcome is logged and dropped.
+    after ``retry_in`` seconds, or FAILED when that is None. A row that is no longer RUNNING, or
+    (given ``owner``) no longer this master's, was taken back meanwhile and keeps its state: the
+    outcome is logged and dropped.
     """
     now = timezone.now()
     rows = {pk: held.pop(pk) for pk, *_rest in outcomes if pk in held}
@@ -210,31 +215,33 @@ def _failed(row, error, event, retry_in, now):
     return event or "error", payload
 
 
-def sweep(known, owner, exclusive=False):
-    """Take over RUNNING rows no live master holds, then list the READY ones this master lacks.
+def take_back(known, owner, exclusive=False):
+    """Make READY again the RUNNING rows no live master holds; returns how many.
 
     A row is taken over once its lease ran out, by the database's clock (its master stopped
     beating), or with ``exclusive`` (SQLite: the file lock proves every other master dead) as
-    soon as another master holds it; never one this master has in hand (``known``). Returns
-    ``(id, queue, priority, seconds until due, enqueued)`` tuples, the longest waiting first.
+    soon as another master holds it; never one this master has in hand (``known``).
     """
-    known = set(known)  # filtered here: a long list of ids has no place in a query
-    claims.take_over(owner, known, exclusive)
-    now = timezone.now()
+    return len(claims.take_over(owner, set(known), exclusive))
+
+
+@reads_only
+def waiting(known):
+    """READY rows this master lacks: ``(id, queue, priority, seconds until due, enqueued)``, the
+    longest waiting first. Due times are judged by the database's clock; read outside any
+    transaction, so the sweep never holds SQLite's write lock."""
+    known = set(known)
     rows = (
         TaskRecord.objects.filter(status=Status.READY)
+        .annotate(wait=_WAIT)
         .order_by("enqueued_at", "pk")
-        .values_list("pk", "queue_name", "priority", "run_after", "enqueued_at")[: SWEEP_LIMIT + len(known)]
+        .values_list("pk", "queue_name", "priority", "wait", "enqueued_at")[: SWEEP_LIMIT + len(known)]
     )
     return [
-        (pk, queue, priority, max((run_after - now).total_seconds(), 0.0) if run_after else 0.0, enqueued)
-        for pk, queue, priority, run_after, enqueued in rows
+        (pk, queue, priority, max(wait.total_seconds(), 0.0) if wait is not None else 0.0, enqueued)
+        for pk, queue, priority, wait, enqueued in rows
         if pk not in known
     ]
-
-
-def check_schema():
-    TaskRecord.objects.exists()
 
 
 def save_many(rows, fields, only_if, owner=None):

@@ -28,6 +28,7 @@ import weakref
 from aiosmtpd.controller import Controller
 
 REFUSAL = "550 5.7.1 refused by sink"
+TRY_LATER = "451 4.3.0 try again later"
 
 
 def free_port(host="127.0.0.1"):
@@ -63,6 +64,7 @@ class SMTPSink:
         self._random = random.Random(seed)
         self._stall_random = random.Random(f"stall {seed}")
         self._refuse_next = 0
+        self.refusal = REFUSAL  # the reply of a refused message: a 5xx is final, a 4xx temporary
         self._changed = threading.Condition()
         self._controller = None
 
@@ -137,7 +139,7 @@ class SMTPSink:
             if self._refuses(message):
                 self.refused += 1
                 self._changed.notify_all()
-                return REFUSAL
+                return self.refusal
             self.messages.append(message)
             self.envelopes.append(envelope)
             self.received_at.append(time.monotonic())

@@ -263,6 +263,11 @@ class Channel(Emitter):
 
     # receiving -------------------------------------------------------------
 
+    def read_waiting(self):
+        """Read and dispatch now whatever the peer already sent; on the loop's thread."""
+        if not self._closed and self._sock is not None:
+            self._read()
+
     def _read(self):
         frames = []
         while True:

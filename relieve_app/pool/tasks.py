@@ -372,9 +372,9 @@ class CallableTask(ScriptTask):
         self._waiting[call_id] = future
         try:
             await self._request("relieve:get", call_id, name, args)
-            if timeout is None:
-                return await future
-            return await asyncio.wait_for(future, timeout)
+            if timeout is not None:
+                await self._answer_within(future, timeout)
+            return await future
         except ChannelClosed:
             # The channel can close before the child is reaped: wait for the code, as _child_gone has it.
             code = self.process.returncode
@@ -386,6 +386,18 @@ class CallableTask(ScriptTask):
             self._waiting.pop(call_id, None)
             if not future.done():
                 future.cancel()
+
+    async def _answer_within(self, future, timeout):
+        """Wait up to ``timeout`` for ``future``; an answer already received wins over the timeout.
+
+        A master that was frozen (SIGSTOP, swap, a long pause) wakes with both the timer due and
+        the answer waiting in the socket: the channel is read before the timeout is believed.
+        """
+        await asyncio.wait([future], timeout=timeout)
+        if not future.done() and self.channel is not None:
+            self.channel.read_waiting()
+        if not future.done():
+            raise TimeoutError(f"no answer from {self.name} within {timeout:g}s")
 
     async def _request(self, event, call_id, name, args):
         try:

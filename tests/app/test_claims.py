@@ -69,8 +69,10 @@ def test_two_masters_claiming_the_same_rows_at_once_never_both_get_one():
 
 
 def sweep(owner, known=(), exclusive=False):
+    """As the master's sweep calls them: take back, then list what waits."""
     with transaction.atomic():
-        return taskstore.sweep(set(known), owner, exclusive)
+        taskstore.take_back(set(known), owner, exclusive)
+    return taskstore.waiting(set(known))
 
 
 def test_a_live_lease_is_never_taken_an_expired_one_is_with_an_event():

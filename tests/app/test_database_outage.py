@@ -14,7 +14,7 @@ from django.db import connection
 from django.test import Client
 
 from relieve_app.models import MailOutcome
-from tests.app.tcp_proxy import TCPProxy
+from tests.tcp_proxy import TCPProxy
 
 URL = "/contact/"
 VALID = {"emitter": "ada@example.com", "subject": "Hello", "body": "A message long enough to be sent along."}
@@ -43,7 +43,7 @@ class Outage:
         self.name = settings_dict["NAME"]
         if connection.vendor == "postgresql":
             target = (settings_dict.get("HOST") or "127.0.0.1", int(settings_dict.get("PORT") or 5432))
-            self.proxy = TCPProxy(target).resume()
+            self.proxy = TCPProxy(*target).start()
             settings_dict.update(HOST="127.0.0.1", PORT=str(self.proxy.port))
         connection.close()
 
@@ -56,7 +56,7 @@ class Outage:
 
     def restore(self):
         if self.proxy is not None:
-            self.proxy.resume()
+            self.proxy.restore()
         else:
             self.settings_dict["NAME"] = self.name
         connection.close()
@@ -67,7 +67,7 @@ def outage(database_settings, tmp_path):
     outage = Outage(database_settings, tmp_path)
     yield outage
     if outage.proxy is not None:
-        outage.proxy.cut()
+        outage.proxy.close()
 
 
 def post(client, data=VALID, **extra):

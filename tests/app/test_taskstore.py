@@ -119,8 +119,18 @@ def test_the_sweep_takes_back_rows_no_live_attempt_holds_and_lists_ready_ones():
     crashed = record("RUNNING", owner="gone:9:9")
     ready, known = record(), record()
 
-    rows = taskstore.sweep({mine.pk, known.pk}, ME)
+    assert taskstore.take_back({mine.pk, known.pk}, ME) == 2
+    rows = taskstore.waiting({mine.pk, known.pk})
 
     assert TaskRecord.objects.get(pk=mine.pk).status == "RUNNING"
     assert {pk for pk, *_rest in rows} == {lost.pk, crashed.pk, ready.pk}
     assert TaskRecord.objects.get(pk=crashed.pk).status == "READY"
+
+
+def test_due_times_are_the_databases_and_a_row_stamped_ahead_is_still_listed():
+    soon = record(run_after=timezone.now() + timedelta(seconds=90))
+    ahead = record(
+        enqueued_at=timezone.now() + timedelta(hours=1), updated_at=timezone.now() + timedelta(hours=1)
+    )
+    rows = {pk: wait for pk, _queue, _priority, wait, _enqueued in taskstore.waiting(())}
+    assert 80 < rows[soon.pk] <= 90 and rows[ahead.pk] == 0.0

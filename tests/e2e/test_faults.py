@@ -11,6 +11,7 @@ from relieve_app import client
 from relieve_app.models import MailOutcome
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_delivery import all_sent, post
+from tests.smtp_sink import TRY_LATER
 
 pytestmark = pytest.mark.e2e
 
@@ -23,7 +24,8 @@ def subjects(sink):
     return [message["Subject"] for message in sink.messages]
 
 
-def test_refused_mail_is_retried_then_failed_with_the_code(master, smtp_sink):
+def test_a_temporary_refusal_is_retried_until_attempts_run_out(master, smtp_sink):
+    smtp_sink.refusal = TRY_LATER
     smtp_sink.refuse_if = lambda subject: subject == "always refused"
     master.start()
     web = Client()
@@ -36,9 +38,26 @@ def test_refused_mail_is_retried_then_failed_with_the_code(master, smtp_sink):
     assert outcome(once).attempts == 2
     failed = outcome(always)
     assert failed.attempts == 3  # RELIEVE_MAX_ATTEMPTS in the fixture
-    assert "550" in failed.error and "SMTP 550" in failed.error
+    assert "451" in failed.error and "SMTP 451" in failed.error
     assert failed.events.filter(event="error").count() == 3
     assert subjects(smtp_sink) == ["refused once"]
+
+
+def test_a_permanent_refusal_fails_at_once_with_the_smtp_reply(master, smtp_sink):
+    smtp_sink.refuse_if = lambda subject: subject == "refused for good"
+    master.start()
+    pk = post(Client(), 1, subject="refused for good")
+    wait_until(lambda: outcome(pk).status == "failed", message="the refused message failed")
+    smtp_sink.refuse_if = None
+    refused = smtp_sink.refused
+    sent = post(Client(), 2, subject="after it")  # a later message shows the master moved on
+    wait_until(all_sent([sent]), message="the next message sent")
+
+    failed = outcome(pk)
+    assert failed.attempts == 1
+    assert "550 5.7.1 refused by sink" in failed.error and "SMTP 550" in failed.error
+    assert failed.events.filter(event="error").count() == 1
+    assert smtp_sink.refused == refused == 1
 
 
 def test_child_killed_in_the_middle_of_a_send(master, smtp_sink):

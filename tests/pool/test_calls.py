@@ -2,6 +2,7 @@
 
 import asyncio
 import signal
+import time
 
 import pytest
 
@@ -219,6 +220,22 @@ def test_timeout_raises_timeout_error_and_the_child_goes_on(pool, run):
         assert await pool.wait(task.get("add", 1, 2)) == 3
         assert task.in_flight == 0
         assert task.running
+
+    run(scenario())
+
+
+def test_an_answer_already_received_wins_over_the_timeout(pool, run):
+    """A frozen loop wakes with the timer due and the answer waiting: the answer counts."""
+
+    async def scenario():
+        task = pool.callable()
+        await pool.wait(task.start())
+        assert await pool.wait(task.get("add", 0, 0)) == 0  # the lane is warm
+        answer = asyncio.ensure_future(task.get("slow", 0.05, timeout=0.5))
+        await asyncio.sleep(0)  # the request is written
+        time.sleep(2.0)  # the loop is frozen well past the timeout; the child answers meanwhile
+        assert await pool.wait(answer) == 0.05
+        assert task.in_flight == 0
 
     run(scenario())
 

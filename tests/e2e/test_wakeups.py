@@ -1,0 +1,63 @@
+"""Nothing queued waits for an unrelated event: children coming back, retries falling due, the sweep."""
+
+import datetime
+import os
+import signal
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from relieve_app.mailtask import send_contact_mail
+from relieve_app.models import MailOutcome, TaskRecord
+from tests.e2e.conftest import wait_until
+from tests.e2e.test_delivery import all_sent, post
+
+pytestmark = pytest.mark.e2e
+
+
+def test_messages_posted_while_every_child_is_down_go_out_when_they_are_back(master, smtp_sink):
+    master.start(workers=2)
+    web = Client()
+    assert post(web, 0) and wait_until(lambda: len(smtp_sink.messages) == 1, message="a first delivery")
+    for child in master.status()["children"]:
+        os.kill(child["pid"], signal.SIGKILL)
+    ids = [post(web, n) for n in range(1, 4)]  # before the children are back
+
+    wait_until(all_sent(ids), timeout=30, message="the 3 messages sent once the children restarted")
+    assert sorted(str(m["Subject"]) for m in smtp_sink.messages) == [f"message {n}" for n in range(4)]
+
+
+def test_retries_due_before_the_killed_children_are_back_still_go_out(master, smtp_sink):
+    master.env["RELIEVE_CALL_TIMEOUT"] = "1"  # every child is killed at its call timeout...
+    master.env["RELIEVE_RETRY_DELAY"] = "0.05"  # ...and the retry is due before it has restarted
+    master.env["RELIEVE_MAX_ATTEMPTS"] = "6"  # a retry may still meet the stall or a dying child
+    smtp_sink.stall = 4.0
+    master.start(workers=2)
+    web = Client()
+    ids = [post(web, n) for n in range(2)]
+    wait_until(
+        lambda: MailOutcome.objects.filter(pk__in=ids, events__event="timeout").distinct().count() == 2,
+        message="both children killed at their call timeout",
+    )
+    smtp_sink.stall = 0.0
+
+    wait_until(all_sent(ids), timeout=30, message="the retried messages sent")
+    assert all(MailOutcome.objects.get(pk=pk).attempts >= 2 for pk in ids)
+
+
+def test_a_row_stamped_ahead_of_the_clock_is_found_by_the_sweep(master, smtp_sink):
+    master.start()
+    job = {"emitter": "ahead@example.org", "recipient": "owner@example.com", "subject": "stamped ahead"}
+    job["body"] = "b" * 40
+    task = TaskRecord.objects.create(
+        task_path=send_contact_mail.module_path, queue_name="mail", backend="default", args=[job]
+    )
+    row = MailOutcome.objects.create(**job, task_result=task)
+    # Written by a web host whose clock runs an hour ahead, and never handed to the master.
+    ahead = timezone.now() + datetime.timedelta(hours=1)
+    MailOutcome.objects.filter(pk=row.pk).update(updated_at=ahead)
+    TaskRecord.objects.filter(pk=task.pk).update(enqueued_at=ahead, updated_at=ahead)
+
+    wait_until(all_sent([row.pk]), timeout=30, message="the sweep to send the row stamped ahead")
+    assert [str(m["Subject"]) for m in smtp_sink.messages] == ["stamped ahead"]
