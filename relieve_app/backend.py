@@ -68,7 +68,8 @@ class RelieveBackend(BaseTaskBackend):
             args=args,
             kwargs=kwargs,
         )
-        wakeup.notify(row.queue_name, row.pk)  # PostgreSQL: masters on every host hear of it on commit
+        # PostgreSQL: masters on every host hear of it on commit.
+        wakeup.notify(row.queue_name, row.pk, row.priority, row.run_after)
         Handover.on_commit(row)
         result = to_result(row, task)
         task_enqueued.send(type(self), task_result=result)
@@ -105,7 +106,7 @@ def again(row):
     new = TaskRecord.objects.create(
         **{name: getattr(row, name) for name in fields}, args=row.args, kwargs=row.kwargs
     )
-    wakeup.notify(new.queue_name, new.pk)
+    wakeup.notify(new.queue_name, new.pk, new.priority)
     return new
 
 

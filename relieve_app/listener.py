@@ -1,4 +1,4 @@
-"""A master's LISTEN connection: PostgreSQL notifications in, `on_notify(queue, id)` calls out.
+"""A master's LISTEN connection: PostgreSQL notifications in, `on_notify(queue, id, hints)` calls out.
 
 Its own autocommit connection on the master's event loop, apart from the recorder's: a
 notification is a wake-up, not a write. When the connection drops it is opened again with a
@@ -6,6 +6,7 @@ growing delay, and `on_connect` runs each time so the master can sweep for what 
 """
 
 import asyncio
+import json
 import logging
 
 import psycopg
@@ -45,14 +46,29 @@ class Listener:
 
     def _deliver(self, channel, payload):
         queue = self.channels.get(channel)
-        try:
-            row_id = int(payload)
-        except ValueError:
+        row_id, hints = _parse(payload)
+        if row_id is None:
             log.warning("ignoring a notification on %s with a payload that is no id: %.50r", channel, payload)
             return
         if queue is None or row_id <= 0:
             return
         try:
-            self.on_notify(queue, row_id)
+            self.on_notify(queue, row_id, hints)
         except Exception:  # a bug in the callback costs this wake-up; the sweep still finds the row
             log.exception("handling a notification for %s %s failed", queue, row_id)
+
+
+def _parse(payload):
+    """``'42'``, or ``'{"id": 42, "priority": 3, "run_after": 1.7e9}'``: (id, hints) or (None, {})."""
+    try:
+        return int(payload), {}
+    except ValueError:
+        pass
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return None, {}
+    row_id = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(row_id, int) or isinstance(row_id, bool):
+        return None, {}
+    return row_id, {key: data[key] for key in ("priority", "run_after") if key in data}

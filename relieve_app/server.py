@@ -454,10 +454,14 @@ class Master:
 
     # wake-ups from other hosts ----------------------------------------------------
 
-    def _on_notify(self, queue, task_id):
+    def _on_notify(self, queue, task_id, hints):
         """PostgreSQL told every master of a committed row; the claim decides which one runs it."""
-        if not self._stopping.is_set():
-            self.enqueue(task_id, queue)
+        if self._stopping.is_set():
+            return
+        try:
+            self.handle_submit(task_id, queue, **hints)
+        except (TypeError, ValueError) as exc:
+            log.warning("ignoring a notification for task %s: %s", task_id, exc)
 
     def _on_listening(self):
         """(Re)connected to LISTEN: what was announced while deaf waits for a sweep, so sweep now."""

@@ -4,7 +4,7 @@ import asyncio
 import threading
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 
 from relieve_app import recorder, taskstore
 from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
@@ -21,7 +21,8 @@ def new_outcome():
 
 def claim(held, outcome):
     """The master's claim of an outcome's task, as one group of its ledger."""
-    [job] = taskstore.apply(held, [], [(outcome.task_result_id, "mail", "mail0")], "host:1:1", 60)
+    with transaction.atomic():  # as the recorder runs it: the claim's SELECT ... FOR UPDATE needs one
+        [job] = taskstore.apply(held, [], [(outcome.task_result_id, "mail", "mail0")], "host:1:1", 60)
     return job
 
 

@@ -53,7 +53,7 @@ async def start_listener():
     listener = Listener(
         wakeup.listen_params(),
         {wakeup.channel("mail"): "mail"},
-        lambda queue, row_id: heard.heard.put_nowait((queue, row_id)),
+        lambda queue, row_id, hints: heard.heard.put_nowait((queue, row_id, hints)),
         heard.on_connect,
     )
     task = asyncio.ensure_future(listener.run())
@@ -96,7 +96,7 @@ def test_a_post_notifies_on_commit_and_a_rollback_notifies_nothing(settings, tmp
     assert response.status_code == 202
     outcome = MailOutcome.objects.get()  # the rolled-back one was never stored, nor announced
     assert outcome.pk == response.json()["id"]
-    assert first == ("mail", outcome.task_result_id)
+    assert first == ("mail", outcome.task_result_id, {})
     assert more == 0
 
 
@@ -119,11 +119,13 @@ def terminate_listeners():
 def test_bad_payloads_are_ignored_and_a_dropped_connection_is_reopened():
     async def scenario():
         heard, listener, task = await start_listener()
-        for bad in ("not an id", "-3", "0", ""):
+        for bad in ("not an id", "-3", "0", "", '{"id": "41"}', "[41]", '{"priority": 3}'):
             await asyncio.to_thread(notify, bad)
         await asyncio.to_thread(notify, "7", "relieve_other")  # a queue this master does not serve
         await asyncio.to_thread(notify, "41")
         first = await heard.next()
+        await asyncio.to_thread(notify, '{"id": 43, "priority": 5, "run_after": 1.5, "other": 1}')
+        hinted = await heard.next()
 
         assert await asyncio.to_thread(terminate_listeners) >= 1
         while heard.connects < 2:  # reconnected, and told the master so it can sweep
@@ -132,6 +134,9 @@ def test_bad_payloads_are_ignored_and_a_dropped_connection_is_reopened():
         await asyncio.to_thread(notify, "42")
         second = await heard.next()
         await stop_listener(task)
-        return first, second
+        return first, hinted, second
 
-    assert asyncio.run(scenario()) == (("mail", 41), ("mail", 42))
+    first, hinted, second = asyncio.run(scenario())
+    assert first == ("mail", 41, {})
+    assert hinted == ("mail", 43, {"priority": 5, "run_after": 1.5})  # what the socket's submit takes
+    assert second == ("mail", 42, {})
