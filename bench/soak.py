@@ -476,7 +476,8 @@ class Chaos(threading.Thread):
                 self.thaw()
             due = progress >= config.db_lock_at or self._load_done.is_set()
             # Not while the master is frozen: it may hold the lock itself until this thread thaws it.
-            if not self.db_locks and due and self._thaw_at is None:
+            # PostgreSQL has no database-wide write lock to hold.
+            if not self.db_locks and due and self._thaw_at is None and not self.stack.pg:
                 self.lock_db(now)
             if self._unlock_at is not None and now >= self._unlock_at:
                 self.unlock_db()
@@ -496,7 +497,7 @@ class Chaos(threading.Thread):
             and self.all_kills
             and self.freezes
             and self._thaw_at is None
-            and self.db_locks
+            and (self.db_locks or self.stack.pg)
             and self._unlock_at is None
             and kills_done
         )
@@ -539,9 +540,6 @@ class Chaos(threading.Thread):
 
     def lock_db(self, now):
         """Another process holds SQLite's write lock: outcome writes wait, none is dropped."""
-        if self.stack.pg:  # PostgreSQL has no database-wide write lock to hold
-            self.db_locks += 1
-            return
         self._lock = sqlite3.connect(
             self.stack.db_path, timeout=20, isolation_level=None, check_same_thread=False
         )
