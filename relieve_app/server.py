@@ -48,6 +48,7 @@ class Options:
     max_memory: int = 256 * 2**20  # ... or once its resident memory passes this many bytes (0: never)
     usage_interval: float = 30.0  # how often children are asked for their memory
     script: str = RUNNER
+    durable: bool = False  # PostgreSQL: wait for the disk at every claim and outcome (see taskstore.apply)
 
     def check(self):
         if self.workers < 1:
@@ -74,7 +75,7 @@ class Master:
         self.lanes = {name: Lane(name, size) for name, size in options.sizes().items()}
         self.recorder = recorder.Recorder()
         self.lease = options.call_timeout + 2 * options.sweep_interval
-        self.ledger = Ledger(self.recorder, self.owner, self.lease)
+        self.ledger = Ledger(self.recorder, self.owner, self.lease, durable=options.durable)
         self.endpoint = Endpoint(options.socket_path, self, client_timeout=options.client_timeout)
         self._stopping = asyncio.Event()
         self._known = {}  # id -> (queue, priority, at): ready, waiting or running here; never twice
