@@ -180,6 +180,9 @@ RELIEVE_HEARTBEAT = env.float("RELIEVE_HEARTBEAT", default=5.0)
 RELIEVE_LEASE = env.float("RELIEVE_LEASE", default=30.0)
 # Children per queue, like "mail=4,default=2" (runrelieve --queue); a queue not named gets RELIEVE_WORKERS.
 RELIEVE_QUEUES = env.str("RELIEVE_QUEUES", default="")
+# PostgreSQL: the master's claims and outcomes wait for the disk at every commit. Off (the default), a
+# crash of the database server may forget their last fraction of a second: those tasks run again.
+RELIEVE_DURABLE_WRITES = env.bool("RELIEVE_DURABLE_WRITES", default=False)
 # Finished task results older than this are removed by `manage.py prunetasks` (e.g. "7d", "12h").
 RELIEVE_KEEP_RESULTS = env.str("RELIEVE_KEEP_RESULTS", default="7d")
 

@@ -24,10 +24,11 @@ class LedgerClosed(Exception):
 
 
 class Ledger:
-    def __init__(self, recorder, owner, lease):
+    def __init__(self, recorder, owner, lease, durable=True):
         self.recorder = recorder
         self.owner = owner
         self.lease = lease
+        self.durable = durable
         self._claims = []  # (request, future)
         self._outcomes = []  # (outcome, future)
         self._writing = None
@@ -71,7 +72,8 @@ class Ledger:
             return
         claims, self._claims = self._claims, []
         outcomes, self._outcomes = self._outcomes, []
-        args = (self._held, [o for o, _f in outcomes], [c for c, _f in claims], self.owner, self.lease)
+        args = [self._held, [o for o, _f in outcomes], [c for c, _f in claims], self.owner, self.lease]
+        args.append(self.durable)
         write = self.recorder.persist if outcomes else self.recorder.submit
         self._writing = asyncio.ensure_future(write(taskstore.apply, *args))
         self._writing.add_done_callback(lambda done: self._written(done, claims, outcomes))

@@ -57,6 +57,7 @@ class Options:
     lock_path: str | None = None  # SQLite: the file whose lock makes this the database's only master
     database: str = ""  # named in messages about the lock
     listen: dict | None = None  # PostgreSQL: parameters of the LISTEN connection for wake-ups
+    durable: bool = False  # PostgreSQL: wait for the disk at every claim and outcome (see taskstore.apply)
 
     def check(self):
         if self.workers < 1:
@@ -89,7 +90,7 @@ class Master:
         self.lanes = {name: Lane(name, size) for name, size in options.sizes().items()}
         self.recorder = recorder.Recorder()
         self.lease = options.lease
-        self.ledger = Ledger(self.recorder, self.owner, self.lease)
+        self.ledger = Ledger(self.recorder, self.owner, self.lease, durable=options.durable)
         self.presence = Presence(
             self.recorder,
             self.identity,

@@ -5,7 +5,8 @@ import math
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from asgiref.sync import sync_to_async
+from django.db import connections, transaction
 from django.tasks import TaskResultStatus, default_task_backend, task_backends
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
@@ -152,11 +153,16 @@ def test_aget_result_and_arefresh(master_socket):
         result = await contextual.async_attempt.aenqueue(0)
         fetched = await default_task_backend.aget_result(result.id)
         await result.arefresh()
+        await sync_to_async(close_connections)()  # the thread's own, so the test database can go
         return result, fetched
 
     result, fetched = asyncio.run(scenario())
     assert fetched.task.func is contextual.async_attempt.func and fetched.status == "READY"
     assert fetched.id == result.id and result.status == "READY"
+
+
+def close_connections():
+    connections.close_all()
 
 
 @pytest.mark.parametrize("unknown", ["999999", "abc", "", "1e3", None, "-1"])

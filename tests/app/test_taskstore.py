@@ -3,6 +3,7 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 
 from relieve_app import taskstore
@@ -134,3 +135,14 @@ def test_due_times_are_the_databases_and_a_row_stamped_ahead_is_still_listed():
     )
     rows = {pk: wait for pk, _queue, _priority, wait, _enqueued in taskstore.waiting(())}
     assert 80 < rows[soon.pk] <= 90 and rows[ahead.pk] == 0.0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="asynchronous commit is PostgreSQL's")
+@pytest.mark.parametrize(("durable", "expected"), [(True, "on"), (False, "off")])
+def test_claims_and_outcomes_commit_asynchronously_unless_durable(durable, expected):
+    row = record()
+    with transaction.atomic():
+        taskstore.apply({}, [], [(row.pk, "default", "default0")], ME, 60, durable=durable)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == expected

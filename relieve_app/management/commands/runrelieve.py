@@ -63,6 +63,7 @@ class Command(BaseCommand):
             max_memory=settings.RELIEVE_MAX_MEMORY_MB * 2**20,
             usage_interval=settings.RELIEVE_USAGE_INTERVAL,
             script=script,
+            durable=settings.RELIEVE_DURABLE_WRITES,
             host=settings.RELIEVE_HOST,
             heartbeat=settings.RELIEVE_HEARTBEAT,
             lease=settings.RELIEVE_LEASE,
