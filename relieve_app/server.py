@@ -98,7 +98,7 @@ class Master:
             interval=options.heartbeat,
             queues=list(self.lanes),
             children=lambda: sum(len(lane.pool.strategy.tasks) for lane in self.lanes.values()),
-            holding=lambda: set(self._running),
+            holding=lambda: self._running | self._settling.keys(),
         )
         self.lock = MasterLock(options.lock_path, options.database) if options.lock_path else None
         self.endpoint = Endpoint(options.socket_path, self, client_timeout=options.client_timeout)
