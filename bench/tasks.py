@@ -42,6 +42,7 @@ def main():
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--db-samples", type=int, default=30, help="db_worker waits ~1 s a sample")
     parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--backends", default="relieve,db", help="a part of the run, to look closer")
     parser.add_argument("--one", nargs=2, metavar=("BACKEND", "DATABASE"), help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.one:
@@ -49,10 +50,11 @@ def main():
         return
     figures = {}
     for database in options.databases.split(","):
-        for backend in ("relieve", "db"):
+        for backend in options.backends.split(","):
             figures[backend, database] = run_one(backend, database, options)
             show(backend, database, figures[backend, database])
-    summarise(figures)
+    if {backend for backend, _database in figures} == {"relieve", "db"}:
+        summarise(figures)
 
 
 def run_one(backend, database, options):

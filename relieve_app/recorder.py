@@ -13,7 +13,7 @@ import queue
 import threading
 from concurrent.futures import Future
 
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from .models import MailOutcome, TaskEvent, TaskRecord
@@ -89,8 +89,12 @@ class Recorder:
             connection.close()
 
     def _run(self, batch):
-        """Writes in one short transaction; a read alone, outside any (it never holds a write lock)."""
-        close_old_connections()
+        """Writes in one short transaction; a read alone, outside any (it never holds a write lock).
+
+        The connection is kept from batch to batch: CONN_MAX_AGE is a request's lifetime, and at
+        its default of 0 ``close_old_connections()`` would reconnect for every batch. One that
+        broke is dropped when a batch fails (``_reconnect``) and opened again for the replay.
+        """
         results = []
         try:
             if _reads(batch[0][0]):
