@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run superuser test test-sqlite test-postgres chromium lint format bench bench-peers bench-peers-quick clean
+.PHONY: install run superuser test test-sqlite test-postgres chromium lint format bench bench-peers bench-peers-quick bench-tasks clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
@@ -84,6 +84,13 @@ bench-peers: $(PEERS_VENV)/.installed
 
 bench-peers-quick: $(PEERS_VENV)/.installed
 	nice -n 10 $(PEERS_VENV)/bin/python bench/peers.py --quick $(PEERS_ARGS)
+
+# relieve against django-tasks-db's db_worker, which lives in its own venv: never a dependency of the app.
+BENCH_VENV := var/bench-venv
+bench-tasks: install
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet -r requirements.txt -r bench/requirements-tasks.txt
+	nice -n 10 $(BENCH_VENV)/bin/python bench/tasks.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

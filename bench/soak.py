@@ -1,12 +1,17 @@
 """Soak and chaos run: the whole stack under a bounded load while its processes are killed.
 
 Usage: python bench/soak.py [--posts 5000] [--clients 8] [--workers 4] [--refuse-share 0.05]
-                            [--seed 0] [--kill-every 3] [--keep]
+                            [--seed 0] [--kill-every 3] [--keep] [--masters 2 [--pg URL]]
 
 Everything lives in one temporary folder (SQLite file, socket, logs), removed at the end unless --keep:
 - gunicorn serving ``project.wsgi`` on a free port of 127.0.0.1, and ``manage.py runrelieve``;
 - an aiosmtpd sink in this process that refuses ``--refuse-share`` of the messages and stalls some;
 - ``--clients`` threads that POST /contact/ ``--posts`` times, each with its own subject "soak <n>".
+
+With ``--masters 2`` (or more) the run is that of several hosts sharing one PostgreSQL: each "host"
+has its own gunicorn, ``runrelieve``, socket and logs, all on a fresh database made on the server
+of ``--pg`` (dropped at the end); clients post to every web server in turn. Duplicates there come
+only from the kills.
 
 Meanwhile the chaos thread SIGKILLs a random child every ``--kill-every`` seconds, SIGKILLs the master
 once (at a third of the load) and starts it again, kills every child at once (at half), drops the SMTP
@@ -45,6 +50,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
@@ -60,6 +66,7 @@ HOSTILE_EVERY = 50
 LOCKED = "database is locked"
 TRACEBACK = "Traceback (most recent call last)"
 ENDED = "traceback ended with: "
+MAIL_TASK = "relieve_app.mailtask.send_contact_mail"  # what the contact view enqueues
 UNHANDED = "stays queued"  # the view could not hand a message over
 
 
@@ -95,6 +102,8 @@ class Config:
     drain_timeout: float = 120.0
     folder: Path | None = None  # a temporary folder unless given
     keep: bool = False
+    masters: int = 1  # more than one: as many hosts (gunicorn + runrelieve) on one PostgreSQL
+    pg: str = "postgres://postgres@127.0.0.1:5432/relieve_soak"  # its name gets the pid appended
 
 
 # the stack ----------------------------------------------------------------------
@@ -119,17 +128,35 @@ def master_request(path, op, timeout=2.0, **args):
     return reply["result"]
 
 
+class Host:
+    """One host's processes: gunicorn and runrelieve, with their own socket and logs."""
+
+    def __init__(self, folder, index):
+        suffix = "" if index == 0 else str(index)  # the first host's logs keep their plain names
+        self.name = f"host{index}"
+        self.socket_path = str(folder / f"relieve{suffix}.sock")
+        self.master_log = folder / f"master{suffix}.log"
+        self.web_log = folder / f"web{suffix}.log"
+        self.web_port = free_port()
+        self.master = None
+        self.web = None
+
+
 class Stack:
-    """gunicorn and runrelieve as processes on one SQLite file, the SMTP sink in this process."""
+    """gunicorn and runrelieve as processes, the SMTP sink in this process.
+
+    One host on a SQLite file; with ``masters`` > 1, that many hosts on one PostgreSQL database.
+    """
 
     def __init__(self, config, folder):
         self.config = config
         self.folder = folder
+        self.hosts = [Host(folder, index) for index in range(config.masters)]
         self.db_path = folder / "soak.sqlite3"
-        self.socket_path = str(folder / "relieve.sock")
-        self.master_log = folder / "master.log"
-        self.web_log = folder / "web.log"
-        self.web_port = free_port()
+        self.pg = None
+        if config.masters > 1:
+            url = urllib.parse.urlsplit(config.pg)
+            self.pg = url._replace(path=f"{url.path}_{os.getpid()}").geturl()
         self.sink = SMTPSink(
             refuse_share=config.refuse_share,
             stall=config.stall,
@@ -142,12 +169,11 @@ class Stack:
             "DJANGO_SETTINGS_MODULE": "project.settings",
             "DEBUG": "true",  # Django logs a 500's traceback to the console only with DEBUG on
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DATABASE_URL": f"sqlite:///{self.db_path}",
+            "DATABASE_URL": self.pg or f"sqlite:///{self.db_path}",
             "EMAIL_URL": f"smtp://{self.sink.host}:{self.sink.port}",
             "EMAIL_TIMEOUT": "5",
             "CONTACT_RECIPIENT": "owner@example.com",
             "CONTACT_RATE_LIMIT": "",
-            "RELIEVE_SOCKET": self.socket_path,
             "RELIEVE_WORKERS": str(config.workers),
             "RELIEVE_MAX_ATTEMPTS": str(config.max_attempts),
             "RELIEVE_RETRY_DELAY": str(config.retry_delay),
@@ -156,15 +182,23 @@ class Stack:
             "RELIEVE_GRACE": "3",
             # The sink counts contact mail by subject; the owner's failure notices would be strays.
             "RELIEVE_FAILURE_NOTIFY": "",
+            # A killed master's rows move to the others after this lease; a frozen one keeps them.
+            "RELIEVE_HEARTBEAT": "1",
+            "RELIEVE_LEASE": str(config.call_timeout + 5),
         }
-        self.master = None
-        self.web = None
+
+    @property
+    def web_ports(self):
+        return [host.web_port for host in self.hosts]
 
     def start(self):
         self.sink.start()
+        if self.pg:
+            _database(self.pg, "CREATE")
         self.migrate()
-        self.start_master()
-        self.start_web()
+        for host in self.hosts:
+            self.start_master(host)
+            self.start_web(host)
 
     def migrate(self):
         argv = [sys.executable, "manage.py", "migrate", "--noinput"]
@@ -172,13 +206,25 @@ class Stack:
         if done.returncode:
             raise SoakError(f"migrate failed ({done.returncode}):\n{done.stdout}{done.stderr}")
 
-    def start_master(self, timeout=60):
-        argv = [sys.executable, "manage.py", "runrelieve", "--workers", str(self.config.workers)]
-        self.master = self._spawn([*argv, "--socket", self.socket_path], self.master_log)
-        self._wait(self.master, "runrelieve", self.master_log, timeout, self.status)
+    def start_master(self, host=None, timeout=60):
+        host = host or self.hosts[0]
+        # The mail queue gets the children; the default queue, idle here, one.
+        workers = ["--workers", str(self.config.workers), "--queue", "default=1"]
+        argv = [sys.executable, "manage.py", "runrelieve", *workers, "--socket", host.socket_path]
+        env = {"RELIEVE_SOCKET": host.socket_path, "RELIEVE_HOST": host.name}
+        host.master = self._spawn(argv, host.master_log, env)
+        status = lambda: master_request(host.socket_path, "status")  # noqa: E731
+        self._wait(host.master, "runrelieve", host.master_log, timeout, status)
+
+    @property
+    def master(self):
+        """The first host's master: the one the chaos freezes and kills."""
+        return self.hosts[0].master
 
     def insert_ahead(self, count):
         """Rows as a web host with a clock an hour ahead writes them, never handed to the master."""
+        if self.pg:
+            return {}  # written through SQLite here; the run on PostgreSQL goes without them
         now = time.time()
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now))
         ahead = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(now + 3600))
@@ -186,51 +232,88 @@ class Stack:
         with contextlib.closing(sqlite3.connect(self.db_path, timeout=20)) as db, db:
             for n in range(count):
                 subject = f"ahead {n}"
+                job = {"emitter": f"ahead{n}@example.org", "recipient": "owner@example.com"}
+                job.update(subject=subject, body=BODY.format(n=n))
+                task = db.execute(  # the message's mail task, as the view enqueues it
+                    "INSERT INTO relieve_app_taskrecord (task_path, queue_name, backend, priority,"
+                    " takes_context, args, kwargs, status, errors, worker_ids, owner, enqueued_at,"
+                    " updated_at)"
+                    " VALUES (?, 'mail', 'default', 0, 0, ?, '{}', 'READY', '[]', '[]', '', ?, ?)",
+                    (MAIL_TASK, json.dumps([job]), ahead, ahead),
+                )
                 cursor = db.execute(
                     "INSERT INTO relieve_app_mailoutcome (reference, emitter, recipient, subject, body,"
-                    " status, attempts, task_name, message, error, created_at, updated_at)"
-                    " VALUES (?, ?, 'owner@example.com', ?, ?, 'queued', 0, '', '', '', ?, ?)",
+                    " status, attempts, task_name, message, error, created_at, updated_at, task_result_id)"
+                    " VALUES (?, ?, 'owner@example.com', ?, ?, 'queued', 0, '', '', '', ?, ?, ?)",
                     # A reference as the view makes them (relieve_app/references.py): 32 random characters.
                     (
                         secrets.token_urlsafe(24),
-                        f"ahead{n}@example.org",
+                        job["emitter"],
                         subject,
-                        BODY.format(n=n),
+                        job["body"],
                         stamp,
                         ahead,
+                        task.lastrowid,
                     ),
                 )
                 rows[cursor.lastrowid] = subject
         return rows
 
     def kill_master(self):
-        self.master.kill()
-        self.master.wait()
+        """SIGKILL the first host's master; with several, the others take its rows over."""
+        self.hosts[0].master.kill()
+        self.hosts[0].master.wait()
 
-    def start_web(self, timeout=60):
-        port = self.web_port
+    def start_web(self, host, timeout=60):
+        port = host.web_port
         argv = [sys.executable, "-m", "gunicorn", "project.wsgi", "-b", f"127.0.0.1:{port}"]
-        self.web = self._spawn([*argv, "-w", str(self.config.web_workers)], self.web_log)
-        self._wait(self.web, "gunicorn", self.web_log, timeout, lambda: _get(port, "/contact/").status == 200)
+        env = {"RELIEVE_SOCKET": host.socket_path, "RELIEVE_HOST": host.name}
+        host.web = self._spawn([*argv, "-w", str(self.config.web_workers)], host.web_log, env)
+        answers = lambda: _get(port, "/contact/").status == 200  # noqa: E731
+        self._wait(host.web, "gunicorn", host.web_log, timeout, answers)
 
     def status(self):
-        return master_request(self.socket_path, "status")
+        """The children of every master that answers."""
+        children = []
+        for host in self.hosts:
+            with contextlib.suppress(OSError):
+                children += master_request(host.socket_path, "status")["children"]
+        if not children:
+            raise OSError("no master answers")
+        return {"children": children}
+
+    def read_rows(self):
+        return read_rows(self.pg or self.db_path)
+
+    def logs(self):
+        return {
+            name: scan_log(path)
+            for host in self.hosts
+            for name, path in ((host.master_log.stem, host.master_log), (host.web_log.stem, host.web_log))
+        }
 
     def stop(self):
-        for process in (self.web, self.master):
-            if process is None or process.poll() is not None:
-                continue
-            process.terminate()
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        for host in self.hosts:
+            for process in (host.web, host.master):
+                if process is None or process.poll() is not None:
+                    continue
+                process.terminate()
+                try:
+                    process.wait(30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         self.sink.stop()
 
-    def _spawn(self, argv, log_path):
+    def drop(self):
+        if self.pg:
+            _database(self.pg, "DROP")
+
+    def _spawn(self, argv, log_path, env):
         with open(log_path, "a") as log:
-            return subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            return subprocess.Popen(
+                argv, cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT
+            )
 
     @staticmethod
     def _wait(process, name, log_path, timeout, answers):
@@ -243,6 +326,20 @@ class Stack:
                     return
             time.sleep(0.1)
         raise SoakError(f"{name} did not answer within {timeout}s:\n{log_path.read_text()[-3000:]}")
+
+
+def _database(url, verb):
+    """CREATE or DROP the database of `url`, from the server's `postgres` database."""
+    import psycopg
+    from psycopg import sql
+
+    parts = urllib.parse.urlsplit(url)
+    name = parts.path.lstrip("/")
+    with psycopg.connect(parts._replace(path="/postgres").geturl(), autocommit=True) as conn:
+        if verb == "DROP":
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        else:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def _get(port, path):
@@ -262,8 +359,8 @@ def _get(port, path):
 class Load:
     """Client threads posting the contact form, JSON answers, until every number was posted once."""
 
-    def __init__(self, port, posts, clients):
-        self.port = port
+    def __init__(self, ports, posts, clients):
+        self.ports = list(ports)  # client n posts to ports[n % len(ports)]
         self.posts = posts
         self.clients = clients
         self.accepted = {}  # outcome id -> subject
@@ -273,7 +370,12 @@ class Load:
         self._lock = threading.Lock()
 
     def run(self):
-        threads = [threading.Thread(target=self._client, name=f"soak-client{i}") for i in range(self.clients)]
+        threads = [
+            threading.Thread(
+                target=self._client, args=(self.ports[i % len(self.ports)],), name=f"soak-client{i}"
+            )
+            for i in range(self.clients)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -283,9 +385,9 @@ class Load:
         with self._lock:
             return next(self._numbers, None)
 
-    def _client(self):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
-        token = _csrf_token(_get(self.port, "/contact/"))
+    def _client(self, port):
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        token = _csrf_token(_get(port, "/contact/"))
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
             "Accept": "application/json",
@@ -402,7 +504,8 @@ class Chaos(threading.Thread):
                 self.thaw()
             due = progress >= config.db_lock_at or self._load_done.is_set()
             # Not while the master is frozen: it may hold the lock itself until this thread thaws it.
-            if not self.db_locks and due and self._thaw_at is None:
+            # PostgreSQL has no database-wide write lock to hold.
+            if not self.db_locks and due and self._thaw_at is None and not self.stack.pg:
                 self.lock_db(now)
             if self._unlock_at is not None and now >= self._unlock_at:
                 self.unlock_db()
@@ -422,7 +525,7 @@ class Chaos(threading.Thread):
             and self.all_kills
             and self.freezes
             and self._thaw_at is None
-            and self.db_locks
+            and (self.db_locks or self.stack.pg)
             and self._unlock_at is None
             and kills_done
         )
@@ -432,7 +535,7 @@ class Chaos(threading.Thread):
             children = self.stack.status()["children"]
         except OSError:
             return  # the master is down or busy: try at the next tick
-        running = [child for child in children if child["running"] and child["pid"]]
+        running = [c for c in children if c["running"] and c["pid"] and c.get("queue", "mail") == "mail"]
         if running:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.random.choice(running)["pid"], signal.SIGKILL)
@@ -558,14 +661,18 @@ class Result:
             (f"database write lock held {self.config.db_lock_for:g}s", self.db_locks),
             ("rows stamped 1h ahead, left to the sweep", self.ahead),
             ("failed at the first attempt (5xx)", self.failed_at_once),
-            ("POSTs left for the sweep", self.logs.get("web", {}).get(UNHANDED, 0)),
+            (
+                "POSTs left for the sweep",
+                sum(c[UNHANDED] for n, c in self.logs.items() if n.startswith("web")),
+            ),
             ("hostile Markdown bodies delivered", self.hostile or 0),
         ]
         for name, counts in self.logs.items():
             rows.append((f'{name}.log "{LOCKED}"', counts[LOCKED]))
             rows.append((f"{name}.log tracebacks", counts[TRACEBACK]))
         lines = [
-            f"soak: {c.posts} posts from {c.clients} clients, {c.workers} children, refuse share "
+            f"soak: {c.posts} posts from {c.clients} clients, {c.masters} master(s) of {c.workers} children "
+            f"({'PostgreSQL' if c.masters > 1 else 'SQLite'}), refuse share "
             f"{c.refuse_share:g}, seed {c.seed}; load {self.load_seconds:.1f}s ({rate:.0f}/s), "
             f"drain {self.drain_seconds:.1f}s",
         ]
@@ -588,18 +695,23 @@ class Result:
         )
 
 
-def read_rows(db_path):
-    """Every outcome: id -> (status, error, attempts)."""
-    with contextlib.closing(sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=20)) as db:
-        query = "SELECT id, status, error, attempts FROM relieve_app_mailoutcome"
+def read_rows(database):
+    """Every outcome: id -> (status, error, attempts); `database` is a SQLite path or a PostgreSQL URL."""
+    query = "SELECT id, status, error, attempts FROM relieve_app_mailoutcome"
+    if isinstance(database, str) and database.startswith("postgres"):
+        import psycopg
+
+        with psycopg.connect(database) as db:
+            return {row[0]: row[1:] for row in db.execute(query)}
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=20)) as db:
         return {row[0]: row[1:] for row in db.execute(query)}
 
 
-def drain(db_path, timeout):
+def drain(stack, timeout):
     """Wait until no row is pending; returns the seconds it took (or the timeout)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        if not any(status in PENDING for status, _error, _attempts in read_rows(db_path).values()):
+        if not any(status in PENDING for status, _error, _attempts in stack.read_rows().values()):
             break
         time.sleep(0.5)
     return time.monotonic() - started
@@ -659,16 +771,17 @@ def run(config, out=print):
     result = Result(config, folder=folder if config.keep else None)
     try:
         stack.start()
-        load = Load(stack.web_port, config.posts, config.clients)
-        load.accepted.update(stack.insert_ahead(config.ahead))
-        result.ahead = config.ahead
+        load = Load(stack.web_ports, config.posts, config.clients)
+        ahead = stack.insert_ahead(config.ahead)
+        load.accepted.update(ahead)
+        result.ahead = len(ahead)
         chaos = Chaos(stack, load, config)
         started = time.monotonic()
         chaos.start()
         load.run()
         result.load_seconds = time.monotonic() - started
         chaos.finish(timeout=config.kill_every * (config.child_kills or 0) + config.smtp_down + 120)
-        result.drain_seconds = drain(stack.db_path, config.drain_timeout)
+        result.drain_seconds = drain(stack, config.drain_timeout)
     except SoakError as exc:
         raise SoakError(f"{exc}\n(database and logs kept in {folder})") from None
     finally:
@@ -681,9 +794,12 @@ def run(config, out=print):
     result.all_kills, result.freezes, result.db_locks = chaos.all_kills, chaos.freezes, chaos.db_locks
     result.chaos_error = repr(chaos.error) if chaos.error else ""
     result.refused_by_sink = stack.sink.refused
-    result.logs = {"master": scan_log(stack.master_log), "web": scan_log(stack.web_log)}
+    result.logs = stack.logs()
     subjects = [str(message["Subject"]) for message in stack.sink.messages]
-    account(result, load, read_rows(stack.db_path), subjects)
+    try:
+        account(result, load, stack.read_rows(), subjects)
+    finally:
+        stack.drop()
     result.hostile = hostile_delivered(load, subjects)
     if config.keep:
         (folder / "received.txt").write_text("".join(f"{subject}\n" for subject in subjects))
@@ -703,6 +819,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kill-every", dest="kill_every", type=float, default=3.0, help="seconds")
     parser.add_argument("--keep", action="store_true", help="keep the folder with the database and logs")
+    parser.add_argument("--masters", type=int, default=1, help="hosts, each with gunicorn and runrelieve")
+    parser.add_argument("--pg", default=Config.pg, help="PostgreSQL for --masters 2 or more")
     options = parser.parse_args(argv)
     try:
         result = run(Config(**vars(options)))

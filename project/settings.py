@@ -173,8 +173,30 @@ RELIEVE_FROM_ENV = {
     # With DEBUG off, a backend that delivers nothing (console, file, memory, dummy) stops every process
     # at start, unless this says it is meant; runrelieve then warns at every start.
     "RELIEVE_ALLOW_DEV_MAIL": env.bool,
+    # Several masters may share one PostgreSQL. Each registers under RELIEVE_HOST (default: the machine's
+    # host name) and renews its lease every RELIEVE_HEARTBEAT seconds; one silent for RELIEVE_LEASE
+    # seconds is gone, and what it held is taken over.
+    "RELIEVE_HOST": env.str,
+    "RELIEVE_HEARTBEAT": env.float,
+    "RELIEVE_LEASE": env.float,
+    # Children per queue, like "mail=4,default=2" (runrelieve --queue); a queue not named gets
+    # RELIEVE_WORKERS.
+    "RELIEVE_QUEUES": env.str,
+    # PostgreSQL: the master's claims and outcomes wait for the disk at every commit. Off (the default),
+    # a crash of the database server may forget their last fraction of a second: those tasks run again.
+    "RELIEVE_DURABLE_WRITES": env.bool,
+    # Finished task results older than this are removed by `manage.py prunetasks` (e.g. "7d", "12h").
+    "RELIEVE_KEEP_RESULTS": env.str,
 }
 globals().update({name: read(name) for name, read in RELIEVE_FROM_ENV.items() if name in os.environ})
+
+# django.tasks: every @task runs in the relieve master's children; the contact mail on "mail".
+TASKS = {
+    "default": {
+        "BACKEND": "relieve_app.backend.RelieveBackend",
+        "QUEUES": env.list("TASK_QUEUES", default=["default", "mail"]),
+    }
+}
 
 # The rate limit counts in the default cache. The local-memory default is one per process: with several
 # web processes, use a shared cache for one global count: redis://host:6379/0 (Django's RedisCache needs

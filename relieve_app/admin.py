@@ -1,10 +1,17 @@
+import json
+from urllib.parse import urlencode
+
 from django.contrib import admin, messages
 from django.db import transaction
-from django.urls import path
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
-from relieve_app import client, dashboard, status
-from relieve_app.models import MailOutcome, TaskEvent, UsageSample
+from relieve_app import backend, dashboard, status, wakeup
+from relieve_app.mailtask import job_of, send_contact_mail
+from relieve_app.models import MailOutcome, RelieveMaster, TaskEvent, TaskRecord, UsageSample
 
 admin.site.site_header = "relieve administration"
 admin.site.site_title = "relieve"
@@ -22,7 +29,7 @@ def _compact(moment):
 
 
 class ReadOnlyMixin:
-    """Outcomes, events and samples are written by the master alone; people look at them, and retry."""
+    """Tasks, outcomes, events and samples are written by the master alone; people look at them, and retry."""
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -32,6 +39,33 @@ class ReadOnlyMixin:
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+class RetryMixin:
+    """Runs the selected rows again as new tasks, then tells the master on commit."""
+
+    def has_retry_permission(self, request):
+        opts = self.opts
+        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
+
+    def hand_over(self, request, rows, noun):
+        """Give new tasks to the master; after its first refusal the rest simply wait for the sweep."""
+        handed = 0
+        for row in rows:
+            if not backend.announce(row):
+                break
+            handed += 1
+        if handed:
+            self.message_user(request, f"{handed} {noun}(s) handed to the master.", messages.SUCCESS)
+        if waiting := len(rows) - handed:
+            if status.master_alive():
+                why = "the master refused them for now and picks them up on its next sweep."
+            else:
+                why = (
+                    "no relieve master is running. They are sent once one starts "
+                    "(python manage.py runrelieve)."
+                )
+            self.message_user(request, f"{waiting} {noun}(s) stay queued: {why}", messages.WARNING)
 
 
 class TaskEventInline(ReadOnlyMixin, admin.TabularInline):
@@ -44,8 +78,16 @@ class TaskEventInline(ReadOnlyMixin, admin.TabularInline):
     show_change_link = True
 
 
+class OutcomeEventInline(TaskEventInline):
+    fk_name = "outcome"
+
+
+class TaskResultEventInline(TaskEventInline):
+    fk_name = "task_result"
+
+
 @admin.register(MailOutcome)
-class MailOutcomeAdmin(ReadOnlyMixin, admin.ModelAdmin):
+class MailOutcomeAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
     # Six columns fit beside the admin's two sidebars at 1280 px; the child that sent it is on the detail.
     list_display = ["status", "emitter", "short_subject", "tries", "created", "sent"]
     list_display_links = ["status", "short_subject"]
@@ -57,13 +99,14 @@ class MailOutcomeAdmin(ReadOnlyMixin, admin.ModelAdmin):
         ("created_at", "updated_at", "sent_at"),
         ("emitter", "recipient"),
         "reference",  # what a visitor quotes from their thank-you page
+        "task_result_link",  # the django.tasks result that sends (or sent) it
         "subject",
         "body",
         "message",
         "error",
     ]
     readonly_fields = [name for row in fields for name in ((row,) if isinstance(row, str) else row)]
-    inlines = [TaskEventInline]
+    inlines = [OutcomeEventInline]
     actions = ["retry"]
 
     @admin.display(description="subject", ordering="subject")
@@ -83,6 +126,13 @@ class MailOutcomeAdmin(ReadOnlyMixin, admin.ModelAdmin):
     def sent(self, obj):
         return _compact(obj.sent_at)
 
+    @admin.display(description="task result")
+    def task_result_link(self, obj):
+        if obj.task_result_id is None:
+            return "-"
+        url = reverse("admin:relieve_app_taskrecord_change", args=[obj.task_result_id])
+        return format_html('<a href="{}">#{} {}</a>', url, obj.task_result_id, obj.task_result.status)
+
     def get_urls(self):
         view = self.admin_site.admin_view
         return [
@@ -94,50 +144,119 @@ class MailOutcomeAdmin(ReadOnlyMixin, admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def has_retry_permission(self, request):
-        opts = self.opts
-        return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
-
     @admin.action(description="Retry selected messages", permissions=["retry"])
     def retry(self, request, queryset):
+        """Each unsent message gets a new mail task; its delivery state starts again at queued."""
         skipped = queryset.filter(status=MailOutcome.Status.SENT).count()
         with transaction.atomic():
-            ids = list(queryset.exclude(status=MailOutcome.Status.SENT).values_list("pk", flat=True))
-            MailOutcome.objects.filter(pk__in=ids).update(
-                status=MailOutcome.Status.QUEUED, attempts=0, error="", updated_at=timezone.now()
-            )
-            transaction.on_commit(lambda: self.hand_over(request, ids))
+            tasks = []
+            for outcome in queryset.exclude(status=MailOutcome.Status.SENT).select_for_update():
+                row = TaskRecord.objects.create(
+                    task_path=send_contact_mail.module_path,
+                    queue_name=send_contact_mail.queue_name,
+                    backend=send_contact_mail.backend,
+                    args=[job_of(outcome)],
+                )
+                outcome.status, outcome.attempts, outcome.error, outcome.task_result = "queued", 0, "", row
+                outcome.save(update_fields=["status", "attempts", "error", "task_result", "updated_at"])
+                wakeup.notify(row.queue_name, row.pk)
+                tasks.append(row)
+            transaction.on_commit(lambda: self.hand_over(request, tasks, "message"))
         if skipped:
             self.message_user(request, f"{skipped} sent message(s) left alone: they are not sent twice.")
 
-    def hand_over(self, request, ids):
-        """Give reset rows to the master; after its first refusal the rest wait in the database."""
-        handed = 0
-        for pk in ids:
-            if not client.submit(pk):
-                break
-            handed += 1
-        if handed:
-            self.message_user(request, f"{handed} message(s) handed to the master.", messages.SUCCESS)
-        if waiting := len(ids) - handed:
-            if status.master_alive():
-                why = "the master refused them for now and picks them up on its next sweep."
-            else:
-                why = (
-                    "no relieve master is running. They are sent once one starts "
-                    "(python manage.py runrelieve)."
+
+@admin.register(TaskRecord)
+class TaskRecordAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
+    list_display = [
+        "id",
+        "task_path",
+        "queue_name",
+        "status",
+        "priority",
+        "attempt_count",
+        "enqueued_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "task_path", "queue_name"]
+    date_hierarchy = "enqueued_at"
+    search_fields = ["task_path", "args", "kwargs", "errors", "worker_ids"]
+    fields = [
+        ("task_path", "queue_name", "backend"),
+        ("status", "priority", "attempt_count"),
+        ("enqueued_at", "run_after", "started_at", "last_attempted_at", "finished_at"),
+        "arguments",
+        "result",
+        "error_list",
+        ("worker_ids", "owner", "lease_until"),
+        ("timeout", "max_attempts", "takes_context"),
+        "outcomes",
+    ]
+    readonly_fields = [*(name for line in fields for name in (line if isinstance(line, tuple) else [line]))]
+    inlines = [TaskResultEventInline]
+    actions = ["retry"]
+
+    @admin.display(description="attempts")
+    def attempt_count(self, obj):
+        return obj.attempts
+
+    @admin.display(description="arguments")
+    def arguments(self, obj):
+        return _pretty({"args": obj.args, "kwargs": obj.kwargs})
+
+    @admin.display(description="return value")
+    def result(self, obj):
+        return _pretty(obj.return_value) if obj.status == TaskRecord.Status.SUCCESSFUL else "-"
+
+    @admin.display(description="errors")
+    def error_list(self, obj):
+        if not obj.errors:
+            return "-"
+        return format_html_join(
+            "",
+            "<p><strong>{}</strong>: {}</p><pre>{}</pre>",
+            (
+                (e.get("exception_class_path", ""), e.get("message", ""), e.get("traceback", ""))
+                for e in obj.errors
+            ),
+        )
+
+    @admin.display(description="mail outcomes")
+    def outcomes(self, obj):
+        rows = obj.mail_outcomes.all()
+        if not rows:
+            return "-"
+        return format_html_join(
+            ", ",
+            '<a href="{}">#{} {}</a>',
+            ((reverse("admin:relieve_app_mailoutcome_change", args=[o.pk]), o.pk, o.status) for o in rows),
+        )
+
+    @admin.action(description="Run selected failed tasks again", permissions=["retry"])
+    def retry(self, request, queryset):
+        """Only FAILED tasks: one still waiting or running would run twice, a successful one again."""
+        failed = queryset.filter(status=TaskRecord.Status.FAILED)
+        if skipped := queryset.count() - failed.count():
+            self.message_user(request, f"{skipped} task(s) not failed left alone.")
+        with transaction.atomic():
+            tasks = []
+            for row in failed:
+                new = backend.again(row)
+                MailOutcome.objects.filter(task_result=row).update(
+                    status=MailOutcome.Status.QUEUED, attempts=0, error="", task_result=new
                 )
-            self.message_user(request, f"{waiting} message(s) stay queued: {why}", messages.WARNING)
+                tasks.append(new)
+            transaction.on_commit(lambda: self.hand_over(request, tasks, "task"))
 
 
 @admin.register(TaskEvent)
 class TaskEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["created_at", "event", "task_name", "outcome"]
+    list_display = ["created_at", "event", "task_name", "task_result", "outcome"]
     list_filter = ["event", "task_name"]
-    list_select_related = ["outcome"]
+    list_select_related = ["outcome", "task_result"]
     date_hierarchy = "created_at"
     search_fields = ["task_name", "payload"]
-    fields = ["created_at", "event", "task_name", "outcome", "payload"]
+    fields = ["created_at", "event", "task_name", "task_result", "outcome", "payload"]
     readonly_fields = fields
 
 
@@ -146,3 +265,58 @@ class UsageSampleAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ["created_at", "task_name", "pid", "memory", "cpu_percent"]
     list_filter = ["task_name"]
     date_hierarchy = "created_at"
+
+
+def _pretty(value):
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True))
+
+
+@admin.register(RelieveMaster)
+class RelieveMasterAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """The masters sharing this database; a gone one vanished without stopping, with the rows it held."""
+
+    list_display = [
+        "host",
+        "pid",
+        "state",
+        "held",
+        "started_at",
+        "heartbeat_at",
+        "expires_at",
+        "children",
+        "queues",
+    ]
+    list_filter = ["host"]
+    search_fields = ["id", "host"]
+    fields = [
+        "id",
+        "host",
+        "pid",
+        "state",
+        "held",
+        "started_at",
+        "heartbeat_at",
+        "expires_at",
+        "children",
+        "queues",
+    ]
+    readonly_fields = fields
+
+    def get_queryset(self, request):
+        running = TaskRecord.objects.filter(owner=OuterRef("pk"), status=TaskRecord.Status.RUNNING)
+        held = Subquery(running.values("owner").annotate(n=Count("pk")).values("n"))
+        return super().get_queryset(request).with_gone().annotate(held_count=Coalesce(held, 0))
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="state", ordering="expires_at")
+    def state(self, obj):
+        return "gone" if obj.gone else "running"
+
+    @admin.display(description="tasks held", ordering="held_count")
+    def held(self, obj):
+        """Links to the task results this master runs; a gone master's wait to be taken over."""
+        query = urlencode({"owner": obj.pk, "status": TaskRecord.Status.RUNNING})
+        url = f"{reverse('admin:relieve_app_taskrecord_changelist')}?{query}"
+        return format_html('<a href="{}">{}</a>', url, obj.held_count)

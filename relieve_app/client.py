@@ -1,13 +1,14 @@
 """What the web side uses to reach the relieve master over its Unix socket.
 
-One request per connection, in the frames of ``relieve_app.pool.framing``::
+Requests in the frames of ``relieve_app.pool.framing``, one or several per connection::
 
-    request:  {"op": "submit", "args": {"id": 42}}
+    request:  {"op": "submit", "args": {"id": 42, "queue": "mail"}}
     reply:    {"ok": true, "result": {"queued": 42}}
           or  {"ok": false, "error": {"type": "UnknownOperation", "message": "..."}}
 
-The whole round trip (connect, send, reply) is bounded by RELIEVE_ACK_TIMEOUT, so a view never
-waits longer than that for a master that is down, busy or hung.
+The whole round trip (connect, send, replies) is bounded by RELIEVE_ACK_TIMEOUT, so a view never
+waits longer than that for a master that is down, busy or hung. Tasks committed together are
+handed over together, on one connection (``submit_many``).
 """
 
 import logging
@@ -37,40 +38,74 @@ class MasterError(ClientError):
         self.message = message
 
 
-def request(op, *, timeout=None, **args):
-    """Send one operation to the master and return its result, within ``timeout`` (RELIEVE_ACK_TIMEOUT)."""
-    path = app_settings.RELIEVE_SOCKET
+def request(op, *, timeout=None, socket_path=None, **args):
+    """Send one operation to the master at ``socket_path`` (RELIEVE_SOCKET) and return its result,
+    within ``timeout`` (RELIEVE_ACK_TIMEOUT)."""
+    path = socket_path or app_settings.RELIEVE_SOCKET
+    [reply] = exchange([{"op": op, "args": args}], timeout=timeout, socket_path=path)
+    return _result(reply, path)
+
+
+def exchange(requests, *, timeout=None, socket_path=None):
+    """Send requests over one connection and return the master's replies, in order, unread."""
+    path = socket_path or app_settings.RELIEVE_SOCKET
     timeout = app_settings.RELIEVE_ACK_TIMEOUT if timeout is None else timeout
-    frame = encode({"op": op, "args": args})
+    frames = b"".join(encode(request) for request in requests)
     deadline = time.monotonic() + timeout
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(_remaining(deadline))
             sock.connect(path)
             sock.settimeout(_remaining(deadline))
-            sock.sendall(frame)
-            reply = _receive(sock, deadline)
+            sock.sendall(frames)
+            return _receive(sock, deadline, len(requests))
     except TimeoutError:
         raise MasterUnavailable(f"no answer from the relieve master at {path} within {timeout}s") from None
     except OSError as exc:
         raise MasterUnavailable(f"cannot reach the relieve master at {path}: {exc}") from exc
-    return _result(reply, path)
 
 
-def submit(outcome_id):
-    """Hand a saved MailOutcome to the master; False (never an exception) when it did not take it."""
+def submit(task_id, **hints):
+    """Hand a committed task to the master; False (never an exception) when it did not take it.
+
+    ``hints`` (queue, priority, run_after as a Unix time) let the master order it without reading
+    the row first; they are left out when they are the defaults.
+    """
+    return submit_many([(task_id, hints)]) == 1
+
+
+def submit_many(tasks):
+    """Hand ``(task_id, hints)`` pairs to the master over one connection; how many it took.
+
+    Never raises: a task the master did not take stays READY in the database for its sweep.
+    """
+    if not tasks:
+        return 0
     try:
-        request("submit", id=outcome_id)
+        replies = exchange([{"op": "submit", "args": {"id": task_id, **hints}} for task_id, hints in tasks])
     except ClientError as exc:
-        logger.warning(
-            "Outcome %s was not handed to the relieve master at %s (%s); "
-            "it stays queued for the master's sweep.",
-            outcome_id,
-            app_settings.RELIEVE_SOCKET,
-            exc,
-        )
-        return False
-    return True
+        _not_handed([task_id for task_id, _hints in tasks], exc)
+        return 0
+    taken = 0
+    for (task_id, _hints), reply in zip(tasks, replies, strict=True):
+        try:
+            _result(reply, app_settings.RELIEVE_SOCKET)
+        except ClientError as exc:
+            _not_handed([task_id], exc)
+        else:
+            taken += 1
+    return taken
+
+
+def _not_handed(ids, exc):
+    more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
+    logger.warning(
+        "Task %s%s was not handed to the relieve master at %s (%s); it stays queued for the master's sweep.",
+        ids[0],
+        more,
+        app_settings.RELIEVE_SOCKET,
+        exc,
+    )
 
 
 def _remaining(deadline):
@@ -80,16 +115,16 @@ def _remaining(deadline):
     return left
 
 
-def _receive(sock, deadline):
+def _receive(sock, deadline, count):
     decoder = FrameDecoder()
-    while True:
+    replies = []
+    while len(replies) < count:
         sock.settimeout(_remaining(deadline))
         data = sock.recv(65536)
         if not data:
             raise MasterUnavailable("the relieve master closed the connection without answering")
-        frames = decoder.feed(data)
-        if frames:
-            return frames[0]
+        replies += decoder.feed(data)
+    return replies[:count]
 
 
 def _result(reply, path):

@@ -41,7 +41,18 @@ DEFAULTS = {
     "RELIEVE_USAGE_INTERVAL": 30.0,
     # A Markdown body that takes longer to render goes out as text only.
     "RELIEVE_RENDER_TIMEOUT": 0.5,
-    "RELIEVE_TASK": "relieve_app.mail:Mail",
+    "RELIEVE_TASK": "relieve_app.runner:Runner",
+    # Several masters on one PostgreSQL: the name a master registers under ("": the host name), how
+    # often it renews its lease, and how long a silent master's lease lasts before its work is taken.
+    "RELIEVE_HOST": "",
+    "RELIEVE_HEARTBEAT": 5.0,
+    "RELIEVE_LEASE": 30.0,
+    # Children per queue, like "mail=4,default=2"; a queue not named gets RELIEVE_WORKERS.
+    "RELIEVE_QUEUES": "",
+    # PostgreSQL: False lets the master's claims and outcomes commit without waiting for the disk.
+    "RELIEVE_DURABLE_WRITES": False,
+    # How long `prunetasks` keeps finished task results, like "7d" or "12h".
+    "RELIEVE_KEEP_RESULTS": "7d",
 }
 
 # What each setting must be: (kind, smallest value allowed). CONTACT_RATE_LIMIT and CONTACT_RECIPIENT
@@ -63,6 +74,9 @@ RULES = {
     "RELIEVE_USAGE_INTERVAL": ("seconds", 0.1),
     "RELIEVE_RENDER_TIMEOUT": ("seconds", 0.01),
     "RELIEVE_TASK": ("script", None),
+    "RELIEVE_HEARTBEAT": ("seconds", 0.1),
+    "RELIEVE_LEASE": ("seconds", 0.2),
+    "RELIEVE_DURABLE_WRITES": ("bool", None),
 }
 
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, one for the NUL

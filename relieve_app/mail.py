@@ -89,12 +89,12 @@ class Mail:
         report = {"id": job["id"], "attempt": job["attempt"]}
         try:
             mail, rendered = self.build_message(job)
-            self._deliver(mail)
+            self.deliver(mail)
         except Exception as exc:
             message, code = describe(exc)
             self._emit("error", {**report, "message": message, "code": code, "type": type(exc).__name__})
             return False
-        self._emit("info", {**report, **self._sent(job, rendered)})
+        self._emit("info", {**report, **self.sent_report(job, rendered)})
         return True
 
     def build_message(self, job):
@@ -112,7 +112,7 @@ class Mail:
         return message, rendered
 
     @staticmethod
-    def _sent(job, rendered):
+    def sent_report(job, rendered):
         message = f"Mail sent to {job['recipient']}"
         if rendered.fallback is None:
             return {"message": message}
@@ -126,7 +126,7 @@ class Mail:
         with contextlib.suppress(OSError):  # smtplib's errors included: a dead link may fail to QUIT
             self.connection.close()
 
-    def _deliver(self, message):
+    def deliver(self, message):
         """Send on the kept connection; when the server dropped it, reconnect and try once more.
 
         A timeout is no drop: the server is alive but slow and may still deliver what it was given,

@@ -1,9 +1,58 @@
-"""What happened to each contact message, and the event log of the tasks that handled it."""
+"""The state of every task, what happened to each contact message, the event log of both, and the masters."""
 
 from django.db import models
+from django.db.models.functions import Now
+from django.tasks import TaskResultStatus
 from django.utils import timezone
 
 from relieve_app import references
+
+
+class TaskRecord(models.Model):
+    """One enqueued task and what became of it: the row behind Django's TaskResult.
+
+    Inserted by ``enqueue()`` in the caller's transaction; every later change is the master's.
+    A claim moves READY to RUNNING in one conditional UPDATE and names its ``owner`` with a
+    ``lease_until``, so several masters can share the table later without running a task twice.
+    """
+
+    Status = TaskResultStatus
+    FINISHED = (Status.SUCCESSFUL, Status.FAILED)
+
+    task_path = models.CharField("task", max_length=255, db_index=True)
+    queue_name = models.CharField("queue", max_length=100, db_index=True)
+    backend = models.CharField("backend", max_length=100)
+    priority = models.SmallIntegerField("priority", default=0)
+    takes_context = models.BooleanField("takes context", default=False)
+    run_after = models.DateTimeField("run after", null=True, blank=True)
+    timeout = models.FloatField("timeout (s)", null=True, blank=True, help_text="Empty: the master's.")
+    max_attempts = models.PositiveSmallIntegerField("max attempts", null=True, blank=True)
+    args = models.JSONField("arguments", default=list, blank=True)
+    kwargs = models.JSONField("keyword arguments", default=dict, blank=True)
+    status = models.CharField("status", max_length=10, choices=Status, default=Status.READY, db_index=True)
+    return_value = models.JSONField("return value", null=True, blank=True)
+    errors = models.JSONField("errors", default=list, blank=True)
+    worker_ids = models.JSONField("workers", default=list, blank=True, help_text="One entry per attempt.")
+    owner = models.CharField("owner", max_length=200, blank=True, help_text="host:pid:start of the master.")
+    lease_until = models.DateTimeField("lease until", null=True, blank=True)
+    enqueued_at = models.DateTimeField("enqueued", default=timezone.now, db_index=True)
+    started_at = models.DateTimeField("started", null=True, blank=True)
+    last_attempted_at = models.DateTimeField("last attempted", null=True, blank=True)
+    finished_at = models.DateTimeField("finished", null=True, blank=True, db_index=True)
+    updated_at = models.DateTimeField("updated", default=timezone.now)
+
+    class Meta:
+        ordering = ["-enqueued_at", "-id"]
+        verbose_name = "task result"
+        verbose_name_plural = "task results"
+        indexes = [models.Index(fields=["status", "queue_name", "-priority", "run_after"], name="ready_idx")]
+
+    def __str__(self):
+        return f"#{self.pk} {self.task_path} ({self.status})"
+
+    @property
+    def attempts(self):
+        return len(self.worker_ids)
 
 
 class MailOutcomeQuerySet(models.QuerySet):
@@ -38,6 +87,15 @@ class MailOutcome(models.Model):
     created_at = models.DateTimeField("created", auto_now_add=True, db_index=True)
     updated_at = models.DateTimeField("updated", auto_now=True)
     sent_at = models.DateTimeField("sent", null=True, blank=True)
+    task_result = models.ForeignKey(
+        TaskRecord,
+        verbose_name="task result",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="mail_outcomes",
+        help_text="The task that delivers it; its state and this row's are written together.",
+    )
 
     objects = MailOutcomeQuerySet.as_manager()
 
@@ -55,12 +113,23 @@ class TaskEvent(models.Model):
     created_at = models.DateTimeField("time", default=timezone.now, db_index=True)
     task_name = models.CharField("task", max_length=100, blank=True, db_index=True)
     event = models.CharField(
-        "event", max_length=30, db_index=True, help_text="info, error, start, exit, restart"
+        "event",
+        max_length=30,
+        db_index=True,
+        help_text="info, error, timeout, retry, start, exit, restart, recycle",
     )
     payload = models.JSONField("payload", default=dict, blank=True)
     outcome = models.ForeignKey(
         MailOutcome,
         verbose_name="mail outcome",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+    )
+    task_result = models.ForeignKey(
+        TaskRecord,
+        verbose_name="task result",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -96,3 +165,42 @@ class UsageSample(models.Model):
 
     def __str__(self):
         return f"{self.task_name} at {self.created_at:%H:%M:%S}: {self.memory / 2**20:.1f} MiB"
+
+
+class RelieveMasterQuerySet(models.QuerySet):
+    def with_gone(self):
+        """Annotate `gone`: the lease ran out by the database's clock, so no host's clock skew counts."""
+        expired = models.Q(expires_at__lt=Now())
+        return self.annotate(gone=models.ExpressionWrapper(expired, output_field=models.BooleanField()))
+
+    def live(self):
+        return self.filter(expires_at__gte=Now())
+
+    def gone(self):
+        return self.filter(expires_at__lt=Now())
+
+
+class RelieveMaster(models.Model):
+    """One running `runrelieve`: registered at start, renewed by its heartbeat, deleted when it stops.
+
+    A row whose lease (`expires_at`) has run out belongs to a master that vanished without stopping.
+    """
+
+    id = models.CharField("master id", max_length=200, primary_key=True)
+    host = models.CharField("host", max_length=150, db_index=True)
+    pid = models.PositiveIntegerField("pid")
+    started_at = models.DateTimeField("started")
+    heartbeat_at = models.DateTimeField("last heartbeat")
+    expires_at = models.DateTimeField("lease until", db_index=True)
+    children = models.PositiveIntegerField("children", default=0)
+    queues = models.JSONField("queues", default=list, blank=True)
+
+    objects = RelieveMasterQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["host", "started_at"]
+        verbose_name = "master"
+        verbose_name_plural = "masters"
+
+    def __str__(self):
+        return f"{self.host} pid {self.pid}"

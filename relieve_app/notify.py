@@ -27,7 +27,7 @@ def summary(job, error, *, with_body=True):
         f"From:    {job['emitter']}",
         f"Subject: {job['subject']}",
         f"Error:   {error}",
-        f"Admin:   /admin/relieve_app/mailoutcome/{job['id']}/change/",
+        f"Admin:   /admin/relieve_app/taskrecord/{job['id']}/change/",
         "",
     ]
     if with_body:
@@ -70,4 +70,4 @@ async def failed(job, error, record):
     else:
         log.info("told %s that outcome %s failed (%s)", recipient, job["id"], sent)
         payload = {"id": job["id"], "to": recipient, "sent": sent}
-    record(recorder.add_event, "master", "notify", payload, job["id"])
+    record(recorder.add_event, "master", "notify", payload, job.get("outcome_id"))

@@ -12,21 +12,17 @@ import logging
 import queue
 import threading
 from concurrent.futures import Future
-from datetime import timedelta
 
-from django.db import DatabaseError, close_old_connections, connection, transaction
-from django.db.models import DurationField, ExpressionWrapper, F, Q
-from django.db.models.functions import Now
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from .models import MailOutcome, TaskEvent
+from .models import MailOutcome, TaskEvent, TaskRecord
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 100  # writes per transaction: a commit holds SQLite's write lock this long at most
 RETRIES = 3  # tries of an ordinary operation; an outcome write is retried until it commits
 MAX_RETRY_WAIT = 5.0
-Status = MailOutcome.Status
 
 
 class Recorder:
@@ -93,8 +89,12 @@ class Recorder:
             connection.close()
 
     def _run(self, batch):
-        """Writes in one short transaction; a read alone, outside any (it never holds a write lock)."""
-        close_old_connections()
+        """Writes in one short transaction; a read alone, outside any (it never holds a write lock).
+
+        The connection is kept from batch to batch: CONN_MAX_AGE is a request's lifetime, and at
+        its default of 0 ``close_old_connections()`` would reconnect for every batch. One that
+        broke is dropped when a batch fails (``_reconnect``) and opened again for the replay.
+        """
         results = []
         try:
             if _reads(batch[0][0]):
@@ -175,42 +175,7 @@ def _log_failure(future):
         log.error("recording to the database failed", exc_info=future.exception())
 
 
-# Operations: each runs on the recorder thread inside a transaction. --------------------------
-
-
-def claim(outcome_id):
-    """Mark a pending outcome `sending` and return the job a child needs, or None if not pending."""
-    claimed = MailOutcome.objects.filter(pk=outcome_id, status__in=MailOutcome.PENDING).update(
-        attempts=F("attempts") + 1, status=Status.SENDING, updated_at=Now()
-    )
-    if not claimed:
-        return None
-    row = MailOutcome.objects.get(pk=outcome_id)
-    return {
-        "id": row.pk,
-        "emitter": row.emitter,
-        "recipient": row.recipient,
-        "subject": row.subject,
-        "body": row.body,
-        "attempt": row.attempts,
-    }
-
-
-def set_task(outcome_id, task_name):
-    MailOutcome.objects.filter(pk=outcome_id).update(task_name=task_name, updated_at=Now())
-
-
-def mark_sent(outcome_id, message):
-    MailOutcome.objects.filter(pk=outcome_id).update(
-        status=Status.SENT, message=message, error="", sent_at=Now(), updated_at=Now()
-    )
-
-
-def mark_error(outcome_id, error, final):
-    """The attempt failed: `failed` when no attempts are left, else `retrying`."""
-    MailOutcome.objects.filter(pk=outcome_id).exclude(status=Status.SENT).update(
-        status=Status.FAILED if final else Status.RETRYING, error=error, updated_at=Now()
-    )
+# Operations of the master's own: each runs on the recorder thread (task state: taskstore.py). ------
 
 
 def add_event(task_name, event, payload, outcome_id=None, at=None):
@@ -223,24 +188,6 @@ def add_event(task_name, event, payload, outcome_id=None, at=None):
         outcome_id=outcome_id,
         created_at=at or timezone.now(),
     )
-
-
-@reads_only
-def pending(exclude=(), stale_after=0.0):
-    """Pending outcomes not already handled: (id, status, attempts, seconds since last update).
-
-    Ages come from the database's clock, which stamps the master's writes too. With
-    ``stale_after``, a row touched within that many seconds of now is left alone (its submit
-    may be on its way); a row stamped further ahead than that (a web host whose clock runs
-    ahead) is taken, so no clock can hide a row for longer than one sweep.
-    """
-    rows = MailOutcome.objects.pending().exclude(pk__in=list(exclude))
-    if stale_after:
-        margin = timedelta(seconds=stale_after)
-        rows = rows.filter(Q(updated_at__lte=Now() - margin) | Q(updated_at__gt=Now() + margin))
-    rows = rows.annotate(idle=ExpressionWrapper(Now() - F("updated_at"), output_field=DurationField()))
-    rows = rows.order_by("created_at").values_list("pk", "status", "attempts", "idle")
-    return [(pk, status, attempts, max(idle.total_seconds(), 0.0)) for pk, status, attempts, idle in rows]
 
 
 class DatabaseUnreachable(Exception):
@@ -259,7 +206,7 @@ def check_schema():
         tables = set(connection.introspection.table_names())
     except DatabaseError as exc:
         raise DatabaseUnreachable(str(exc).strip() or type(exc).__name__) from exc
-    missing = [model._meta.db_table for model in (MailOutcome, TaskEvent)]
+    missing = [model._meta.db_table for model in (TaskRecord, MailOutcome, TaskEvent)]
     missing = [table for table in missing if table not in tables]
     if missing:
         raise SchemaMissing(f"missing tables: {', '.join(missing)}")

@@ -42,12 +42,12 @@ class Reloader:
 
     async def reload(self, reason):
         master = self.master
-        tasks = list(master.pool.tasks.values())
+        tasks = [(lane, task) for lane in master.lanes.values() for task in lane.pool.tasks.values()]
         log.info("reloading %d children one at a time (%s)", len(tasks), reason)
-        for task in tasks:
+        for lane, task in tasks:
             if master.stopping:
                 return
-            replacing = master.recycle(task, f"reload: {reason}")
+            replacing = master.recycle(lane, task, f"reload: {reason}")
             if replacing is None:  # already being replaced: wait for that one
                 while master.is_recycling(task.name):
                     await asyncio.sleep(0.05)

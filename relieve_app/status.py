@@ -16,45 +16,44 @@ from django.utils import timezone
 from . import client
 from .models import MailOutcome
 
-QUEUE = "mail"  # the one queue this master serves: the contact page's mail
-
 
 def of_master(master, now=None):
-    """The master's own view: host, pid, uptime, its queue, and every child."""
+    """The master's own view: host, pid, uptime, every queue, and every child."""
     now = time.time() if now is None else now
-    children = [child_state(master, task, now) for task in master.pool.tasks.values()]
-    queued, sending, retrying = len(master._queue), len(master._sending), len(master._timers)
+    lanes = list(master.lanes.values())
+    children = [child_state(master, lane, task, now) for lane in lanes for task in lane.pool.tasks.values()]
+    queues = [
+        {
+            "name": lane.name,
+            "children": lane.size,
+            "available": len(lane.pool.strategy.tasks),
+            "queued": len(lane),
+            "sending": len(lane.busy),
+        }
+        for lane in lanes
+    ]
     return {
         "host": socket.gethostname(),
         "pid": os.getpid(),
+        "owner": master.owner,
         "started_at": master.started_at,
         "uptime": now - master.started_at if master.started_at else 0.0,
         "reloading": master.reloader.busy if master.reloader else False,
-        "queues": [
-            {
-                "name": QUEUE,
-                "children": len(children),
-                "available": len(master.pool.strategy.tasks),
-                "queued": queued,
-                "sending": sending,
-                "retrying": retrying,
-                "settling": len(master._settling),  # outcomes whose write is not committed yet
-            }
-        ],
-        # The queue's counts again at the top, as the first versions of this operation had them.
-        "queued": queued,
-        "sending": sending,
-        "retrying": retrying,
-        "settling": len(master._settling),
+        "queues": queues,
+        # Totals over every queue, as the first versions of this operation had them.
+        "queued": sum(queue["queued"] for queue in queues),
+        "sending": len(master._running),
+        "retrying": len(master._timers),
+        "settling": len(master._settling),  # outcomes whose write is not committed yet
         "children": children,
     }
 
 
-def child_state(master, task, now):
+def child_state(master, lane, task, now):
     usage = master.usage.of(task.name, task.pid) if task.running else None
     return {
         "name": task.name,
-        "queue": QUEUE,
+        "queue": lane.name,
         "pid": task.pid if task.running else None,
         "state": _state(master, task),
         "running": task.running,

@@ -67,8 +67,9 @@ def render(state, socket_path):
         for queue in master["queues"]:
             lines.append(
                 f"queue {queue['name']}: {queue['children']} children ({queue['available']} taking work), "
-                f"{queue['queued']} queued, {queue['sending']} sending, {queue['retrying']} waiting to retry"
+                f"{queue['queued']} queued, {queue['sending']} running"
             )
+        lines.append(f"{master['retrying']} waiting to retry, {master['settling']} outcomes being recorded")
         lines += table(master["children"])
     lines.append("")
     if state["outcomes"] is None:

@@ -8,7 +8,7 @@ answers.py), and a row exists only after an acceptance.
 """
 
 import logging
-from functools import partial, wraps
+from functools import wraps
 
 from django.db import InterfaceError, OperationalError, transaction
 from django.http import HttpResponseRedirect, JsonResponse
@@ -18,10 +18,11 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from relieve_app import answers, client, payload, progress, ratelimit, references
+from relieve_app import answers, payload, progress, ratelimit, references
 from relieve_app.answers import wants_json
 from relieve_app.conf import app_settings
 from relieve_app.forms import HONEYPOT, ContactForm
+from relieve_app.mailtask import send_contact_mail
 from relieve_app.models import MailOutcome
 from relieve_app.payload import BadBody
 
@@ -89,16 +90,16 @@ def contact(request):
 
 
 def enqueue(cleaned_data):
-    """Save the message as queued; only once it is committed may the master be told about it."""
+    """Save the message and enqueue its mail task in one transaction; the master hears of it on commit."""
+    job = {
+        "emitter": cleaned_data["emitter"],
+        "recipient": app_settings.CONTACT_RECIPIENT,
+        "subject": cleaned_data["subject"],
+        "body": cleaned_data["body"],
+    }
     with transaction.atomic():
-        outcome = MailOutcome.objects.create(
-            emitter=cleaned_data["emitter"],
-            recipient=app_settings.CONTACT_RECIPIENT,
-            subject=cleaned_data["subject"],
-            body=cleaned_data["body"],
-        )
-        transaction.on_commit(partial(client.submit, outcome.pk))
-    return outcome
+        result = send_contact_mail.enqueue(job)
+        return MailOutcome.objects.create(**job, task_result_id=int(result.id))
 
 
 @csrf_exempt  # read-only: the middleware's 403 would hide the 405 a POST deserves

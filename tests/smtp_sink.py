@@ -22,6 +22,7 @@ import random
 import signal
 import socket
 import threading
+import time
 import weakref
 
 from aiosmtpd.controller import Controller
@@ -57,6 +58,7 @@ class SMTPSink:
         self.stall_share = stall_share
         self.messages = []
         self.envelopes = []
+        self.received_at = []  # time.monotonic() of each kept message, for latency measurements
         self.refused = 0
         self.sessions = 0
         self._random = random.Random(seed)
@@ -115,6 +117,7 @@ class SMTPSink:
         with self._changed:
             self.messages.clear()
             self.envelopes.clear()
+            self.received_at.clear()
             self.refused = 0
 
     def _stall_for(self):
@@ -139,6 +142,7 @@ class SMTPSink:
                 return self.refusal
             self.messages.append(message)
             self.envelopes.append(envelope)
+            self.received_at.append(time.monotonic())
             self._changed.notify_all()
         return "250 OK"
 

@@ -68,3 +68,14 @@ def stay_silent(master, conn):
 
 def hang_up(master, conn):
     """Close at once, before reading anything."""
+
+
+def acknowledge_each(master, conn):
+    """Answer every frame of a connection, as the real master does, and count the connection."""
+    master.connections = getattr(master, "connections", 0) + 1
+    decoder = FrameDecoder()
+    conn.settimeout(5)
+    while data := conn.recv(65536):
+        for frame in decoder.feed(data):
+            master.requests.append(frame)
+            conn.sendall(encode({"ok": True, "result": {"queued": frame["args"].get("id")}}))

@@ -71,7 +71,11 @@ def test_retry_resets_and_hands_over(admin_client, fake_master):
     sent.refresh_from_db()
     assert sent.status == "sent"
     submits = [request for request in master.requests if request["op"] == "submit"]
-    assert sorted(request["args"]["id"] for request in submits) == sorted([failed.pk, stuck.pk])
+    handed = sorted(request["args"]["id"] for request in submits)
+    assert handed == sorted([failed.task_result_id, stuck.task_result_id])
+    assert {request["args"]["queue"] for request in submits} == {"mail"}
+    for row in (failed, stuck):
+        assert row.task_result.status == "READY" and row.task_result.args[0]["subject"] == row.subject
     assert {request["op"] for request in master.requests} <= {"submit", "ping"}  # ping: the banner's check
     notes = messages_of(response)
     assert "2 message(s) handed to the master." in notes

@@ -4,17 +4,31 @@ import asyncio
 import threading
 
 import pytest
-from django.db import OperationalError
+from django.db import OperationalError, transaction
 
-from relieve_app import recorder
-from relieve_app.models import MailOutcome, TaskEvent
+from relieve_app import recorder, taskstore
+from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def new_outcome():
+    task = TaskRecord.objects.create(task_path=taskstore.MAIL_TASK, queue_name="mail", backend="default")
     return MailOutcome.objects.create(
-        emitter="a@example.org", recipient="me@example.com", subject="s", body="b"
+        emitter="a@example.org", recipient="me@example.com", subject="s", body="b", task_result=task
+    )
+
+
+def claim(held, outcome):
+    """The master's claim of an outcome's task, as one group of its ledger."""
+    with transaction.atomic():  # as the recorder runs it: the claim's SELECT ... FOR UPDATE needs one
+        [job] = taskstore.apply(held, [], [(outcome.task_result_id, "mail", "mail0")], "host:1:1", 60)
+    return job
+
+
+def mark_sent(held, outcome):
+    taskstore.apply(
+        held, [(outcome.task_result_id, "mail0", "success", {"message": "sent"}, None, None)], [], "", 60
     )
 
 
@@ -31,12 +45,12 @@ def test_a_cancelled_waiter_does_not_stop_the_thread():
         rec = recorder.Recorder().start()
         blocked = rec.submit(hold)  # holds the thread while the next waiter gives up
         await asyncio.to_thread(entered.wait, 10)  # the claim below comes in a later batch
-        abandoned = rec.submit(recorder.claim, outcome.pk)
+        abandoned = rec.submit(claim, {}, outcome)
         abandoned.cancel()
         await asyncio.sleep(0.05)  # the cancel reaches the thread's future on the loop's next turn
         gate.set()
         await blocked
-        job = await asyncio.wait_for(rec.submit(recorder.claim, outcome.pk), 10)
+        job = await asyncio.wait_for(rec.submit(claim, {}, outcome), 10)
         await asyncio.wait_for(rec.stop(), 10)
         return job
 
@@ -69,16 +83,18 @@ def test_a_failing_write_is_replayed_alone_and_the_rest_commit():
 
 def test_an_outcome_write_is_retried_past_the_ordinary_tries_until_it_commits():
     outcome = new_outcome()
+    held = {}
+    claim(held, outcome)
     failures = iter(range(recorder.RETRIES + 2))
 
-    def flaky_mark_sent(pk):
+    def flaky_mark_sent():
         if next(failures, None) is not None:
             raise OperationalError("the database went away")
-        recorder.mark_sent(pk, "sent by mail0")
+        mark_sent(held, outcome)
 
     async def scenario():
         rec = recorder.Recorder().start()
-        await asyncio.wait_for(rec.persist(flaky_mark_sent, outcome.pk), 30)
+        await asyncio.wait_for(rec.persist(flaky_mark_sent), 30)
         await asyncio.wait_for(rec.stop(), 10)
 
     asyncio.run(scenario())

@@ -6,8 +6,8 @@ import sqlite3
 import pytest
 from django.db import connection
 
-from relieve_app import recorder
-from relieve_app.models import MailOutcome
+from relieve_app import recorder, taskstore
+from relieve_app.models import TaskRecord
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -16,14 +16,14 @@ pytestmark = [
 
 
 def test_the_sweep_query_runs_while_another_process_holds_the_write_lock():
-    MailOutcome.objects.create(emitter="a@example.org", recipient="me@example.com", subject="s", body="b")
+    task = TaskRecord.objects.create(task_path=taskstore.MAIL_TASK, queue_name="mail", backend="default")
     writer = sqlite3.connect(connection.settings_dict["NAME"], timeout=0.1, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")  # a post in the middle of its write
 
     async def scenario():
         rec = recorder.Recorder().start()
         try:
-            return await asyncio.wait_for(rec.submit(recorder.pending), 5)
+            return await asyncio.wait_for(rec.submit(taskstore.waiting, ()), 5)
         finally:
             writer.execute("ROLLBACK")
             await asyncio.wait_for(rec.stop(), 30)
@@ -32,4 +32,4 @@ def test_the_sweep_query_runs_while_another_process_holds_the_write_lock():
         rows = asyncio.run(scenario())
     finally:
         writer.close()
-    assert [status for _pk, status, _attempts, _idle in rows] == ["queued"]
+    assert [(pk, queue) for pk, queue, *_rest in rows] == [(task.pk, "mail")]

@@ -71,7 +71,7 @@ def test_valid_post_queues_and_redirects_to_its_thank_you_page(
     assert outcome.status == MailOutcome.Status.QUEUED
     assert outcome.recipient == "inbox@example.org"
     assert (outcome.emitter, outcome.subject, outcome.body) == (VALID["emitter"], "Hello", VALID["body"])
-    assert master.requests == [{"op": "submit", "args": {"id": outcome.pk}}]
+    assert master.requests == [{"op": "submit", "args": {"id": outcome.task_result_id, "queue": "mail"}}]
 
 
 def test_empty_subject_is_stored_as_no_subject(client, master_socket, django_capture_on_commit_callbacks):
@@ -115,7 +115,7 @@ def test_json_body_is_accepted(client, fake_master, django_capture_on_commit_cal
     outcome = MailOutcome.objects.get()
     assert response.json() == accepted(outcome)
     assert outcome.subject == "No subject"
-    assert master.requests == [{"op": "submit", "args": {"id": outcome.pk}}]
+    assert master.requests == [{"op": "submit", "args": {"id": outcome.task_result_id, "queue": "mail"}}]
 
 
 def test_json_body_can_still_ask_for_html(client, master_socket, django_capture_on_commit_callbacks):

@@ -35,7 +35,8 @@ class MasterProcess:
         self.env = env
         self.process = None
 
-    def start(self, workers=2, timeout=30):
+    def start(self, workers=2, timeout=30, queues=()):
+        """``queues`` like ``["default=1"]``: children per queue, as ``--queue`` takes them."""
         log = open(self.log_path, "a")  # noqa: SIM115 - the child process owns it until it exits
         argv = [
             sys.executable,
@@ -45,6 +46,7 @@ class MasterProcess:
             str(workers),
             "--socket",
             self.socket_path,
+            *(f"--queue={queue}" for queue in queues),
         ]
         self.process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()

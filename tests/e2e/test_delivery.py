@@ -58,9 +58,11 @@ def test_fifty_messages_are_sent_with_markdown_rendered(master, smtp_sink):
 def test_status_reports_children(master):
     master.start(workers=2)
     status = master.status()
-    assert [child["name"] for child in status["children"]] == ["mail0", "mail1"]
+    mail = [child for child in status["children"] if child["queue"] == "mail"]
+    assert [child["name"] for child in mail] == ["mail0", "mail1"]
+    assert [c["name"] for c in status["children"] if c["queue"] == "default"] == ["default0", "default1"]
     assert all(child["running"] and child["pid"] for child in status["children"])
-    assert wait_until(lambda: TaskEvent.objects.filter(event="start").count() == 2, message="start events")
+    assert wait_until(lambda: TaskEvent.objects.filter(event="start").count() == 4, message="start events")
 
 
 def test_sigterm_stops_gracefully(master, smtp_sink):

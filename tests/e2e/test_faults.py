@@ -129,7 +129,7 @@ def test_second_master_on_the_same_socket_is_refused(master):
     second = master.run_once()
     assert second.returncode == 1
     assert f"another relieve master is already answering on {master.socket_path}" in second.stderr
-    assert client.request("ping")["workers"] == 2  # the first one is untouched
+    assert client.request("ping")["queues"] == {"default": 2, "mail": 2}  # the first one is untouched
 
 
 def test_socket_is_private_and_a_stale_one_is_replaced(master):
@@ -138,7 +138,7 @@ def test_socket_is_private_and_a_stale_one_is_replaced(master):
     master.stop(signal.SIGKILL)
     assert os.path.exists(master.socket_path)  # left behind by the killed master
     master.start()
-    assert client.request("ping")["workers"] == 2
+    assert client.request("ping")["queues"] == {"default": 2, "mail": 2}
     assert "removing stale socket" in master.output()
 
 

@@ -87,5 +87,6 @@ def test_a_master_stopped_during_an_outage_names_the_outcomes_it_could_not_recor
         wait_until(lambda: "retrying until it commits" in master.output(), message="the write kept")
         assert master.stop() == 0
 
-    assert f"the database took no outcome for [{pk}]" in master.output()
+    task = MailOutcome.objects.get(pk=pk).task_result_id
+    assert f"the database took no outcome for [{task}]" in master.output()
     assert MailOutcome.objects.get(pk=pk).status == "sending"  # the next start sends it again

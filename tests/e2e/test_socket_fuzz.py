@@ -12,7 +12,8 @@ import time
 import pytest
 
 from relieve_app import client
-from relieve_app.models import MailOutcome
+from relieve_app.mailtask import send_contact_mail
+from relieve_app.models import MailOutcome, TaskRecord
 from tests.e2e import socket_inputs
 from tests.e2e.conftest import wait_until
 
@@ -59,13 +60,17 @@ def test_bad_input_is_answered_and_the_master_keeps_serving(running, smtp_sink):
 
     assert_healthy(running)
     assert socket_inputs.peak_rss_kib(pid) - rss_before < RSS_GROWTH_KIB
-    row = MailOutcome.objects.create(
-        emitter="fuzz@example.org",
-        recipient="owner@example.com",
-        subject="after the fuzz",
-        body="still *here*",
+    job = {
+        "emitter": "fuzz@example.org",
+        "recipient": "owner@example.com",
+        "subject": "after the fuzz",
+        "body": "still *here*",
+    }
+    task = TaskRecord.objects.create(
+        task_path=send_contact_mail.module_path, queue_name="mail", backend="default", args=[job]
     )
-    assert client.request("submit", id=row.pk) == {"queued": row.pk}
+    row = MailOutcome.objects.create(**job, task_result=task)
+    assert client.request("submit", id=task.pk, queue="mail") == {"queued": task.pk}
     smtp_sink.wait_for(1, timeout=20)
     assert [message["Subject"] for message in smtp_sink.messages] == ["after the fuzz"]
     wait_until(lambda: MailOutcome.objects.get(pk=row.pk).status == "sent", timeout=10, message="row sent")

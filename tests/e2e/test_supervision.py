@@ -14,14 +14,14 @@ pytestmark = pytest.mark.e2e
 def test_a_child_is_recycled_after_max_calls(master):
     master.env["RELIEVE_MAX_CALLS"] = "3"
     master.start(workers=1)
-    first_pid = master.status()["children"][0]["pid"]
+    first_pid = mail_child(master)["pid"]
     web = Client()
     ids = [post(web, n) for n in range(7)]
     wait_until(all_sent(ids), message="all sent across recycles")
     recycles = TaskEvent.objects.filter(event="recycle")
     wait_until(lambda: recycles.count() >= 2, message="two recycles")
-    assert all("3 sends done" in event.payload["reason"] for event in recycles)
-    assert master.status()["children"][0]["pid"] != first_pid
+    assert all("3 tasks done" in event.payload["reason"] for event in recycles)
+    assert mail_child(master)["pid"] != first_pid
 
 
 def test_a_child_over_the_memory_limit_is_recycled(master):
@@ -50,4 +50,8 @@ def test_a_message_that_kills_its_child_every_time_ends_failed(master):
         message="the poison message failed",
     )
     assert row.attempts == 3  # RELIEVE_MAX_ATTEMPTS in the fixture
-    assert "went away during the send" in row.error and "70" in row.error
+    assert "went away during the task" in row.error and "70" in row.error
+
+
+def mail_child(master):
+    return next(child for child in master.status()["children"] if child["name"] == "mail0")

@@ -8,7 +8,8 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from relieve_app.models import MailOutcome
+from relieve_app.mailtask import send_contact_mail
+from relieve_app.models import MailOutcome, TaskRecord
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_delivery import all_sent, post
 
@@ -47,11 +48,16 @@ def test_retries_due_before_the_killed_children_are_back_still_go_out(master, sm
 
 def test_a_row_stamped_ahead_of_the_clock_is_found_by_the_sweep(master, smtp_sink):
     master.start()
-    row = MailOutcome.objects.create(
-        emitter="ahead@example.org", recipient="owner@example.com", subject="stamped ahead", body="b" * 40
+    job = {"emitter": "ahead@example.org", "recipient": "owner@example.com", "subject": "stamped ahead"}
+    job["body"] = "b" * 40
+    task = TaskRecord.objects.create(
+        task_path=send_contact_mail.module_path, queue_name="mail", backend="default", args=[job]
     )
+    row = MailOutcome.objects.create(**job, task_result=task)
     # Written by a web host whose clock runs an hour ahead, and never handed to the master.
-    MailOutcome.objects.filter(pk=row.pk).update(updated_at=timezone.now() + datetime.timedelta(hours=1))
+    ahead = timezone.now() + datetime.timedelta(hours=1)
+    MailOutcome.objects.filter(pk=row.pk).update(updated_at=ahead)
+    TaskRecord.objects.filter(pk=task.pk).update(enqueued_at=ahead, updated_at=ahead)
 
     wait_until(all_sent([row.pk]), timeout=30, message="the sweep to send the row stamped ahead")
     assert [str(m["Subject"]) for m in smtp_sink.messages] == ["stamped ahead"]

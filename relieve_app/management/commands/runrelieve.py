@@ -1,4 +1,4 @@
-"""python manage.py runrelieve: the master that sends the contact page's mail."""
+"""python manage.py runrelieve: the master that runs every queue's tasks, the contact mail included."""
 
 import logging
 import sys
@@ -6,8 +6,9 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connection
 
-from relieve_app import server
+from relieve_app import queues, server, wakeup
 from relieve_app.checks import DEV_MAIL_BACKENDS, mail_backend
 from relieve_app.conf import app_settings
 
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
-    help = "Run the relieve master: a pool of mail children behind a Unix socket."
+    help = "Run the relieve master: a pool of children per task queue behind a Unix socket."
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -23,7 +24,14 @@ class Command(BaseCommand):
             dest="workers",
             type=int,
             default=app_settings.RELIEVE_WORKERS,
-            help="Number of mail children (RELIEVE_WORKERS, default 4).",
+            help="Children of each queue that --queue does not name (RELIEVE_WORKERS, default 4).",
+        )
+        parser.add_argument(
+            "--queue",
+            dest="queue_sizes",
+            action="append",
+            metavar="NAME=N",
+            help="Children for one queue, e.g. --queue mail=4 --queue default=2 (RELIEVE_QUEUES).",
         )
         parser.add_argument(
             "--socket",
@@ -35,7 +43,7 @@ class Command(BaseCommand):
             "--task",
             dest="script",
             default=app_settings.RELIEVE_TASK,
-            help="What each child runs, as module:Class (RELIEVE_TASK, default relieve_app.mail:Mail).",
+            help="What each child runs, as module:Class (RELIEVE_TASK, default relieve_app.runner:Runner).",
         )
         parser.add_argument(
             "--reload",
@@ -43,12 +51,17 @@ class Command(BaseCommand):
             help="Replace the children, one at a time, whenever a .py file of the project changes.",
         )
 
-    def handle(self, *args, workers, socket_path, script, reload, **options):
+    def handle(self, *args, workers, queue_sizes, socket_path, script, reload, **options):
         self.log_to_stderr()
         warn_about_dev_mail()
+        try:
+            sizes = queues.sizes(queue_sizes)
+        except queues.QueueError as exc:
+            raise CommandError(str(exc)) from None
         config = server.Options(
             socket_path=socket_path,
             workers=workers,
+            queues=sizes,
             max_attempts=app_settings.RELIEVE_MAX_ATTEMPTS,
             retry_delay=app_settings.RELIEVE_RETRY_DELAY,
             sweep_interval=app_settings.RELIEVE_SWEEP_INTERVAL,
@@ -60,6 +73,11 @@ class Command(BaseCommand):
             usage_interval=app_settings.RELIEVE_USAGE_INTERVAL,
             script=script,
             reload_root=str(getattr(settings, "BASE_DIR", Path.cwd())) if reload else None,
+            durable=app_settings.RELIEVE_DURABLE_WRITES,
+            host=app_settings.RELIEVE_HOST,
+            heartbeat=app_settings.RELIEVE_HEARTBEAT,
+            lease=app_settings.RELIEVE_LEASE,
+            **database_options(),
         )
         try:
             server.run(config)
@@ -78,6 +96,15 @@ class Command(BaseCommand):
         logger.addHandler(handler)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.INFO)
+
+
+def database_options():
+    """SQLite: the lock that keeps a second master off the file. PostgreSQL: where to LISTEN."""
+    name = str(connection.settings_dict["NAME"])
+    if connection.vendor == "sqlite":
+        in_memory = name == ":memory:" or name.startswith("file::memory:")
+        return {"database": name, "lock_path": None if in_memory else f"{name}.master.lock"}
+    return {"database": name, "listen": wakeup.listen_params()}
 
 
 def warn_about_dev_mail():

@@ -1,8 +1,8 @@
-"""A task whose every send kills its own process: a poison message must still end `failed`."""
+"""A runner whose every task kills its own process: a poison message must still end `failed`."""
 
 import os
 
 
 class Crashing:
-    def send_mail(self, job):
+    def run(self, job):
         os._exit(70)

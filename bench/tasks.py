@@ -1,0 +1,240 @@
+"""Django tasks through relieve against django-tasks-db's db_worker, on SQLite and PostgreSQL.
+
+Usage (in the bench venv, which also has django-tasks-db; see bench/requirements-tasks.txt):
+    nice -n 10 var/bench-venv/bin/python bench/tasks.py [--processes 4] [--drain 5000] [--samples 100]
+
+For each database, each backend runs on a fresh database with the same number of worker
+processes (relieve: that many children of the "default" queue, plus the master and one idle
+"mail" child; django-tasks-db: that many `db_worker` processes at their default 1 s poll):
+- drain: ``--drain`` tasks enqueued in one transaction through ``enqueue()`` while the workers
+  wait, timed from the first ``enqueue()`` to the last SUCCESSFUL row: tasks per second, for a
+  no-op task and for a 10 ms sleep;
+- latency: one no-op task at a time, each after a random pause of 0.2 to 1.2 s (idle workers, as
+  between real arrivals), from ``enqueue()`` to SUCCESSFUL as seen by polling the result every
+  millisecond: p50 and p99.
+Each (backend, database) pair runs in its own process, since a process has one TASKS setting.
+The last line is for scripts: ``tasks ours-per-s=… db-per-s=… ratio=… p50-ms ours=… db=…``
+(the no-op drain and latency, on the slower of the two databases for ours).
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/relieve_tasks_bench")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--drain", type=int, default=5000)
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--db-samples", type=int, default=30, help="db_worker waits ~1 s a sample")
+    parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--backends", default="relieve,db", help="a part of the run, to look closer")
+    parser.add_argument("--one", nargs=2, metavar=("BACKEND", "DATABASE"), help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.one:
+        print(json.dumps(measure(*options.one, options)))
+        return
+    figures = {}
+    for database in options.databases.split(","):
+        for backend in options.backends.split(","):
+            figures[backend, database] = run_one(backend, database, options)
+            show(backend, database, figures[backend, database])
+    if {backend for backend, _database in figures} == {"relieve", "db"}:
+        summarise(figures)
+
+
+def run_one(backend, database, options):
+    argv = [sys.executable, __file__, "--one", backend, database]
+    argv += ["--processes", str(options.processes), "--drain", str(options.drain)]
+    argv += ["--samples", str(options.samples), "--db-samples", str(options.db_samples)]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=3600)
+    if done.returncode:
+        raise SystemExit(f"{backend} on {database} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def show(backend, database, figures):
+    print(
+        f"{backend:8} {database:8} drain noop {figures['noop_per_s']:8.0f}/s  sleep-10ms "
+        f"{figures['sleep_per_s']:7.0f}/s  latency p50 {figures['p50_ms']:7.1f} ms  "
+        f"p99 {figures['p99_ms']:7.1f} ms  ({figures['samples']} samples)",
+        flush=True,
+    )
+
+
+def summarise(figures):
+    databases = sorted({database for _backend, database in figures})
+    # Ours on the database where it did worst, against db_worker on the same one.
+    worst = min(
+        databases, key=lambda db: figures["relieve", db]["noop_per_s"] / figures["db", db]["noop_per_s"]
+    )
+    ours, theirs = figures["relieve", worst], figures["db", worst]
+    print(f"(summary on {worst}, where the throughput ratio is lowest)")
+    print(
+        f"tasks ours-per-s={ours['noop_per_s']:.0f} db-per-s={theirs['noop_per_s']:.0f} "
+        f"ratio={ours['noop_per_s'] / theirs['noop_per_s']:.1f} "
+        f"p50-ms ours={ours['p50_ms']:.1f} db={theirs['p50_ms']:.1f}"
+    )
+
+
+# one backend on one database, in its own process ------------------------------------------
+
+
+def measure(backend, database, options):
+    folder = Path(tempfile.mkdtemp(prefix="tasks-", dir=ROOT / "var"))
+    env = configure(backend, database, folder)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    workers = start_workers(backend, env, folder, options.processes)
+    try:
+        from bench import bench_tasks
+
+        noop = drain(bench_tasks.noop, options.drain, backend)
+        sleep = drain(bench_tasks.sleep_10ms, options.drain, backend)
+        samples = latencies(bench_tasks.noop, options.samples if backend == "relieve" else options.db_samples)
+    finally:
+        stop_workers(workers)
+        if database == "postgres":
+            from django.db import connection
+
+            connection.close()
+    ordered = sorted(samples)
+    return {
+        "noop_per_s": noop,
+        "sleep_per_s": sleep,
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] * 1000,
+        "samples": len(ordered),
+    }
+
+
+def configure(backend, database, folder):
+    os.environ["BENCH_BACKEND"] = backend
+    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.tasks_settings"
+    os.environ["RELIEVE_SOCKET"] = str(folder / "r.sock")
+    os.environ["RELIEVE_LOG_LEVEL"] = "WARNING"
+    os.environ["RELIEVE_MAX_CALLS"] = "0"  # no recycling in the middle of a measurement
+    os.environ["DEBUG"] = "false"  # DEBUG keeps every query in memory
+    os.environ["RELIEVE_ALLOW_DEV_MAIL"] = "true"  # no mail is sent here
+    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-not-for-anything-else-0123456789")
+    if database == "sqlite":
+        os.environ["DATABASE_URL"] = f"sqlite:///{folder / 'bench.sqlite3'}"
+    else:
+        fresh_postgres(PG_URL)
+        os.environ["DATABASE_URL"] = PG_URL
+    return dict(os.environ)
+
+
+def fresh_postgres(url):
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def start_workers(backend, env, folder, processes):
+    manage = [sys.executable, "manage.py"]
+    logs = open(folder / "workers.log", "w")  # noqa: SIM115 - the workers own it until they exit
+    if backend == "relieve":
+        argv = [*manage, "runrelieve", "--queue", f"default={processes}", "--queue", "mail=1"]
+        workers = [subprocess.Popen(argv, cwd=ROOT, env=env, stdout=logs, stderr=subprocess.STDOUT)]
+        wait_for_master(workers[0], folder / "workers.log")
+    else:
+        argv = [*manage, "db_worker", "--queue-name", "default", "--no-reload", "--no-startup-delay"]
+        workers = [
+            subprocess.Popen(argv, cwd=ROOT, env=env, stdout=logs, stderr=subprocess.STDOUT)
+            for _ in range(processes)
+        ]
+        time.sleep(3)  # each worker imports Django and polls once
+        if any(worker.poll() is not None for worker in workers):
+            raise SystemExit(f"db_worker exited:\n{(folder / 'workers.log').read_text()[-3000:]}")
+    logs.close()
+    return workers
+
+
+def wait_for_master(process, log, timeout=60):
+    from relieve_app import client
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"runrelieve exited:\n{log.read_text()[-3000:]}")
+        try:
+            client.request("ping")
+            return
+        except client.ClientError:
+            time.sleep(0.1)
+    raise SystemExit("runrelieve did not answer")
+
+
+def stop_workers(workers):
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def successful_count(backend, ids):
+    if backend == "relieve":
+        from relieve_app.models import TaskRecord as Model
+    else:
+        from django_tasks_db.models import DBTaskResult as Model
+    return Model.objects.filter(pk__in=ids, status="SUCCESSFUL").count()
+
+
+def drain(task, count, backend):
+    """Tasks per second: ``count`` enqueued in one transaction, until the last one is SUCCESSFUL."""
+    from django.db import transaction
+
+    started = time.perf_counter()
+    with transaction.atomic():
+        ids = [task.enqueue().id for _ in range(count)]
+    while successful_count(backend, ids) < count:
+        time.sleep(0.05)
+    return count / (time.perf_counter() - started)
+
+
+def latencies(task, samples):
+    """Seconds from enqueue() to SUCCESSFUL, one task at a time, arriving at random moments."""
+    from django.tasks import TaskResultStatus
+
+    pauses = random.Random(8)
+    taken = []
+    for _ in range(samples):
+        time.sleep(pauses.uniform(0.2, 1.2))  # workers idle, as between real arrivals
+        started = time.perf_counter()
+        result = task.enqueue()
+        while True:
+            result.refresh()
+            if result.status == TaskResultStatus.SUCCESSFUL:
+                break
+            time.sleep(0.001)
+        taken.append(time.perf_counter() - started)
+    return taken
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Django tasks run by a real runrelieve in real children: modules outside relieve_app, priority,
+run_after across a restart, async and context, a child killed mid-task, a hung task, an import
+that fails, and RetryLater."""
+
+import os
+import signal
+from datetime import timedelta
+
+import pytest
+from django.tasks import TaskResultStatus
+from django.utils import timezone
+
+from relieve_app import backend
+from relieve_app.models import TaskEvent, TaskRecord
+from tests.e2e.conftest import wait_until
+from tests.tasks_fixtures import basic, contextual, signalled
+
+pytestmark = pytest.mark.e2e
+
+SUCCESSFUL, FAILED, READY = TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED, TaskResultStatus.READY
+
+
+def finished(result, timeout=60):
+    """Wait for the result to finish, and return it refreshed."""
+
+    def done():
+        result.refresh()
+        return result.is_finished
+
+    wait_until(done, timeout=timeout, message=f"task {result.id} ({result.task.name}) to finish")
+    return result
+
+
+def running(result, timeout=60):
+    def now_running():
+        result.refresh()
+        return result.status == TaskResultStatus.RUNNING
+
+    wait_until(now_running, timeout=timeout, message=f"task {result.id} to run")
+    return result
+
+
+def child_pid(master, name):
+    return next(c["pid"] for c in master.status()["children"] if c["name"] == name)
+
+
+def test_tasks_of_several_modules_run_in_the_children_and_signal(master, tmp_path):
+    master.start(workers=1)
+    notes = tmp_path / "signals.txt"
+    results = [
+        basic.add.enqueue(2, 3),
+        contextual.count_outcomes.enqueue("nothing with this subject"),
+        signalled.mark.enqueue(str(notes)),
+    ]
+    added, counted, marked = (finished(result) for result in results)
+
+    assert [r.status for r in (added, counted, marked)] == [SUCCESSFUL] * 3
+    assert (added.return_value, counted.return_value, marked.return_value) == (5, 0, str(notes))
+    assert added.worker_ids == ["default0"] and added.attempts == 1
+    assert added.enqueued_at <= added.started_at <= added.finished_at
+    # The master sent both signals once the state they announce was committed.
+    lines = wait_until(lambda: len(notes.read_text().splitlines()) == 2 and notes.read_text().splitlines())
+    assert lines == [f"started {marked.id} RUNNING", f"finished {marked.id} SUCCESSFUL"]
+
+
+def test_higher_priority_runs_first_while_every_child_is_busy(master, tmp_path):
+    master.start(workers=1, queues=["default=1"])
+    gate, order = tmp_path / "gate", tmp_path / "order.txt"
+    blocker = running(basic.wait_for_file.enqueue(str(gate)))
+    waiting = [
+        basic.log_line.using(priority=priority).enqueue(str(order), name)
+        for name, priority in [("low", -5), ("first3", 3), ("top", 10), ("zero", 0), ("second3", 3)]
+    ]
+    assert all(TaskRecord.objects.get(pk=r.id).status == READY for r in waiting)
+    gate.touch()
+
+    assert finished(blocker).status == SUCCESSFUL
+    assert [finished(r).status for r in waiting] == [SUCCESSFUL] * 5
+    assert order.read_text().split() == ["top", "first3", "second3", "zero", "low"]
+
+
+def test_run_after_is_never_early_and_survives_a_master_restart(master):
+    master.start(workers=1)
+    soon = basic.add.using(run_after=timezone.now() + timedelta(seconds=2)).enqueue(1, 1)
+    later_at = timezone.now() + timedelta(seconds=6)
+    later = basic.add.using(run_after=later_at).enqueue(2, 2)
+
+    assert finished(soon).status == SUCCESSFUL
+    assert soon.started_at >= soon.task.run_after
+    assert master.stop() == 0
+    assert TaskRecord.objects.get(pk=later.id).status == READY  # the stopped master never ran it
+
+    master.start(workers=1)
+    assert finished(later).status == SUCCESSFUL and later.return_value == 4
+    assert later.started_at >= later_at
+
+
+def test_async_task_is_awaited_and_its_context_counts_attempts(master):
+    master.start(workers=1)
+    result = finished(contextual.async_attempt.enqueue(0.05))
+    assert result.status == SUCCESSFUL
+    assert result.return_value == {"attempt": 1, "id": result.id}
+
+
+def test_a_child_killed_mid_task_runs_it_again(master, tmp_path):
+    master.start(workers=1, queues=["default=1"])
+    result = running(contextual.held_attempt.enqueue(str(tmp_path / "never")))
+    killed = child_pid(master, result.worker_ids[-1])
+    os.kill(killed, signal.SIGKILL)
+
+    result = finished(result)
+    assert result.status == SUCCESSFUL
+    assert result.attempts == 2 and result.return_value["attempt"] == 2
+    assert result.return_value["pid"] != killed
+    assert result.errors[0].exception_class_path == "relieve_app.pool.errors.TaskExited"
+
+
+def test_a_hung_task_is_killed_at_its_timeout_until_its_attempts_are_spent(master):
+    master.start(workers=1, queues=["default=1"])
+    result = finished(contextual.hang.enqueue(), timeout=90)  # timeout=1.0, max_attempts=2
+
+    assert result.status == FAILED and result.attempts == 2
+    assert [e.exception_class_path for e in result.errors] == ["builtins.TimeoutError"] * 2
+    row = TaskRecord.objects.get(pk=result.id)
+    assert "within 1s; killed it" in row.errors[0]["message"]
+    assert "gave up after 2 attempts" in row.errors[-1]["message"]
+    assert TaskEvent.objects.filter(task_result=row, event="timeout").count() == 2
+    # The child that hung was replaced, and the queue goes on.
+    assert finished(basic.add.enqueue(1, 2)).return_value == 3
+
+
+def test_a_task_that_cannot_import_fails_alone_and_the_pool_goes_on(master):
+    master.start(workers=1, queues=["default=1"])
+    # Rows whose code is gone or broken on the master's side, as after a bad deploy.
+    broken = [
+        TaskRecord.objects.create(task_path=path, queue_name="default", backend="default")
+        for path in ["tests.tasks_fixtures.broken.job", "tests.tasks_fixtures.removed_module.job"]
+    ]
+    for row in broken:
+        assert backend.announce(row)
+    before = basic.pid.enqueue()
+    pids = {finished(before).return_value}
+
+    for row in broken:
+        result = finished(backend.RelieveBackend("default", {}).get_result(row.pk))
+        assert result.status == FAILED and result.attempts == 1  # an import is not retried
+        error = result.errors[0]
+        assert error.exception_class_path == "relieve_app.runner.TaskNotFound"
+        assert f"the task {row.task_path} cannot be imported" in error.traceback
+    assert "a_module_that_does_not_exist" in result_errors(broken[0])
+    pids.add(finished(basic.pid.enqueue()).return_value)
+    assert len(pids) == 1  # the same child served them all
+
+
+def test_a_task_raising_retry_later_runs_again_until_it_succeeds(master):
+    master.start(workers=1)
+    result = finished(contextual.flaky.enqueue(3))
+    assert result.status == SUCCESSFUL and result.return_value == 3 and result.attempts == 3
+    assert [e.exception_class_path for e in result.errors] == ["relieve_app.retry.RetryLater"] * 2
+
+
+def test_a_raising_task_fails_at_once_with_its_traceback(master):
+    master.start(workers=1)
+    result = finished(basic.fail.enqueue("no good"))
+    assert result.status == FAILED and result.attempts == 1
+    assert result.errors[0].exception_class_path == "builtins.ValueError"
+    assert result.errors[0].exception_class is ValueError
+    assert "raise ValueError(message)" in result.errors[0].traceback
+    with pytest.raises(ValueError, match="Task failed"):
+        result.return_value  # noqa: B018 - the property raises
+
+
+def result_errors(row):
+    row.refresh_from_db()
+    return "".join(error["traceback"] for error in row.errors)

@@ -1,0 +1,55 @@
+"""Plain tasks: arithmetic, sleeps, raising, a return value that is not JSON, an append-only log."""
+
+import os
+import time
+
+from django.tasks import task
+
+
+@task
+def add(a, b):
+    return a + b
+
+
+@task
+def noop():
+    return None
+
+
+@task
+def sleep_ms(ms):
+    time.sleep(ms / 1000)
+    return ms
+
+
+@task
+def log_line(path, line, hold=0.0):
+    """Append ``line`` to the file at ``path``: the order of lines is the order tasks ran."""
+    with open(path, "a") as file:
+        file.write(f"{line}\n")
+    time.sleep(hold)
+    return line
+
+
+@task
+def wait_for_file(path, timeout=60.0):
+    """Busy until ``path`` exists: holds a child for as long as a test needs."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return os.getpid()
+
+
+@task
+def fail(message):
+    raise ValueError(message)
+
+
+@task
+def not_json():
+    return {1, 2, 3}
+
+
+@task
+def pid():
+    return os.getpid()
