@@ -37,9 +37,10 @@ class MasterError(ClientError):
         self.message = message
 
 
-def request(op, *, timeout=None, **args):
-    """Send one operation to the master and return its result, within ``timeout`` (RELIEVE_ACK_TIMEOUT)."""
-    path = app_settings.RELIEVE_SOCKET
+def request(op, *, timeout=None, socket_path=None, **args):
+    """Send one operation to the master at ``socket_path`` (RELIEVE_SOCKET) and return its result,
+    within ``timeout`` (RELIEVE_ACK_TIMEOUT)."""
+    path = socket_path or app_settings.RELIEVE_SOCKET
     timeout = app_settings.RELIEVE_ACK_TIMEOUT if timeout is None else timeout
     frame = encode({"op": op, "args": args})
     deadline = time.monotonic() + timeout
