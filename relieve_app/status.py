@@ -75,11 +75,11 @@ def _state(master, task):
 # Anywhere else: the socket and the database --------------------------------------------------
 
 
-def collect(timeout=1.0, now=None):
+def collect(timeout=1.0, now=None, socket_path=None):
     """Everything a status display shows; ``masters`` is empty when none answers (``error`` says why)."""
     masters, error = [], None
     try:
-        masters.append(client.request("status", timeout=timeout))
+        masters.append(client.request("status", timeout=timeout, socket_path=socket_path))
     except client.ClientError as exc:
         error = str(exc)
     try:

@@ -55,7 +55,7 @@ def test_a_valid_message_gets_the_thank_you_page(page, shot):
         page.click("button[type=submit]")
     assert answer.value.status in (202, 303)
     expect(page.locator("h1")).to_contain_text("Thank you")
-    expect(page.locator("body")).to_contain_text("A question")
+    expect(page.locator("body")).to_contain_text("Your message has reached us")
     shot("thanks")
     outcome = MailOutcome.objects.get()
     assert (outcome.emitter, outcome.subject, outcome.status) == ("ada@example.org", "A question", "queued")

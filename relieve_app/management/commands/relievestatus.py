@@ -6,7 +6,6 @@ Exit status 0 when a master answers, 1 when none does within --timeout: usable a
 import json
 import time
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from relieve_app import status, status_text
@@ -32,7 +31,6 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, as_json, watch, interval, timeout, socket_path, **options):
-        settings.RELIEVE_SOCKET = socket_path  # this process only: client.request reads it
         if not watch:
             state = self.show(as_json, timeout, socket_path)
             if not state["masters"]:
@@ -46,7 +44,7 @@ class Command(BaseCommand):
             self.stdout.write("")
 
     def show(self, as_json, timeout, socket_path, clear=False):
-        state = status.collect(timeout=timeout)
+        state = status.collect(timeout=timeout, socket_path=socket_path)
         if as_json:
             self.stdout.write(_dumps(state))
         else:
