@@ -2,6 +2,7 @@ from django.apps import AppConfig
 from django.core import checks
 
 from relieve_app import checks as relieve_checks
+from relieve_app.conf import add_backend_if_missing
 from relieve_app.folders import make_default_folders
 
 
@@ -14,6 +15,7 @@ class RelieveAppConfig(AppConfig):
         # Every process stops here on settings that cannot work, gunicorn and runrelieve included,
         # which run no system checks: better than a server whose every POST fails or is never delivered.
         relieve_checks.refuse_to_start()
+        add_backend_if_missing()
         make_default_folders()
         for check in relieve_checks.STARTUP_CHECKS:
             checks.register(check)

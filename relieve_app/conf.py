@@ -172,3 +172,23 @@ CHECKS = {
     "path": _path,
     "script": _script,
 }
+
+
+BACKEND = "relieve_app.backend.RelieveBackend"
+ADDED_ALIAS = "relieve"  # the TASKS entry the app adds to a project that names no relieve backend
+
+
+def backend_alias():
+    """The TASKS alias that is relieve's backend: the project's own, else the one the app added."""
+    for alias, params in settings.TASKS.items():
+        if params.get("BACKEND") == BACKEND:
+            return alias
+    return ADDED_ALIAS
+
+
+def add_backend_if_missing():
+    """A project that only installs the app still needs the contact mail's backend: add it, with the
+    queues the app uses, beside whatever TASKS the project has (Django's immediate backend by default)."""
+    if any(params.get("BACKEND") == BACKEND for params in settings.TASKS.values()):
+        return
+    settings.TASKS = {**settings.TASKS, ADDED_ALIAS: {"BACKEND": BACKEND, "QUEUES": ["default", "mail"]}}

@@ -10,6 +10,7 @@ import functools
 
 from django.tasks import task
 
+from relieve_app.conf import backend_alias
 from relieve_app.mail import Mail, describe
 from relieve_app.retry import RetryLater
 
@@ -31,7 +32,7 @@ def job_of(outcome):
     return {field: getattr(outcome, field) for field in ("emitter", "recipient", "subject", "body")}
 
 
-@task(queue_name="mail")
+@task(queue_name="mail", backend=backend_alias())
 def send_contact_mail(job):
     """Send one contact message: ``{"emitter", "recipient", "subject", "body"}``."""
     mail = kept_mail()
