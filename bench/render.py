@@ -17,15 +17,12 @@ import statistics
 import time
 
 from relieve_app.render import Renderer
+from tests.hostile_bodies import HOSTILE_BODIES
 
 BODY_MAX = 20_000  # the form's limit (relieve_app.forms needs Django set up)
 NORMAL = "Hello **there**, a message.\n\n- one\n- two\n\n> quoted [site](https://example.com)\n\n"
 HOSTILE = {
-    "dash-nesting": "- " * 500 + "x",
-    "definition-lists": "a\n: b\n" * 500,
-    "bracket-run": "[" * 19_999,
-    "image-openers": "![" * 10_000,
-    "link-targets": "[a](" * 5_000,
+    **HOSTILE_BODIES,
     "backticks": ("``a`" * 5_000)[:BODY_MAX],  # not caught by the shape check: the deadline stops it
     "html-attributes": ("<a " * 6_667)[:BODY_MAX],
 }

@@ -56,12 +56,13 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 from relieve_app.pool.framing import FrameDecoder, encode
+from tests.hostile_bodies import HOSTILE_BODIES
 from tests.smtp_sink import SMTPSink, free_port
 
 PENDING = ("queued", "sending", "retrying")
 BODY = "Soak message {n}: some **Markdown**, a list\n\n- one\n- two\n\nand [a link](https://example.com)."
 # Every HOSTILE_EVERY-th post has a body Markdown would take minutes on or recurse over: sent as text.
-HOSTILE_BODIES = ("- " * 500 + "x", "a\n: b\n" * 500, "[" * 19_999, "![" * 10_000, "[a](" * 5_000)
+HOSTILE = tuple(HOSTILE_BODIES.values())
 HOSTILE_EVERY = 50
 LOCKED = "database is locked"
 TRACEBACK = "Traceback (most recent call last)"
@@ -422,7 +423,7 @@ class Load:
 
 def soak_body(n):
     if n % HOSTILE_EVERY == HOSTILE_EVERY - 1:
-        return HOSTILE_BODIES[n // HOSTILE_EVERY % len(HOSTILE_BODIES)]
+        return HOSTILE[n // HOSTILE_EVERY % len(HOSTILE)]
     return BODY.format(n=n)
 
 

@@ -288,18 +288,7 @@ class RelieveMasterAdmin(ReadOnlyMixin, admin.ModelAdmin):
     ]
     list_filter = ["host"]
     search_fields = ["id", "host"]
-    fields = [
-        "id",
-        "host",
-        "pid",
-        "state",
-        "held",
-        "started_at",
-        "heartbeat_at",
-        "expires_at",
-        "children",
-        "queues",
-    ]
+    fields = ["id", *list_display]
     readonly_fields = fields
 
     def get_queryset(self, request):

@@ -2,6 +2,7 @@
 
 import pytest
 
+from relieve_app.mail import Mail
 from tests.app.fake_master import FakeMaster, acknowledge
 
 
@@ -33,3 +34,22 @@ def fake_master(master_socket):
     yield start
     for master in masters:
         master.stop()
+
+
+class RecordingChannel:
+    """Stands in for a child's channel: keeps what the Mail task reports."""
+
+    def __init__(self):
+        self.events = []
+
+    def send(self, event, *args):
+        self.events.append((event, args))
+
+
+@pytest.fixture
+def mail(mail_settings):
+    """One Mail as a child keeps one, its events recorded; its renderer is replaced when killed."""
+    task = Mail()
+    task.set_channel(RecordingChannel())
+    yield task
+    task.close()

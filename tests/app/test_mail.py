@@ -2,7 +2,7 @@
 
 import pytest
 
-from relieve_app.mail import Mail, render
+from relieve_app.mail import render
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -18,14 +18,6 @@ HOSTILE_BODY = """Hello, this is a long enough message.
 """
 
 
-class RecordingChannel:
-    def __init__(self):
-        self.events = []
-
-    def send(self, event, *args):
-        self.events.append((event, args))
-
-
 def make_job(**fields):
     return {
         "id": 7,
@@ -38,13 +30,9 @@ def make_job(**fields):
     }
 
 
-@pytest.fixture
-def mail(mail_settings):
+@pytest.fixture(autouse=True)
+def from_address(mail_settings):
     mail_settings.DEFAULT_FROM_EMAIL = FROM
-    task = Mail()
-    task.set_channel(RecordingChannel())
-    yield task
-    task.close()
 
 
 def events(mail):

@@ -10,9 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relieve_app.mail import Mail
 from relieve_app.message import encoded_words, plain
-from tests.app.test_mail import RecordingChannel, make_job
+from tests.app.test_mail import make_job
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -35,14 +34,6 @@ ADDRESSES = [
     '"a\\"=?b?="@example.com',
     "plain.visitor@example.com",
 ]
-
-
-@pytest.fixture
-def mail(mail_settings):
-    task = Mail()
-    task.set_channel(RecordingChannel())
-    yield task
-    task.close()
 
 
 def received(sink):

@@ -9,16 +9,10 @@ from django.test import Client
 
 from relieve_app.models import MailOutcome, TaskEvent
 from tests.e2e.conftest import wait_until
+from tests.hostile_bodies import HOSTILE_BODIES as BODIES
 
 pytestmark = pytest.mark.e2e
 
-BODIES = {
-    "dash-nesting": "- " * 500 + "x",
-    "definition-lists": "a\n: b\n" * 500,
-    "bracket-run": "[" * 19_999,
-    "image-openers": "![" * 10_000,
-    "link-targets": "[a](" * 5_000,
-}
 NORMAL = "A normal message after them, with **Markdown** that renders."
 SUBJECT = "=?utf-8?q?x=0D=0ABcc:_evil@evil.example?="
 
