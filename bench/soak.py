@@ -427,11 +427,13 @@ def soak_body(n):
     return BODY.format(n=n)
 
 
-def hostile_delivered(load, subjects):
-    """Of the accepted posts with a hostile body, how many were delivered: "<delivered>/<accepted>"."""
-    received = set(subjects)
-    hostile = [s for s in load.accepted.values() if soak_body(int(s.split()[-1])) in HOSTILE_BODIES]
-    return f"{sum(subject in received for subject in hostile)}/{len(hostile)}"
+def hostile_delivered(load, subjects, refused=()):
+    """Of the accepted posts with a hostile body, how many the sink took or refused (its random 5xx,
+    which fails the message at once): "<delivered or refused>/<accepted>". A body that held its
+    child would reach the sink late or never."""
+    reached = set(subjects) | set(refused)
+    hostile = [s for s in load.accepted.values() if soak_body(int(s.split()[-1])) in HOSTILE]
+    return f"{sum(subject in reached for subject in hostile)}/{len(hostile)}"
 
 
 def _csrf_token(response):
@@ -666,7 +668,7 @@ class Result:
                 "POSTs left for the sweep",
                 sum(c[UNHANDED] for n, c in self.logs.items() if n.startswith("web")),
             ),
-            ("hostile Markdown bodies delivered", self.hostile or 0),
+            ("hostile Markdown bodies sent or refused by the sink", self.hostile or 0),
         ]
         for name, counts in self.logs.items():
             rows.append((f'{name}.log "{LOCKED}"', counts[LOCKED]))
@@ -801,7 +803,7 @@ def run(config, out=print):
         account(result, load, stack.read_rows(), subjects)
     finally:
         stack.drop()
-    result.hostile = hostile_delivered(load, subjects)
+    result.hostile = hostile_delivered(load, subjects, stack.sink.refused_subjects)
     if config.keep:
         (folder / "received.txt").write_text("".join(f"{subject}\n" for subject in subjects))
     else:

@@ -15,6 +15,7 @@ from django.core.mail import EmailMessage
 
 from . import recorder
 from .conf import app_settings
+from .models import MailOutcome
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def summary(job, error, *, with_body=True):
         f"From:    {job['emitter']}",
         f"Subject: {job['subject']}",
         f"Error:   {error}",
-        f"Admin:   /admin/relieve_app/taskrecord/{job['id']}/change/",
+        f"Admin:   /admin/relieve_app/mailoutcome/{job['id']}/change/",
         "",
     ]
     if with_body:
@@ -70,4 +71,10 @@ async def failed(job, error, record):
     else:
         log.info("told %s that outcome %s failed (%s)", recipient, job["id"], sent)
         payload = {"id": job["id"], "to": recipient, "sent": sent}
-    record(recorder.add_event, "master", "notify", payload, job.get("outcome_id"))
+    record(recorder.add_event, "master", "notify", payload, job["id"])
+
+
+@recorder.reads_only
+def outcome_of(task_id):
+    """The contact message a mail task delivers, by the link the view stored with it."""
+    return MailOutcome.objects.filter(task_result_id=task_id).values_list("pk", flat=True).first()

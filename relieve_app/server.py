@@ -394,8 +394,13 @@ class Master:
         """A contact message that failed for good: the owner hears of it by the master's own mail."""
         if job.get("path") != CONTACT_MAIL or not job.get("args") or not isinstance(job["args"][0], dict):
             return
-        mail_job = {**job["args"][0], "id": job["id"], "attempt": job["attempt"]}
-        self._spawn(notify.failed(mail_job, error.get("message", ""), self.recorder.record))
+        self._spawn(self._tell_owner({**job["args"][0], "attempt": job["attempt"]}, job["id"], error))
+
+    async def _tell_owner(self, mail_job, task_id, error):
+        outcome_id = await self.recorder.submit(notify.outcome_of, task_id)
+        if outcome_id is not None:
+            message = error.get("message", "")
+            await notify.failed({**mail_job, "id": outcome_id}, message, self.recorder.record)
 
     # recycling: a child that has done enough, or grown too big, is replaced when idle ---------
 

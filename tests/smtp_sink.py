@@ -60,6 +60,7 @@ class SMTPSink:
         self.envelopes = []
         self.received_at = []  # time.monotonic() of each kept message, for latency measurements
         self.refused = 0
+        self.refused_subjects = []
         self.sessions = 0
         self._random = random.Random(seed)
         self._stall_random = random.Random(f"stall {seed}")
@@ -119,6 +120,7 @@ class SMTPSink:
             self.envelopes.clear()
             self.received_at.clear()
             self.refused = 0
+            self.refused_subjects.clear()
 
     def _stall_for(self):
         """Seconds this message waits before its DATA is answered."""
@@ -138,6 +140,7 @@ class SMTPSink:
         with self._changed:
             if self._refuses(message):
                 self.refused += 1
+                self.refused_subjects.append(str(message["Subject"]))
                 self._changed.notify_all()
                 return self.refusal
             self.messages.append(message)

@@ -22,7 +22,7 @@ def test_the_summary_quotes_the_message_and_answers_the_visitor(mail_settings, s
     text = mail.get_content()
     assert "after 5 attempts" in text and "550 mailbox unavailable" in text
     assert "> please send me a quote for the work." in text
-    assert "/admin/relieve_app/taskrecord/12/change/" in text
+    assert "/admin/relieve_app/mailoutcome/12/change/" in text
 
 
 def test_a_refused_summary_is_followed_by_a_short_notice(mail_settings, smtp_sink):
@@ -48,5 +48,5 @@ def test_an_unreachable_mail_server_is_recorded_not_raised(mail_settings, smtp_s
     recorded = []
     asyncio.run(notify.failed(JOB, "550", lambda *args: recorded.append(args)))
     (_fn, task, event, payload, outcome_id) = recorded[0]
-    assert (task, event, outcome_id) == ("master", "notify", None)  # the job names its task
+    assert (task, event, outcome_id) == ("master", "notify", 12)
     assert payload["sent"] is False and payload["message"]

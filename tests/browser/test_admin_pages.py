@@ -104,13 +104,13 @@ def test_retry_hands_the_messages_to_a_running_master(admin_page, master, smtp_s
 
 def test_the_pool_page_follows_the_pool_live(admin_page, master, shot):
     master.env["RELIEVE_USAGE_INTERVAL"] = "0.5"
-    master.start(workers=2)
+    master.start(workers=2, queues=["default=1"])
     admin_page.goto("/admin/")
     shot("index")
     admin_page.click("#relieve-pool-link a >> nth=0")
     expect(admin_page.locator("#content h1")).to_have_text("Relieve pool")
     rows = admin_page.locator("#relieve-masters tr[data-child]")
-    expect(rows).to_have_count(2)
+    expect(rows).to_have_count(3)  # mail0, mail1 and default0
     expect(admin_page.locator("#relieve-master-down")).to_be_hidden()
     expect(admin_page.locator("tr[data-child=mail0] .field-memory")).to_contain_text("MiB")
     shot("start")
@@ -120,7 +120,7 @@ def test_the_pool_page_follows_the_pool_live(admin_page, master, shot):
     expect(admin_page.locator("[data-status=sent] b")).to_have_text("6")  # no reload: the page polls
     assert MailOutcome.objects.filter(pk__in=ids, status="sent").count() == 6
 
-    victim = master.status()["children"][0]
+    victim = next(child for child in master.status()["children"] if child["name"] == "mail0")
     os.kill(victim["pid"], signal.SIGKILL)
     mail0 = admin_page.locator("tr[data-child=mail0]")
     expect(mail0.locator(".field-restarts")).to_have_text("1")
