@@ -11,11 +11,16 @@ class RelieveAppConfig(AppConfig):
     verbose_name = "relieve"
     default_auto_field = "django.db.models.BigAutoField"
 
+    def __init__(self, app_name, app_module):
+        super().__init__(app_name, app_module)
+        # Before any app's ready(): the admin's autodiscovery already imports the mail task, whose
+        # backend must then be in TASKS.
+        add_backend_if_missing()
+
     def ready(self):
         # Every process stops here on settings that cannot work, gunicorn and runrelieve included,
         # which run no system checks: better than a server whose every POST fails or is never delivered.
         relieve_checks.refuse_to_start()
-        add_backend_if_missing()
         make_default_folders()
         for check in relieve_checks.STARTUP_CHECKS:
             checks.register(check)

@@ -24,7 +24,6 @@ from .endpoint import Endpoint, StartupError
 from .filelock import MasterLock
 from .identity import MasterIdentity
 from .lanes import Lane
-from .listener import Listener
 from .pool import BootError, CallableTask, RelieveError, RemoteError, TaskExited
 from .presence import Presence
 from .status import of_master
@@ -172,6 +171,8 @@ class Master:
         self._spawn(self._sweep_loop())
         self._spawn(self.presence.run(self._stopping))
         if self.options.listen is not None:
+            from .listener import Listener  # psycopg: installed where the database is PostgreSQL
+
             channels = {wakeup.channel(name): name for name in self.lanes}
             listener = Listener(self.options.listen, channels, self._on_notify, self._on_listening)
             self._spawn(listener.run())

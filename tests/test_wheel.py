@@ -219,4 +219,4 @@ def test_a_fresh_project_with_two_lines_sends_the_contact_mail(venv, tmp_path, s
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-    assert "stopped;" in logs[0].read_text()
+    assert "relieve_app.server: stopped" in logs[0].read_text()
