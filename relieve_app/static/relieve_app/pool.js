@@ -62,12 +62,13 @@
     }
     state.masters.forEach(function (master) {
       box.appendChild(el("h2", {}, ["Master " + master.pid + " on " + master.host]));
-      var queue = master.queues[0];
+      var queues = master.queues.map(function (queue) {
+        return "Queue " + queue.name + ": " + queue.children + " children (" + queue.available +
+          " taking work), " + queue.queued + " queued, " + queue.sending + " running.";
+      });
       box.appendChild(el("p", {"class": "master-line", "data-master": String(master.pid)}, [
         "Up " + duration(master.uptime) + (master.reloading ? ", reloading its children" : "") +
-        ". Queue " + queue.name + ": " + queue.children + " children (" + queue.available +
-        " taking work), " + queue.queued + " queued, " + queue.sending + " sending, " +
-        queue.retrying + " waiting to retry."
+        ". " + queues.join(" ") + " " + master.retrying + " waiting to retry."
       ]));
       box.appendChild(childTable(master.children));
     });
