@@ -58,6 +58,7 @@ from urllib.parse import urlencode
 from relieve_app.pool.framing import FrameDecoder, encode
 from tests.hostile_bodies import HOSTILE_BODIES
 from tests.smtp_sink import SMTPSink, free_port
+from tests.web_client import get
 
 PENDING = ("queued", "sending", "retrying")
 BODY = "Soak message {n}: some **Markdown**, a list\n\n- one\n- two\n\nand [a link](https://example.com)."
@@ -270,7 +271,7 @@ class Stack:
         argv = [sys.executable, "-m", "gunicorn", "project.wsgi", "-b", f"127.0.0.1:{port}"]
         env = {"RELIEVE_SOCKET": host.socket_path, "RELIEVE_HOST": host.name}
         host.web = self._spawn([*argv, "-w", str(self.config.web_workers)], host.web_log, env)
-        answers = lambda: _get(port, "/contact/").status == 200  # noqa: E731
+        answers = lambda: get("127.0.0.1", port, "/contact/").status == 200  # noqa: E731
         self._wait(host.web, "gunicorn", host.web_log, timeout, answers)
 
     def status(self):
@@ -343,17 +344,6 @@ def _database(url, verb):
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
-def _get(port, path):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response
-    finally:
-        conn.close()
-
-
 # the load -----------------------------------------------------------------------
 
 
@@ -388,7 +378,7 @@ class Load:
 
     def _client(self, port):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        token = _csrf_token(_get(port, "/contact/"))
+        token = _csrf_token(get("127.0.0.1", port, "/contact/"))
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
             "Accept": "application/json",

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from bench.peerbench import procs
+from tests.web_client import get
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN = "postgres://postgres@127.0.0.1:5432/postgres"
@@ -140,7 +141,7 @@ class Stack:
             if self.web.poll() is not None:
                 raise StackError(f"gunicorn exited with {self.web.returncode}:\n{_tail(log)}")
             with contextlib.suppress(OSError, http.client.HTTPException):
-                if _get(self.web_port, "/contact/").status == 200:
+                if get("127.0.0.1", self.web_port, "/contact/").status == 200:
                     return
             time.sleep(0.2)
         raise StackError(f"gunicorn did not answer within {timeout}s:\n{_tail(log)}")
@@ -206,17 +207,6 @@ def _wait_or_kill(process, timeout):
 
 def _tail(path, size=3000):
     return path.read_text(errors="replace")[-size:] if path.exists() else "(no log)"
-
-
-def _get(port, path):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response
-    finally:
-        conn.close()
 
 
 def _free_port():

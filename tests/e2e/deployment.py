@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 from relieve_app.pool.framing import FrameDecoder, encode
+from tests.web_client import get
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_SOCKET_DIR = os.environ.get("PG_SOCKET_DIR", "/var/run/postgresql")
@@ -114,14 +115,7 @@ class Site:
         return json.loads(content)["id"]
 
     def _get(self, path):
-        conn = http.client.HTTPConnection(self.host.address, WEB_PORT, timeout=10)
-        try:
-            conn.request("GET", path)
-            response = conn.getresponse()
-            response.read()
-            return response
-        finally:
-            conn.close()
+        return get(self.host.address, WEB_PORT, path)
 
     def _spawn(self, argv, log_name):
         return self.host.spawn(argv, cwd=ROOT, env=self.env, log_path=self.folder / log_name)
