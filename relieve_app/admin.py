@@ -9,7 +9,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from relieve_app import backend, dashboard, status, wakeup
+from relieve_app import backend, client, dashboard, status, wakeup
 from relieve_app.mailtask import job_of, send_contact_mail
 from relieve_app.models import MailOutcome, RelieveMaster, TaskEvent, TaskRecord, UsageSample
 
@@ -49,12 +49,8 @@ class RetryMixin:
         return request.user.has_perm(f"{opts.app_label}.change_{opts.model_name}")
 
     def hand_over(self, request, rows, noun):
-        """Give new tasks to the master; after its first refusal the rest simply wait for the sweep."""
-        handed = 0
-        for row in rows:
-            if not backend.announce(row):
-                break
-            handed += 1
+        """Give new tasks to the master over one connection; what it does not take waits for the sweep."""
+        handed = client.submit_many([(row.pk, backend.hints(row)) for row in rows])
         if handed:
             self.message_user(request, f"{handed} {noun}(s) handed to the master.", messages.SUCCESS)
         if waiting := len(rows) - handed:

@@ -110,11 +110,6 @@ def again(row):
     return new
 
 
-def announce(row):
-    """Tell the master about a committed row; False when it did not take it (the sweep will)."""
-    return client.submit(row.pk, **hints(row))
-
-
 def hints(row):
     """What the master orders a task by, so it need not read the row; defaults are left out."""
     found = {}

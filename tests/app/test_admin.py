@@ -2,6 +2,7 @@ import pytest
 from django.urls import reverse
 
 from relieve_app.models import MailOutcome, TaskEvent
+from tests.app.fake_master import acknowledge_each
 
 pytestmark = pytest.mark.django_db
 
@@ -57,7 +58,7 @@ def test_change_page_is_read_only_with_events(admin_client):
 
 @pytest.mark.django_db(transaction=True)
 def test_retry_resets_and_hands_over(admin_client, fake_master):
-    master = fake_master()
+    master = fake_master(acknowledge_each)  # every task on one connection, as the master
     failed = outcome(status=MailOutcome.Status.FAILED, attempts=5, error="550 mailbox unavailable")
     stuck = outcome(status=MailOutcome.Status.SENDING, attempts=1, task_name="mail-2")
     sent = outcome(status=MailOutcome.Status.SENT, attempts=1)

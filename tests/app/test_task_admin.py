@@ -4,6 +4,7 @@ import pytest
 from django.urls import reverse
 
 from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
+from tests.app.fake_master import acknowledge_each
 
 pytestmark = pytest.mark.django_db
 
@@ -75,7 +76,7 @@ def test_a_mail_outcome_links_to_its_task_result(admin_client):
 
 @pytest.mark.django_db(transaction=True)
 def test_retry_runs_failed_tasks_again_as_new_ones(admin_client, fake_master):
-    master = fake_master()
+    master = fake_master(acknowledge_each)  # every task on one connection, as the master
     failed = record("FAILED", args=[1, 2], priority=4, timeout=3.0, errors=[{"exception_class_path": "x"}])
     mail = record(
         "FAILED", queue="mail", path="relieve_app.mailtask.send_contact_mail", args=[{"subject": "s"}]
