@@ -10,7 +10,7 @@ import pytest
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 
-from relieve_app import backend
+from relieve_app import backend, client
 from relieve_app.models import TaskEvent, TaskRecord
 from tests.e2e.conftest import wait_until
 from tests.tasks_fixtures import basic, contextual, signalled
@@ -136,8 +136,7 @@ def test_a_task_that_cannot_import_fails_alone_and_the_pool_goes_on(master):
         TaskRecord.objects.create(task_path=path, queue_name="default", backend="default")
         for path in ["tests.tasks_fixtures.broken.job", "tests.tasks_fixtures.removed_module.job"]
     ]
-    for row in broken:
-        assert backend.announce(row)
+    assert client.submit_many([(row.pk, backend.hints(row)) for row in broken]) == len(broken)
     before = basic.pid.enqueue()
     pids = {finished(before).return_value}
 
