@@ -4,7 +4,9 @@ A claimed row names its master (``owner``) and holds until ``lease_until``; the 
 heartbeat renews the lease of every row it runs, however long the task takes, by the
 database's clock, which every host shares. A row whose lease ran out belonged to a master
 that stopped beating: the sweep of any master makes it READY again and records a ``takeover``
-event. A master stopped gracefully gives back what it still holds at once. SQLite has one
+event. A master that was killed need not be waited for: the next one on its socket finds the lock
+it held there left with its name in it (``filelock.py``) and takes its rows at once. A master
+stopped gracefully gives back what it still holds at once. SQLite has one
 master per file (``filelock.py``), so there a row held by another id is always an orphan.
 Operations run on the recorder's thread, inside its transactions.
 """
@@ -42,15 +44,19 @@ def renew(owner, holding, lease):
     return renewed
 
 
-def take_over(owner, holding, exclusive=False):
+def take_over(owner, holding, exclusive=False, gone=()):
     """Make READY the RUNNING rows no live master holds; returns their ids.
 
-    Rows whose lease ran out, and with ``exclusive`` any row another master holds; never one
-    this master has in hand (``holding``), however old its lease.
+    Rows whose lease ran out, those of the masters in ``gone`` (known to have ended), and with
+    ``exclusive`` any row another master holds; never one this master has in hand (``holding``),
+    however old its lease.
     """
     orphans = Q(lease_until__lt=Now()) | Q(lease_until__isnull=True)
     if exclusive:
         orphans |= ~Q(owner=owner)
+    gone = set(gone) - {owner}
+    if gone:
+        orphans |= Q(owner__in=gone)
     candidates = (
         TaskRecord.objects.filter(orphans, status=Status.RUNNING)
         .select_for_update(skip_locked=True)
@@ -81,7 +87,7 @@ def take_over(owner, holding, exclusive=False):
         for pk, previous, _path in found
     )
     if found:
-        log.warning("took over %d tasks whose master stopped beating", len(found))
+        log.warning("took over %d tasks whose master stopped beating or ended", len(found))
     return [pk for pk, _previous, _path in found]
 
 

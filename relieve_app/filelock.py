@@ -1,8 +1,9 @@
-"""One master per SQLite file: an exclusive lock on a file beside the database.
+"""One master per lock file: beside an SQLite database, and beside every master's socket.
 
 The operating system drops the lock when the process ends, however it ends, so a killed master
-never blocks the next one. The holder writes who it is into the file, and a master refused
-there can say which one runs.
+never blocks the next one. The holder writes who it is into the file, so a master refused there
+can say which one runs; a graceful stop empties it. A master that finds a name still written
+there, once it holds the lock, knows that master ended without stopping: killed, or crashed.
 """
 
 import fcntl
@@ -12,31 +13,47 @@ import os
 from .endpoint import StartupError
 
 
+def sqlite_refusal(database):
+    return (
+        f"another relieve master ({{holder}}) already runs on the SQLite database {database}; "
+        "SQLite takes one master per database file: stop that one first, "
+        "or use PostgreSQL to run several"
+    )
+
+
+def socket_refusal(socket_path):
+    return (
+        f"another relieve master ({{holder}}) already runs on the socket {socket_path}; "
+        "stop it first or use --socket"
+    )
+
+
 class MasterLock:
-    def __init__(self, path, database):
+    """``refusal`` is the message a second master stops with; ``{holder}`` names the first."""
+
+    def __init__(self, path, refusal):
         self.path = str(path)
-        self.database = str(database)
+        self.refusal = refusal
         self._fd = None
 
     def acquire(self, identity):
+        """Hold the lock for this process's life; returns the id of a holder that never released it."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _read_holder(fd)
             os.close(fd)
-            raise StartupError(
-                f"another relieve master ({holder}) already runs on the SQLite database {self.database}; "
-                "SQLite takes one master per database file: stop that one first, "
-                "or use PostgreSQL to run several"
-            ) from None
+            raise StartupError(self.refusal.format(holder=holder)) from None
         except OSError as exc:
             os.close(fd)
             raise StartupError(f"cannot lock {self.path}: {exc}") from exc
+        predecessor = _read_record(fd).get("id")
         os.ftruncate(fd, 0)
         record = {"id": identity.id, "host": identity.host, "pid": identity.pid}
         os.pwrite(fd, json.dumps(record).encode(), 0)
         self._fd = fd
+        return predecessor if isinstance(predecessor, str) and predecessor != identity.id else None
 
     def release(self):
         """Unlock, but leave the file: unlinking it would let two masters lock two different files."""
@@ -46,9 +63,16 @@ class MasterLock:
             self._fd = None
 
 
-def _read_holder(fd):
+def _read_record(fd):
     try:
         record = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"host {record['host']}, pid {record['pid']}"
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _read_holder(fd):
+    record = _read_record(fd)
+    if "host" not in record or "pid" not in record:
         return "still starting"
+    return f"host {record['host']}, pid {record['pid']}"

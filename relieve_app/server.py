@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from . import claims, notify, recorder, reloading, taskstore, wakeup
 from .batching import Ledger
 from .endpoint import Endpoint, StartupError
-from .filelock import MasterLock
+from .filelock import MasterLock, socket_refusal, sqlite_refusal
 from .identity import MasterIdentity
 from .lanes import Lane
 from .pool import BootError, CallableTask, RelieveError, RemoteError, TaskExited
@@ -104,7 +104,13 @@ class Master:
             children=lambda: sum(len(lane.pool.strategy.tasks) for lane in self.lanes.values()),
             holding=lambda: self._running | self._settling.keys(),
         )
-        self.lock = MasterLock(options.lock_path, options.database) if options.lock_path else None
+        self.lock = None
+        if options.lock_path:
+            self.lock = MasterLock(options.lock_path, sqlite_refusal(options.database))
+        # Held for life beside the socket: the master before this one there, if it never let go,
+        # was killed, and its rows need not wait for its lease to run out.
+        self.tenure = MasterLock(f"{options.socket_path}.lock", socket_refusal(options.socket_path))
+        self._gone = set()  # ids of masters known to have ended without stopping
         self.endpoint = Endpoint(options.socket_path, self, client_timeout=options.client_timeout)
         self._stopping = asyncio.Event()
         self._known = {}  # id -> (queue, priority, at): ready, waiting or running here; never twice
@@ -139,8 +145,9 @@ class Master:
         self.options.check()
         self.endpoint.check()
         self.endpoint.claim()
+        self._note_gone(self.tenure.acquire(self.identity))
         if self.lock is not None:
-            self.lock.acquire(self.identity)
+            self._note_gone(self.lock.acquire(self.identity))
         self.recorder.start()
         try:
             await self.recorder.submit(recorder.check_schema)
@@ -215,7 +222,13 @@ class Master:
             log.info("%d outcomes waiting for the database were recorded", len(writes))
         if self.lock is not None:
             self.lock.release()
+        self.tenure.release()
         log.info("stopped")
+
+    def _note_gone(self, predecessor):
+        if predecessor is not None and predecessor not in self._gone:
+            self._gone.add(predecessor)
+            log.warning("master %s ended without stopping; what it held is taken over now", predecessor)
 
     async def _leave(self, timeout):
         """Give back what this master still holds, READY for any master at once, and remove its row."""
@@ -479,11 +492,13 @@ class Master:
     async def sweep(self):
         """Take in READY rows nobody here has: left by a crash, a down master, a lost ack or a retry.
 
-        First the rows of masters that stopped beating are taken over; with SQLite's lock, those
+        First the rows of masters that stopped beating are taken over, and those of a master known
+        to be dead (its lock beside the socket was left held by nobody); with SQLite's lock, those
         of any other master, none of which can be alive. The heartbeat renews this one's leases.
         """
         exclusive = self.lock is not None
-        await self.recorder.submit(taskstore.take_back, set(self._known), self.owner, exclusive)
+        known, gone = set(self._known), set(self._gone)
+        await self.recorder.submit(taskstore.take_back, known, self.owner, exclusive, gone)
         rows = await self.recorder.submit(taskstore.waiting, set(self._known))
         found = 0
         for task_id, queue, priority, delay, enqueued in rows:

@@ -224,14 +224,15 @@ def _failed(row, error, event, retry_in, now):
     return event or "error", payload
 
 
-def take_back(known, owner, exclusive=False):
+def take_back(known, owner, exclusive=False, gone=()):
     """Make READY again the RUNNING rows no live master holds; returns how many.
 
     A row is taken over once its lease ran out, by the database's clock (its master stopped
-    beating), or with ``exclusive`` (SQLite: the file lock proves every other master dead) as
-    soon as another master holds it; never one this master has in hand (``known``).
+    beating), at once when its master is known to have ended (``gone``), or with ``exclusive``
+    (SQLite: the file lock proves every other master dead) as soon as another master holds it;
+    never one this master has in hand (``known``).
     """
-    return len(claims.take_over(owner, set(known), exclusive))
+    return len(claims.take_over(owner, set(known), exclusive, gone))
 
 
 @reads_only

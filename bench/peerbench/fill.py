@@ -3,8 +3,9 @@
 Usage: python -m bench.peerbench.fill COUNT PREFIX   (with the benchmark's settings in the environment)
 
 Each row gets the subject PREFIX-<n> and, on commit, the system's PEERBENCH_ENQUEUE, as the view
-would call it. Ours has none: with its master stopped the view's hand-over fails too, and the rows
-wait, queued, for the start-up sweep.
+would call it. Ours has none: it stores what the project's view stores (the row and its mail
+task); with its master stopped the hand-over on commit finds nobody, and the tasks wait, ready,
+for the start-up sweep.
 """
 
 import os
@@ -25,7 +26,15 @@ def main(argv=None):
     from bench.peerbench.load import BODY
     from relieve_app.models import MailOutcome
 
-    enqueue = import_string(settings.PEERBENCH_ENQUEUE) if settings.PEERBENCH_ENQUEUE else None
+    if not settings.PEERBENCH_ENQUEUE:
+        from relieve_app.views import enqueue as store_and_enqueue
+
+        for n in range(int(count)):
+            store_and_enqueue(
+                {"emitter": f"visitor{n}@example.org", "subject": f"{prefix}-{n}", "body": BODY.format(n=n)}
+            )
+        return
+    enqueue = import_string(settings.PEERBENCH_ENQUEUE)
     for n in range(int(count)):
         with transaction.atomic():
             outcome = MailOutcome.objects.create(
@@ -34,8 +43,7 @@ def main(argv=None):
                 subject=f"{prefix}-{n}",
                 body=BODY.format(n=n),
             )
-            if enqueue is not None:
-                transaction.on_commit(partial(enqueue, outcome))
+            transaction.on_commit(partial(enqueue, outcome))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""One master per SQLite file: the lock names its holder and dies with it."""
+"""One master per lock file: the lock names its holder, dies with it, and names a holder that crashed."""
 
 import fcntl
 import signal
@@ -9,15 +9,15 @@ from datetime import UTC, datetime
 import pytest
 
 from relieve_app.endpoint import StartupError
-from relieve_app.filelock import MasterLock
+from relieve_app.filelock import MasterLock, socket_refusal, sqlite_refusal
 from relieve_app.identity import MasterIdentity
 
 HOLD = """
 import sys, time
 from datetime import UTC, datetime
-from relieve_app.filelock import MasterLock
+from relieve_app.filelock import MasterLock, sqlite_refusal
 from relieve_app.identity import MasterIdentity
-MasterLock(sys.argv[1], "db").acquire(MasterIdentity("web-9", 99, datetime.now(UTC)))
+MasterLock(sys.argv[1], sqlite_refusal("db")).acquire(MasterIdentity("web-9", 99, datetime.now(UTC)))
 print("locked", flush=True)
 time.sleep(60)
 """
@@ -28,13 +28,13 @@ def me():
 
 
 def test_a_second_lock_is_refused_naming_the_holder(tmp_path):
-    first = MasterLock(tmp_path / "db.lock", tmp_path / "db.sqlite3")
+    first = MasterLock(tmp_path / "db.lock", sqlite_refusal(tmp_path / "db.sqlite3"))
     first.acquire(me())
     with pytest.raises(StartupError, match=r"another relieve master \(host web-1, pid 1234\) already runs"):
-        MasterLock(tmp_path / "db.lock", tmp_path / "db.sqlite3").acquire(me())
+        MasterLock(tmp_path / "db.lock", sqlite_refusal(tmp_path / "db.sqlite3")).acquire(me())
 
     first.release()
-    again = MasterLock(tmp_path / "db.lock", tmp_path / "db.sqlite3")
+    again = MasterLock(tmp_path / "db.lock", sqlite_refusal(tmp_path / "db.sqlite3"))
     again.acquire(me())
     again.release()
 
@@ -45,15 +45,29 @@ def test_a_killed_holder_leaves_the_lock_free(tmp_path):
     try:
         assert holder.stdout.readline() == "locked\n"
         with pytest.raises(StartupError, match=r"host web-9, pid 99"):
-            MasterLock(path, "db").acquire(me())
+            MasterLock(path, sqlite_refusal("db")).acquire(me())
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
         holder.stdout.close()
 
-    lock = MasterLock(path, "db")
-    lock.acquire(me())  # the kernel released it with the process
+    lock = MasterLock(path, sqlite_refusal("db"))
+    predecessor = lock.acquire(me())  # the kernel released it with the process
+    assert predecessor is not None and predecessor.startswith("web-9:99:")  # it ended without stopping
     lock.release()
+
+
+def test_a_holder_that_released_the_lock_is_no_predecessor(tmp_path):
+    path = tmp_path / "socket.lock"
+    first = MasterLock(path, socket_refusal("relieve.sock"))
+    assert first.acquire(me()) is None
+    first.release()
+
+    second = MasterLock(path, socket_refusal("relieve.sock"))
+    assert second.acquire(me()) is None
+    with pytest.raises(StartupError, match=r"\(host web-1, pid 1234\) already runs on the socket relieve"):
+        MasterLock(path, socket_refusal("relieve.sock")).acquire(me())
+    second.release()
 
 
 def test_a_holder_that_has_not_written_yet_is_still_starting(tmp_path):
@@ -61,4 +75,4 @@ def test_a_holder_that_has_not_written_yet_is_still_starting(tmp_path):
     with open(path, "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(StartupError, match=r"\(still starting\)"):
-            MasterLock(path, "db").acquire(me())
+            MasterLock(path, sqlite_refusal("db")).acquire(me())

@@ -4,13 +4,17 @@ And on SQLite there is only ever one: a second `runrelieve` on the same file is 
 """
 
 import signal
+import time
 
 import pytest
 from django.db import connection
+from django.tasks import TaskResultStatus
 
 from relieve_app import client
-from relieve_app.models import RelieveMaster
+from relieve_app.models import RelieveMaster, TaskEvent
 from tests.e2e.conftest import wait_until
+from tests.e2e.test_tasks import finished, running
+from tests.tasks_fixtures import basic
 
 pytestmark = pytest.mark.e2e
 
@@ -53,6 +57,27 @@ def test_a_killed_master_shows_as_gone_once_its_lease_ran_out(fast_heartbeat):
     row = RelieveMaster.objects.with_gone().get()
     assert row.gone and row.pid == master.process.pid
     assert not RelieveMaster.objects.live().exists()
+
+
+def test_the_next_master_on_a_killed_masters_socket_takes_its_tasks_at_once(master, tmp_path):
+    """Its lease need not run out: the lock beside the socket says the first master is dead."""
+    master.env.update(RELIEVE_LEASE="600", RELIEVE_HEARTBEAT="0.5")  # waiting for the lease: 10 minutes
+    master.start(workers=1, queues=["default=1"])
+    first = master.status()["owner"]
+    gate = tmp_path / "gate"
+    result = running(basic.wait_for_file.enqueue(str(gate)))
+    master.stop(signal.SIGKILL)
+    gate.touch()
+
+    restarted = time.monotonic()
+    master.start(workers=1, queues=["default=1"])
+    result = finished(result, timeout=60)
+
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.attempts == 2
+    assert time.monotonic() - restarted < 60
+    takeover = TaskEvent.objects.get(task_result_id=result.id, event="takeover")
+    assert takeover.payload["from"] == first
+    assert f"master {first} ended without stopping" in master.output()
 
 
 @only_sqlite
