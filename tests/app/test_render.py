@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,24 @@ def test_a_render_past_its_deadline_kills_the_renderer_and_the_next_one_starts_a
     assert replacement != first
     assert "<em>back</em>" in renderer.render("*back*").html
     assert renderer.process.pid == replacement
+
+
+def test_an_idle_renderer_is_stopped_and_the_next_render_starts_another():
+    with Renderer(timeout=5, idle_timeout=0.5) as renderer:
+        renderer.render("warm *up*")
+        first = renderer.process
+        for _ in range(8):  # renders closer together than the idle timeout keep it
+            time.sleep(0.1)
+            renderer.render("*busy*")
+        assert renderer.process is first
+
+        deadline = time.monotonic() + 30
+        while renderer.process is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert renderer.process is None and first.returncode is not None  # stopped and reaped
+
+        assert "<em>again</em>" in renderer.render("*again*").html
+        assert renderer.process.pid != first.pid
 
 
 def test_a_renderer_killed_between_renders_is_replaced(renderer):
