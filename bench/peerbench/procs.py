@@ -50,6 +50,23 @@ def memory(pids):
     return rss, pss
 
 
+def machine_busy():
+    """CPU seconds the whole machine has spent busy (every core, all but idle and I/O wait) since boot.
+
+    The benchmark runs one system at a time on an otherwise quiet machine, so the difference over a
+    drain is what that drain cost: web workers, the system's workers, databases, broker and sink.
+    """
+    # user nice system idle iowait irq softirq steal ...: all but idle and iowait is work
+    ticks = [int(value) for value in _first_line("/proc/stat").split()[1:9]]
+    busy = sum(ticks) - ticks[3] - ticks[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _first_line(path):
+    with open(path) as file:
+        return file.readline()
+
+
 def signal_all(pids, sig=signal.SIGKILL):
     """Send `sig` to each of these processes, as close to at once as a loop gets; returns how many."""
     sent = 0

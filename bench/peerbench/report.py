@@ -6,13 +6,14 @@ from bench.peerbench.systems import OURS, SYSTEMS
 from bench.peerbench.trial import median
 
 MiB = 2**20
-LOWER_IS_BETTER = ("post_p50", "post_p99", "sink_p50", "sink_p99", "rss")
+LOWER_IS_BETTER = ("post_p50", "post_p99", "cpu_ms", "sink_p50", "sink_p99", "rss")
 
 
 def brief(flood, paced):
     return (
         f"post p50 {flood['post_p50'] * 1000:.1f} ms p99 {flood['post_p99'] * 1000:.1f} ms, "
         f"{flood['per_s']:.0f}/s ({flood['delivered']}/{flood['accepted']}), "
+        f"{flood.get('cpu_ms', float('nan')):.1f} CPU ms per message, "
         f"to sink p50 {paced['sink_p50'] * 1000:.0f} ms p99 {paced['sink_p99'] * 1000:.0f} ms, "
         f"rss {flood['rss'] / MiB:.0f} MiB in {flood['processes']} processes"
     )
@@ -33,6 +34,7 @@ def figures(runs):
         "post_p50": median(floods, "post_p50") * 1000,
         "post_p99": median(floods, "post_p99") * 1000,
         "per_s": median(floods, "per_s"),
+        "cpu_ms": median(floods, "cpu_ms"),
         "sink_p50": median(paced, "sink_p50") * 1000,
         "sink_p99": median(paced, "sink_p99") * 1000,
         "rss": median(floods, "rss") / MiB,
@@ -52,6 +54,7 @@ COLUMNS = [
     ("post_p50", "POST p50 ms", "{:.1f}"),
     ("post_p99", "POST p99 ms", "{:.1f}"),
     ("per_s", "delivered/s", "{:.0f}"),
+    ("cpu_ms", "machine CPU ms/msg", "{:.1f}"),
     ("sink_p50", "to sink p50 ms", "{:.0f}"),
     ("sink_p99", "to sink p99 ms", "{:.0f}"),
     ("rss", "workers RSS MiB", "{:.0f}"),

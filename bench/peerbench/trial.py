@@ -1,7 +1,8 @@
 """One measurement on a running stack; every count comes from the sink's receipts, never the peer.
 
 - `drain`: a backlog queued while the workers are stopped, then drained, with more POSTs meanwhile:
-  delivered per second, POST latency while the queue drains, peak memory of the workers.
+  delivered per second, POST latency while the queue drains, peak memory of the workers, and
+  the machine's CPU time per message (all processes: web, workers, database, broker, sink).
   (`flood` for a system without workers: the POSTs themselves deliver.)
 - `paced`: POST at a steady rate every system keeps up with: time from POST to arrival at the sink.
 - `kill`: POST `count`, SIGKILL every worker process at once, start the workers again, and count
@@ -14,6 +15,7 @@ import statistics
 import threading
 import time
 
+from bench.peerbench import procs
 from bench.peerbench.load import post_all
 
 _serial = itertools.count()
@@ -77,8 +79,9 @@ def drain(stack, sink, backlog, during, clients, timeout, watch=contextlib.nullc
     sampler.start()
     with watch(stack):  # a profiler, when asked for
         sink.wait_received(names, timeout=60, at_least=1)  # the drain has begun
+        busy = procs.machine_busy()
         posts = post_all(stack.web_port, stack.system.path, subjects("during", during), clients)
-        return _measure(sink, sampler, names, posts, timeout)
+        return _measure(sink, sampler, names, posts, timeout, busy)
 
 
 def flood(stack, sink, count, clients, timeout):
@@ -86,15 +89,18 @@ def flood(stack, sink, count, clients, timeout):
     sink.clear()
     sampler = MemorySampler(stack)
     sampler.start()
+    busy = procs.machine_busy()
     posts = post_all(stack.web_port, stack.system.path, subjects("flood", count), clients)
-    return _measure(sink, sampler, [post.subject for post in _accepted(posts)], posts, timeout)
+    return _measure(sink, sampler, [post.subject for post in _accepted(posts)], posts, timeout, busy)
 
 
-def _measure(sink, sampler, counted, posts, timeout):
-    """Wait for every message; the rate over `counted` (first to last arrival), the latency of `posts`."""
+def _measure(sink, sampler, counted, posts, timeout, busy):
+    """Wait for every message; the rate over `counted` (first to last arrival), the latency of `posts`,
+    and the machine's CPU time per message since `busy` (``procs.machine_busy()`` when the drain began)."""
     known = set(counted)
     names = counted + [post.subject for post in _accepted(posts) if post.subject not in known]
     delivered = sink.wait_received(names, timeout=timeout, quiet=30)
+    cpu_seconds = procs.machine_busy() - busy
     sampler.finish()
     arrivals = sorted(sink.arrivals[name][0] for name in counted if sink.arrivals.get(name))
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
@@ -106,6 +112,7 @@ def _measure(sink, sampler, counted, posts, timeout):
         "post_p50": percentile(seconds, 0.5),
         "post_p99": percentile(seconds, 0.99),
         "per_s": (len(arrivals) - 1) / span if len(arrivals) > 1 else 0.0,
+        "cpu_ms": cpu_seconds * 1000 / delivered if delivered else float("nan"),
         "rss": sampler.rss,
         "pss": sampler.pss,
         "processes": sampler.processes,

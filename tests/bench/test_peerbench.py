@@ -54,9 +54,16 @@ def test_tree_finds_descendants_in_other_sessions_and_kill_reaches_them_all():
             root.wait()
 
 
+def test_machine_busy_counts_the_cpu_time_spent_meanwhile():
+    before, spun = procs.machine_busy(), time.process_time()
+    while time.process_time() - spun < 0.3:
+        pass
+    assert procs.machine_busy() - before >= 0.25  # at least this process's own work, whatever else ran
+
+
 def runs(post_p50, per_s, rss):
     flood = {"post_p50": post_p50, "post_p99": post_p50, "per_s": per_s, "rss": rss * report.MiB}
-    flood.update(pss=rss * report.MiB, processes=5, accepted=10, delivered=10)
+    flood.update(pss=rss * report.MiB, processes=5, accepted=10, delivered=10, cpu_ms=5.0)
     paced = {"sink_p50": 0.01, "sink_p99": 0.02, "accepted": 10, "delivered": 10}
     return {"flood": [flood], "paced": [paced]}
 
