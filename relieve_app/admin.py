@@ -9,7 +9,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from relieve_app import backend, client, dashboard, status, wakeup
+from relieve_app import backend, client, dashboard, status
 from relieve_app.mailtask import job_of, send_contact_mail
 from relieve_app.models import MailOutcome, RelieveMaster, TaskEvent, TaskRecord, UsageSample
 
@@ -155,7 +155,6 @@ class MailOutcomeAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
                 )
                 outcome.status, outcome.attempts, outcome.error, outcome.task_result = "queued", 0, "", row
                 outcome.save(update_fields=["status", "attempts", "error", "task_result", "updated_at"])
-                wakeup.notify(row.queue_name, row.pk)
                 tasks.append(row)
             transaction.on_commit(lambda: self.hand_over(request, tasks, "message"))
         if skipped:

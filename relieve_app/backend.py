@@ -20,7 +20,7 @@ from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultD
 from django.tasks.signals import task_enqueued
 from django.utils.module_loading import import_string
 
-from relieve_app import client, wakeup
+from relieve_app import client
 from relieve_app.models import TaskRecord
 
 
@@ -68,8 +68,7 @@ class RelieveBackend(BaseTaskBackend):
             args=args,
             kwargs=kwargs,
         )
-        # PostgreSQL: masters on every host hear of it on commit.
-        wakeup.notify(row.queue_name, row.pk, row.priority, row.run_after)
+        # PostgreSQL: the row's trigger tells the masters of every host, on commit (wakeup.py).
         Handover.on_commit(row)
         result = to_result(row, task)
         task_enqueued.send(type(self), task_result=result)
@@ -103,11 +102,9 @@ def again(row):
     The old row stays as the record of what happened; the caller announces the new one on commit.
     """
     fields = ["task_path", "queue_name", "backend", "priority", "takes_context", "timeout", "max_attempts"]
-    new = TaskRecord.objects.create(
+    return TaskRecord.objects.create(
         **{name: getattr(row, name) for name in fields}, args=row.args, kwargs=row.kwargs
     )
-    wakeup.notify(new.queue_name, new.pk, new.priority)
-    return new
 
 
 def hints(row):

@@ -1,15 +1,14 @@
-"""PostgreSQL wake-ups: enqueueing a row also sends `NOTIFY relieve_<queue>, '<id>'`.
+"""PostgreSQL wake-ups: every READY task row inserted sends `NOTIFY relieve_<queue>, '<id>'`.
 
 A row with a priority or a run_after says so, as the socket's submit does, so a master that
 hears of it first still orders it right: ``'{"id": 42, "priority": 3, "run_after": 1.7e9}'``.
 
-The notification is part of the enqueueing transaction, so PostgreSQL delivers it on commit and
-never for a row that was rolled back. Every master LISTENs (``listener.py``), so a web server on a
-host without a master still has its work picked up at once. Other databases have no NOTIFY: there
-the local socket and the sweep do the work.
+A trigger on the table sends it (migration 0006), inside the inserting transaction, so
+PostgreSQL delivers it on commit, never for a row that was rolled back, and costs the enqueue no
+round trip. Every master LISTENs (``listener.py``), so a web server on a host without a master
+still has its work picked up at once. Other databases have no NOTIFY: there the local socket and
+the sweep do the work.
 """
-
-import json
 
 from django.db import connections
 
@@ -22,22 +21,6 @@ def channel(queue):
     if len(name) > MAX_CHANNEL:
         raise ValueError(f"queue name {queue!r} is too long for a NOTIFY channel ({MAX_CHANNEL} bytes)")
     return name
-
-
-def notify(queue, row_id, priority=0, run_after=None, using="default"):
-    """Inside the caller's transaction: wake every master listening on `queue` for `row_id`."""
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        return False
-    payload = str(row_id)
-    if priority or run_after is not None:
-        hints = {"id": row_id, "priority": priority}
-        if run_after is not None:
-            hints["run_after"] = run_after.timestamp()
-        payload = json.dumps(hints)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, %s)", [channel(queue), payload])
-    return True
 
 
 def listen_params(using="default"):

@@ -1,15 +1,17 @@
 """PostgreSQL wake-ups: NOTIFY sent with the enqueueing transaction, heard by a master's Listener."""
 
 import asyncio
+from datetime import timedelta
 
 import psycopg
 import pytest
 from django.db import connection, connections, transaction
 from django.test import Client
+from django.utils import timezone
 
 from relieve_app import views, wakeup
 from relieve_app.listener import Listener
-from relieve_app.models import MailOutcome
+from relieve_app.models import MailOutcome, TaskRecord
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,11 +22,10 @@ on_postgres = pytest.mark.skipif(
 DATA = {"emitter": "ada@example.org", "subject": "Hi", "body": "A message long enough to be sent along."}
 
 
-def test_without_postgresql_notify_does_nothing():
+def test_only_postgresql_has_a_listen_connection():
     if connection.vendor == "postgresql":
         assert wakeup.listen_params()["dbname"] == connection.settings_dict["NAME"]
     else:
-        assert wakeup.notify("mail", 1) is False
         assert wakeup.listen_params() is None
 
 
@@ -98,6 +99,41 @@ def test_a_post_notifies_on_commit_and_a_rollback_notifies_nothing(settings, tmp
     assert outcome.pk == response.json()["id"]
     assert first == ("mail", outcome.task_result_id, {})
     assert more == 0
+
+
+@on_postgres
+def test_every_ready_row_inserted_is_announced_with_its_hints_and_no_other_is():
+    """The trigger: whatever inserts the row, the ORM here, as enqueue(), a retry or the admin do."""
+    later = timezone.now() + timedelta(hours=1)
+
+    def insert():
+        try:
+            with transaction.atomic():
+                plain = TaskRecord.objects.create(task_path="t.plain", queue_name="mail")
+                urgent = TaskRecord.objects.create(task_path="t.urgent", queue_name="mail", priority=7)
+                TaskRecord.objects.create(task_path="t.done", queue_name="mail", status="SUCCESSFUL")
+                TaskRecord.objects.create(task_path="t.elsewhere", queue_name="default")
+                deferred = TaskRecord.objects.create(task_path="t.later", queue_name="mail", run_after=later)
+            return plain.pk, urgent.pk, deferred.pk
+        finally:
+            connections.close_all()
+
+    async def scenario():
+        heard, _listener, task = await start_listener()
+        ids = await asyncio.to_thread(insert)
+        got = [await heard.next() for _ in range(3)]
+        await asyncio.sleep(0.3)  # nothing more comes
+        more = heard.heard.qsize()
+        await stop_listener(task)
+        return ids, got, more
+
+    (plain, urgent, deferred), got, more = asyncio.run(scenario())
+    assert got[0] == ("mail", plain, {})
+    assert got[1] == ("mail", urgent, {"priority": 7})
+    queue, row_id, hints = got[2]
+    assert (queue, row_id, hints["priority"]) == ("mail", deferred, 0)
+    assert hints["run_after"] == pytest.approx(later.timestamp(), abs=1e-3)
+    assert more == 0  # not the finished row, nor the one of a queue this listener does not hear
 
 
 def notify(payload, channel="relieve_mail"):
