@@ -66,7 +66,8 @@ def render(state, socket_path):
         )
         for queue in master["queues"]:
             lines.append(
-                f"queue {queue['name']}: {queue['children']} children ({queue['available']} taking work), "
+                f"queue {queue['name']}: {_count(queue['children'], 'child', 'children')} "
+                f"({queue['available']} taking work), "
                 f"{queue['queued']} queued, {queue['sending']} running"
             )
         lines.append(f"{master['retrying']} waiting to retry, {master['settling']} outcomes being recorded")
@@ -82,3 +83,7 @@ def render(state, socket_path):
         f"last hour: {recent['hour']['delivered']} delivered, {recent['hour']['failed']} failed"
     )
     return lines
+
+
+def _count(number, one, many):
+    return f"{number} {one if number == 1 else many}"

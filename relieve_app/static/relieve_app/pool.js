@@ -63,7 +63,7 @@
     state.masters.forEach(function (master) {
       box.appendChild(el("h2", {}, ["Master " + master.pid + " on " + master.host]));
       var queues = master.queues.map(function (queue) {
-        return "Queue " + queue.name + ": " + queue.children + " children (" + queue.available +
+        return "Queue " + queue.name + ": " + queue.children + (queue.children === 1 ? " child (" : " children (") + queue.available +
           " taking work), " + queue.queued + " queued, " + queue.sending + " running.";
       });
       box.appendChild(el("p", {"class": "master-line", "data-master": String(master.pid)}, [
