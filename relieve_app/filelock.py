@@ -35,6 +35,7 @@ class MasterLock:
         self.path = str(path)
         self.refusal = refusal
         self._fd = None
+        self._predecessor = None
 
     def acquire(self, identity):
         """Hold the lock for this process's life; returns the id of a holder that never released it."""
@@ -53,12 +54,25 @@ class MasterLock:
         record = {"id": identity.id, "host": identity.host, "pid": identity.pid}
         os.pwrite(fd, json.dumps(record).encode(), 0)
         self._fd = fd
-        return predecessor if isinstance(predecessor, str) and predecessor != identity.id else None
+        ended = isinstance(predecessor, str) and predecessor != identity.id
+        self._predecessor = predecessor if ended else None
+        return self._predecessor
 
     def release(self):
+        """A graceful stop: unlock and empty the file, so the next holder finds no one left behind."""
+        self._let_go(b"")
+
+    def give_back(self):
+        """A start that failed: unlock, leaving named the master found dead here, if any, so the
+        next start still takes its rows at once (and this one, which held none, is not named)."""
+        self._let_go(json.dumps({"id": self._predecessor}).encode() if self._predecessor else b"")
+
+    def _let_go(self, record):
         """Unlock, but leave the file: unlinking it would let two masters lock two different files."""
         if self._fd is not None:
             os.ftruncate(self._fd, 0)
+            if record:
+                os.pwrite(self._fd, record, 0)
             os.close(self._fd)
             self._fd = None
 

@@ -146,8 +146,18 @@ class Master:
         self.endpoint.check()
         self.endpoint.claim()
         self._note_gone(self.tenure.acquire(self.identity))
-        if self.lock is not None:
-            self._note_gone(self.lock.acquire(self.identity))
+        try:
+            if self.lock is not None:
+                self._note_gone(self.lock.acquire(self.identity))
+            await self._start()
+        except BaseException:
+            # Not started: this master held nothing, and must not pass for one that was killed.
+            for lock in (self.lock, self.tenure):
+                if lock is not None:
+                    lock.give_back()
+            raise
+
+    async def _start(self):
         self.recorder.start()
         try:
             await self.recorder.submit(recorder.check_schema)

@@ -1,6 +1,7 @@
 """One master per lock file: the lock names its holder, dies with it, and names a holder that crashed."""
 
 import fcntl
+import json
 import signal
 import subprocess
 import sys
@@ -76,3 +77,23 @@ def test_a_holder_that_has_not_written_yet_is_still_starting(tmp_path):
         fcntl.flock(held, fcntl.LOCK_EX)
         with pytest.raises(StartupError, match=r"\(still starting\)"):
             MasterLock(path, sqlite_refusal("db")).acquire(me())
+
+
+def test_a_start_that_fails_leaves_named_only_the_master_found_dead(tmp_path):
+    path = tmp_path / "socket.lock"
+    path.write_text(json.dumps({"id": "web-9:99:killed", "host": "web-9", "pid": 99}))  # left by a kill
+
+    failed = MasterLock(path, socket_refusal("relieve.sock"))
+    assert failed.acquire(me()) == "web-9:99:killed"
+    failed.give_back()  # its start failed: it held nothing
+
+    again = MasterLock(path, socket_refusal("relieve.sock"))
+    assert again.acquire(me()) == "web-9:99:killed"  # still known dead, so still taken over at once
+    again.release()
+
+    fresh = MasterLock(path, socket_refusal("relieve.sock"))
+    assert fresh.acquire(me()) is None
+    fresh.give_back()
+    last = MasterLock(path, socket_refusal("relieve.sock"))
+    assert last.acquire(me()) is None
+    last.release()
