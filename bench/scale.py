@@ -37,8 +37,9 @@ import urllib.parse
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from bench.soak import SoakError, Stack, _csrf_token, _database, _get, master_request
+from bench.soak import SoakError, Stack, _csrf_token, _database, master_request
 from tests.smtp_sink import SMTPSink, free_port
+from tests.web_client import get
 
 ENQUEUE = """
 from django.db import transaction
@@ -107,7 +108,11 @@ class Bench:
         argv = [sys.executable, "-m", "gunicorn", "project.wsgi", "-b", f"127.0.0.1:{port}", "-w", "2"]
         process = self.spawn(argv, "web.log")
         Stack._wait(
-            process, "gunicorn", self.folder / "web.log", 60, lambda: _get(port, "/contact/").status == 200
+            process,
+            "gunicorn",
+            self.folder / "web.log",
+            60,
+            lambda: get("127.0.0.1", port, "/contact/").status == 200,
         )
         return port
 
@@ -131,7 +136,7 @@ class Bench:
 
     def remote_latency(self, port):
         """Seconds from each POST on a host without a master to the sink's receipt, one at a time."""
-        token = _csrf_token(_get(port, "/contact/"))
+        token = _csrf_token(get("127.0.0.1", port, "/contact/"))
         headers = {
             "Content-Type": "application/x-www-form-urlencoded",
             "Accept": "application/json",
