@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from bench.soak import SoakError, Stack, _csrf_token, _database, master_request
+from tests.processes import stop_all
 from tests.smtp_sink import SMTPSink, free_port
 from tests.web_client import get
 
@@ -162,15 +163,7 @@ class Bench:
         return took
 
     def stop(self):
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_all(self.processes)
         self.processes = []
 
 

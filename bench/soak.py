@@ -57,6 +57,7 @@ from urllib.parse import urlencode
 
 from relieve_app.pool.framing import FrameDecoder, encode
 from tests.hostile_bodies import HOSTILE_BODIES
+from tests.processes import stop_all
 from tests.smtp_sink import SMTPSink, free_port
 from tests.web_client import get
 
@@ -295,16 +296,7 @@ class Stack:
         }
 
     def stop(self):
-        for host in self.hosts:
-            for process in (host.web, host.master):
-                if process is None or process.poll() is not None:
-                    continue
-                process.terminate()
-                try:
-                    process.wait(30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        stop_all([process for host in self.hosts for process in (host.web, host.master)])
         self.sink.stop()
 
     def drop(self):

@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -187,14 +186,9 @@ def wait_for_master(process, log, timeout=60):
 
 
 def stop_workers(workers):
-    for worker in workers:
-        worker.send_signal(signal.SIGTERM)
-    for worker in workers:
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+    from tests.processes import stop_all
+
+    stop_all(workers)
 
 
 def successful_count(backend, ids):

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +24,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.processes import stop_all
 
 ROOT = Path(__file__).resolve().parent.parent
 LEFT_OUT = ("project/", "tests/", "bench/", "manage.py", "templates/base.html")
@@ -211,12 +212,5 @@ def test_a_fresh_project_with_two_lines_sends_the_contact_mail(venv, tmp_path, s
         assert state
         assert "has been sent" in browser.open(thanks)[2]
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_all(processes)
     assert "relieve_app.server: stopped" in logs[0].read_text()

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from bench.peerbench import procs
+from tests.processes import stop_all
 from tests.web_client import get
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,9 +103,7 @@ class Stack:
 
     def stop(self):
         self.stop_workers()
-        if self.web is not None and self.web.poll() is None:
-            self.web.terminate()
-            _wait_or_kill(self.web, 20)
+        stop_all([self.web], 20)
         self.database.drop()
         if self.system.redis:
             self.flush_redis()
@@ -195,14 +194,6 @@ def _spawn(argv, env, log_path, new_session=False):
         return subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=new_session
         )
-
-
-def _wait_or_kill(process, timeout):
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _tail(path, size=3000):

@@ -12,13 +12,13 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 from urllib.parse import urlencode
 
 from relieve_app.pool.framing import FrameDecoder, encode
+from tests.processes import stop_all
 from tests.web_client import get
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -164,12 +164,4 @@ def environment(database_url, sink, **overrides):
 
 def stop(sites, timeout=20):
     """SIGTERM every process of every site, SIGKILL what does not stop."""
-    processes = [p for site in sites for p in (site.web, site.master) if p is not None and p.poll() is None]
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    stop_all([process for site in sites for process in (site.web, site.master)], timeout)

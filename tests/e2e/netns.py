@@ -15,6 +15,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from tests.processes import stop_all
+
 SUBNET = "10.231.0"  # /30 slices of 10.231.0.0/24: at most 64 hosts on one machine at a time
 PREFIX = "rlv"  # namespace and interface names: rlv<pid>x<n>, short enough for a 15-byte ifname
 ALLOCATION_LOCK = Path(tempfile.gettempdir()) / "relieve-netns.lock"
@@ -58,15 +60,7 @@ class Host:
         return process
 
     def stop(self, timeout=20):
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_all(self.processes, timeout)
 
 
 class Network:
