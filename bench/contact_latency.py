@@ -47,7 +47,7 @@ def sync_view(request):
     from django.http import JsonResponse
 
     from relieve_app.conf import app_settings
-    from relieve_app.forms import ContactForm
+    from relieve_app.contact.forms import ContactForm
     from relieve_app.models import MailOutcome
 
     form = ContactForm(request.POST)
@@ -88,7 +88,7 @@ def start_master(folder, sink, workers):
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    from relieve_app import client
+    from relieve_app.tasks import client
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -115,7 +115,7 @@ def main(argv=None):
         from django.test import Client, override_settings
         from django.urls import path
 
-        from relieve_app.mail import Mail
+        from relieve_app.contact.mail import Mail
         from tests.smtp_sink import SMTPSink
 
         with SMTPSink(stall=args.smtp_delay) as sink:

@@ -9,9 +9,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from relieve_app import backend, client, dashboard, status
-from relieve_app.mailtask import job_of, send_contact_mail
+from relieve_app.contact.mailtask import job_of, send_contact_mail
 from relieve_app.models import MailOutcome, RelieveMaster, TaskEvent, TaskRecord, UsageSample
+from relieve_app.monitor import dashboard, status
+from relieve_app.tasks import backend, client
 
 admin.site.site_header = "relieve administration"
 admin.site.site_title = "relieve"

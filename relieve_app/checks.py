@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 
 from relieve_app.conf import DEFAULTS, app_settings, check_settings
-from relieve_app.ratelimit import CACHE_ALIAS, parse_rate
+from relieve_app.contact.ratelimit import CACHE_ALIAS, parse_rate
 
 PER_PROCESS_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
 

@@ -41,7 +41,7 @@ DEFAULTS = {
     "RELIEVE_USAGE_INTERVAL": 30.0,
     # A Markdown body that takes longer to render goes out as text only.
     "RELIEVE_RENDER_TIMEOUT": 0.5,
-    "RELIEVE_TASK": "relieve_app.runner:Runner",
+    "RELIEVE_TASK": "relieve_app.tasks.runner:Runner",
     # Several masters on one PostgreSQL: the name a master registers under ("": the host name), how
     # often it renews its lease, and how long a silent master's lease lasts before its work is taken.
     "RELIEVE_HOST": "",
@@ -160,7 +160,7 @@ def _path(value, minimum):
 
 def _script(value, minimum):
     if not isinstance(value, str) or not SCRIPT.fullmatch(value):
-        return "must name a module and a class, e.g. 'relieve_app.mail:Mail'."
+        return "must name a module and a class, e.g. 'relieve_app.contact.mail:Mail'."
     return None
 
 

@@ -5,7 +5,7 @@ from django.db.models.functions import Now
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 
-from relieve_app import references
+from relieve_app.contact import references
 
 
 class TaskRecord(models.Model):

@@ -213,4 +213,4 @@ def test_a_fresh_project_with_two_lines_sends_the_contact_mail(venv, tmp_path, s
         assert "has been sent" in browser.open(thanks)[2]
     finally:
         stop_all(processes)
-    assert "relieve_app.server: stopped" in logs[0].read_text()
+    assert "relieve_app.tasks.master.server: stopped" in logs[0].read_text()

@@ -10,7 +10,7 @@ from django.db.models import F
 from django.tasks import task
 from django.utils import timezone
 
-from relieve_app.mail import Mail, render
+from relieve_app.contact.mail import Mail, render
 from relieve_app.models import MailOutcome
 
 

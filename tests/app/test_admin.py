@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 
 from relieve_app.models import MailOutcome, TaskEvent
-from tests.app.fake_master import acknowledge_each
+from tests.fake_master import acknowledge_each
 
 pytestmark = pytest.mark.django_db
 

@@ -11,8 +11,8 @@ import threading
 import pytest
 from django.test import Client
 
-from relieve_app import client
 from relieve_app.models import MailOutcome, TaskEvent, UsageSample
+from relieve_app.tasks import client
 from tests.e2e.conftest import ROOT, wait_until
 from tests.e2e.test_delivery import all_sent, post
 

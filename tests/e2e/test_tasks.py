@@ -10,8 +10,8 @@ import pytest
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 
-from relieve_app import backend, client
 from relieve_app.models import TaskEvent, TaskRecord
+from relieve_app.tasks import backend, client
 from tests.e2e.conftest import wait_until
 from tests.tasks_fixtures import basic, contextual, signalled
 
@@ -144,7 +144,7 @@ def test_a_task_that_cannot_import_fails_alone_and_the_pool_goes_on(master):
         result = finished(backend.RelieveBackend("default", {}).get_result(row.pk))
         assert result.status == FAILED and result.attempts == 1  # an import is not retried
         error = result.errors[0]
-        assert error.exception_class_path == "relieve_app.runner.TaskNotFound"
+        assert error.exception_class_path == "relieve_app.tasks.runner.TaskNotFound"
         assert f"the task {row.task_path} cannot be imported" in error.traceback
     assert "a_module_that_does_not_exist" in result_errors(broken[0])
     pids.add(finished(basic.pid.enqueue()).return_value)

@@ -8,9 +8,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from relieve_app import queues, server, wakeup
 from relieve_app.checks import DEV_MAIL_BACKENDS, mail_backend
 from relieve_app.conf import app_settings
+from relieve_app.tasks.master import queues, server, wakeup
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Command(BaseCommand):
             "--task",
             dest="script",
             default=app_settings.RELIEVE_TASK,
-            help="What each child runs, as module:Class (RELIEVE_TASK, default relieve_app.runner:Runner).",
+            help="What each child runs, as module:Class (RELIEVE_TASK, default: the django.tasks runner).",
         )
         parser.add_argument(
             "--reload",
