@@ -23,7 +23,7 @@ HTML_DOCUMENT = '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n<bo
 RENDER_TIMEOUT = 0.5  # seconds a render may take before the body goes out as text only
 START_TIMEOUT = 15.0  # seconds the renderer may take to import Markdown, on a loaded machine
 IDLE_TIMEOUT = 60.0  # a renderer unused this long is stopped: a quiet site keeps 20 MB less per child
-PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class Rendered(NamedTuple):
