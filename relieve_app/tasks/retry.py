@@ -8,6 +8,8 @@ attempts; then it ends ``FAILED`` with this error.
 
 
 class RetryLater(Exception):
+    __module__ = "relieve_app.retry"  # the public path: tasks import it, and errors record it, from there
+
     def __init__(self, message="", *, delay=None):
         super().__init__(message)
         if delay is not None and not 0 <= delay < 366 * 86400:
