@@ -81,7 +81,9 @@ class MailOutcome(models.Model):
     body = models.TextField("body (Markdown)")
     status = models.CharField("status", max_length=10, choices=Status, default=Status.QUEUED, db_index=True)
     attempts = models.PositiveIntegerField("attempts", default=0)
-    task_name = models.CharField("task", max_length=100, blank=True, help_text="The child that last sent it.")
+    task_name = models.CharField(
+        "child", max_length=100, blank=True, help_text="The child that last sent it."
+    )
     message = models.TextField("last message", blank=True)
     error = models.TextField("last error", blank=True)
     created_at = models.DateTimeField("created", auto_now_add=True, db_index=True)
@@ -111,7 +113,9 @@ class MailOutcome(models.Model):
 class TaskEvent(models.Model):
     # A default, not auto_now_add: the master records in batches and keeps the time each event arrived.
     created_at = models.DateTimeField("time", default=timezone.now, db_index=True)
-    task_name = models.CharField("task", max_length=100, blank=True, db_index=True)
+    task_name = models.CharField(
+        "child", max_length=100, blank=True, db_index=True, help_text="Empty: the master itself."
+    )
     event = models.CharField(
         "event",
         max_length=30,
@@ -153,7 +157,7 @@ class UsageSample(models.Model):
     """
 
     created_at = models.DateTimeField("time", default=timezone.now, db_index=True)
-    task_name = models.CharField("task", max_length=100)
+    task_name = models.CharField("child", max_length=100)
     pid = models.PositiveIntegerField("pid")
     memory = models.PositiveBigIntegerField("resident memory (bytes)")
     cpu_percent = models.FloatField("CPU %")
