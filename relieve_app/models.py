@@ -55,12 +55,6 @@ class TaskRecord(models.Model):
         return len(self.worker_ids)
 
 
-class MailOutcomeQuerySet(models.QuerySet):
-    def pending(self):
-        """Rows the master still owes a delivery: the sweep picks these up after any crash."""
-        return self.filter(status__in=MailOutcome.PENDING)
-
-
 class MailOutcome(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -68,8 +62,6 @@ class MailOutcome(models.Model):
         SENT = "sent", "Sent"
         RETRYING = "retrying", "Retrying"
         FAILED = "failed", "Failed"
-
-    PENDING = (Status.QUEUED, Status.SENDING, Status.RETRYING)
 
     # What the visitor's thank-you page and the status endpoint are found by; never the sequential id.
     reference = models.CharField(
@@ -98,8 +90,6 @@ class MailOutcome(models.Model):
         related_name="mail_outcomes",
         help_text="The task that delivers it; its state and this row's are written together.",
     )
-
-    objects = MailOutcomeQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

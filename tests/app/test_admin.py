@@ -113,15 +113,6 @@ def test_task_events_are_listed_and_searchable(admin_client):
     assert admin_client.get(reverse("admin:relieve_app_taskevent_add")).status_code == 403
 
 
-def test_pending_means_not_done_yet():
-    for status in MailOutcome.Status:
-        outcome(status=status)
-
-    pending = set(MailOutcome.objects.pending().values_list("status", flat=True))
-
-    assert pending == {"queued", "sending", "retrying"}
-
-
 def test_a_message_is_found_by_the_reference_its_visitor_quotes(admin_client):
     wanted = MailOutcome.objects.create(
         emitter="a@example.com", recipient="me@example.com", subject="Mine", body="b"
