@@ -198,3 +198,15 @@ class RelieveMaster(models.Model):
 
     def __str__(self):
         return f"{self.host} pid {self.pid}"
+
+
+class Pool(RelieveMaster):
+    """The admin's live pool page, as an entry of the app's own section of the admin index.
+
+    The admin index lists models only; this proxy adds no table and stands for the page (admin.py).
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = "live pool"
+        verbose_name_plural = "live pool"

@@ -119,3 +119,20 @@ def test_the_charts_count_what_the_database_holds():
     assert list(memory) == ["mail0"]  # mail1's sample is older than the hour
     assert [y for _x, y in memory["mail0"]] == [40.0, 42.0, 45.0]
     assert [x for x, _y in memory["mail0"]] == [-50.0, -20.0, -1.0]
+
+
+def test_the_pool_is_an_entry_of_the_apps_own_section_of_the_admin_index(admin_client, master_socket):
+    """The host's admin keeps its index: the app's section lists the pool beside its models."""
+    app_list = admin_client.get(reverse("admin:index")).context["app_list"]
+    [section] = [app for app in app_list if app["app_label"] == "relieve_app"]
+    [entry] = [model for model in section["models"] if model["admin_url"] == PAGE]
+    assert entry["name"] == "Live pool" and not entry["add_url"]
+
+
+def test_staff_who_may_not_view_outcomes_see_no_pool_entry(client, master_socket):
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_taskrecord"))
+    client.force_login(staff)
+    [section] = client.get(reverse("admin:index")).context["app_list"]
+    assert [model["object_name"] for model in section["models"]] == ["TaskRecord"]
+    assert client.get(PAGE).status_code == 403
