@@ -12,7 +12,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.validators import validate_email
 
-from relieve_app.conf import DEFAULTS, app_settings, check_settings
+from relieve_app.conf import DEFAULTS, app_settings, backend_alias, backend_queues, check_settings
 from relieve_app.contact.ratelimit import CACHE_ALIAS, parse_rate
 
 PER_PROCESS_CACHES = ("django.core.cache.backends.locmem.LocMemCache",)
@@ -56,6 +56,24 @@ def check_addresses(app_configs, **kwargs):
     return errors
 
 
+def check_contact_mail_queue(app_configs, **kwargs):
+    """A queue the backend lacks would fail the mail task at import: it takes another meanwhile."""
+    chosen = getattr(settings, "CONTACT_MAIL_QUEUE", None)
+    queues = backend_queues()
+    if chosen is None or chosen in queues:
+        return []
+    alias = backend_alias()
+    return [
+        checks.Error(
+            f"CONTACT_MAIL_QUEUE = {chosen!r} is not a queue of TASKS[{alias!r}], which lists {queues}.",
+            hint=f"Add {chosen!r} to TASKS[{alias!r}]['QUEUES'], or set CONTACT_MAIL_QUEUE to one of "
+            f"{queues} (or remove it: the contact mail then goes on 'mail' if listed, else 'default').",
+            obj="settings.CONTACT_MAIL_QUEUE",
+            id="relieve_app.E004",
+        )
+    ]
+
+
 def check_mail_backend(app_configs, **kwargs):
     """In production a backend that delivers nothing would mark every message `sent`: refuse it
     unless RELIEVE_ALLOW_DEV_MAIL says it is meant, and then still warn."""
@@ -97,7 +115,13 @@ def check_rate_limit_cache(app_configs, **kwargs):
     ]
 
 
-STARTUP_CHECKS = (check_contact_rate_limit, check_addresses, check_mail_backend, check_settings)
+STARTUP_CHECKS = (
+    check_contact_rate_limit,
+    check_addresses,
+    check_contact_mail_queue,
+    check_mail_backend,
+    check_settings,
+)
 
 
 class SettingsRefused(ImproperlyConfigured):

@@ -18,6 +18,9 @@ SOCKET_NAME = Path("var") / "relieve.sock"
 DEFAULTS = {
     # Who receives the contact mail, and how many posts one client may send ("" for no limit).
     "CONTACT_RECIPIENT": "me@example.com",
+    # The queue of the relieve backend the contact mail goes on. Left unset, and "mail" not among the
+    # backend's QUEUES, the mail goes on its "default" queue (or its only one).
+    "CONTACT_MAIL_QUEUE": "mail",
     # Who hears, by a mail from the master itself, of a message that ended failed (None: the
     # CONTACT_RECIPIENT; "": nobody).
     "RELIEVE_FAILURE_NOTIFY": None,
@@ -192,3 +195,21 @@ def add_backend_if_missing():
     if any(params.get("BACKEND") == BACKEND for params in settings.TASKS.values()):
         return
     settings.TASKS = {**settings.TASKS, ADDED_ALIAS: {"BACKEND": BACKEND, "QUEUES": ["default", "mail"]}}
+
+
+def backend_queues():
+    """The queues relieve's backend lists, as runrelieve serves them: none listed means "default"."""
+    return list(settings.TASKS.get(backend_alias(), {}).get("QUEUES") or ["default"])
+
+
+def contact_mail_queue():
+    """The queue the contact mail goes on: CONTACT_MAIL_QUEUE when the backend has it; else, as a
+    project's own TASKS may list no "mail", the backend's "default" queue, or its first.
+
+    A CONTACT_MAIL_QUEUE the project sets to a queue its backend lacks is a system check's error
+    (relieve_app.E004); the mail task meanwhile takes a queue that exists, so nothing fails at import.
+    """
+    queues = backend_queues()
+    if app_settings.CONTACT_MAIL_QUEUE in queues:
+        return app_settings.CONTACT_MAIL_QUEUE
+    return "default" if "default" in queues else queues[0]

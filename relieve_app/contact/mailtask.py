@@ -1,4 +1,5 @@
-"""The contact mail as a ``django.tasks`` task, run in the master's children on the "mail" queue.
+"""The contact mail as a ``django.tasks`` task, run in the master's children on the "mail" queue
+(CONTACT_MAIL_QUEUE; the backend's "default" queue in a project whose TASKS lists no "mail").
 
 The job carries the whole message, so sending needs no database. Each child keeps one ``Mail``
 and with it one SMTP connection across jobs. A refusal the server means (5xx) fails the task at
@@ -10,7 +11,7 @@ import functools
 
 from django.tasks import task
 
-from relieve_app.conf import backend_alias
+from relieve_app.conf import backend_alias, contact_mail_queue
 from relieve_app.contact.mail import Mail, describe
 from relieve_app.tasks.retry import RetryLater
 
@@ -32,7 +33,7 @@ def job_of(outcome):
     return {field: getattr(outcome, field) for field in ("emitter", "recipient", "subject", "body")}
 
 
-@task(queue_name="mail", backend=backend_alias())
+@task(queue_name=contact_mail_queue(), backend=backend_alias())
 def send_contact_mail(job):
     """Send one contact message: ``{"emitter", "recipient", "subject", "body"}``."""
     mail = kept_mail()
