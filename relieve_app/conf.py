@@ -106,6 +106,11 @@ class AppSettings:
 app_settings = AppSettings()
 
 
+def set_by_project(name):
+    """Whether the project's settings name the setting, rather than leave the app's default."""
+    return hasattr(settings, name)
+
+
 def socket_path(value):
     """A relative socket path lives under the project's BASE_DIR, so web and master agree on it."""
     path = Path(value)

@@ -3,14 +3,16 @@
 A form post that is accepted is redirected (303) to its thank-you page, so a reload sends nothing
 twice; a JSON client gets 202 with the message's reference and status URL. Refusals are 400, 403
 (CSRF), 405, 413 (body over DATA_UPLOAD_MAX_MEMORY_SIZE), 429 (over CONTACT_RATE_LIMIT, with
-Retry-After) or 503 (database unreachable or locked, with Retry-After), in HTML or JSON (see
-answers.py), and a row exists only after an acceptance.
+Retry-After) or 503 (database unreachable or locked, with Retry-After; or settings the system checks
+call errors), in HTML or JSON (see answers.py), and a row exists only after an acceptance.
 """
 
+import functools
 import logging
-from functools import wraps
 
+from django.core.signals import setting_changed
 from django.db import InterfaceError, OperationalError, transaction
+from django.dispatch import receiver
 from django.http import HttpResponseRedirect, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import render
@@ -18,6 +20,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
+from relieve_app.checks import refusal
 from relieve_app.conf import app_settings
 from relieve_app.contact import answers, payload, progress, ratelimit, references
 from relieve_app.contact.answers import wants_json
@@ -32,12 +35,41 @@ TEMPLATE = "relieve_app/contact.html"
 # Seconds a visitor is asked to wait when the database cannot take the message.
 UNAVAILABLE_RETRY_AFTER = 30
 DATABASE_DOWN = (OperationalError, InterfaceError)
+CLOSED = "The contact form is closed for now: this site cannot send its messages. Please come back later."
+
+
+@functools.cache
+def closed_because():
+    """What the checks find wrong, "" for nothing: worked out once, as settings do not change while a
+    site runs (a test that changes them clears it, by ``setting_changed``)."""
+    return refusal()
+
+
+@receiver(setting_changed)
+def _settings_changed(**kwargs):
+    closed_because.cache_clear()
+
+
+def refuse_when_misconfigured(view):
+    """Settings the system checks call errors (a recipient that is no address, a bad rate limit...):
+    gunicorn runs no checks, so the page says it is closed, and the log says what to change."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if problems := closed_because():
+            logger.error("The contact page takes no messages until the settings are fixed: %s", problems)
+            if wants_json(request):
+                return answers.error(CLOSED, 503)
+            return render(request, "relieve_app/unavailable.html", {"message": CLOSED}, status=503)
+        return view(request, *args, **kwargs)
+
+    return wrapper
 
 
 def refuse_oversized(view):
     """Answers 413 to a body too large for the contact form before anything reads it."""
 
-    @wraps(view)
+    @functools.wraps(view)
     def wrapper(request, *args, **kwargs):
         try:
             payload.check_size(request)
@@ -52,6 +84,7 @@ def refuse_oversized(view):
 # before any view code runs, so an oversized one would get Django's bare 400 instead of our 413.
 @csrf_exempt
 @answers.allow("GET", "HEAD", "POST")
+@refuse_when_misconfigured
 @refuse_oversized
 @answers.csrf_protect
 def contact(request):

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from relieve_app.checks import DEV_MAIL_BACKENDS, mail_backend
+from relieve_app.checks import DEV_MAIL_BACKENDS, mail_backend, mail_setting, refusal
 from relieve_app.conf import app_settings
 from relieve_app.tasks.master import queues, server, wakeup
 
@@ -52,6 +52,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, workers, queue_sizes, socket_path, script, reload, **options):
+        if problems := refusal(sending=True):  # CannotDeliver is only a warning in the system checks
+            raise CommandError(f"relieve cannot start: {problems}")
         self.log_to_stderr()
         warn_about_dev_mail()
         try:
@@ -114,7 +116,12 @@ def warn_about_dev_mail():
         return
     does = DEV_MAIL_BACKENDS[backend]
     if settings.DEBUG:
-        log.warning("mail is NOT delivered: %s %s (DEBUG; set EMAIL_URL to send)", backend, does)
+        log.warning(
+            "mail is NOT delivered: %s %s (DEBUG; point %s at an SMTP server to send)",
+            backend,
+            does,
+            mail_setting(),
+        )
     else:
         log.warning(
             "RELIEVE_ALLOW_DEV_MAIL is on with DEBUG off: mail is NOT delivered but marked sent: %s %s",
