@@ -141,3 +141,12 @@ def test_a_render_left_running_by_a_dead_parent_is_ended_by_its_cpu_limit():
     code = "from relieve_app.contact.render_process import limit_cpu\nlimit_cpu(1)\nwhile True: pass"
     runaway = subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120)
     assert runaway.returncode == -signal.SIGXCPU
+
+
+def test_the_renderer_starts_from_any_working_directory(tmp_path, monkeypatch):
+    """A web server or a master started elsewhere than the project's folder still renders HTML."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    with Renderer(timeout=5) as renderer:
+        rendered = renderer.render("*any*")
+    assert rendered.fallback is None and "<em>any</em>" in rendered.html
