@@ -168,7 +168,7 @@ def _path(value, minimum):
 
 def _script(value, minimum):
     if not isinstance(value, str) or not SCRIPT.fullmatch(value):
-        return "must name a module and a class, e.g. 'relieve_app.contact.mail:Mail'."
+        return "must name a module and a class, e.g. 'relieve_app.tasks.runner:Runner'."
     return None
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from relieve_app.contact.mail import Mail
+from relieve_app.contact.mailtask import kept_mail
 from tests.fake_master import FakeMaster, acknowledge
 
 
@@ -36,20 +36,12 @@ def fake_master(master_socket):
         master.stop()
 
 
-class RecordingChannel:
-    """Stands in for a child's channel: keeps what the Mail task reports."""
-
-    def __init__(self):
-        self.events = []
-
-    def send(self, event, *args):
-        self.events.append((event, args))
-
-
 @pytest.fixture
 def mail(mail_settings):
-    """One Mail as a child keeps one, its events recorded; its renderer is replaced when killed."""
-    task = Mail()
-    task.set_channel(RecordingChannel())
-    yield task
-    task.close()
+    """The Mail the contact mail task keeps, as each child keeps one: made afresh on the test's mail
+    settings, so `send_contact_mail.call(job)` sends through it; closed after the test."""
+    kept_mail.cache_clear()
+    kept = kept_mail()
+    yield kept
+    kept.close()
+    kept_mail.cache_clear()

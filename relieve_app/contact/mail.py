@@ -1,9 +1,7 @@
-"""The Mail task: what each relieve child runs to turn one contact job into one sent mail.
+"""One child's sending side: the mail of a contact job, and the SMTP connection it keeps.
 
-The master hands a job over with `call("send_mail", job)`. Children never touch the database, so the
-job carries everything: `{"id", "emitter", "recipient", "subject", "body", "attempt"}`. The outcome
-goes back as an `info` or `error` event carrying the job's id, never as an exception: a call has no
-caller to raise to, and the master needs the id to record the outcome.
+``mailtask.send_contact_mail`` keeps one ``Mail`` per child and sends each job through it; the job
+carries the whole message (``{"emitter", "recipient", "subject", "body"}``), so no row is read here.
 """
 
 import contextlib
@@ -16,13 +14,7 @@ from django.core.mail import mailers
 
 from relieve_app.conf import app_settings
 from relieve_app.contact.message import ContactMessage
-from relieve_app.contact.render import Renderer, render_once
-
-
-def render(body):
-    """Text part and HTML part (None when the body goes out as text only) of a Markdown body."""
-    rendered = render_once(body)
-    return rendered.text, rendered.html
+from relieve_app.contact.render import Renderer
 
 
 def describe(exc):
@@ -69,7 +61,6 @@ class Mail:
 
     def __init__(self):
         setup_django()
-        self.channel = None
         # Django 6.1 deprecates get_connection() and EmailMessage(connection=...): the default mailer
         # is the backend itself, and holding on to it is what keeps its SMTP connection.
         self.connection = mailers.default
@@ -77,25 +68,9 @@ class Mail:
         # Markdown runs in a process of its own, killed past its deadline: no body can hold this child.
         self.renderer = Renderer(timeout=app_settings.RELIEVE_RENDER_TIMEOUT)
 
-    def set_channel(self, channel):
-        self.channel = channel
-
     def start(self, *arguments):
         """Called once the child is up: the renderer imports Markdown while no mail waits for it."""
         self.renderer.start()
-
-    def send_mail(self, job):
-        """Send one job's mail and report it; True when the server accepted it."""
-        report = {"id": job["id"], "attempt": job["attempt"]}
-        try:
-            mail, rendered = self.build_message(job)
-            self.deliver(mail)
-        except Exception as exc:
-            message, code = describe(exc)
-            self._emit("error", {**report, "message": message, "code": code, "type": type(exc).__name__})
-            return False
-        self._emit("info", {**report, **self.sent_report(job, rendered)})
-        return True
 
     def build_message(self, job):
         """The mail of a job; without an HTML part when the body could not be rendered in time."""
@@ -146,7 +121,3 @@ class Mail:
     def _send(self, message):
         self.connection.open()  # opened here, send_messages() leaves it open for the next job
         self.connection.send_messages([message])
-
-    def _emit(self, event, payload):
-        if self.channel is not None:
-            self.channel.send(event, payload)

@@ -72,7 +72,7 @@ def test_an_unknown_name_is_an_attribute_error():
         ("RELIEVE_ALLOW_DEV_MAIL", "yes", "True or False"),
         ("RELIEVE_SOCKET", "/" + "s" * 120, "too long for a Unix socket"),
         ("RELIEVE_SOCKET", "", "a file path"),
-        ("RELIEVE_TASK", "relieve_app.contact.mail:Mail:extra", "a module and a class"),
+        ("RELIEVE_TASK", "relieve_app.tasks.runner:Runner:extra", "a module and a class"),
     ],
 )
 def test_a_bad_value_is_a_check_error_that_names_it(settings, name, value, words):

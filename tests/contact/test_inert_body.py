@@ -1,13 +1,13 @@
 """From the form to the recipient: hostile markup is kept as the visitor's data and rendered inert.
 
-tests/contact/test_mail.py covers render() itself; this is the link from a post through the view.
+tests/contact/test_mail.py covers the rendering itself; this is the link from a post through the view.
 """
 
 import json
 
 import pytest
 
-from relieve_app.contact.mail import render
+from relieve_app.contact.render import render_once
 from relieve_app.models import MailOutcome
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +33,7 @@ def test_hostile_body_is_stored_as_is_and_rendered_inert(client, master_socket, 
     assert response.status_code == (202 if as_json else 303)
     row = MailOutcome.objects.get()
     assert row.body == HOSTILE  # data: kept for the admin exactly as written
-    _, html = render(row.body)
+    html = render_once(row.body).html
     for active in ACTIVE:
         assert active not in html
     assert "raw link" in html and "md link" in html
