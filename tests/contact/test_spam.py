@@ -96,10 +96,11 @@ def test_a_bad_rate_is_a_system_check_error(settings):
     assert "CONTACT_RATE_LIMIT = '5 per minute'" in errors[0].msg
 
 
-def test_a_bad_rate_stops_any_process_at_start():
+def test_a_bad_rate_stops_runrelieve_and_closes_the_contact_page(settings, client):
+    """gunicorn runs no system checks: the page refuses rather than answer a visitor's post with a 500."""
     env = {**os.environ, "CONTACT_RATE_LIMIT": "5 per minute", "DJANGO_SETTINGS_MODULE": "project.settings"}
     started = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup()"],
+        [sys.executable, "manage.py", "runrelieve"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -108,6 +109,10 @@ def test_a_bad_rate_stops_any_process_at_start():
     )
     assert started.returncode != 0
     assert "CONTACT_RATE_LIMIT = '5 per minute' is not a rate" in started.stderr
+    assert "Traceback" not in started.stderr
+
+    settings.CONTACT_RATE_LIMIT = "5 per minute"
+    assert client.post("/contact/", {"emitter": "a@example.org"}).status_code == 503
 
 
 @pytest.mark.django_db
@@ -125,7 +130,8 @@ def test_deploy_check_warns_about_a_per_process_cache(settings):
     warnings = [m for m in checks.run_checks(include_deployment_checks=True) if m.id == "relieve_app.W001"]
 
     assert len(warnings) == 1
-    assert "CACHE_URL" in warnings[0].hint
+    assert "Point CACHES['default'] at a cache the web processes share" in warnings[0].hint
+    assert "CACHE_URL" not in warnings[0].hint  # only this repository's project reads that
 
 
 # The limiter, with time passed in
