@@ -24,3 +24,7 @@ class RelieveAppConfig(AppConfig):
         for check in relieve_checks.STARTUP_CHECKS:
             checks.register(check)
         checks.register(relieve_checks.check_rate_limit_cache, deploy=True)
+        # The contact page follows its mail task through the engine's public hooks.
+        from relieve_app.contact import outcomes
+
+        outcomes.register()

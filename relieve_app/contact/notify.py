@@ -12,10 +12,10 @@ import smtplib
 
 from django.conf import settings
 from django.core.mail import EmailMessage
+from django.utils import timezone
 
 from relieve_app.conf import app_settings
-from relieve_app.models import MailOutcome
-from relieve_app.tasks.store import recorder
+from relieve_app.models import MailOutcome, TaskEvent
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,13 @@ async def failed(job, error, record):
     else:
         log.info("told %s that outcome %s failed (%s)", recipient, job["id"], sent)
         payload = {"id": job["id"], "to": recipient, "sent": sent}
-    record(recorder.add_event, "master", "notify", payload, job["id"])
+    record(add_notice, "master", "notify", payload, job["id"])
 
 
-@recorder.reads_only
-def outcome_of(task_id):
-    """The contact message a mail task delivers, by the link the view stored with it."""
-    return MailOutcome.objects.filter(task_result_id=task_id).values_list("pk", flat=True).first()
+def add_notice(task_name, event, payload, outcome_id):
+    """The ``notify`` event, linked to its message unless that was deleted meanwhile."""
+    if not MailOutcome.objects.filter(pk=outcome_id).exists():
+        outcome_id = None
+    TaskEvent.objects.create(
+        task_name=task_name, event=event, payload=payload, outcome_id=outcome_id, created_at=timezone.now()
+    )

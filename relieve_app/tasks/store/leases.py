@@ -18,13 +18,13 @@ from django.db.models import DateTimeField, ExpressionWrapper, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
+from relieve_app.models import TaskEvent, TaskRecord
+from relieve_app.tasks import hooks
 
 log = logging.getLogger(__name__)
 
 Status = TaskRecord.Status
 CHUNK = 500  # ids per IN (...): well below any database's limit on parameters
-MAIL_TASK = "relieve_app.contact.mailtask.send_contact_mail"
 
 
 def lease_end(seconds):
@@ -71,11 +71,7 @@ def take_over(owner, holding, exclusive=False, gone=()):
         TaskRecord.objects.filter(pk__in=ids, status=Status.RUNNING).update(
             status=Status.READY, owner="", lease_until=None, updated_at=now
         )
-        mail = [pk for pk, _previous, path in chunk if path == MAIL_TASK]
-        if mail:
-            MailOutcome.objects.filter(task_result__in=mail).update(
-                status=MailOutcome.Status.RETRYING, updated_at=now
-            )
+        _released([pk for pk, _previous, path in chunk if hooks.followed(path)], now)
     TaskEvent.objects.bulk_create(
         TaskEvent(
             task_name=owner,
@@ -94,13 +90,20 @@ def take_over(owner, holding, exclusive=False, gone=()):
 def release(owner):
     """A graceful stop: what this master still holds is READY for the others at once."""
     held = TaskRecord.objects.filter(owner=owner, status=Status.RUNNING)
-    mail = list(held.filter(task_path=MAIL_TASK).values_list("pk", flat=True))
-    count = held.update(status=Status.READY, owner="", lease_until=None, updated_at=timezone.now())
-    for ids in _chunks(mail):
-        MailOutcome.objects.filter(task_result__in=ids).update(
-            status=MailOutcome.Status.RETRYING, updated_at=timezone.now()
-        )
+    followed = hooks.paths()
+    ids = list(held.filter(task_path__in=followed).values_list("pk", flat=True)) if followed else []
+    now = timezone.now()
+    count = held.update(status=Status.READY, owner="", lease_until=None, updated_at=now)
+    for chunk in _chunks(ids):
+        _released(chunk, now)
     return count
+
+
+def _released(ids, now):
+    """Tell the hooks of the rows made READY again, in the transaction that did it."""
+    if ids:
+        rows = TaskRecord.objects.filter(pk__in=ids)
+        hooks.run_in_transaction([hooks.Change(row, hooks.RELEASED, now) for row in rows])
 
 
 def _chunks(items):

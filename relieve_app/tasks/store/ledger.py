@@ -41,7 +41,8 @@ class Ledger:
 
     def outcome(self, task_id, worker_id, kind, payload, event=None, retry_in=None):
         """Record how an attempt ended: ``kind`` "success" (payload: the value) or "failure" (the
-        error). Resolves once it is committed; raises only if the master stopped first."""
+        error). Resolves once it is committed, with the ``hooks.Change`` some hook wants to hear of
+        after the commit, else None; raises only if the master stopped first."""
         return self._add(self._outcomes, (task_id, worker_id, kind, payload, event, retry_in))
 
     @property
@@ -73,17 +74,19 @@ class Ledger:
         claims, self._claims = self._claims, []
         outcomes, self._outcomes = self._outcomes, []
         args = [self._held, [o for o, _f in outcomes], [c for c, _f in claims], self.owner, self.lease]
-        args.append(self.durable)
+        committed = {}  # task id -> change, filled on the recorder's thread, read once committed
+        args += [self.durable, committed]
         write = self.recorder.persist if outcomes else self.recorder.submit
         self._writing = asyncio.ensure_future(write(taskstore.apply, *args))
-        self._writing.add_done_callback(lambda done: self._written(done, claims, outcomes))
+        self._writing.add_done_callback(lambda done: self._written(done, claims, outcomes, committed))
 
-    def _written(self, done, claims, outcomes):
+    def _written(self, done, claims, outcomes, committed):
         self._writing = None
         error = asyncio.CancelledError() if done.cancelled() else done.exception()
         if error is not None:
             log.error("writing %d outcomes and %d claims failed: %s", len(outcomes), len(claims), error)
-        results = [None] * len(outcomes) + (done.result() if error is None else [None] * len(claims))
+        results = [committed.get(outcome[0]) for outcome, _f in outcomes]
+        results += done.result() if error is None else [None] * len(claims)
         for (_entry, future), result in zip([*outcomes, *claims], results, strict=True):
             if future.done():
                 continue

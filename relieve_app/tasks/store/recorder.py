@@ -13,10 +13,11 @@ import queue
 import threading
 from concurrent.futures import Future
 
+from django.apps import apps
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
+from relieve_app.models import TaskEvent
 
 log = logging.getLogger(__name__)
 
@@ -178,16 +179,9 @@ def _log_failure(future):
 # Operations of the master's own: each runs on the recorder thread (task state: taskstore.py). ------
 
 
-def add_event(task_name, event, payload, outcome_id=None, at=None):
-    if outcome_id is not None and not MailOutcome.objects.filter(pk=outcome_id).exists():
-        outcome_id = None
-    TaskEvent.objects.create(
-        task_name=task_name,
-        event=event,
-        payload=payload,
-        outcome_id=outcome_id,
-        created_at=at or timezone.now(),
-    )
+def add_event(task_name, event, payload, at=None):
+    at = at or timezone.now()
+    TaskEvent.objects.create(task_name=task_name, event=event, payload=payload, created_at=at)
 
 
 class DatabaseUnreachable(Exception):
@@ -206,7 +200,7 @@ def check_schema():
         tables = set(connection.introspection.table_names())
     except DatabaseError as exc:
         raise DatabaseUnreachable(str(exc).strip() or type(exc).__name__) from exc
-    missing = [model._meta.db_table for model in (TaskRecord, MailOutcome, TaskEvent)]
+    missing = [model._meta.db_table for model in apps.get_app_config("relieve_app").get_models()]
     missing = [table for table in missing if table not in tables]
     if missing:
         raise SchemaMissing(f"missing tables: {', '.join(missing)}")

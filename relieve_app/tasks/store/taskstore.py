@@ -1,9 +1,9 @@
 """The master's writes of task state: operations run on the recorder's thread, in its transactions.
 
-Every change of a ``TaskRecord`` after its insert is made here, and a contact message's
-``MailOutcome`` is written in the same operation as the task that delivers it, so the two can
-never tell different stories. Signals ``task_started`` and ``task_finished`` are sent once the
-write they announce is committed.
+Every change of a ``TaskRecord`` after its insert is made here, and the hooks an app registered
+for the task's path (``tasks/hooks.py``) run in the same transaction, so an app's own row and its
+task's state can never tell different stories. Signals ``task_started`` and ``task_finished`` are
+sent once the write they announce is committed.
 
 The master hands these writes over in groups (``ledger.py``): a group of claims costs one
 locking SELECT, one conditional UPDATE whose row count is checked, and one bulk UPDATE, however
@@ -20,14 +20,14 @@ from django.db.models.functions import Now
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
-from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
+from relieve_app.models import TaskEvent, TaskRecord
+from relieve_app.tasks import hooks
 from relieve_app.tasks.store import leases
 from relieve_app.tasks.store.recorder import reads_only
 
 log = logging.getLogger(__name__)
 
 Status = TaskRecord.Status
-MAIL_TASK = "relieve_app.contact.mailtask.send_contact_mail"
 SWEEP_LIMIT = 10_000  # rows one sweep takes in; the next sweep takes the rest
 _WAIT = ExpressionWrapper(F("run_after") - Now(), output_field=DurationField())  # None: due now
 
@@ -36,7 +36,7 @@ class ClaimLost(Exception):
     """Rows read as READY under lock were not all READY at the UPDATE: claim nothing, try later."""
 
 
-def apply(held, outcomes, requests, owner, lease, durable=True):
+def apply(held, outcomes, requests, owner, lease, durable=True, committed=None):
     """One group of the master's ledger: outcomes first, then claims; returns the claims' results.
 
     ``held`` maps the ids this master runs to their rows as it last wrote them: a claim puts a
@@ -47,12 +47,17 @@ def apply(held, outcomes, requests, owner, lease, durable=True):
     WAL reaches the disk, as SQLite's ``synchronous=NORMAL`` does here: a crash of the database
     server (not of the master, nor a lost connection) may forget the last fraction of a second
     of claims and outcomes, and those tasks run again. A task's enqueue stays durable.
+
+    ``committed``, a dict, receives the changes some hook wants to hear of once they are
+    committed (``hooks.after_commit``), by task id.
     """
+    if committed is not None:
+        committed.clear()  # a batch that failed is replayed: only the last run counts
     if not durable and connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit = off")
     if outcomes:
-        finish(held, outcomes, owner)
+        finish(held, outcomes, owner, committed)
     return claim(held, requests, owner, lease) if requests else []
 
 
@@ -94,9 +99,14 @@ def claim(held, requests, owner, lease):
     if moved != len(won):
         raise ClaimLost(f"{len(won) - moved} of {len(won)} tasks changed under the claim")
     held.update((pk, row) for pk, (row, _worker) in won.items())
-    for row, worker_id in won.values():
-        if row.task_path == MAIL_TASK:
-            _mirror(row, now, status=MailOutcome.Status.SENDING, task_name=worker_id)
+    hooks.run_in_transaction(
+        [
+            hooks.Change(row, hooks.RUNNING, now, worker=worker_id)
+            for row, worker_id in won.values()
+            if hooks.followed(row.task_path)
+        ]
+    )
+    for row, _worker_id in won.values():
         _announce(task_started, row)
     return [job(won[answer][0]) if isinstance(answer, int) else answer for answer in answers]
 
@@ -120,7 +130,7 @@ def job(row):
     }
 
 
-EVENT_FIELDS = ["created_at", "task_name", "event", "payload", "outcome", "task_result"]
+EVENT_FIELDS = [field.name for field in TaskEvent._meta.concrete_fields if not field.primary_key]
 CLAIM_FIELDS = [
     "status",
     "owner",
@@ -142,7 +152,7 @@ FINISH_FIELDS = [
 ]
 
 
-def finish(held, outcomes, owner=None):
+def finish(held, outcomes, owner=None, committed=None):
     """Record how attempts ended: ``(task_id, worker_id, kind, payload, event, retry_in)``.
 
     ``kind`` "success": payload is the return value. "failure": payload is the error; READY again
@@ -156,13 +166,7 @@ def finish(held, outcomes, owner=None):
     if missing:
         running = TaskRecord.objects.filter(pk__in=missing, status=Status.RUNNING)
         rows.update((row.pk, row) for row in (running if owner is None else running.filter(owner=owner)))
-    mail_rows = [pk for pk, row in rows.items() if row.task_path == MAIL_TASK]
-    mail = dict(
-        MailOutcome.objects.filter(task_result__in=mail_rows).values_list("task_result", "pk")
-        if mail_rows
-        else ()
-    )
-    changed, events = [], []
+    changes = []
     for task_id, worker_id, kind, payload, event, retry_in in outcomes:
         row = rows.pop(task_id, None)
         if row is None:
@@ -170,17 +174,11 @@ def finish(held, outcomes, owner=None):
             continue
         row.owner, row.lease_until, row.updated_at = "", None, now
         if kind == "success":
-            entry = _succeeded(row, worker_id, payload, now)
+            change = _succeeded(row, worker_id, payload, now)
         else:
-            entry = _failed(row, payload, event, retry_in, now)
-        changed.append(row)
-        outcome_id = mail.get(row.pk)
-        payload = {"task": row.pk, "attempt": row.attempts, **entry[1]}
-        if outcome_id is not None:
-            payload["id"] = outcome_id
-        event_row = TaskEvent(task_name=worker_id, event=entry[0], payload=payload, created_at=now)
-        event_row.task_result_id, event_row.outcome_id = row.pk, outcome_id
-        events.append(event_row)
+            change = _failed(row, worker_id, payload, event, retry_in, now)
+        changes.append(change)
+    changed = [change.task for change in changes]
     if save_many(changed, FINISH_FIELDS, only_if=Status.RUNNING, owner=owner) != len(changed):
         written = set(
             TaskRecord.objects.filter(pk__in=[r.pk for r in changed], updated_at=now).values_list(
@@ -190,38 +188,45 @@ def finish(held, outcomes, owner=None):
         log.warning(
             "%d outcomes found their task no longer running; not recorded", len(changed) - len(written)
         )
-        changed = [row for row in changed if row.pk in written]
-        events = [event for event in events if event.task_result_id in written]
-    insert_many(events, EVENT_FIELDS)
-    for row in changed:
-        if row.status in TaskRecord.FINISHED:
-            _announce(task_finished, row)
+        changes = [change for change in changes if change.task.pk in written]
+    hooks.run_in_transaction([change for change in changes if hooks.followed(change.task.task_path)])
+    insert_many([_event_row(change) for change in changes], EVENT_FIELDS)
+    for change in changes:
+        if committed is not None and hooks.wants_commit(change.task.task_path):
+            committed[change.task.pk] = change
+        if change.task.status in TaskRecord.FINISHED:
+            _announce(task_finished, change.task)
+
+
+def _event_row(change):
+    """The TaskEvent of an attempt's end, with what the hooks added to it."""
+    row, fields = change.task, dict(change.event)
+    payload = {"task": row.pk, "attempt": row.attempts, **fields.pop("payload")}
+    event = TaskEvent(task_name=change.worker, payload=payload, created_at=change.at, **fields)
+    event.task_result_id = row.pk
+    return event
 
 
 def _succeeded(row, worker_id, value, now):
     row.status, row.return_value, row.finished_at = Status.SUCCESSFUL, value, now
-    message = f"done by {worker_id}"
-    if row.task_path == MAIL_TASK:
-        message = value.get("message", message) if isinstance(value, dict) else message
-        _mirror(row, now, status=MailOutcome.Status.SENT, message=message, error="", sent_at=now)
-    return "info", {"message": message}
+    event = {"event": "info", "payload": {"message": f"done by {worker_id}"}}
+    return hooks.Change(row, hooks.SUCCEEDED, now, worker=worker_id, value=value, event=event)
 
 
-def _failed(row, error, event, retry_in, now):
+def _failed(row, worker_id, error, event, retry_in, now):
     row.errors = [*row.errors, error]
     if retry_in is None:
         row.status, row.finished_at = Status.FAILED, now
     else:
         row.status, row.run_after = Status.READY, now + timedelta(seconds=retry_in)
-    if row.task_path == MAIL_TASK:
-        state = MailOutcome.Status.FAILED if retry_in is None else MailOutcome.Status.RETRYING
-        _mirror(row, now, status=state, error=error.get("message", ""))
     payload = {
         "message": error.get("message", ""),
         "exception": error.get("exception_class_path", ""),
         "retry_in": retry_in,
     }
-    return event or "error", payload
+    state = hooks.FAILED if retry_in is None else hooks.RETRYING
+    fields = {"event": event or "error", "payload": payload}
+    return hooks.Change(row, state, now, worker=worker_id, error=error, event=fields)
 
 
 def take_back(known, owner, exclusive=False, gone=()):
@@ -301,11 +306,6 @@ def insert_many(rows, fields):
     ]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
-
-
-def _mirror(row, now, **fields):
-    """The contact message's delivery state, in the same transaction as its task's."""
-    MailOutcome.objects.filter(task_result=row.pk).update(attempts=row.attempts, updated_at=now, **fields)
 
 
 def _announce(signal, row):

@@ -7,6 +7,7 @@ import pytest
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
+from relieve_app.contact.outcomes import MAIL_TASK
 from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
 from relieve_app.tasks.store import leases, taskstore
 
@@ -104,7 +105,7 @@ def test_a_master_never_takes_what_it_runs_and_sqlite_takes_any_other():
 
 def test_a_taken_over_mail_task_says_retrying_on_its_message():
     task = hold(B, -1)
-    TaskRecord.objects.filter(pk=task.pk).update(task_path=leases.MAIL_TASK)
+    TaskRecord.objects.filter(pk=task.pk).update(task_path=MAIL_TASK)
     outcome = MailOutcome.objects.create(
         emitter="a@example.org",
         recipient="me@example.com",

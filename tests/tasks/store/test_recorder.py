@@ -6,14 +6,18 @@ import threading
 import pytest
 from django.db import OperationalError, transaction
 
+from relieve_app.contact import notify
+from relieve_app.contact.outcomes import MAIL_TASK
 from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
 from relieve_app.tasks.store import recorder, taskstore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+OWNER = "host:1:1"
+
 
 def new_outcome():
-    task = TaskRecord.objects.create(task_path=taskstore.MAIL_TASK, queue_name="mail", backend="default")
+    task = TaskRecord.objects.create(task_path=MAIL_TASK, queue_name="mail", backend="default")
     return MailOutcome.objects.create(
         emitter="a@example.org", recipient="me@example.com", subject="s", body="b", task_result=task
     )
@@ -22,13 +26,13 @@ def new_outcome():
 def claim(held, outcome):
     """The master's claim of an outcome's task, as one group of its ledger."""
     with transaction.atomic():  # as the recorder runs it: the claim's SELECT ... FOR UPDATE needs one
-        [job] = taskstore.apply(held, [], [(outcome.task_result_id, "mail", "mail0")], "host:1:1", 60)
+        [job] = taskstore.apply(held, [], [(outcome.task_result_id, "mail", "mail0")], OWNER, 60)
     return job
 
 
 def mark_sent(held, outcome):
     taskstore.apply(
-        held, [(outcome.task_result_id, "mail0", "success", {"message": "sent"}, None, None)], [], "", 60
+        held, [(outcome.task_result_id, "mail0", "success", {"message": "sent"}, None, None)], [], OWNER, 60
     )
 
 
@@ -70,7 +74,7 @@ def test_a_failing_write_is_replayed_alone_and_the_rest_commit():
         gate = threading.Event()
         first = rec.submit(gate.wait, 10)
         failing = rec.submit(broken)
-        rec.record(recorder.add_event, "mail0", "info", {"id": outcome.pk}, outcome.pk)
+        rec.record(notify.add_notice, "mail0", "info", {"id": outcome.pk}, outcome.pk)
         gate.set()
         await first
         with pytest.raises(RuntimeError, match="this write fails"):
@@ -99,6 +103,7 @@ def test_an_outcome_write_is_retried_past_the_ordinary_tries_until_it_commits():
 
     asyncio.run(scenario())
     assert MailOutcome.objects.get(pk=outcome.pk).status == "sent"
+    assert TaskRecord.objects.get(pk=outcome.task_result_id).status == "SUCCESSFUL"  # written together
 
 
 def test_stop_gives_up_an_outcome_write_the_database_never_takes():

@@ -6,6 +6,7 @@ import sqlite3
 import pytest
 from django.db import connection
 
+from relieve_app.contact.outcomes import MAIL_TASK
 from relieve_app.models import TaskRecord
 from relieve_app.tasks.store import recorder, taskstore
 
@@ -16,7 +17,7 @@ pytestmark = [
 
 
 def test_the_sweep_query_runs_while_another_process_holds_the_write_lock():
-    task = TaskRecord.objects.create(task_path=taskstore.MAIL_TASK, queue_name="mail", backend="default")
+    task = TaskRecord.objects.create(task_path=MAIL_TASK, queue_name="mail", backend="default")
     writer = sqlite3.connect(connection.settings_dict["NAME"], timeout=0.1, isolation_level=None)
     writer.execute("BEGIN IMMEDIATE")  # a post in the middle of its write
 

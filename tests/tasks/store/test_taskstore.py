@@ -6,6 +6,7 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
+from relieve_app.contact.outcomes import MAIL_TASK
 from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
 from relieve_app.tasks.store import taskstore
 
@@ -92,7 +93,7 @@ def test_an_outcome_for_a_task_no_longer_running_is_dropped():
 
 
 def test_a_mail_outcome_is_written_with_its_task():
-    task = record(queue="mail", path=taskstore.MAIL_TASK)
+    task = record(queue="mail", path=MAIL_TASK)
     outcome = MailOutcome.objects.create(
         emitter="a@example.org", recipient="me@example.com", subject="s", body="b", task_result=task
     )
