@@ -123,14 +123,33 @@ def socket_path(value):
 def check_settings(app_configs, **kwargs):
     """One Error per bad setting, naming it, its value and what to write instead."""
     errors = []
-    for name, (kind, minimum) in RULES.items():
+    for name in RULES:
         value = getattr(settings, name, DEFAULTS[name])
-        problem = CHECKS[kind](value, minimum)
-        if problem:
+        found = problem(name, value)
+        if found:
             errors.append(
-                checks.Error(f"{name} = {value!r}: {problem}", obj=f"settings.{name}", id="relieve_app.E010")
+                checks.Error(f"{name} = {value!r}: {found}", obj=f"settings.{name}", id="relieve_app.E010")
             )
+    found = None if errors else lease_problem(app_settings.RELIEVE_HEARTBEAT, app_settings.RELIEVE_LEASE)
+    if found:
+        errors.append(checks.Error(found, obj="settings.RELIEVE_LEASE", id="relieve_app.E010"))
     return errors
+
+
+def problem(name, value):
+    """What is wrong with ``value`` for the setting ``name`` by its rule, or None."""
+    kind, minimum = RULES[name]
+    return CHECKS[kind](value, minimum)
+
+
+def lease_problem(heartbeat, lease):
+    """One late heartbeat must not lose a master its lease."""
+    if lease < 2 * heartbeat:
+        return (
+            f"RELIEVE_LEASE ({lease:g}s) must be at least twice RELIEVE_HEARTBEAT ({heartbeat:g}s): "
+            "one late beat must not lose the lease."
+        )
+    return None
 
 
 def _number(value, minimum, kinds, word):

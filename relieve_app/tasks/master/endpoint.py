@@ -16,14 +16,11 @@ import stat
 from pathlib import Path
 
 from relieve_app.pool.framing import FrameDecoder, FrameError, encode
+from relieve_app.tasks.master.errors import StartupError
 
 log = logging.getLogger(__name__)
 
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, one for the NUL
-
-
-class StartupError(Exception):
-    """The master cannot start; the message says what to fix."""
 
 
 class Endpoint:

@@ -10,7 +10,7 @@ import fcntl
 import json
 import os
 
-from relieve_app.tasks.master.endpoint import StartupError
+from relieve_app.tasks.master.errors import StartupError
 
 
 def sqlite_refusal(database):

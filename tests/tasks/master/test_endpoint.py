@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from relieve_app.tasks.master.endpoint import MAX_SOCKET_PATH, Endpoint, StartupError
+from relieve_app.tasks.master.endpoint import MAX_SOCKET_PATH, Endpoint
+from relieve_app.tasks.master.errors import StartupError
 
 
 def check(path):

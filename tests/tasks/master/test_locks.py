@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from relieve_app.tasks.master.endpoint import StartupError
+from relieve_app.tasks.master.errors import StartupError
 from relieve_app.tasks.master.identity import MasterIdentity
 from relieve_app.tasks.master.locks import MasterLock, socket_refusal, sqlite_refusal
 
