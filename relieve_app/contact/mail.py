@@ -5,7 +5,6 @@ carries the whole message (``{"emitter", "recipient", "subject", "body"}``), so 
 """
 
 import contextlib
-import os
 import smtplib
 import threading
 
@@ -15,6 +14,7 @@ from django.core.mail import mailers
 from relieve_app.conf import app_settings
 from relieve_app.contact.message import ContactMessage
 from relieve_app.contact.render import Renderer
+from relieve_app.tasks.runner import setup_django
 
 
 def describe(exc):
@@ -44,16 +44,6 @@ def connection_lost(exc):
 def timed_out(exc):
     """smtplib turns a read timeout into a disconnection; the timeout stays as its context."""
     return isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
-
-
-def setup_django():
-    """A child starts as a bare interpreter: load the project's settings before the first mail."""
-    import django
-    from django.apps import apps
-
-    if not apps.ready:
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-        django.setup()
 
 
 class Mail:

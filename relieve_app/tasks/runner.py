@@ -20,13 +20,23 @@ from relieve_app.tasks.retry import RetryLater
 
 
 def setup_django():
-    """A child starts as a bare interpreter: load the project's settings before the first task."""
+    """A child starts as a bare interpreter: load the project's settings before its first job.
+
+    The settings are the master's own: ``manage.py`` names them in DJANGO_SETTINGS_MODULE, which a
+    child inherits. A child started any other way must be given it; it guesses no project's.
+    """
     import django
     from django.apps import apps
+    from django.core.exceptions import ImproperlyConfigured
 
-    if not apps.ready:
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-        django.setup()
+    if apps.ready:
+        return
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        raise ImproperlyConfigured(
+            "DJANGO_SETTINGS_MODULE is not set: a relieve child loads the project's settings by it. "
+            "Start children with `python manage.py runrelieve`, or set it to your settings module."
+        )
+    django.setup()
 
 
 class TaskNotFound(ImportError):

@@ -1,5 +1,9 @@
 """The child's side, run in this process: what run(job) answers for each way a task can end."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from relieve_app.tasks.runner import Runner
@@ -75,3 +79,11 @@ def test_retry_later_asks_for_another_attempt_with_its_delay():
     assert answer["error"]["exception_class_path"] == "relieve_app.tasks.retry.RetryLater"
     done = Runner().run(job("tests.tasks_fixtures.contextual.flaky", 3, attempt=3, takes_context=True))
     assert done == {"ok": True, "value": 3}
+
+
+def test_a_child_without_django_settings_module_says_so_and_guesses_no_project():
+    env = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    code = "from relieve_app.tasks.runner import Runner; Runner()"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "ImproperlyConfigured: DJANGO_SETTINGS_MODULE is not set" in done.stderr
