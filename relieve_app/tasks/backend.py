@@ -8,8 +8,10 @@ fails here, at ``enqueue()``, never later in a child. Results are read back from
 only the master writes after the insert.
 """
 
+import importlib
 import json
 import math
+import sys
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -171,11 +173,15 @@ def to_result(row, task=None):
     return result
 
 
-def load_task(row):
+def load_task(row, fresh=False):
     """The Task a row names, with the row's own priority, queue and run_after.
 
     A row outlives code: when its task no longer imports, or its queue left the settings, the
-    result still reads, with a stand-in function that says so when called.
+    result still reads, with a stand-in function that says so when called. ``fresh`` (the master,
+    whose children load code anew at each reload while it keeps what it imported) imports the
+    task's module again when the task is not found: a task added to it since is then found, not
+    stood in for. The module then runs twice in the master: its signal receivers need a
+    ``dispatch_uid`` to stay connected once.
     """
     try:
         task = import_string(row.task_path)
@@ -187,9 +193,27 @@ def load_task(row):
             ):
                 return task  # the common case, and the master's: no copy to build and validate
             return task.using(priority=row.priority, queue_name=row.queue_name, run_after=row.run_after)
-    except (ImportError, InvalidTask, InvalidTaskBackend):
+    except ImportError:
+        if fresh and _import_again(row.task_path):
+            return load_task(row)
+    except (InvalidTask, InvalidTaskBackend):
         pass
     return _Unloadable(func=_missing, backend=row.backend, queue_name=row.queue_name, priority=row.priority)
+
+
+def _import_again(path):
+    """Import the module of ``path`` afresh (changed or new since this process looked); whether it
+    imports now."""
+    importlib.invalidate_caches()
+    module = sys.modules.get(path.rpartition(".")[0])
+    try:
+        if module is not None:
+            importlib.reload(module)
+        else:
+            importlib.import_module(path.rpartition(".")[0])
+    except Exception:
+        return False
+    return True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

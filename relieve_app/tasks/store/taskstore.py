@@ -314,9 +314,9 @@ def _announce(signal, row):
 
 
 def _send(signal, row):
-    from relieve_app.tasks.backend import to_result
+    from relieve_app.tasks.backend import load_task, to_result
 
-    signal.send(sender=_backend_class(), task_result=to_result(row))
+    signal.send(sender=_backend_class(), task_result=to_result(row, load_task(row, fresh=True)))
 
 
 def _backend_class():
