@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from relieve_app.contact.outcomes import MAIL_TASK
 from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
+from relieve_app.tasks import hooks
 from relieve_app.tasks.store import taskstore
 
 pytestmark = pytest.mark.django_db
@@ -147,3 +148,20 @@ def test_claims_and_outcomes_commit_asynchronously_unless_durable(durable, expec
         with connection.cursor() as cursor:
             cursor.execute("SHOW synchronous_commit")
             assert cursor.fetchone()[0] == expected
+
+
+def test_a_hook_that_fails_takes_its_tasks_write_with_it():
+    """The hook runs inside the transaction of the task's change: neither commits without the other."""
+    task = record()
+
+    def refuse(changes):
+        raise RuntimeError("the app's row cannot be written")
+
+    hook = hooks.register(task.task_path, in_transaction=refuse)
+    try:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            claim((task.pk, "default", "default0"))
+    finally:
+        hooks.unregister(task.task_path, hook)
+    task.refresh_from_db()
+    assert (task.status, task.worker_ids) == ("READY", [])
