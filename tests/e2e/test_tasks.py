@@ -155,7 +155,7 @@ def test_a_task_raising_retry_later_runs_again_until_it_succeeds(master):
     master.start(workers=1)
     result = finished(contextual.flaky.enqueue(3))
     assert result.status == SUCCESSFUL and result.return_value == 3 and result.attempts == 3
-    assert [e.exception_class_path for e in result.errors] == ["relieve_app.tasks.retry.RetryLater"] * 2
+    assert [e.exception_class_path for e in result.errors] == ["relieve_app.retry.RetryLater"] * 2
 
 
 def test_a_raising_task_fails_at_once_with_its_traceback(master):

@@ -76,7 +76,7 @@ def test_a_task_that_cannot_import_is_that_tasks_error_only(path, says):
 def test_retry_later_asks_for_another_attempt_with_its_delay():
     answer = Runner().run(job("tests.tasks_fixtures.contextual.flaky", 3, attempt=1, takes_context=True))
     assert answer["retry"] is True and answer["delay"] == 0.1
-    assert answer["error"]["exception_class_path"] == "relieve_app.tasks.retry.RetryLater"
+    assert answer["error"]["exception_class_path"] == "relieve_app.retry.RetryLater"
     done = Runner().run(job("tests.tasks_fixtures.contextual.flaky", 3, attempt=3, takes_context=True))
     assert done == {"ok": True, "value": 3}
 
