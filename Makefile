@@ -37,7 +37,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/relieve
 test-postgres: install
 	@if $(PY) -c "import psycopg; psycopg.connect('$(PG_URL)'.rsplit('/', 1)[0] + '/postgres', connect_timeout=3).close()" 2>/dev/null; then \
 		echo "== the database tests again, on PostgreSQL ($(PG_URL))"; \
-		DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest tests/app tests/e2e; \
+		DATABASE_URL=$(PG_URL) $(VENV)/bin/pytest tests/app tests/tasks tests/contact tests/monitor tests/e2e; \
 	elif [ -n "$$CI" ]; then \
 		echo "PostgreSQL does not answer at $(PG_URL); CI needs it"; exit 1; \
 	else \
@@ -57,6 +57,7 @@ chromium:
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/ruff format --check .
 
 format: install

@@ -103,8 +103,8 @@ def deliver_one(master, sink, timeout=30):
     import django
 
     django.setup()
-    from relieve_app import client
     from relieve_app.models import MailOutcome
+    from relieve_app.tasks import client
 
     row = MailOutcome.objects.create(
         emitter="fuzz@example.org",

@@ -16,10 +16,10 @@ import argparse
 import statistics
 import time
 
-from relieve_app.render import Renderer
+from relieve_app.contact.render import Renderer
 from tests.hostile_bodies import HOSTILE_BODIES
 
-BODY_MAX = 20_000  # the form's limit (relieve_app.forms needs Django set up)
+BODY_MAX = 20_000  # the form's limit (relieve_app.contact.forms needs Django set up)
 NORMAL = "Hello **there**, a message.\n\n- one\n- two\n\n> quoted [site](https://example.com)\n\n"
 HOSTILE = {
     **HOSTILE_BODIES,

@@ -44,7 +44,7 @@ from tests.web_client import get
 
 ENQUEUE = """
 from django.db import transaction
-from relieve_app import views
+from relieve_app.contact import views
 with transaction.atomic():
     for n in range({count}):
         views.enqueue({{"emitter": f"v{{n}}@example.org", "subject": f"{prefix} {{n}}", "body": "x" * 40}})

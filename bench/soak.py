@@ -69,7 +69,7 @@ HOSTILE_EVERY = 50
 LOCKED = "database is locked"
 TRACEBACK = "Traceback (most recent call last)"
 ENDED = "traceback ended with: "
-MAIL_TASK = "relieve_app.mailtask.send_contact_mail"  # what the contact view enqueues
+MAIL_TASK = "relieve_app.contact.mailtask.send_contact_mail"  # what the contact view enqueues
 UNHANDED = "stays queued"  # the view could not hand a message over
 
 
@@ -113,7 +113,7 @@ class Config:
 
 
 def master_request(path, op, timeout=2.0, **args):
-    """One operation on the master's socket, framed as relieve_app.client does; returns its result."""
+    """One operation on the master's socket, framed as relieve_app.tasks.client does; returns its result."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout)
         sock.connect(path)
@@ -248,7 +248,7 @@ class Stack:
                     "INSERT INTO relieve_app_mailoutcome (reference, emitter, recipient, subject, body,"
                     " status, attempts, task_name, message, error, created_at, updated_at, task_result_id)"
                     " VALUES (?, ?, 'owner@example.com', ?, ?, 'queued', 0, '', '', '', ?, ?, ?)",
-                    # A reference as the view makes them (relieve_app/references.py): 32 random characters.
+                    # A reference as the view makes them (contact/references.py): 32 random characters.
                     (
                         secrets.token_urlsafe(24),
                         job["emitter"],

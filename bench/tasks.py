@@ -171,7 +171,7 @@ def start_workers(backend, env, folder, processes):
 
 
 def wait_for_master(process, log, timeout=60):
-    from relieve_app import client
+    from relieve_app.tasks import client
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -1,8 +1,15 @@
-"""The admin under /admin/, the contact page under /contact/, and the root sent to it."""
+"""The admin under /admin/, the contact page under /contact/, and the root sent to it.
+
+This project titles its own admin; the app only adds its section (its models and the live pool).
+"""
 
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
+
+admin.site.site_header = "relieve administration"
+admin.site.site_title = "relieve"
+admin.site.index_title = "Contact mail and its pool"
 
 urlpatterns = [
     path("admin/", admin.site.urls),

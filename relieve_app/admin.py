@@ -9,14 +9,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from relieve_app import backend, client, dashboard, status
-from relieve_app.mailtask import job_of, send_contact_mail
-from relieve_app.models import MailOutcome, RelieveMaster, TaskEvent, TaskRecord, UsageSample
-
-admin.site.site_header = "relieve administration"
-admin.site.site_title = "relieve"
-admin.site.index_title = "Contact mail and its pool"
-admin.site.index_template = "admin/relieve_app/site_index.html"  # adds the "Relieve pool" link
+from relieve_app.contact.mailtask import job_of, send_contact_mail
+from relieve_app.models import MailOutcome, Pool, RelieveMaster, TaskEvent, TaskRecord, UsageSample
+from relieve_app.monitor import dashboard, status
+from relieve_app.tasks import backend, client
 
 
 def _compact(moment):
@@ -129,17 +125,6 @@ class MailOutcomeAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
         url = reverse("admin:relieve_app_taskrecord_change", args=[obj.task_result_id])
         return format_html('<a href="{}">#{} {}</a>', url, obj.task_result_id, obj.task_result.status)
 
-    def get_urls(self):
-        view = self.admin_site.admin_view
-        return [
-            path(
-                "pool/", view(lambda request: dashboard.page(request, self.admin_site)), name="relieve_pool"
-            ),
-            path("pool/state.json", view(dashboard.state_json), name="relieve_pool_state"),
-            path("pool/charts/", view(dashboard.charts_fragment), name="relieve_pool_charts"),
-            *super().get_urls(),
-        ]
-
     @admin.action(description="Retry selected messages", permissions=["retry"])
     def retry(self, request, queryset):
         """Each unsent message gets a new mail task; its delivery state starts again at queued."""
@@ -159,6 +144,34 @@ class MailOutcomeAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
             transaction.on_commit(lambda: self.hand_over(request, tasks, "message"))
         if skipped:
             self.message_user(request, f"{skipped} sent message(s) left alone: they are not sent twice.")
+
+
+@admin.register(Pool)
+class PoolAdmin(admin.ModelAdmin):
+    """The live pool page, listed in the app's section of the admin index; the host's own admin index,
+    titles and templates stay the project's. Shown to whoever may view the mail outcomes."""
+
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("relieve_app.view_mailoutcome")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        page = view(lambda request: dashboard.page(request, self.admin_site))
+        return [
+            path("", page, name="relieve_pool"),
+            path("", page, name="relieve_app_pool_changelist"),  # what the admin index links to
+            path("state.json", view(dashboard.state_json), name="relieve_pool_state"),
+            path("charts/", view(dashboard.charts_fragment), name="relieve_pool_charts"),
+        ]
 
 
 @admin.register(TaskRecord)

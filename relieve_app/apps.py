@@ -18,10 +18,13 @@ class RelieveAppConfig(AppConfig):
         add_backend_if_missing()
 
     def ready(self):
-        # Every process stops here on settings that cannot work, gunicorn and runrelieve included,
-        # which run no system checks: better than a server whose every POST fails or is never delivered.
-        relieve_checks.refuse_to_start()
+        # Nothing is refused here: migrate, collectstatic and check must run whatever the mail settings.
+        # The checks stop what runs them; runrelieve and the contact view refuse on their own.
         make_default_folders()
         for check in relieve_checks.STARTUP_CHECKS:
             checks.register(check)
         checks.register(relieve_checks.check_rate_limit_cache, deploy=True)
+        # The contact page follows its mail task through the engine's public hooks.
+        from relieve_app.contact import outcomes
+
+        outcomes.register()

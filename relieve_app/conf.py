@@ -18,6 +18,9 @@ SOCKET_NAME = Path("var") / "relieve.sock"
 DEFAULTS = {
     # Who receives the contact mail, and how many posts one client may send ("" for no limit).
     "CONTACT_RECIPIENT": "me@example.com",
+    # The queue of the relieve backend the contact mail goes on. Left unset, and "mail" not among the
+    # backend's QUEUES, the mail goes on its "default" queue (or its only one).
+    "CONTACT_MAIL_QUEUE": "mail",
     # Who hears, by a mail from the master itself, of a message that ended failed (None: the
     # CONTACT_RECIPIENT; "": nobody).
     "RELIEVE_FAILURE_NOTIFY": None,
@@ -41,7 +44,7 @@ DEFAULTS = {
     "RELIEVE_USAGE_INTERVAL": 30.0,
     # A Markdown body that takes longer to render goes out as text only.
     "RELIEVE_RENDER_TIMEOUT": 0.5,
-    "RELIEVE_TASK": "relieve_app.runner:Runner",
+    "RELIEVE_TASK": "relieve_app.tasks.runner:Runner",
     # Several masters on one PostgreSQL: the name a master registers under ("": the host name), how
     # often it renews its lease, and how long a silent master's lease lasts before its work is taken.
     "RELIEVE_HOST": "",
@@ -103,6 +106,11 @@ class AppSettings:
 app_settings = AppSettings()
 
 
+def set_by_project(name):
+    """Whether the project's settings name the setting, rather than leave the app's default."""
+    return hasattr(settings, name)
+
+
 def socket_path(value):
     """A relative socket path lives under the project's BASE_DIR, so web and master agree on it."""
     path = Path(value)
@@ -115,14 +123,33 @@ def socket_path(value):
 def check_settings(app_configs, **kwargs):
     """One Error per bad setting, naming it, its value and what to write instead."""
     errors = []
-    for name, (kind, minimum) in RULES.items():
+    for name in RULES:
         value = getattr(settings, name, DEFAULTS[name])
-        problem = CHECKS[kind](value, minimum)
-        if problem:
+        found = problem(name, value)
+        if found:
             errors.append(
-                checks.Error(f"{name} = {value!r}: {problem}", obj=f"settings.{name}", id="relieve_app.E010")
+                checks.Error(f"{name} = {value!r}: {found}", obj=f"settings.{name}", id="relieve_app.E010")
             )
+    found = None if errors else lease_problem(app_settings.RELIEVE_HEARTBEAT, app_settings.RELIEVE_LEASE)
+    if found:
+        errors.append(checks.Error(found, obj="settings.RELIEVE_LEASE", id="relieve_app.E010"))
     return errors
+
+
+def problem(name, value):
+    """What is wrong with ``value`` for the setting ``name`` by its rule, or None."""
+    kind, minimum = RULES[name]
+    return CHECKS[kind](value, minimum)
+
+
+def lease_problem(heartbeat, lease):
+    """One late heartbeat must not lose a master its lease."""
+    if lease < 2 * heartbeat:
+        return (
+            f"RELIEVE_LEASE ({lease:g}s) must be at least twice RELIEVE_HEARTBEAT ({heartbeat:g}s): "
+            "one late beat must not lose the lease."
+        )
+    return None
 
 
 def _number(value, minimum, kinds, word):
@@ -160,7 +187,7 @@ def _path(value, minimum):
 
 def _script(value, minimum):
     if not isinstance(value, str) or not SCRIPT.fullmatch(value):
-        return "must name a module and a class, e.g. 'relieve_app.mail:Mail'."
+        return "must name a module and a class, e.g. 'relieve_app.tasks.runner:Runner'."
     return None
 
 
@@ -192,3 +219,21 @@ def add_backend_if_missing():
     if any(params.get("BACKEND") == BACKEND for params in settings.TASKS.values()):
         return
     settings.TASKS = {**settings.TASKS, ADDED_ALIAS: {"BACKEND": BACKEND, "QUEUES": ["default", "mail"]}}
+
+
+def backend_queues():
+    """The queues relieve's backend lists, as runrelieve serves them: none listed means "default"."""
+    return list(settings.TASKS.get(backend_alias(), {}).get("QUEUES") or ["default"])
+
+
+def contact_mail_queue():
+    """The queue the contact mail goes on: CONTACT_MAIL_QUEUE when the backend has it; else, as a
+    project's own TASKS may list no "mail", the backend's "default" queue, or its first.
+
+    A CONTACT_MAIL_QUEUE the project sets to a queue its backend lacks is a system check's error
+    (relieve_app.E004); the mail task meanwhile takes a queue that exists, so nothing fails at import.
+    """
+    queues = backend_queues()
+    if app_settings.CONTACT_MAIL_QUEUE in queues:
+        return app_settings.CONTACT_MAIL_QUEUE
+    return "default" if "default" in queues else queues[0]

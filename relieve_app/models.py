@@ -5,7 +5,7 @@ from django.db.models.functions import Now
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 
-from relieve_app import references
+from relieve_app.contact import references
 
 
 class TaskRecord(models.Model):
@@ -55,12 +55,6 @@ class TaskRecord(models.Model):
         return len(self.worker_ids)
 
 
-class MailOutcomeQuerySet(models.QuerySet):
-    def pending(self):
-        """Rows the master still owes a delivery: the sweep picks these up after any crash."""
-        return self.filter(status__in=MailOutcome.PENDING)
-
-
 class MailOutcome(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -68,8 +62,6 @@ class MailOutcome(models.Model):
         SENT = "sent", "Sent"
         RETRYING = "retrying", "Retrying"
         FAILED = "failed", "Failed"
-
-    PENDING = (Status.QUEUED, Status.SENDING, Status.RETRYING)
 
     # What the visitor's thank-you page and the status endpoint are found by; never the sequential id.
     reference = models.CharField(
@@ -81,7 +73,9 @@ class MailOutcome(models.Model):
     body = models.TextField("body (Markdown)")
     status = models.CharField("status", max_length=10, choices=Status, default=Status.QUEUED, db_index=True)
     attempts = models.PositiveIntegerField("attempts", default=0)
-    task_name = models.CharField("task", max_length=100, blank=True, help_text="The child that last sent it.")
+    task_name = models.CharField(
+        "child", max_length=100, blank=True, help_text="The child that last sent it."
+    )
     message = models.TextField("last message", blank=True)
     error = models.TextField("last error", blank=True)
     created_at = models.DateTimeField("created", auto_now_add=True, db_index=True)
@@ -97,8 +91,6 @@ class MailOutcome(models.Model):
         help_text="The task that delivers it; its state and this row's are written together.",
     )
 
-    objects = MailOutcomeQuerySet.as_manager()
-
     class Meta:
         ordering = ["-created_at", "-id"]
         verbose_name = "mail outcome"
@@ -111,7 +103,9 @@ class MailOutcome(models.Model):
 class TaskEvent(models.Model):
     # A default, not auto_now_add: the master records in batches and keeps the time each event arrived.
     created_at = models.DateTimeField("time", default=timezone.now, db_index=True)
-    task_name = models.CharField("task", max_length=100, blank=True, db_index=True)
+    task_name = models.CharField(
+        "child", max_length=100, blank=True, db_index=True, help_text="Empty: the master itself."
+    )
     event = models.CharField(
         "event",
         max_length=30,
@@ -153,7 +147,7 @@ class UsageSample(models.Model):
     """
 
     created_at = models.DateTimeField("time", default=timezone.now, db_index=True)
-    task_name = models.CharField("task", max_length=100)
+    task_name = models.CharField("child", max_length=100)
     pid = models.PositiveIntegerField("pid")
     memory = models.PositiveBigIntegerField("resident memory (bytes)")
     cpu_percent = models.FloatField("CPU %")
@@ -204,3 +198,15 @@ class RelieveMaster(models.Model):
 
     def __str__(self):
         return f"{self.host} pid {self.pid}"
+
+
+class Pool(RelieveMaster):
+    """The admin's live pool page, as an entry of the app's own section of the admin index.
+
+    The admin index lists models only; this proxy adds no table and stands for the page (admin.py).
+    """
+
+    class Meta:
+        proxy = True
+        verbose_name = "live pool"
+        verbose_name_plural = "live pool"

@@ -7,7 +7,7 @@ language (JSON or HTML).
 from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
-from relieve_app import answers, views
+from relieve_app.contact import answers, views
 
 app_name = "relieve_app"
 

@@ -97,7 +97,7 @@ def finish(process, output, timeout=60):
 
 def assert_stopped_cleanly(text):
     assert "stopping: no new tasks" in text
-    assert "relieve_app.server: stopped" in text  # the master's graceful stop ran to its end
+    assert "relieve_app.tasks.master.server: stopped" in text  # the master's graceful stop ran to its end
     assert "relieve master stopped" in text
     assert "Segmentation fault" not in text
     assert "Traceback" not in text

@@ -2,8 +2,10 @@
 
 The project gets the two lines the README names and nothing else of the app's; then `migrate`,
 `runrelieve` and `runserver` run as real processes, a form post goes through the CSRF check and the
-redirect, and the mail reaches a real SMTP server. Only PyPI is used, through pip (with its cache),
-with requirements.txt as constraints so the versions are the tested ones.
+redirect, and the mail reaches a real SMTP server. A second project is the app in production: its own
+TASKS with only a "default" queue, DEBUG off, the EMAIL_* settings, gunicorn; its admin stays its own.
+Only PyPI is used, through pip (with its cache), with requirements.txt as constraints so the versions
+are the tested ones.
 
     .venv/bin/pytest -m wheel
 """
@@ -95,20 +97,22 @@ def test_the_wheel_holds_the_app_alone(wheel):
         assert requirement in metadata
 
 
-def start_project(venv, where, smtp_sink):
-    """`django-admin startproject`, plus the two lines, plus where the project's own mail goes."""
+def smtp_mailers(smtp_sink):
+    return (
+        "MAILERS = {'default': {'BACKEND': 'django.core.mail.backends.smtp.EmailBackend', "
+        f"'OPTIONS': {{'host': '{smtp_sink.host}', 'port': {smtp_sink.port}, 'timeout': 5}}}}}}\n"
+    )
+
+
+def start_project(venv, where, mail, extra=""):
+    """`django-admin startproject`, plus the two lines, plus where the project's own mail goes
+    (`mail` in place of the generated MAILERS), plus any `extra` settings at the end."""
     run([venv / "bin/django-admin", "startproject", "mysite", str(where)], env=clean_env(venv))
     settings = where / "mysite" / "settings.py"
     text = settings.read_text()
     text = text.replace("'django.contrib.staticfiles',", "'django.contrib.staticfiles',\n    'relieve_app',")
-    text = re.sub(
-        r"MAILERS = \{.*?\n\}\n",
-        "MAILERS = {'default': {'BACKEND': 'django.core.mail.backends.smtp.EmailBackend', "
-        f"'OPTIONS': {{'host': '{smtp_sink.host}', 'port': {smtp_sink.port}, 'timeout': 5}}}}}}\n",
-        text,
-        flags=re.DOTALL,
-    )
-    settings.write_text(text)
+    text = re.sub(r"MAILERS = \{.*?\n\}\n", lambda _: mail, text, flags=re.DOTALL)
+    settings.write_text(text + extra)
     urls = where / "mysite" / "urls.py"
     text = urls.read_text().replace("from django.urls import path", "from django.urls import include, path")
     urls.write_text(
@@ -165,7 +169,7 @@ def wait_for(predicate, what, process_logs, timeout=90):
 def test_a_fresh_project_with_two_lines_sends_the_contact_mail(venv, tmp_path, smtp_sink):
     where = tmp_path / "site"
     where.mkdir()
-    start_project(venv, where, smtp_sink)
+    start_project(venv, where, smtp_mailers(smtp_sink))
     env = clean_env(venv)
     python = str(venv / "bin/python")
     imported = run([python, "-c", "import relieve_app; print(relieve_app.__file__)"], cwd=where, env=env)
@@ -213,4 +217,92 @@ def test_a_fresh_project_with_two_lines_sends_the_contact_mail(venv, tmp_path, s
         assert "has been sent" in browser.open(thanks)[2]
     finally:
         stop_all(processes)
-    assert "relieve_app.server: stopped" in logs[0].read_text()
+    assert "relieve_app.tasks.master.server: stopped" in logs[0].read_text()
+
+
+def production_settings(smtp_sink):
+    """What a site in production writes itself: DEBUG off, its hosts, the EMAIL_* settings of its
+    SMTP server, and a TASKS of its own naming the relieve backend with Django's one "default" queue."""
+    mail = (
+        "EMAIL_BACKEND = 'django.core.mail.backends.smtp.EmailBackend'\n"
+        f"EMAIL_HOST = '{smtp_sink.host}'\nEMAIL_PORT = {smtp_sink.port}\nEMAIL_TIMEOUT = 5\n"
+    )
+    extra = (
+        "\nDEBUG = False\nALLOWED_HOSTS = ['127.0.0.1']\nSTATIC_ROOT = BASE_DIR / 'static'\n"
+        "TASKS = {'default': {'BACKEND': 'relieve_app.backend.RelieveBackend'}}\n"
+    )
+    return mail, extra
+
+
+def test_a_production_project_with_its_own_tasks_sends_the_mail_and_keeps_its_admin(
+    venv, tmp_path, smtp_sink
+):
+    where = tmp_path / "site"
+    where.mkdir()
+    start_project(venv, where, *production_settings(smtp_sink))
+    env = {**clean_env(venv), "DJANGO_SUPERUSER_PASSWORD": "a-long-password-4-admin"}
+    python = str(venv / "bin/python")
+    run([python, "-m", "pip", "install", "-c", constraints(tmp_path), "gunicorn"], env=env)
+    # Each used to end in a traceback: InvalidTask for the missing "mail" queue, then SettingsRefused.
+    for command in (["check"], ["migrate", "--noinput"], ["collectstatic", "--noinput"]):
+        assert "Traceback" not in run([python, "manage.py", *command], cwd=where, env=env)
+    run(
+        [
+            python,
+            "manage.py",
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            "boss",
+            "--email",
+            "b@example.org",
+        ],
+        cwd=where,
+        env=env,
+    )
+
+    port = free_port()
+    logs = [tmp_path / "runrelieve.log", tmp_path / "gunicorn.log"]
+    commands = [
+        [python, "manage.py", "runrelieve", "--workers", "1"],
+        [str(venv / "bin/gunicorn"), "--bind", f"127.0.0.1:{port}", "--workers", "1", "mysite.wsgi"],
+    ]
+    processes = []
+    try:
+        for argv, log in zip(commands, logs, strict=True):
+            with open(log, "w") as out:
+                processes.append(
+                    subprocess.Popen(argv, cwd=where, env=env, stdout=out, stderr=subprocess.STDOUT)
+                )
+        wait_for(lambda: "listening on" in logs[0].read_text(), "runrelieve to listen", logs)
+        assert "children per queue: default=1\n" in logs[0].read_text()  # no "mail" queue to serve
+        browser = Browser(f"http://127.0.0.1:{port}")
+        status, _, page = wait_for(lambda: browser.open("/contact/"), "the contact page", logs)
+        assert status == 200 and 'name="emitter"' in page
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+
+        form = {"emitter": "ada@example.com", "subject": "From production", "body": "Hello " * 10}
+        status, headers, _ = browser.open("/contact/", {**form, "csrfmiddlewaretoken": token})
+
+        assert status == 303, headers
+        smtp_sink.wait_for(1, timeout=60)
+        assert smtp_sink.messages[0]["Subject"] == "From production"
+        status_url = headers["Location"].replace("/thanks/", "/status/")
+        wait_for(lambda: json.loads(browser.open(status_url)[2])["status"] == "sent", "sent", logs)
+
+        admin = Browser(f"http://127.0.0.1:{port}")
+        _, _, login = admin.open("/admin/login/")
+        assert "Django administration" in login
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', login)[1]
+        credentials = {"username": "boss", "password": env["DJANGO_SUPERUSER_PASSWORD"]}
+        status, _, _ = admin.open("/admin/login/", {**credentials, "csrfmiddlewaretoken": token})
+        assert status == 302
+        status, _, index = admin.open("/admin/")
+        assert status == 200
+        assert '<div id="site-name"><a href="/admin/">Django administration</a></div>' in index
+        assert "<h1>Site administration</h1>" in index and "relieve administration" not in index
+        assert 'href="/admin/relieve_app/pool/"' in index  # the pool, in the app's own section
+        status, _, pool = admin.open("/admin/relieve_app/pool/")
+        assert status == 200 and "Relieve pool" in pool
+    finally:
+        stop_all(processes)

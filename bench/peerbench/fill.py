@@ -27,7 +27,7 @@ def main(argv=None):
     from relieve_app.models import MailOutcome
 
     if not settings.PEERBENCH_ENQUEUE:
-        from relieve_app.views import enqueue as store_and_enqueue
+        from relieve_app.contact.views import enqueue as store_and_enqueue
 
         for n in range(int(count)):
             store_and_enqueue(

@@ -1,16 +1,16 @@
 """The one send every system performs, and how each peer is handed a saved MailOutcome.
 
-`deliver(outcome_id)` reads the row, renders and sends through the project's own `Mail` (one per
-process, keeping its SMTP connection open as relieve's children do), then marks the row sent.
+`deliver(outcome_id)` reads the row, renders and sends as relieve's children do, through the
+contact mail task's own function (one `Mail` per process, keeping its SMTP connection open), then
+marks the row sent.
 """
-
-from functools import cache
 
 from django.db.models import F
 from django.tasks import task
 from django.utils import timezone
 
-from relieve_app.mail import Mail, render
+from relieve_app.contact.mailtask import job_of, send_contact_mail
+from relieve_app.contact.render import render_once
 from relieve_app.models import MailOutcome
 
 
@@ -18,23 +18,12 @@ class DeliveryFailed(Exception):
     """The SMTP server refused the mail; the peer's own retry policy takes over."""
 
 
-@cache
-def _mail():
-    return Mail()
-
-
 def deliver(outcome_id):
     outcome = MailOutcome.objects.get(pk=outcome_id)
-    job = {
-        "id": outcome.pk,
-        "emitter": outcome.emitter,
-        "recipient": outcome.recipient,
-        "subject": outcome.subject,
-        "body": outcome.body,
-        "attempt": outcome.attempts + 1,
-    }
-    if not _mail().send_mail(job):
-        raise DeliveryFailed(f"outcome {outcome_id} was refused")
+    try:
+        send_contact_mail.call(job_of(outcome))
+    except Exception as exc:
+        raise DeliveryFailed(f"outcome {outcome_id} was refused: {exc}") from exc
     now = timezone.now()
     MailOutcome.objects.filter(pk=outcome_id).update(
         status=MailOutcome.Status.SENT, attempts=F("attempts") + 1, sent_at=now, updated_at=now
@@ -69,7 +58,8 @@ def enqueue_post_office(outcome):
     from django.conf import settings
     from post_office import mail
 
-    text, html = render(outcome.body)
+    rendered = render_once(outcome.body)
+    text, html = rendered.text, rendered.html
     mail.send(
         [outcome.recipient],
         settings.DEFAULT_FROM_EMAIL,

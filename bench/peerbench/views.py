@@ -12,7 +12,7 @@ from django.http import JsonResponse
 from django.utils.module_loading import import_string
 from django.views.decorators.http import require_POST
 
-from relieve_app.forms import ContactForm
+from relieve_app.contact.forms import ContactForm
 from relieve_app.models import MailOutcome
 
 

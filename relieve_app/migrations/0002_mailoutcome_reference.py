@@ -2,13 +2,13 @@
 
 from django.db import migrations, models
 
-import relieve_app.references
+import relieve_app.contact.references
 
 
 def give_references(apps, schema_editor):
     MailOutcome = apps.get_model("relieve_app", "MailOutcome")
     for outcome in MailOutcome.objects.filter(reference__isnull=True).only("pk").iterator():
-        MailOutcome.objects.filter(pk=outcome.pk).update(reference=relieve_app.references.new())
+        MailOutcome.objects.filter(pk=outcome.pk).update(reference=relieve_app.contact.references.new())
 
 
 class Migration(migrations.Migration):
@@ -25,7 +25,7 @@ class Migration(migrations.Migration):
             model_name="mailoutcome",
             name="reference",
             field=models.CharField(
-                default=relieve_app.references.new,
+                default=relieve_app.contact.references.new,
                 editable=False,
                 max_length=64,
                 unique=True,

@@ -2,7 +2,7 @@
 
 from django import template
 
-from relieve_app import status
+from relieve_app.monitor import status
 
 register = template.Library()
 

@@ -1,8 +1,10 @@
+import re
+
 import pytest
 from django.urls import reverse
 
-from relieve_app.models import MailOutcome, TaskEvent
-from tests.app.fake_master import acknowledge_each
+from relieve_app.models import MailOutcome, TaskEvent, UsageSample
+from tests.fake_master import acknowledge_each
 
 pytestmark = pytest.mark.django_db
 
@@ -111,15 +113,6 @@ def test_task_events_are_listed_and_searchable(admin_client):
     assert admin_client.get(reverse("admin:relieve_app_taskevent_add")).status_code == 403
 
 
-def test_pending_means_not_done_yet():
-    for status in MailOutcome.Status:
-        outcome(status=status)
-
-    pending = set(MailOutcome.objects.pending().values_list("status", flat=True))
-
-    assert pending == {"queued", "sending", "retrying"}
-
-
 def test_a_message_is_found_by_the_reference_its_visitor_quotes(admin_client):
     wanted = MailOutcome.objects.create(
         emitter="a@example.com", recipient="me@example.com", subject="Mine", body="b"
@@ -133,3 +126,23 @@ def test_a_message_is_found_by_the_reference_its_visitor_quotes(admin_client):
 
     assert "Mine" in found and "Other" not in found
     assert wanted.reference in detail
+
+
+def test_the_child_that_sent_is_called_a_child_not_a_task(admin_client):
+    """Beside "task result", a column or label "task" naming mail0 would read as the task that ran."""
+    row = outcome(status=MailOutcome.Status.SENT, task_name="mail0")
+    TaskEvent.objects.create(task_name="mail0", event="info", outcome=row)
+    UsageSample.objects.create(task_name="mail0", pid=42, memory=2**20, cpu_percent=1.5)
+    pages = {
+        "detail": reverse("admin:relieve_app_mailoutcome_change", args=[row.pk]),
+        "events": reverse("admin:relieve_app_taskevent_changelist"),
+        "samples": reverse("admin:relieve_app_usagesample_changelist"),
+    }
+
+    html = {name: admin_client.get(url).content.decode() for name, url in pages.items()}
+
+    assert "Child:</label>" in html["detail"]
+    assert "Task:</label>" not in html["detail"]
+    for name in ("events", "samples"):
+        header = re.search(r'<th scope="col" class="sortable column-task_name">.*?</th>', html[name], re.S)[0]
+        assert ">Child</a>" in header, header

@@ -7,9 +7,9 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from relieve_app import presence
-from relieve_app.identity import MasterIdentity
 from relieve_app.models import RelieveMaster, TaskRecord
+from relieve_app.tasks.master import presence
+from relieve_app.tasks.master.identity import MasterIdentity
 
 pytestmark = pytest.mark.django_db
 

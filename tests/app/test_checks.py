@@ -1,6 +1,8 @@
-"""Settings that cannot deliver stop every process at start: system checks, and a refusal in
-AppConfig.ready() for the processes that run no checks (gunicorn, runrelieve, mail children)."""
+"""Settings that cannot deliver: system checks that say what to change in the project's own settings,
+runrelieve refusing to start on them, the contact page closed on the errors (gunicorn runs no checks),
+and migrate or check running whatever the mail settings."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,6 +10,9 @@ from pathlib import Path
 
 import pytest
 from django.core import checks
+
+from relieve_app.checks import check_mail_backend, refusal
+from relieve_app.models import MailOutcome
 
 ROOT = Path(__file__).resolve().parents[2]
 SMTP = {"default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": {}}}
@@ -57,14 +62,29 @@ def test_addresses_with_or_without_a_name_pass(deliverable, value):
 
 
 @pytest.mark.parametrize("backend", ["console", "filebased", "locmem", "dummy"])
-def test_a_backend_that_delivers_nothing_is_an_error_in_production(deliverable, backend):
+def test_a_backend_that_delivers_nothing_is_a_warning_that_stops_only_runrelieve(deliverable, backend):
     deliverable.MAILERS = {"default": {"BACKEND": f"django.core.mail.backends.{backend}.EmailBackend"}}
 
-    [error] = relieve_messages()
+    [warning] = relieve_messages()
 
-    assert (error.id, error.level) == ("relieve_app.E003", checks.ERROR)
-    assert "nothing is delivered" in error.msg
-    assert "RELIEVE_ALLOW_DEV_MAIL=true" in error.hint
+    assert (warning.id, warning.level) == ("relieve_app.W003", checks.WARNING)
+    assert "nothing is delivered" in warning.msg and "runrelieve will not start" in warning.msg
+    assert "RELIEVE_ALLOW_DEV_MAIL = True" in warning.hint
+    assert refusal() == "" and "nothing is delivered" in refusal(sending=True)
+
+
+def test_the_hint_names_the_mail_settings_the_project_uses(deliverable):
+    deliverable.MAILERS = CONSOLE
+    [warning] = relieve_messages()
+    assert warning.obj == "settings.MAILERS"
+    assert "Point MAILERS['default'] at your SMTP server" in warning.hint
+    assert "EMAIL_URL" not in warning.hint
+
+    del deliverable.MAILERS  # Django's own mail check fails on a MAILERS deleted by a test: ask ours alone
+    deliverable.EMAIL_BACKEND = CONSOLE["default"]["BACKEND"]
+    [warning] = check_mail_backend(None)
+    assert warning.obj == "settings.EMAIL_BACKEND"
+    assert "Set EMAIL_BACKEND = 'django.core.mail.backends.smtp.EmailBackend' and EMAIL_HOST" in warning.hint
 
 
 def test_a_development_backend_allowed_on_purpose_is_still_a_warning(deliverable):
@@ -83,17 +103,51 @@ def test_a_development_backend_is_fine_with_debug(deliverable):
     assert relieve_messages() == []
 
 
-def start_django(code="import django; django.setup()", **env):
-    """A new process that loads the project with `env` over this one's environment."""
+def manage(*argv, **env):
+    """`manage.py` in a new process, with `env` over this one's environment."""
     ours = {"DATABASE_URL", "EMAIL_URL", "DEBUG", "SECRET_KEY", "CONTACT_RECIPIENT", "DEFAULT_FROM_EMAIL"}
     clean = {key: value for key, value in os.environ.items() if key not in ours}
     env = {**clean, "DJANGO_SETTINGS_MODULE": "project.settings", **env}
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "manage.py", *argv], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
     )
 
 
 PRODUCTION = {"DEBUG": "false", "SECRET_KEY": "a-real-secret", "EMAIL_URL": "smtp://127.0.0.1:2525"}
+
+
+@pytest.fixture
+def production(tmp_path):
+    """Production settings on a database of their own, with mail that goes nowhere."""
+    return {
+        **PRODUCTION,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "EMAIL_URL": "consolemail://",
+    }
+
+
+def test_mail_that_goes_nowhere_lets_migrate_and_check_run(production):
+    """They used to stop with a SettingsRefused traceback: nothing they do sends a mail."""
+    migrated = manage("migrate", "--noinput", **production)
+    checked = manage("check", **production)
+
+    assert migrated.returncode == 0, migrated.stderr
+    assert checked.returncode == 0, checked.stderr
+    assert (
+        "relieve_app.W003" in checked.stderr
+        and "Point MAILERS['default'] at your SMTP server" in checked.stderr
+    )
+    assert "Traceback" not in migrated.stderr + checked.stderr
+
+
+def test_mail_that_goes_nowhere_stops_runrelieve_with_one_paragraph(production):
+    started = manage("runrelieve", "--workers", "1", **production)
+
+    assert started.returncode == 1
+    [refused] = [line for line in started.stderr.splitlines() if line.startswith("CommandError: ")]
+    assert "relieve cannot start: DEBUG is off but the mail backend in MAILERS" in refused
+    assert "RELIEVE_ALLOW_DEV_MAIL = True" in refused
+    assert "Traceback" not in started.stderr
 
 
 @pytest.mark.parametrize(
@@ -101,34 +155,56 @@ PRODUCTION = {"DEBUG": "false", "SECRET_KEY": "a-real-secret", "EMAIL_URL": "smt
     [
         ({"CONTACT_RECIPIENT": ""}, "CONTACT_RECIPIENT = '' is not an email address"),
         ({"DEFAULT_FROM_EMAIL": ""}, "DEFAULT_FROM_EMAIL = '' is not an email address"),
-        ({"EMAIL_URL": ""}, "nothing is delivered"),
-        ({"EMAIL_URL": "filemail:///var/mail"}, "writes each mail to a file"),
     ],
-    ids=["no-recipient", "no-from", "console-in-production", "file-in-production"],
+    ids=["no-recipient", "no-from"],
 )
-def test_settings_that_cannot_deliver_stop_any_process_at_start(env, expected):
-    started = start_django(**{**PRODUCTION, **env})
+def test_an_address_that_is_no_address_stops_runrelieve_as_a_check(production, env, expected):
+    started = manage(
+        "runrelieve", "--workers", "1", **{**production, "EMAIL_URL": PRODUCTION["EMAIL_URL"], **env}
+    )
 
-    assert started.returncode != 0
-    assert "relieve cannot start" in started.stderr
-    assert expected in started.stderr
-
-
-def test_the_web_process_refuses_too():
-    """gunicorn loads project.wsgi and runs no system checks."""
-    started = start_django("from project.wsgi import application", **PRODUCTION, CONTACT_RECIPIENT="")
-
-    assert started.returncode != 0
-    assert "CONTACT_RECIPIENT = '' is not an email address" in started.stderr
+    assert started.returncode == 1
+    assert "relieve_app.E002" in started.stderr and expected in started.stderr
+    assert "Traceback" not in started.stderr
 
 
-def test_a_development_backend_allowed_on_purpose_starts():
-    started = start_django(**{**PRODUCTION, "EMAIL_URL": "consolemail://", "RELIEVE_ALLOW_DEV_MAIL": "true"})
+def test_the_contact_page_is_closed_on_an_error_and_logs_the_fix(deliverable, client, caplog):
+    """gunicorn runs no system checks: the page takes no message that could never be delivered."""
+    deliverable.CONTACT_RECIPIENT = ""
 
-    assert started.returncode == 0, started.stderr
+    page = client.get("/contact/")
+    posted = client.post("/contact/", {"emitter": "a@example.org"}, HTTP_ACCEPT="application/json")
+
+    assert page.status_code == posted.status_code == 503
+    assert "The contact form is closed for now" in page.content.decode()
+    assert "closed for now" in posted.json()["errors"]["__all__"][0]
+    assert "CONTACT_RECIPIENT = '' is not an email address" in caplog.text
+    assert "Set CONTACT_RECIPIENT to who receives the contact mail" in caplog.text
+    assert not MailOutcome.objects.exists()
+
+
+def test_the_contact_page_stays_open_when_only_the_mail_backend_delivers_nothing(deliverable, client):
+    """Its messages wait, safe, for a runrelieve that can send them."""
+    deliverable.MAILERS = CONSOLE
+    assert client.get("/contact/").status_code == 200
+
+
+def test_a_development_backend_allowed_on_purpose_starts(tmp_path):
+    env = {**PRODUCTION, "EMAIL_URL": "consolemail://", "RELIEVE_ALLOW_DEV_MAIL": "true"}
+    checked = manage("check", "--fail-level", "ERROR", **env)
+
+    assert checked.returncode == 0, checked.stderr
+    assert "relieve_app.W002" in checked.stderr
+    assert refusal_in_process(env) == ""
+
+
+def refusal_in_process(env):
+    """What runrelieve would refuse on, worked out in a process of its own with `env`."""
+    code = "import json; from relieve_app.checks import refusal; print(json.dumps(refusal(sending=True)))"
+    shell = manage("shell", "--no-imports", "-c", code, **env)
+    assert shell.returncode == 0, shell.stderr
+    return json.loads(shell.stdout.strip().splitlines()[-1])
 
 
 def test_deliverable_production_settings_start():
-    started = start_django(**PRODUCTION)
-
-    assert started.returncode == 0, started.stderr
+    assert refusal_in_process(PRODUCTION) == ""

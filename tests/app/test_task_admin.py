@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
-from tests.app.fake_master import acknowledge_each
+from tests.fake_master import acknowledge_each
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,7 @@ def record(status="READY", path="tests.tasks_fixtures.basic.add", queue="default
 def test_filters_and_search(admin_client):
     record("FAILED", errors=[{"exception_class_path": "builtins.ValueError", "traceback": TRACEBACK}])
     record("SUCCESSFUL", path="tests.tasks_fixtures.basic.noop", args=[{"customer": "ada-lovelace"}])
-    record("READY", queue="mail", path="relieve_app.mailtask.send_contact_mail")
+    record("READY", queue="mail", path="relieve_app.contact.mailtask.send_contact_mail")
 
     def count(**query):
         response = admin_client.get(CHANGELIST, query)
@@ -66,7 +66,7 @@ def test_detail_shows_arguments_return_value_errors_attempts_and_events(admin_cl
 
 
 def test_a_mail_outcome_links_to_its_task_result(admin_client):
-    row = record("RUNNING", queue="mail", path="relieve_app.mailtask.send_contact_mail")
+    row = record("RUNNING", queue="mail", path="relieve_app.contact.mailtask.send_contact_mail")
     outcome = MailOutcome.objects.create(
         emitter="a@example.org", recipient="me@example.com", subject="s", body="b", task_result=row
     )
@@ -79,7 +79,7 @@ def test_retry_runs_failed_tasks_again_as_new_ones(admin_client, fake_master):
     master = fake_master(acknowledge_each)  # every task on one connection, as the master
     failed = record("FAILED", args=[1, 2], priority=4, timeout=3.0, errors=[{"exception_class_path": "x"}])
     mail = record(
-        "FAILED", queue="mail", path="relieve_app.mailtask.send_contact_mail", args=[{"subject": "s"}]
+        "FAILED", queue="mail", path="relieve_app.contact.mailtask.send_contact_mail", args=[{"subject": "s"}]
     )
     outcome = MailOutcome.objects.create(
         emitter="a@example.org",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from relieve_app import client
+from relieve_app.tasks import client
 
 ROOT = Path(__file__).resolve().parents[2]
 

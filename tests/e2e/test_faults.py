@@ -7,8 +7,8 @@ import stat
 import pytest
 from django.test import Client
 
-from relieve_app import client
 from relieve_app.models import MailOutcome
+from relieve_app.tasks import client
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_delivery import all_sent, post
 from tests.smtp_sink import TRY_LATER

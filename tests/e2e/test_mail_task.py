@@ -73,7 +73,7 @@ def test_a_refused_message_fails_at_once_and_a_dropped_connection_is_retried(mas
     task = row.task_result
     assert (
         task.status == "FAILED"
-        and task.errors[0]["exception_class_path"] == "relieve_app.mailtask.MailRefused"
+        and task.errors[0]["exception_class_path"] == "relieve_app.contact.mailtask.MailRefused"
     )
 
     smtp_sink.stop()  # connection refused: temporary

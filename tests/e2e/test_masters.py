@@ -10,8 +10,8 @@ import pytest
 from django.db import connection
 from django.tasks import TaskResultStatus
 
-from relieve_app import client
 from relieve_app.models import RelieveMaster, TaskEvent
+from relieve_app.tasks import client
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_tasks import finished, running
 from tests.tasks_fixtures import basic

@@ -1,5 +1,6 @@
 """Operating a running master: its status in full, restart counts, reloads under load, failure notices."""
 
+import importlib
 import json
 import os
 import signal
@@ -11,8 +12,8 @@ import threading
 import pytest
 from django.test import Client
 
-from relieve_app import client
 from relieve_app.models import MailOutcome, TaskEvent, UsageSample
+from relieve_app.tasks import client
 from tests.e2e.conftest import ROOT, wait_until
 from tests.e2e.test_delivery import all_sent, post
 
@@ -129,6 +130,73 @@ def test_reload_option_replaces_children_when_a_python_file_changes(master):
 
     wait_until(lambda: _child_pid(master)() not in (None, first), message="a new child after the change")
     assert "crashing.py changed" in master.output()
+
+
+ADDED_MODULE = """
+from django.dispatch import receiver
+from django.tasks import task
+from django.tasks.signals import task_finished, task_started
+
+
+@task
+def first(path):
+    return path
+
+
+@receiver(task_started, dispatch_uid="added-started")
+@receiver(task_finished, dispatch_uid="added-finished")
+def note(sender, task_result, **kwargs):
+    if task_result.args and str(task_result.args[0]).endswith("signals.txt"):
+        with open(task_result.args[0], "a") as file:
+            file.write(f"{task_result.task.module_path} {task_result.id} {task_result.status}\\n")
+"""
+
+ADDED_TASK = """
+
+@task
+def second(path):
+    return path
+"""
+
+
+def test_a_task_added_under_reload_is_signalled_in_the_master_as_itself(master, tmp_path):
+    """The master imported the module for its first task; the second, added later, is not a stand-in."""
+    log = open(master.log_path, "a")  # noqa: SIM115 - the process owns it
+    argv = [sys.executable, "manage.py", "runrelieve", "--workers", "1", "--socket", master.socket_path]
+    master.process = subprocess.Popen([*argv, "--reload"], cwd=ROOT, env=master.env, stdout=log, stderr=log)
+    log.close()
+    pid = wait_until(_child_pid(master), message="the master up")
+    name = f"added_{os.getpid()}_{pid}"
+    module = ROOT / "tests" / "tasks_fixtures" / f"{name}.py"
+    notes = tmp_path / "signals.txt"
+    lines = lambda: notes.read_text().splitlines() if notes.exists() else []  # noqa: E731
+    try:
+        module.write_text(ADDED_MODULE)
+        pid = wait_until(
+            lambda: _child_pid(master)() not in (None, pid) and _child_pid(master)(), message="reload"
+        )
+        added = importlib.import_module(f"tests.tasks_fixtures.{name}")
+        first = added.first.enqueue(str(notes))
+        wait_until(lambda: len(lines()) == 2, message="the first task's signals")
+
+        module.write_text(ADDED_MODULE + ADDED_TASK)
+        wait_until(
+            lambda: _child_pid(master)() not in (None, pid), message="a reload after the task was added"
+        )
+        added = importlib.reload(added)
+        second = added.second.enqueue(str(notes))
+        wait_until(lambda: len(lines()) >= 4, message="the second task's signals")
+    finally:
+        for leftover in [module, *module.parent.glob(f"__pycache__/{name}.*")]:
+            leftover.unlink()
+    path = f"tests.tasks_fixtures.{name}"
+    assert lines() == [
+        f"{path}.first {first.id} RUNNING",
+        f"{path}.first {first.id} SUCCESSFUL",
+        f"{path}.second {second.id} RUNNING",
+        f"{path}.second {second.id} SUCCESSFUL",
+    ]
+    assert "_missing" not in master.output()
 
 
 def _child_pid(master):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from relieve_app import client
+from relieve_app.tasks import client
 
 pytestmark = pytest.mark.e2e
 

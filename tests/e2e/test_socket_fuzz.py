@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from relieve_app import client
-from relieve_app.mailtask import send_contact_mail
+from relieve_app.contact.mailtask import send_contact_mail
 from relieve_app.models import MailOutcome, TaskRecord
+from relieve_app.tasks import client
 from tests.e2e import socket_inputs
 from tests.e2e.conftest import wait_until
 

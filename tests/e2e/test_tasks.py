@@ -10,10 +10,10 @@ import pytest
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 
-from relieve_app import backend, client
 from relieve_app.models import TaskEvent, TaskRecord
+from relieve_app.tasks import backend, client
 from tests.e2e.conftest import wait_until
-from tests.tasks_fixtures import basic, contextual, signalled
+from tests.tasks_fixtures import basic, contextual, hooked, signalled
 
 pytestmark = pytest.mark.e2e
 
@@ -144,7 +144,7 @@ def test_a_task_that_cannot_import_fails_alone_and_the_pool_goes_on(master):
         result = finished(backend.RelieveBackend("default", {}).get_result(row.pk))
         assert result.status == FAILED and result.attempts == 1  # an import is not retried
         error = result.errors[0]
-        assert error.exception_class_path == "relieve_app.runner.TaskNotFound"
+        assert error.exception_class_path == "relieve_app.tasks.runner.TaskNotFound"
         assert f"the task {row.task_path} cannot be imported" in error.traceback
     assert "a_module_that_does_not_exist" in result_errors(broken[0])
     pids.add(finished(basic.pid.enqueue()).return_value)
@@ -172,3 +172,30 @@ def test_a_raising_task_fails_at_once_with_its_traceback(master):
 def result_errors(row):
     row.refresh_from_db()
     return "".join(error["traceback"] for error in row.errors)
+
+
+def test_a_projects_hook_writes_its_row_with_each_change_of_its_task(master):
+    """Any app's task, not only the contact mail: its rows follow the task's state in one transaction."""
+    master.env["DJANGO_SETTINGS_MODULE"] = "tests.tasks_fixtures.hooked_settings"
+    master.start(workers=1)
+    done, failed = finished(hooked.double.enqueue(4)), finished(hooked.double.enqueue(-1))
+
+    assert (done.status, done.return_value, failed.status) == (SUCCESSFUL, 8, FAILED)
+
+    def rows(result):
+        events = TaskEvent.objects.filter(task_result_id=int(result.id)).order_by("id")
+        return [(event.task_name, event.event, event.payload.get("hooked")) for event in events]
+
+    wait_until(lambda: len(rows(failed)) == 4, message="the hook's row after the commit")
+    assert rows(done) == [
+        ("hooked", "running", None),
+        ("hooked", "succeeded", None),
+        ("default0", "info", True),
+        ("hooked", "committed succeeded", None),
+    ]
+    assert rows(failed) == [
+        ("hooked", "running", None),
+        ("hooked", "failed", None),
+        ("default0", "error", True),
+        ("hooked", "committed failed", None),
+    ]

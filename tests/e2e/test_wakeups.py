@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from relieve_app.mailtask import send_contact_mail
+from relieve_app.contact.mailtask import send_contact_mail
 from relieve_app.models import MailOutcome, TaskRecord
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_delivery import all_sent, post

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from relieve_app.pool.examples import cloud, queue_batch, socket_server
+from examples import cloud, queue_batch, socket_server
 
 WAIT = 15
 CLIENTS = 10

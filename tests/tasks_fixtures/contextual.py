@@ -7,7 +7,7 @@ import time
 from django.tasks import task
 
 from relieve_app.models import MailOutcome
-from relieve_app.retry import RetryLater
+from relieve_app.tasks.retry import RetryLater
 
 
 @task(takes_context=True)

@@ -8,8 +8,8 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from relieve_app import status, status_text
 from relieve_app.conf import app_settings
+from relieve_app.monitor import status, status_text
 
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen
 

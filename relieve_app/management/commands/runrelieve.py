@@ -8,9 +8,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
-from relieve_app import queues, server, wakeup
-from relieve_app.checks import DEV_MAIL_BACKENDS, mail_backend
-from relieve_app.conf import app_settings
+from relieve_app.checks import DEV_MAIL_BACKENDS, mail_backend, mail_setting, refusal
+from relieve_app.conf import DEFAULTS, app_settings
+from relieve_app.tasks.master import queues, server, wakeup
+from relieve_app.tasks.master.errors import StartupError
+from relieve_app.tasks.master.options import Options
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +26,8 @@ class Command(BaseCommand):
             dest="workers",
             type=int,
             default=app_settings.RELIEVE_WORKERS,
-            help="Children of each queue that --queue does not name (RELIEVE_WORKERS, default 4).",
+            help=f"Children of each queue that --queue does not name (RELIEVE_WORKERS, default "
+            f"{DEFAULTS['RELIEVE_WORKERS']}).",
         )
         parser.add_argument(
             "--queue",
@@ -43,7 +46,7 @@ class Command(BaseCommand):
             "--task",
             dest="script",
             default=app_settings.RELIEVE_TASK,
-            help="What each child runs, as module:Class (RELIEVE_TASK, default relieve_app.runner:Runner).",
+            help="What each child runs, as module:Class (RELIEVE_TASK, default: the django.tasks runner).",
         )
         parser.add_argument(
             "--reload",
@@ -52,36 +55,25 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, workers, queue_sizes, socket_path, script, reload, **options):
+        if problems := refusal(sending=True):  # CannotDeliver is only a warning in the system checks
+            raise CommandError(f"relieve cannot start: {problems}")
         self.log_to_stderr()
         warn_about_dev_mail()
         try:
             sizes = queues.sizes(queue_sizes)
         except queues.QueueError as exc:
             raise CommandError(str(exc)) from None
-        config = server.Options(
+        config = Options.from_settings(
             socket_path=socket_path,
             workers=workers,
             queues=sizes,
-            max_attempts=app_settings.RELIEVE_MAX_ATTEMPTS,
-            retry_delay=app_settings.RELIEVE_RETRY_DELAY,
-            sweep_interval=app_settings.RELIEVE_SWEEP_INTERVAL,
-            call_timeout=app_settings.RELIEVE_CALL_TIMEOUT,
-            grace=app_settings.RELIEVE_GRACE,
-            client_timeout=app_settings.RELIEVE_CLIENT_TIMEOUT,
-            max_calls=app_settings.RELIEVE_MAX_CALLS,
-            max_memory=app_settings.RELIEVE_MAX_MEMORY_MB * 2**20,
-            usage_interval=app_settings.RELIEVE_USAGE_INTERVAL,
             script=script,
             reload_root=str(getattr(settings, "BASE_DIR", Path.cwd())) if reload else None,
-            durable=app_settings.RELIEVE_DURABLE_WRITES,
-            host=app_settings.RELIEVE_HOST,
-            heartbeat=app_settings.RELIEVE_HEARTBEAT,
-            lease=app_settings.RELIEVE_LEASE,
             **database_options(),
         )
         try:
             server.run(config)
-        except server.StartupError as exc:
+        except StartupError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(self.style.SUCCESS("relieve master stopped"))
 
@@ -114,7 +106,12 @@ def warn_about_dev_mail():
         return
     does = DEV_MAIL_BACKENDS[backend]
     if settings.DEBUG:
-        log.warning("mail is NOT delivered: %s %s (DEBUG; set EMAIL_URL to send)", backend, does)
+        log.warning(
+            "mail is NOT delivered: %s %s (DEBUG; point %s at an SMTP server to send)",
+            backend,
+            does,
+            mail_setting(),
+        )
     else:
         log.warning(
             "RELIEVE_ALLOW_DEV_MAIL is on with DEBUG off: mail is NOT delivered but marked sent: %s %s",

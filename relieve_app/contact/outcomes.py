@@ -1,0 +1,65 @@
+"""The contact message's delivery state, kept in step with the task that delivers it.
+
+Registered with the task engine's hooks (``relieve_app/tasks/hooks.py``) from the app's ``ready()``:
+each change of a mail task's state is mirrored on its ``MailOutcome`` in the transaction that writes
+it, and a message that failed for good is told to the site owner once that is committed.
+"""
+
+from relieve_app.contact import notify
+from relieve_app.models import MailOutcome
+from relieve_app.tasks import hooks
+
+MAIL_TASK = "relieve_app.contact.mailtask.send_contact_mail"  # send_contact_mail.module_path
+
+Status = MailOutcome.Status
+
+
+def register():
+    hooks.register(MAIL_TASK, in_transaction=mirror, after_commit=tell_owner)
+
+
+def mirror(changes):
+    """Every message of these changes takes its task's state: one SELECT, one UPDATE per message."""
+    outcomes = dict(
+        MailOutcome.objects.filter(task_result__in=[change.task.pk for change in changes]).values_list(
+            "task_result", "pk"
+        )
+    )
+    for change in changes:
+        outcome_id = outcomes.get(change.task.pk)
+        if outcome_id is None:
+            continue
+        fields = _fields(change)
+        if change.state != hooks.RELEASED:
+            fields["attempts"] = change.task.attempts
+        MailOutcome.objects.filter(pk=outcome_id).update(updated_at=change.at, **fields)
+        change.notes["outcome_id"] = outcome_id
+        if change.event is not None:
+            change.event["outcome_id"] = outcome_id
+            change.event["payload"]["id"] = outcome_id
+            if "message" in fields:
+                change.event["payload"]["message"] = fields["message"]
+
+
+def _fields(change):
+    if change.state == hooks.RUNNING:
+        return {"status": Status.SENDING, "task_name": change.worker}
+    if change.state == hooks.SUCCEEDED:
+        value = change.value
+        message = value.get("message") if isinstance(value, dict) else None
+        message = message or change.event["payload"]["message"]
+        return {"status": Status.SENT, "message": message, "error": "", "sent_at": change.at}
+    if change.state in (hooks.RETRYING, hooks.FAILED):
+        status = Status.FAILED if change.state == hooks.FAILED else Status.RETRYING
+        return {"status": status, "error": (change.error or {}).get("message", "")}
+    return {"status": Status.RETRYING}  # RELEASED: READY again, for any master
+
+
+def tell_owner(change, record):
+    """A message that failed for good: the owner hears of it by the master's own mail."""
+    outcome_id = change.notes.get("outcome_id")
+    args = change.task.args
+    if change.state != hooks.FAILED or outcome_id is None or not args or not isinstance(args[0], dict):
+        return None
+    job = {**args[0], "attempt": change.task.attempts, "id": outcome_id}
+    return notify.failed(job, (change.error or {}).get("message", ""), record)

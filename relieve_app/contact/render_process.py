@@ -1,0 +1,67 @@
+"""The renderer process: Markdown bodies in on stdin, sanitised HTML out on stdout.
+
+Run by render.Renderer as ``python -m relieve_app.contact.render_process``; it imports nothing from Django.
+Frames are relieve_app.pool.framing's (length-prefixed JSON)::
+
+    -> {"body": "<markdown>"}      <- {"html": "<fragment>"} or {"error": "<why>"}
+    <- {"ready": true}             once, first, when the imports are done
+
+A parent that stops waiting kills this process. One that dies leaves it to read end-of-file and
+exit; if it is then stuck in a render, its CPU limit ends it.
+"""
+
+import os
+import resource
+import sys
+
+from relieve_app.contact.markup import Converter
+from relieve_app.pool.framing import FrameDecoder, FrameError, encode
+
+CPU_BUDGET = 10  # CPU seconds one render may use before the kernel ends this process (SIGXCPU)
+READ_SIZE = 1 << 16
+
+
+def limit_cpu(budget):
+    """Let the kernel end this process once it used `budget` more CPU seconds than now."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    used = int(usage.ru_utime + usage.ru_stime) + 1
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    soft = used + budget if hard == resource.RLIM_INFINITY else min(used + budget, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def answer(converter, request):
+    if isinstance(request, FrameError) or not isinstance(request.get("body"), str):
+        return {"error": f"not a render request: {request}"[:200]}
+    limit_cpu(CPU_BUDGET)
+    try:
+        return {"html": converter.to_html(request["body"])}
+    except Exception as exc:  # RecursionError included: the body goes out as text
+        return {"error": f"{type(exc).__name__}: {exc}"[:200]}
+
+
+def write(fd, frame):
+    data = encode(frame)
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def serve(stdin=0, stdout=1):
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a SIGXCPU leaves no core file behind
+    converter = Converter()
+    converter.to_html("warm *up*")  # the first conversion loads the extensions' modules
+    write(stdout, {"ready": True})
+    decoder = FrameDecoder()
+    while data := os.read(stdin, READ_SIZE):
+        for request in decoder.feed(data):
+            try:
+                write(stdout, answer(converter, request))
+            except FrameError as exc:  # the HTML outgrew a frame
+                write(stdout, {"error": str(exc)})
+
+
+if __name__ == "__main__":
+    try:
+        serve()
+    except (BrokenPipeError, KeyboardInterrupt):
+        sys.exit(0)

@@ -1,0 +1,45 @@
+"""The master's children: one CloudWorker per queue, each child watched, its life recorded as events."""
+
+import logging
+
+from relieve_app.pool import CallableTask
+from relieve_app.tasks.store import recorder
+
+log = logging.getLogger(__name__)
+
+MONITOR = "relieve_app.pool.containers.monitor"
+
+
+class Children:
+    """Part of ``Master``: starting the children and hearing what they go through."""
+
+    def _spawn_children(self):
+        for lane in self.lanes.values():
+            for index in range(lane.size):
+                child = CallableTask(
+                    self.options.script, restart=True, name=f"{lane.name}{index}", containers=[MONITOR]
+                )
+                self._watch(lane, child)
+                lane.pool.add(child)
+
+    def _watch(self, lane, child):
+        name = child.name
+        child.on("error", lambda *args: self._on_child_error(name, *args))
+        child.on("start", lambda at: self._on_lifecycle(name, "start", {"pid": child.pid, "at": at}))
+        child.on("exit", lambda code: self._on_lifecycle(name, "exit", {"code": code}))
+        child.on("restart", lambda: self._on_lifecycle(name, "restart", {"restarts": child.restarts}))
+        child.on("start", lambda _at: self._calls.pop(name, None))
+        child.on("start", lambda _at: lane.wake.set())
+        child.on("usage", lambda usage: self._on_usage(lane, child, usage))
+
+    def _on_child_error(self, name, message=None, stack=None):
+        payload = message if isinstance(message, dict) else {"message": str(message), "stack": stack}
+        log.error("child %s: %s", name, payload.get("message"))
+        self.recorder.record(recorder.add_event, name, "error", payload)
+
+    def _on_lifecycle(self, name, event, payload):
+        if event == "exit" and not self._stopping.is_set():
+            log.warning("child %s exited with code %s; restarting", name, payload["code"])
+        elif event == "start":
+            log.info("child %s started (pid %s)", name, payload["pid"])
+        self.recorder.record(recorder.add_event, name, event, payload)

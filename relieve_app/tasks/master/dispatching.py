@@ -1,0 +1,118 @@
+"""Dispatching: a ready id and a free child make an attempt; its outcome is written, then let go or retried.
+
+An outcome is committed before the id is let go (``_settle``): no sweep or submit runs again what a
+child already ran. The hooks an app registered for the task (``tasks/hooks.py``) hear of it once committed.
+"""
+
+import contextlib
+import logging
+import signal
+
+from relieve_app.pool import RelieveError, RemoteError, TaskExited
+from relieve_app.tasks import hooks
+
+log = logging.getLogger(__name__)
+
+
+class Dispatching:
+    """Part of ``Master``: one task per child at a time, from claim to committed outcome."""
+
+    async def _dispatch_loop(self, lane):
+        """Pair the lane's most urgent ready id with a free child, one task per child at a time."""
+        while (pair := await lane.next(self._stopping)) is not None:
+            task_id, child = pair
+            self._running.add(task_id)
+            self._spawn(self._attempt(lane, child, task_id))
+
+    async def _attempt(self, lane, child, task_id):
+        try:
+            job = await self.ledger.claim(task_id, lane.name, child.name)
+            if job is None:  # finished, running elsewhere, in another queue, or gone
+                self._forget(task_id)
+            elif "later" in job:  # its run_after is not reached yet, by the database's clock
+                self._later(task_id, max(job["later"], 0.01))
+            else:
+                await self._run(lane, child, job)
+        except Exception:
+            log.exception("dispatching task %s failed; the sweep will hand it out again", task_id)
+            self._forget(task_id)
+        finally:
+            self._running.discard(task_id)
+            lane.release(child)
+
+    async def _run(self, lane, child, job):
+        task_id = job["id"]
+        limit = job["timeout"] or self.options.call_timeout
+        try:
+            answer = await child.get("run", job, timeout=limit)
+        except TimeoutError:
+            log.warning("child %s took over %gs on task %s; killing it", child.name, limit, task_id)
+            message = f"no answer from {child.name} within {limit:g}s; killed it"
+            with contextlib.suppress(RelieveError):
+                await child.kill(signal.SIGKILL)
+            self._failed(job, child, _error(TimeoutError, message), event="timeout", retry=True)
+            return
+        except RemoteError as exc:  # the child's script has no working run(): nothing to retry
+            self._failed(job, child, _error(RemoteError, str(exc)), retry=False)
+            return
+        except (TaskExited, RelieveError) as exc:
+            # Counted as an attempt: a task that kills its child every time must end FAILED.
+            message = f"{child.name} went away during the task: {exc}"
+            self._failed(job, child, _error(TaskExited, message), retry=True)
+            return
+        self._count_call(lane, child)
+        if not isinstance(answer, dict) or "ok" not in answer:
+            self._failed(job, child, _error(RemoteError, f"unreadable answer {answer!r:.200}"), retry=False)
+        elif answer["ok"]:
+            self._settle(task_id, self.ledger.outcome(task_id, child.name, "success", answer.get("value")))
+            log.info("task %s done by %s (attempt %s)", task_id, child.name, job["attempt"])
+        else:
+            delay = answer.get("delay")
+            self._failed(job, child, answer.get("error") or {}, retry=bool(answer.get("retry")), delay=delay)
+
+    def _failed(self, job, child, error, event="error", retry=False, delay=None):
+        task_id, attempt = job["id"], job["attempt"]
+        if retry and self._stopping.is_set():
+            return  # cut short by the stop: released to READY, for any master to run again
+        limit = job.get("max_attempts") or self.options.max_attempts
+        retry_in = None
+        if retry and attempt < limit:
+            retry_in = self.options.retry_after(attempt) if delay is None else float(delay)
+        elif retry and attempt >= limit:
+            error = {**error, "message": f"{error.get('message', '')} (gave up after {attempt} attempts)"}
+        written = self.ledger.outcome(task_id, child.name, "failure", error, event, retry_in)
+        if retry_in is None:
+            log.warning("task %s failed on attempt %d: %s", task_id, attempt, error.get("message"))
+            self._settle(task_id, written)
+        else:
+            self._settle(task_id, written, then=lambda: self._later(task_id, retry_in))
+
+    def _settle(self, task_id, written, then=None):
+        """The id stays held until its outcome is committed, however long the database is away,
+        so no sweep or submit runs again what a child already ran; then it is let go, or retried."""
+        self._settling[task_id] = written
+
+        def settled(future):
+            self._settling.pop(task_id, None)
+            error = None if future.cancelled() else future.exception()
+            if future.cancelled() or error is not None:
+                log.error("the outcome of task %s could not be recorded: %s", task_id, error)
+                self._forget(task_id)
+                return
+            if future.result() is not None:  # a change some app's hook hears of once committed
+                for pending in hooks.after_commit(future.result(), self.recorder.record):
+                    self._spawn(pending)
+            if then is not None and not self._stopping.is_set():
+                then()
+                return
+            self._forget(task_id)
+
+        written.add_done_callback(settled)
+
+
+def _error(kind, message):
+    return {
+        "exception_class_path": f"{kind.__module__}.{kind.__qualname__}",
+        "message": message,
+        "traceback": "",
+    }

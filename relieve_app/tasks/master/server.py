@@ -1,0 +1,234 @@
+"""The relieve master: one CloudWorker of children per queue, its Unix socket, and the recorder.
+
+The socket (``endpoint.py``) turns each request ``{"op": <name>, "args": {...}}`` into a
+call of a ``handle_<op>`` method (``operations.py``).
+
+``Master`` is its lifecycle (here) and the parts its other modules hold, each on the same state:
+``children.py``, ``queueing.py``, ``dispatching.py``, ``recycling.py``, ``sweeping.py`` (with the
+wake-ups from other hosts) and ``operations.py``.
+
+Every task is run at least once. A task is claimed in the database (READY -> RUNNING, owned
+by this master) before a child gets it; whatever interrupts it afterwards leaves the row
+behind, and the start-up and periodic sweeps hand it out again. Only the recorder writes
+task state; ``taskstore.py`` holds those writes.
+"""
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+
+from relieve_app.pool import BootError
+from relieve_app.tasks.master import reloading, wakeup
+from relieve_app.tasks.master.children import Children
+from relieve_app.tasks.master.dispatching import Dispatching
+from relieve_app.tasks.master.endpoint import Endpoint
+from relieve_app.tasks.master.errors import StartupError
+from relieve_app.tasks.master.identity import MasterIdentity
+from relieve_app.tasks.master.lanes import Lane
+from relieve_app.tasks.master.locks import MasterLock, socket_refusal, sqlite_refusal
+from relieve_app.tasks.master.operations import Operations
+from relieve_app.tasks.master.options import Options
+from relieve_app.tasks.master.presence import Presence
+from relieve_app.tasks.master.queueing import Queueing
+from relieve_app.tasks.master.recycling import Recycling
+from relieve_app.tasks.master.sweeping import Sweeping
+from relieve_app.tasks.master.usage import UsageBook
+from relieve_app.tasks.store import leases, recorder
+from relieve_app.tasks.store.ledger import Ledger
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Master", "Options", "StartupError", "run"]
+
+
+class Master(Children, Queueing, Dispatching, Recycling, Sweeping, Operations):
+    """One master: its state, and how it starts and stops."""
+
+    def __init__(self, options):
+        self.options = options
+        self.identity = MasterIdentity.current(options.host)
+        self.owner = self.identity.id
+        self.lanes = {name: Lane(name, size) for name, size in options.sizes().items()}
+        self.recorder = recorder.Recorder()
+        self.lease = options.lease
+        self.ledger = Ledger(self.recorder, self.owner, self.lease, durable=options.durable)
+        self.presence = Presence(
+            self.recorder,
+            self.identity,
+            lease=options.lease,
+            interval=options.heartbeat,
+            queues=list(self.lanes),
+            children=lambda: sum(len(lane.pool.strategy.tasks) for lane in self.lanes.values()),
+            holding=lambda: self._running | self._settling.keys(),
+        )
+        self.lock = None
+        if options.lock_path:
+            self.lock = MasterLock(options.lock_path, sqlite_refusal(options.database))
+        # Held for life beside the socket: the master before this one there, if it never let go,
+        # was killed, and its rows need not wait for its lease to run out.
+        self.tenure = MasterLock(f"{options.socket_path}.lock", socket_refusal(options.socket_path))
+        self._gone = set()  # ids of masters known to have ended without stopping
+        self.endpoint = Endpoint(options.socket_path, self, client_timeout=options.client_timeout)
+        self._stopping = asyncio.Event()
+        self._known = {}  # id -> (queue, priority, at): ready, waiting or running here; never twice
+        self._running = set()  # claimed, in a child, or its answer being handled
+        self._settling = {}  # its attempt's outcome handed to the ledger, not yet committed: id -> write
+        self._timers = {}
+        self._background = set()
+        self._calls = {}  # tasks per child since it started
+        self._recycling = set()
+        self.usage = UsageBook()
+        self.reloader = reloading.Reloader(self)
+        self.started_at = None
+        self._unserved = set()  # queues found in the table that this master has no children for
+
+    # lifecycle ----------------------------------------------------------------
+
+    async def run(self):
+        """Start, serve until SIGTERM/SIGINT, stop gracefully."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reloader.request, "SIGHUP")
+        try:
+            await self._stopping.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            await self.stop()
+
+    async def start(self):
+        self.options.check()
+        self.endpoint.check()
+        self.endpoint.claim()
+        self._note_gone(self.tenure.acquire(self.identity))
+        try:
+            if self.lock is not None:
+                self._note_gone(self.lock.acquire(self.identity))
+            await self._start()
+        except BaseException:
+            # Not started: this master held nothing, and must not pass for one that was killed.
+            for lock in (self.lock, self.tenure):
+                if lock is not None:
+                    lock.give_back()
+            raise
+
+    async def _start(self):
+        self.recorder.start()
+        try:
+            await self.recorder.submit(recorder.check_schema)
+        except recorder.DatabaseUnreachable as exc:
+            await self.recorder.stop()
+            raise StartupError(f"the database cannot be reached ({exc}); check DATABASE_URL") from exc
+        except Exception as exc:
+            await self.recorder.stop()
+            raise StartupError(f"the database is not ready ({exc}); run `python manage.py migrate`") from exc
+        self._spawn_children()
+        try:
+            await asyncio.gather(*(lane.pool.run() for lane in self.lanes.values()))
+        except BootError as exc:
+            await self._kill_children()
+            await self.recorder.stop()
+            raise StartupError(f"the task {self.options.script} could not start: {exc.reason}") from exc
+        await self.presence.join()
+        await self.endpoint.listen()
+        log.info(
+            "relieve master %s listening on %s; children per queue: %s",
+            self.owner,
+            self.options.socket_path,
+            ", ".join(f"{name}={lane.size}" for name, lane in self.lanes.items()),
+        )
+        self.started_at = time.time()
+        for lane in self.lanes.values():
+            self._spawn(self._dispatch_loop(lane))
+        self._spawn(self._sweep_loop())
+        self._spawn(self.presence.run(self._stopping))
+        if self.options.listen is not None:
+            from relieve_app.tasks.master.listener import (
+                Listener,  # psycopg: installed where the database is PostgreSQL
+            )
+
+            channels = {wakeup.channel(name): name for name in self.lanes}
+            listener = Listener(self.options.listen, channels, self._on_notify, self._on_listening)
+            self._spawn(listener.run())
+        self._spawn(self._usage_loop())
+        self._spawn(self.reloader.run())
+        if self.options.reload_root:
+            self._spawn(reloading.watch(self.reloader, reloading.StatWatcher(self.options.reload_root)))
+
+    async def stop(self):
+        log.info(
+            "stopping: no new tasks; waiting up to %.0fs for %d running",
+            self.options.grace,
+            len(self._running),
+        )
+        self._stopping.set()
+        self.endpoint.close()
+        for timer in self._timers.values():
+            timer.cancel()
+        for lane in self.lanes.values():
+            lane.wake.set()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.options.grace
+        while self._running and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+        await self._kill_children()
+        writes = dict(self._settling)
+        while self.ledger.busy and loop.time() < deadline:  # outcomes still on their way in
+            await asyncio.sleep(0.05)
+        self.ledger.close()
+        await self._leave(max(deadline - loop.time(), 1.0))
+        await self.recorder.stop(timeout=max(deadline - loop.time(), 1.0))
+        await asyncio.gather(*writes.values(), return_exceptions=True)
+        lost = sorted(pk for pk, write in writes.items() if write.cancelled() or write.exception())
+        if lost:
+            log.error("the database took no outcome for %s; they stay pending and may run again", lost)
+        elif writes:
+            log.info("%d outcomes waiting for the database were recorded", len(writes))
+        if self.lock is not None:
+            self.lock.release()
+        self.tenure.release()
+        log.info("stopped")
+
+    def _note_gone(self, predecessor):
+        if predecessor is not None and predecessor not in self._gone:
+            self._gone.add(predecessor)
+            log.warning("master %s ended without stopping; what it held is taken over now", predecessor)
+
+    async def _leave(self, timeout):
+        """Give back what this master still holds, READY for any master at once, and remove its row."""
+        try:
+            released = await asyncio.wait_for(self.recorder.submit(leases.release, self.owner), timeout)
+        except Exception as exc:
+            log.warning(
+                "could not release this master's tasks (%s); they are taken over once their lease ends", exc
+            )
+        else:
+            if released:
+                log.info("%d tasks cut short by the stop are ready again for any master", released)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.presence.leave(), timeout)
+
+    async def _kill_children(self):
+        await asyncio.gather(*(lane.pool.kill() for lane in self.lanes.values()), return_exceptions=True)
+
+    @property
+    def stopping(self):
+        return self._stopping.is_set()
+
+    def _spawn(self, coro):
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+
+def run(options):
+    """Run a master until it is told to stop; raises StartupError when it cannot start."""
+    asyncio.run(Master(options).run())

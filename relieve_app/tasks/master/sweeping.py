@@ -1,0 +1,62 @@
+"""Finding work the socket did not bring: the periodic sweep of the table, and PostgreSQL's wake-ups."""
+
+import asyncio
+import contextlib
+import logging
+
+from relieve_app.tasks.store import taskstore
+
+log = logging.getLogger(__name__)
+
+
+class Sweeping:
+    """Part of ``Master``: rows left READY by a crash, a down master, a lost ack or a retry; and
+    notifications of rows committed on other hosts."""
+
+    async def _sweep_loop(self):
+        while not self._stopping.is_set():
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweep failed; trying again in %.0fs", self.options.sweep_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.options.sweep_interval)
+
+    async def sweep(self):
+        """Take in READY rows nobody here has: left by a crash, a down master, a lost ack or a retry.
+
+        First the rows of masters that stopped beating are taken over, and those of a master known
+        to be dead (its lock beside the socket was left held by nobody); with SQLite's lock, those
+        of any other master, none of which can be alive. The heartbeat renews this one's leases.
+        """
+        exclusive = self.lock is not None
+        known, gone = set(self._known), set(self._gone)
+        await self.recorder.submit(taskstore.take_back, known, self.owner, exclusive, gone)
+        rows = await self.recorder.submit(taskstore.waiting, set(self._known))
+        found = 0
+        for task_id, queue, priority, delay, enqueued in rows:
+            if queue not in self.lanes:
+                if queue not in self._unserved:
+                    self._unserved.add(queue)
+                    log.warning("tasks wait in queue %r, which this master does not serve", queue)
+                continue
+            found += self.enqueue(task_id, queue, priority, delay, at=enqueued.timestamp() + delay)
+        if found:
+            log.info("sweep: %d waiting tasks picked up", found)
+        return found
+
+    # wake-ups from other hosts ----------------------------------------------------
+
+    def _on_notify(self, queue, task_id, hints):
+        """PostgreSQL told every master of a committed row; the claim decides which one runs it."""
+        if self._stopping.is_set():
+            return
+        try:
+            self.handle_submit(task_id, queue, **hints)
+        except (TypeError, ValueError) as exc:
+            log.warning("ignoring a notification for task %s: %s", task_id, exc)
+
+    def _on_listening(self):
+        """(Re)connected to LISTEN: what was announced while deaf waits for a sweep, so sweep now."""
+        if not self._stopping.is_set():
+            self._spawn(self.sweep())

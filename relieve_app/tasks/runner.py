@@ -1,0 +1,131 @@
+"""What each child of the master runs: any ``django.tasks`` task, by the path stored in its row.
+
+The master claims a row and calls ``run(job)``; the job carries all a task needs (path, args,
+kwargs, the attempt so far), and the answer is a plain dict, never a raise, so the master knows
+how the attempt ended::
+
+    {"ok": true, "value": <JSON>}
+    {"ok": false, "error": {"exception_class_path", "message", "traceback"}, "retry": bool, "delay": s}
+
+A task that cannot be imported, raises, or returns something that is not JSON fails on its own;
+the child goes on serving. ``RetryLater`` asks for another attempt later.
+"""
+
+import json
+import os
+import traceback
+from datetime import datetime
+
+from relieve_app.tasks.retry import RetryLater
+
+
+def setup_django():
+    """A child starts as a bare interpreter: load the project's settings before its first job.
+
+    The settings are the master's own: ``manage.py`` names them in DJANGO_SETTINGS_MODULE, which a
+    child inherits. A child started any other way must be given it; it guesses no project's.
+    """
+    import django
+    from django.apps import apps
+    from django.core.exceptions import ImproperlyConfigured
+
+    if apps.ready:
+        return
+    if not os.environ.get("DJANGO_SETTINGS_MODULE"):
+        raise ImproperlyConfigured(
+            "DJANGO_SETTINGS_MODULE is not set: a relieve child loads the project's settings by it. "
+            "Start children with `python manage.py runrelieve`, or set it to your settings module."
+        )
+    django.setup()
+
+
+class TaskNotFound(ImportError):
+    """The path of a stored task does not lead to a task here."""
+
+
+class Runner:
+    """Runs one task at a time (the container's lane thread), Django set up once per child."""
+
+    def __init__(self):
+        setup_django()
+
+    def run(self, job):
+        from django.db import close_old_connections
+
+        close_old_connections()
+        try:
+            task = load(job["path"])
+            value = call(task, job)
+        except RetryLater as exc:
+            return failure(exc, retry=True, delay=exc.delay)
+        except Exception as exc:
+            return failure(exc)
+        finally:
+            close_old_connections()
+        return {"ok": True, "value": value}
+
+
+def load(path):
+    from django.tasks import Task
+    from django.utils.module_loading import import_string
+
+    try:
+        task = import_string(path)
+    except Exception as exc:
+        raise TaskNotFound(f"the task {path} cannot be imported: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(task, Task):
+        raise TaskNotFound(f"{path} is not a task: decorate it with @task")
+    return task
+
+
+def call(task, job):
+    from django.utils.json import normalize_json
+
+    args, kwargs = job.get("args", []), job.get("kwargs", {})
+    if job.get("takes_context"):
+        args = [context(task, job), *args]
+    value = task.call(*args, **kwargs)
+    try:
+        value = normalize_json(value)
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{task.module_path} returned a value that is not JSON: {exc}") from None
+    return value
+
+
+def context(task, job):
+    from django.tasks import TaskContext, TaskResult, TaskResultStatus
+
+    result = TaskResult(
+        task=task,
+        id=str(job["id"]),
+        status=TaskResultStatus.RUNNING,
+        enqueued_at=_time(job.get("enqueued_at")),
+        started_at=_time(job.get("started_at")),
+        last_attempted_at=_time(job.get("last_attempted_at")),
+        finished_at=None,
+        args=job.get("args", []),
+        kwargs=job.get("kwargs", {}),
+        backend=job.get("backend", task.backend),
+        errors=[],
+        worker_ids=list(job.get("worker_ids", [])),
+    )
+    return TaskContext(task_result=result)
+
+
+def failure(exc, retry=False, delay=None):
+    kind = type(exc)
+    return {
+        "ok": False,
+        "error": {
+            "exception_class_path": f"{kind.__module__}.{kind.__qualname__}",
+            "message": str(exc) or kind.__name__,
+            "traceback": "".join(traceback.format_exception(exc)),
+        },
+        "retry": retry,
+        "delay": delay,
+    }
+
+
+def _time(text):
+    return datetime.fromisoformat(text) if text else None

@@ -1,0 +1,97 @@
+"""Claims and outcomes gathered while the recorder is busy, then written as one operation.
+
+Per task, the master claims a row and later records how the attempt ended. Written one by
+one, the database work of a few children already outweighs the tasks themselves; gathered,
+a burst costs a handful of statements. While one group is in the recorder, new entries wait
+for the next; so a quiet master writes each at once and a busy one in ever larger groups.
+
+Within a group, outcomes are written before claims: a task is claimed again only after the
+outcome of its previous attempt was recorded (a retry), never the other way round. A group
+that holds an outcome is retried until the database takes it (``Recorder.persist``): an
+outcome is never dropped, only given up by ``close()`` when the master stops.
+"""
+
+import asyncio
+import logging
+
+from relieve_app.tasks.store import taskstore
+
+log = logging.getLogger(__name__)
+
+
+class LedgerClosed(Exception):
+    """The master stopped before this write reached the database."""
+
+
+class Ledger:
+    def __init__(self, recorder, owner, lease, durable=True):
+        self.recorder = recorder
+        self.owner = owner
+        self.lease = lease
+        self.durable = durable
+        self._claims = []  # (request, future)
+        self._outcomes = []  # (outcome, future)
+        self._writing = None
+        self._closed = False
+        self._held = {}  # for the recorder's thread alone: see taskstore.apply
+
+    def claim(self, task_id, queue, worker_id):
+        """Resolves with the job, ``{"later": seconds}``, or None (see ``taskstore.claim``)."""
+        return self._add(self._claims, (task_id, queue, worker_id))
+
+    def outcome(self, task_id, worker_id, kind, payload, event=None, retry_in=None):
+        """Record how an attempt ended: ``kind`` "success" (payload: the value) or "failure" (the
+        error). Resolves once it is committed, with the ``hooks.Change`` some hook wants to hear of
+        after the commit, else None; raises only if the master stopped first."""
+        return self._add(self._outcomes, (task_id, worker_id, kind, payload, event, retry_in))
+
+    @property
+    def busy(self):
+        """Whether writes are in the recorder or waiting to go."""
+        return self._writing is not None or bool(self._claims or self._outcomes)
+
+    def close(self):
+        """No more writes: whatever has not reached the recorder fails with LedgerClosed."""
+        self._closed = True
+        for entries in (self._claims, self._outcomes):
+            for _entry, future in entries:
+                if not future.done():
+                    future.set_exception(LedgerClosed("the master stopped before writing it"))
+            entries.clear()
+
+    def _add(self, entries, entry):
+        future = asyncio.get_running_loop().create_future()
+        if self._closed:
+            future.set_exception(LedgerClosed("the master is stopping"))
+            return future
+        entries.append((entry, future))
+        self._flush()
+        return future
+
+    def _flush(self):
+        if self._writing is not None or self._closed or not (self._claims or self._outcomes):
+            return
+        claims, self._claims = self._claims, []
+        outcomes, self._outcomes = self._outcomes, []
+        args = [self._held, [o for o, _f in outcomes], [c for c, _f in claims], self.owner, self.lease]
+        committed = {}  # task id -> change, filled on the recorder's thread, read once committed
+        args += [self.durable, committed]
+        write = self.recorder.persist if outcomes else self.recorder.submit
+        self._writing = asyncio.ensure_future(write(taskstore.apply, *args))
+        self._writing.add_done_callback(lambda done: self._written(done, claims, outcomes, committed))
+
+    def _written(self, done, claims, outcomes, committed):
+        self._writing = None
+        error = asyncio.CancelledError() if done.cancelled() else done.exception()
+        if error is not None:
+            log.error("writing %d outcomes and %d claims failed: %s", len(outcomes), len(claims), error)
+        results = [committed.get(outcome[0]) for outcome, _f in outcomes]
+        results += done.result() if error is None else [None] * len(claims)
+        for (_entry, future), result in zip([*outcomes, *claims], results, strict=True):
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+        self._flush()

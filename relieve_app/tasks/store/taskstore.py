@@ -1,0 +1,325 @@
+"""The master's writes of task state: operations run on the recorder's thread, in its transactions.
+
+Every change of a ``TaskRecord`` after its insert is made here, and the hooks an app registered
+for the task's path (``tasks/hooks.py``) run in the same transaction, so an app's own row and its
+task's state can never tell different stories. Signals ``task_started`` and ``task_finished`` are
+sent once the write they announce is committed.
+
+The master hands these writes over in groups (``ledger.py``): a group of claims costs one
+locking SELECT, one conditional UPDATE whose row count is checked, and one bulk UPDATE, however
+many tasks it holds; a group of outcomes one SELECT, one bulk UPDATE and one bulk INSERT.
+"""
+
+import logging
+from datetime import timedelta
+from functools import partial
+
+from django.db import connection, transaction
+from django.db.models import DurationField, ExpressionWrapper, F
+from django.db.models.functions import Now
+from django.tasks.signals import task_finished, task_started
+from django.utils import timezone
+
+from relieve_app.models import TaskEvent, TaskRecord
+from relieve_app.tasks import hooks
+from relieve_app.tasks.store import leases
+from relieve_app.tasks.store.recorder import reads_only
+
+log = logging.getLogger(__name__)
+
+Status = TaskRecord.Status
+SWEEP_LIMIT = 10_000  # rows one sweep takes in; the next sweep takes the rest
+_WAIT = ExpressionWrapper(F("run_after") - Now(), output_field=DurationField())  # None: due now
+
+
+class ClaimLost(Exception):
+    """Rows read as READY under lock were not all READY at the UPDATE: claim nothing, try later."""
+
+
+def apply(held, outcomes, requests, owner, lease, durable=True, committed=None):
+    """One group of the master's ledger: outcomes first, then claims; returns the claims' results.
+
+    ``held`` maps the ids this master runs to their rows as it last wrote them: a claim puts a
+    row in, its outcome takes it out, so recording an outcome needs no SELECT. Only the
+    recorder's thread touches it.
+
+    Not ``durable`` (RELIEVE_DURABLE_WRITES off), PostgreSQL acknowledges the commit before its
+    WAL reaches the disk, as SQLite's ``synchronous=NORMAL`` does here: a crash of the database
+    server (not of the master, nor a lost connection) may forget the last fraction of a second
+    of claims and outcomes, and those tasks run again. A task's enqueue stays durable.
+
+    ``committed``, a dict, receives the changes some hook wants to hear of once they are
+    committed (``hooks.after_commit``), by task id.
+    """
+    if committed is not None:
+        committed.clear()  # a batch that failed is replayed: only the last run counts
+    if not durable and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
+    if outcomes:
+        finish(held, outcomes, owner, committed)
+    return claim(held, requests, owner, lease) if requests else []
+
+
+def claim(held, requests, owner, lease):
+    """Claim ``(task_id, queue, worker_id)`` requests: READY and due -> RUNNING, owned by ``owner``.
+
+    The rows are locked as they are read (FOR UPDATE SKIP LOCKED where the database has it,
+    the write lock of the transaction on SQLite), then moved by an UPDATE conditional on
+    ``status = READY``, run for all of them at once, whose row count must match. Each request
+    gets the job for its child, ``{"later": seconds}`` when its run_after is still ahead, or
+    None (not READY, another queue's, or locked by another master).
+    """
+    now = timezone.now()
+    ready = (
+        TaskRecord.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=[task_id for task_id, _queue, _worker in requests], status=Status.READY)
+        .annotate(wait=_WAIT)
+    )
+    rows = {row.pk: row for row in ready}
+    answers, won = [], {}
+    for task_id, queue, worker_id in requests:
+        row = rows.get(task_id)
+        if row is None or row.queue_name != queue or task_id in won:
+            answers.append(None)
+        elif row.wait is not None and row.wait.total_seconds() > 0:  # by the database's clock
+            answers.append({"later": row.wait.total_seconds()})
+        else:
+            won[task_id] = (row, worker_id)
+            answers.append(task_id)
+    if not won:
+        return answers
+    lease_until = now + timedelta(seconds=lease)
+    for row, worker_id in won.values():
+        row.status, row.owner, row.lease_until = Status.RUNNING, owner, lease_until
+        row.last_attempted_at = row.updated_at = now
+        row.worker_ids = [*row.worker_ids, worker_id]
+        row.started_at = row.started_at or now
+    moved = save_many([row for row, _worker in won.values()], CLAIM_FIELDS, only_if=Status.READY)
+    if moved != len(won):
+        raise ClaimLost(f"{len(won) - moved} of {len(won)} tasks changed under the claim")
+    held.update((pk, row) for pk, (row, _worker) in won.items())
+    hooks.run_in_transaction(
+        [
+            hooks.Change(row, hooks.RUNNING, now, worker=worker_id)
+            for row, worker_id in won.values()
+            if hooks.followed(row.task_path)
+        ]
+    )
+    for row, _worker_id in won.values():
+        _announce(task_started, row)
+    return [job(won[answer][0]) if isinstance(answer, int) else answer for answer in answers]
+
+
+def job(row):
+    """All a child needs to run one attempt, as JSON."""
+    return {
+        "id": row.pk,
+        "path": row.task_path,
+        "args": row.args,
+        "kwargs": row.kwargs,
+        "takes_context": row.takes_context,
+        "backend": row.backend,
+        "worker_ids": row.worker_ids,
+        "attempt": len(row.worker_ids),
+        "timeout": row.timeout,
+        "max_attempts": row.max_attempts,
+        "enqueued_at": row.enqueued_at.isoformat(),
+        "started_at": row.started_at.isoformat() if row.started_at else None,
+        "last_attempted_at": row.last_attempted_at.isoformat() if row.last_attempted_at else None,
+    }
+
+
+EVENT_FIELDS = [field.name for field in TaskEvent._meta.concrete_fields if not field.primary_key]
+CLAIM_FIELDS = [
+    "status",
+    "owner",
+    "lease_until",
+    "last_attempted_at",
+    "updated_at",
+    "worker_ids",
+    "started_at",
+]
+FINISH_FIELDS = [
+    "status",
+    "return_value",
+    "errors",
+    "run_after",
+    "finished_at",
+    "owner",
+    "lease_until",
+    "updated_at",
+]
+
+
+def finish(held, outcomes, owner=None, committed=None):
+    """Record how attempts ended: ``(task_id, worker_id, kind, payload, event, retry_in)``.
+
+    ``kind`` "success": payload is the return value. "failure": payload is the error; READY again
+    after ``retry_in`` seconds, or FAILED when that is None. A row that is no longer RUNNING, or
+    (given ``owner``) no longer this master's, was taken back meanwhile and keeps its state: the
+    outcome is logged and dropped.
+    """
+    now = timezone.now()
+    rows = {pk: held.pop(pk) for pk, *_rest in outcomes if pk in held}
+    missing = [pk for pk, *_rest in outcomes if pk not in rows]
+    if missing:
+        running = TaskRecord.objects.filter(pk__in=missing, status=Status.RUNNING)
+        rows.update((row.pk, row) for row in (running if owner is None else running.filter(owner=owner)))
+    changes = []
+    for task_id, worker_id, kind, payload, event, retry_in in outcomes:
+        row = rows.pop(task_id, None)
+        if row is None:
+            log.warning("task %s is no longer running here; its outcome is not recorded", task_id)
+            continue
+        row.owner, row.lease_until, row.updated_at = "", None, now
+        if kind == "success":
+            change = _succeeded(row, worker_id, payload, now)
+        else:
+            change = _failed(row, worker_id, payload, event, retry_in, now)
+        changes.append(change)
+    changed = [change.task for change in changes]
+    if save_many(changed, FINISH_FIELDS, only_if=Status.RUNNING, owner=owner) != len(changed):
+        written = set(
+            TaskRecord.objects.filter(pk__in=[r.pk for r in changed], updated_at=now).values_list(
+                "pk", flat=True
+            )
+        )
+        log.warning(
+            "%d outcomes found their task no longer running; not recorded", len(changed) - len(written)
+        )
+        changes = [change for change in changes if change.task.pk in written]
+    hooks.run_in_transaction([change for change in changes if hooks.followed(change.task.task_path)])
+    insert_many([_event_row(change) for change in changes], EVENT_FIELDS)
+    for change in changes:
+        if committed is not None and hooks.wants_commit(change.task.task_path):
+            committed[change.task.pk] = change
+        if change.task.status in TaskRecord.FINISHED:
+            _announce(task_finished, change.task)
+
+
+def _event_row(change):
+    """The TaskEvent of an attempt's end, with what the hooks added to it."""
+    row, fields = change.task, dict(change.event)
+    payload = {"task": row.pk, "attempt": row.attempts, **fields.pop("payload")}
+    event = TaskEvent(task_name=change.worker, payload=payload, created_at=change.at, **fields)
+    event.task_result_id = row.pk
+    return event
+
+
+def _succeeded(row, worker_id, value, now):
+    row.status, row.return_value, row.finished_at = Status.SUCCESSFUL, value, now
+    event = {"event": "info", "payload": {"message": f"done by {worker_id}"}}
+    return hooks.Change(row, hooks.SUCCEEDED, now, worker=worker_id, value=value, event=event)
+
+
+def _failed(row, worker_id, error, event, retry_in, now):
+    row.errors = [*row.errors, error]
+    if retry_in is None:
+        row.status, row.finished_at = Status.FAILED, now
+    else:
+        row.status, row.run_after = Status.READY, now + timedelta(seconds=retry_in)
+    payload = {
+        "message": error.get("message", ""),
+        "exception": error.get("exception_class_path", ""),
+        "retry_in": retry_in,
+    }
+    state = hooks.FAILED if retry_in is None else hooks.RETRYING
+    fields = {"event": event or "error", "payload": payload}
+    return hooks.Change(row, state, now, worker=worker_id, error=error, event=fields)
+
+
+def take_back(known, owner, exclusive=False, gone=()):
+    """Make READY again the RUNNING rows no live master holds; returns how many.
+
+    A row is taken over once its lease ran out, by the database's clock (its master stopped
+    beating), at once when its master is known to have ended (``gone``), or with ``exclusive``
+    (SQLite: the file lock proves every other master dead) as soon as another master holds it;
+    never one this master has in hand (``known``).
+    """
+    return len(leases.take_over(owner, set(known), exclusive, gone))
+
+
+@reads_only
+def waiting(known):
+    """READY rows this master lacks: ``(id, queue, priority, seconds until due, enqueued)``, the
+    longest waiting first. Due times are judged by the database's clock; read outside any
+    transaction, so the sweep never holds SQLite's write lock."""
+    known = set(known)
+    rows = (
+        TaskRecord.objects.filter(status=Status.READY)
+        .annotate(wait=_WAIT)
+        .order_by("enqueued_at", "pk")
+        .values_list("pk", "queue_name", "priority", "wait", "enqueued_at")[: SWEEP_LIMIT + len(known)]
+    )
+    return [
+        (pk, queue, priority, max(wait.total_seconds(), 0.0) if wait is not None else 0.0, enqueued)
+        for pk, queue, priority, wait, enqueued in rows
+        if pk not in known
+    ]
+
+
+def save_many(rows, fields, only_if, owner=None):
+    """One UPDATE statement run for many rows, each with its own values, each only while its
+    status is still ``only_if`` (and, given ``owner``, the row is still that master's, as it was
+    before this write); returns how many rows it changed.
+
+    ``bulk_update`` builds a CASE per field and row, which costs the master more time in Python
+    than the database spends on the writes; the fields still convert their values themselves.
+    """
+    if not rows:
+        return 0
+    meta = TaskRecord._meta
+    columns = [meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {assignments} "
+        f"WHERE {quote(meta.pk.column)} = %s AND {quote(meta.get_field('status').column)} = %s"
+    )
+    condition = [str(only_if)]
+    if owner is not None:
+        sql += f" AND {quote(meta.get_field('owner').column)} = %s"
+        condition.append(owner)
+    params = [
+        [column.get_db_prep_save(getattr(row, column.attname), connection) for column in columns]
+        + [row.pk, *condition]
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+        return cursor.rowcount
+
+
+def insert_many(rows, fields):
+    """One INSERT statement run for many rows: as ``save_many``, for what ``bulk_create`` costs."""
+    if not rows:
+        return
+    meta = type(rows[0])._meta
+    columns = [meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(column.column) for column in columns)
+    sql = f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
+    params = [
+        [column.get_db_prep_save(getattr(row, column.attname), connection) for column in columns]
+        for row in rows
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+
+
+def _announce(signal, row):
+    """Send the signal once the write is committed; a failing receiver is logged, never replayed."""
+    transaction.on_commit(partial(_send, signal, row), robust=True)
+
+
+def _send(signal, row):
+    from relieve_app.tasks.backend import load_task, to_result
+
+    signal.send(sender=_backend_class(), task_result=to_result(row, load_task(row, fresh=True)))
+
+
+def _backend_class():
+    from relieve_app.tasks.backend import RelieveBackend
+
+    return RelieveBackend

@@ -1,0 +1,100 @@
+"""The visitor's subject and address reach the reader as typed, RFC 2047 look-alikes included.
+
+Each mail goes through a real SMTP server and is read back with the email package's default policy,
+which decodes encoded-words as mail readers do.
+"""
+
+import email.policy
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from relieve_app.contact.message import encoded_words, plain
+from tests.contact.test_mail import SENT, make_job, send
+
+pytestmark = pytest.mark.timeout(300)
+
+SUBJECTS = [
+    "=?utf-8?b?SGVsbG8gQWRtaW4=?=",
+    "=?utf-8?q?x=0D=0ABcc:_evil@evil.example?=",
+    "héllo =?utf-8?q?a?= x",
+    "=?iso-8859-1?q?caf=E9?= and =?utf-8?b?w6k=?=",
+    "prefix=?utf-8?q?glued?=suffix",
+    "a ?= b =? c",
+    "Question about relieve",
+    "Ünïcödé 日本語 emoji 🎉 mixed",
+    "w" * 200,
+    "word " * 40 + "x" * 120,
+]
+ADDRESSES = [
+    "=?utf-8?q?Bob?=@example.com",
+    "=?utf-8?q?evil=40attacker.example?=@example.com",
+    '"=?utf-8?q?Bob?="@example.com',
+    '"a\\"=?b?="@example.com',
+    "plain.visitor@example.com",
+]
+
+
+def received(sink):
+    """The last mail the sink got, parsed from its bytes with the default policy, as a reader would."""
+    raw = sink.wait_for(1) and sink.envelopes[-1].original_content
+    return email.message_from_bytes(raw, policy=email.policy.default)
+
+
+def local_part(address):
+    local = address.rpartition("@")[0]
+    if local.startswith('"'):
+        return local[1:-1].replace('\\"', '"')
+    return local
+
+
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_subject_reaches_the_reader_as_typed(mail, smtp_sink, subject):
+    assert send(make_job(subject=subject)) == SENT
+    message = received(smtp_sink)
+    assert str(message["Subject"]) == subject
+    assert message["Bcc"] is None
+    assert smtp_sink.envelopes[-1].rcpt_tos == ["me@example.com"]
+
+
+@pytest.mark.parametrize("address", ADDRESSES)
+def test_reply_to_is_the_address_typed(mail, smtp_sink, address):
+    assert send(make_job(emitter=address)) == SENT
+    (reply_to,) = received(smtp_sink)["Reply-To"].addresses
+    assert (reply_to.username, reply_to.domain) == (local_part(address), "example.com")
+
+
+def test_the_plain_subjects_stay_readable_on_the_wire(mail, smtp_sink):
+    send(make_job(subject="Question about relieve"))
+    send(make_job(subject="=?utf-8?b?SGVsbG8gQWRtaW4=?="))
+    first, second = (envelope.original_content for envelope in smtp_sink.envelopes)
+    assert b"Subject: Question about relieve\r\n" in first
+    assert b"SGVsbG8gQWRtaW4" not in second  # not the typed text: an encoding of it
+
+
+# Text a reader could mistake for encoded-words, non-ASCII, and words too long for one line.
+subjects = st.lists(
+    st.one_of(
+        st.sampled_from(["=?", "?=", "=?utf-8?q?", "=?utf-8?b?", "?q?", "=0D=0A", "_", " ", "  ", "\u00a0"]),
+        st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=30),
+        st.text("abcdefghij", min_size=60, max_size=300),
+    ),
+    min_size=1,
+    max_size=8,
+).map(lambda words: "".join(words).strip()[:255] or "x")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(subject=subjects)
+def test_any_one_line_subject_reaches_the_reader_as_typed(mail, smtp_sink, subject):
+    smtp_sink.clear()
+    assert send(make_job(subject=subject)) == SENT
+    assert str(received(smtp_sink)["Subject"]) == subject
+
+
+@given(text=subjects)
+def test_encoded_words_fit_a_line_and_plain_text_has_nothing_to_decode(text):
+    assert all(len(line) <= 78 - len("Subject: ") for line in encoded_words(text).split("\n"))
+    if plain(text):
+        assert "=?" not in text and text.isascii()

@@ -1,0 +1,152 @@
+"""The renderer: Markdown in a process of its own, killed past its deadline, text only as the fallback."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from relieve_app.contact.render import Renderer
+
+pytestmark = pytest.mark.timeout(120)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+NORMAL = "Hello **there**\r\n\r\n- one\r\n- two\r\n\r\n![tracker words](http://evil.example/t.png)"
+# Not caught by shape.py, so only the deadline stops it: quadratic, about a minute of Markdown.
+SLOW = "``a`" * 20_000
+
+
+@pytest.fixture
+def renderer():
+    with Renderer(timeout=0.5) as renderer:
+        yield renderer
+
+
+def test_normal_body_renders_text_and_sanitised_html(renderer):
+    rendered = renderer.render(NORMAL)
+    assert rendered.text == "Hello **there**\n\n- one\n- two\n\n![tracker words](http://evil.example/t.png)"
+    assert "<strong>there</strong>" in rendered.html and "<li>one</li>" in rendered.html
+    assert "tracker words" in rendered.html and "evil.example" not in rendered.html
+    assert rendered.fallback is None
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("- " * 500 + "x", "nested 500 levels"),
+        ("[" * 19_999, "brackets"),
+        ("a\n: b\n" * 500, "RecursionError"),
+    ],
+    ids=["nesting", "brackets", "definition-lists"],
+)
+def test_bodies_markdown_cannot_render_go_out_as_text_only(renderer, body, reason):
+    rendered = renderer.render(body)
+    assert rendered.html is None
+    assert reason in rendered.fallback
+    assert rendered.text == body
+
+
+def test_a_render_past_its_deadline_kills_the_renderer_and_the_next_one_starts_afresh(renderer):
+    renderer.render("warm *up*")
+    first = renderer.process.pid
+
+    rendered = renderer.render(SLOW)
+
+    assert rendered.html is None and "took over 0.5s" in rendered.fallback
+    with pytest.raises(ProcessLookupError):
+        os.kill(first, 0)  # killed and reaped
+    replacement = renderer.process.pid  # already starting while the mail goes out
+    assert replacement != first
+    assert "<em>back</em>" in renderer.render("*back*").html
+    assert renderer.process.pid == replacement
+
+
+def test_an_idle_renderer_is_stopped_and_the_next_render_starts_another():
+    with Renderer(timeout=5, idle_timeout=0.5) as renderer:
+        renderer.render("warm *up*")
+        first = renderer.process
+        for _ in range(8):  # renders closer together than the idle timeout keep it
+            time.sleep(0.1)
+            renderer.render("*busy*")
+        assert renderer.process is first
+
+        deadline = time.monotonic() + 30
+        while (renderer.process is not None or first.returncode is None) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the watch lets go of the process before it has reaped it
+        assert renderer.process is None and first.returncode is not None  # stopped and reaped
+
+        assert "<em>again</em>" in renderer.render("*again*").html
+        assert renderer.process.pid != first.pid
+
+
+def test_a_renderer_killed_between_renders_is_replaced(renderer):
+    renderer.render("warm *up*")
+    os.kill(renderer.process.pid, signal.SIGKILL)
+    renderer.process.wait()
+
+    assert "<em>again</em>" in renderer.render("*again*").html
+
+
+def test_a_renderer_killed_during_a_render_is_text_only_and_replaced():
+    with Renderer(timeout=60) as renderer:
+        renderer.render("warm *up*")
+        pid = renderer.process.pid
+        killer = threading.Timer(0.5, os.kill, (pid, signal.SIGKILL))
+        killer.start()
+        rendered = renderer.render(SLOW)  # the kill comes long before its end
+        killer.join()
+
+        assert rendered.html is None
+        assert "exited with -9" in rendered.fallback
+        assert "<em>again</em>" in renderer.render("*again*").html
+
+
+def test_the_renderer_ends_itself_when_its_parent_goes_away(renderer):
+    """Its stdin closes: end of file. What a renderer sees when the child holding it is killed."""
+    renderer.render("warm *up*")
+    process = renderer.process
+    process.stdin.close()
+    assert process.wait(timeout=30) == 0
+    renderer.process = None
+
+
+def test_renders_from_several_threads_are_taken_one_at_a_time(renderer):
+    results = {}
+
+    def render(n):
+        results[n] = renderer.render(f"**{n}**")
+
+    threads = [threading.Thread(target=render, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    counts = {n: rendered.html.count(f"<strong>{n}</strong>") for n, rendered in results.items()}
+    assert counts == dict.fromkeys(range(6), 1)
+
+
+def test_a_body_too_large_for_a_frame_is_text_only_not_an_error(renderer):
+    body = "x" * (2 << 20)
+    rendered = renderer.render(body)
+    assert rendered.html is None and "cannot be sent" in rendered.fallback
+
+
+def test_a_render_left_running_by_a_dead_parent_is_ended_by_its_cpu_limit():
+    """No parent is left to kill it: the kernel does, once the render used its CPU budget."""
+    code = "from relieve_app.contact.render_process import limit_cpu\nlimit_cpu(1)\nwhile True: pass"
+    runaway = subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=120)
+    assert runaway.returncode == -signal.SIGXCPU
+
+
+def test_the_renderer_starts_from_any_working_directory(tmp_path, monkeypatch):
+    """A web server or a master started elsewhere than the project's folder still renders HTML."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    with Renderer(timeout=5) as renderer:
+        rendered = renderer.render("*any*")
+    assert rendered.fallback is None and "<em>any</em>" in rendered.html

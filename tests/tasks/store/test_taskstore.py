@@ -1,0 +1,167 @@
+"""The master's writes of task state, called as the recorder calls them: claims, outcomes, sweeps."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from relieve_app.contact.outcomes import MAIL_TASK
+from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
+from relieve_app.tasks import hooks
+from relieve_app.tasks.store import taskstore
+
+pytestmark = pytest.mark.django_db
+
+ME = "host:1:1"
+
+
+def record(status="READY", queue="default", path="tests.tasks_fixtures.basic.add", **fields):
+    return TaskRecord.objects.create(
+        task_path=path, queue_name=queue, backend="default", status=status, **fields
+    )
+
+
+def claim(*requests, held=None):
+    return taskstore.apply({} if held is None else held, [], list(requests), ME, 60)
+
+
+def test_a_claim_takes_ready_due_rows_of_its_queue_and_nothing_else():
+    ready, running = record(), record("RUNNING", owner="other:2:2")
+    mail, later = record(queue="mail"), record(run_after=timezone.now() + timedelta(minutes=5))
+
+    answers = claim(
+        (ready.pk, "default", "default0"),
+        (ready.pk, "default", "default1"),  # the same id twice in one group: once only
+        (running.pk, "default", "default1"),
+        (mail.pk, "default", "default1"),  # wrong queue
+        (later.pk, "default", "default1"),
+        (999_999, "default", "default1"),
+    )
+
+    assert answers[0]["id"] == ready.pk and answers[0]["attempt"] == 1
+    assert answers[1:4] == [None, None, None] and answers[5] is None
+    assert 290 < answers[4]["later"] <= 300
+    ready.refresh_from_db()
+    assert (ready.status, ready.owner, ready.worker_ids) == ("RUNNING", ME, ["default0"])
+    assert ready.started_at and ready.lease_until > timezone.now()
+    assert TaskRecord.objects.get(pk=running.pk).owner == "other:2:2"
+
+
+def test_outcomes_finish_retry_or_fail_and_log_an_event():
+    ok, retried, failed = record(), record(), record()
+    held = {}
+    claim(*((row.pk, "default", "default0") for row in (ok, retried, failed)), held=held)
+    error = {"exception_class_path": "builtins.OSError", "message": "gone", "traceback": "tb"}
+
+    taskstore.apply(
+        held,
+        [
+            (ok.pk, "default0", "success", {"sum": 3}, None, None),
+            (retried.pk, "default0", "failure", error, "error", 30.0),
+            (failed.pk, "default0", "failure", error, "timeout", None),
+        ],
+        [],
+        ME,
+        60,
+    )
+
+    ok.refresh_from_db(), retried.refresh_from_db(), failed.refresh_from_db()
+    assert (ok.status, ok.return_value, ok.owner) == ("SUCCESSFUL", {"sum": 3}, "")
+    assert ok.finished_at is not None
+    assert (retried.status, retried.errors, retried.finished_at) == ("READY", [error], None)
+    assert retried.run_after > timezone.now() + timedelta(seconds=25)
+    assert (failed.status, failed.errors) == ("FAILED", [error])
+    assert list(TaskEvent.objects.order_by("task_result").values_list("task_result", "event")) == [
+        (ok.pk, "info"),
+        (retried.pk, "error"),
+        (failed.pk, "timeout"),
+    ]
+    assert held == {}
+
+
+def test_an_outcome_for_a_task_no_longer_running_is_dropped():
+    row = record()
+    held = {}
+    claim((row.pk, "default", "default0"), held=held)
+    TaskRecord.objects.filter(pk=row.pk).update(status="READY")  # taken back meanwhile
+
+    taskstore.apply(held, [(row.pk, "default0", "success", 1, None, None)], [], ME, 60)
+
+    row.refresh_from_db()
+    assert (row.status, row.return_value) == ("READY", None)
+    assert not TaskEvent.objects.exists()
+
+
+def test_a_mail_outcome_is_written_with_its_task():
+    task = record(queue="mail", path=MAIL_TASK)
+    outcome = MailOutcome.objects.create(
+        emitter="a@example.org", recipient="me@example.com", subject="s", body="b", task_result=task
+    )
+    held = {}
+    claim((task.pk, "mail", "mail0"), held=held)
+    outcome.refresh_from_db()
+    assert (outcome.status, outcome.attempts, outcome.task_name) == ("sending", 1, "mail0")
+
+    error = {"exception_class_path": "relieve_app.retry.RetryLater", "message": "421 busy (SMTP 421)"}
+    taskstore.apply(held, [(task.pk, "mail0", "failure", error, "error", 5.0)], [], ME, 60)
+    outcome.refresh_from_db()
+    assert (outcome.status, outcome.error) == ("retrying", "421 busy (SMTP 421)")
+
+    TaskRecord.objects.filter(pk=task.pk).update(run_after=None)
+    claim((task.pk, "mail", "mail1"), held=held)
+    taskstore.apply(held, [(task.pk, "mail1", "success", {"message": "Mail sent"}, None, None)], [], ME, 60)
+    outcome.refresh_from_db()
+    assert (outcome.status, outcome.attempts, outcome.error, outcome.message) == ("sent", 2, "", "Mail sent")
+    assert outcome.sent_at is not None
+    assert TaskEvent.objects.filter(outcome=outcome, task_result=task).count() == 2
+
+
+def test_the_sweep_takes_back_rows_no_live_attempt_holds_and_lists_ready_ones():
+    mine, lost = record("RUNNING", owner=ME), record("RUNNING", owner=ME)
+    crashed = record("RUNNING", owner="gone:9:9")
+    ready, known = record(), record()
+
+    assert taskstore.take_back({mine.pk, known.pk}, ME) == 2
+    rows = taskstore.waiting({mine.pk, known.pk})
+
+    assert TaskRecord.objects.get(pk=mine.pk).status == "RUNNING"
+    assert {pk for pk, *_rest in rows} == {lost.pk, crashed.pk, ready.pk}
+    assert TaskRecord.objects.get(pk=crashed.pk).status == "READY"
+
+
+def test_due_times_are_the_databases_and_a_row_stamped_ahead_is_still_listed():
+    soon = record(run_after=timezone.now() + timedelta(seconds=90))
+    ahead = record(
+        enqueued_at=timezone.now() + timedelta(hours=1), updated_at=timezone.now() + timedelta(hours=1)
+    )
+    rows = {pk: wait for pk, _queue, _priority, wait, _enqueued in taskstore.waiting(())}
+    assert 80 < rows[soon.pk] <= 90 and rows[ahead.pk] == 0.0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="asynchronous commit is PostgreSQL's")
+@pytest.mark.parametrize(("durable", "expected"), [(True, "on"), (False, "off")])
+def test_claims_and_outcomes_commit_asynchronously_unless_durable(durable, expected):
+    row = record()
+    with transaction.atomic():
+        taskstore.apply({}, [], [(row.pk, "default", "default0")], ME, 60, durable=durable)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone()[0] == expected
+
+
+def test_a_hook_that_fails_takes_its_tasks_write_with_it():
+    """The hook runs inside the transaction of the task's change: neither commits without the other."""
+    task = record()
+
+    def refuse(changes):
+        raise RuntimeError("the app's row cannot be written")
+
+    hook = hooks.register(task.task_path, in_transaction=refuse)
+    try:
+        with pytest.raises(RuntimeError), transaction.atomic():
+            claim((task.pk, "default", "default0"))
+    finally:
+        hooks.unregister(task.task_path, hook)
+    task.refresh_from_db()
+    assert (task.status, task.worker_ids) == ("READY", [])

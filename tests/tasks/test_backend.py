@@ -1,0 +1,189 @@
+"""RelieveBackend on the web side: what enqueue() stores and says, and how results read back."""
+
+import asyncio
+import math
+from datetime import timedelta
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections, transaction
+from django.tasks import TaskResultStatus, default_task_backend, task_backends
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued
+from django.utils import timezone
+
+from relieve_app.models import TaskRecord
+from relieve_app.tasks.backend import RelieveBackend
+from tests.fake_master import acknowledge_each
+from tests.tasks_fixtures import basic, contextual
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_project_uses_it_and_it_supports_everything():
+    assert isinstance(task_backends["default"], RelieveBackend)
+    assert default_task_backend.queues == {"default", "mail"}
+    for feature in ("supports_defer", "supports_async_task", "supports_get_result", "supports_priority"):
+        assert getattr(default_task_backend, feature) is True
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_stores_in_the_callers_transaction_and_tells_the_master_on_commit(fake_master):
+    master = fake_master()
+    run_after = timezone.now() + timedelta(minutes=5)
+    with transaction.atomic():
+        result = basic.add.using(priority=7, run_after=run_after).enqueue(1, b=2)
+        assert TaskRecord.objects.filter(pk=result.id).exists()
+        assert master.requests == []  # nothing said before the commit
+    row = TaskRecord.objects.get(pk=result.id)
+    assert (row.task_path, row.queue_name, row.priority, row.args, row.kwargs) == (
+        "tests.tasks_fixtures.basic.add",
+        "default",
+        7,
+        [1],
+        {"b": 2},
+    )
+    assert master.requests == [
+        {"op": "submit", "args": {"id": row.pk, "priority": 7, "run_after": run_after.timestamp()}}
+    ]
+    assert result.status == TaskResultStatus.READY and result.attempts == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_tasks_committed_together_are_handed_over_on_one_connection(fake_master, caplog):
+    master = fake_master(acknowledge_each)
+    with transaction.atomic():
+        results = [basic.add.enqueue(n, n) for n in range(3)]
+        mail = contextual.async_attempt.using(queue_name="mail").enqueue(0)
+    assert master.connections == 1
+    assert [r["args"] for r in master.requests] == [
+        *({"id": int(r.id)} for r in results),
+        {"id": int(mail.id), "queue": "mail"},
+    ]
+    assert "not handed" not in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_savepoint_hands_nothing_over_and_the_rest_goes(fake_master):
+    master = fake_master(acknowledge_each)
+    with transaction.atomic():
+        kept = basic.add.enqueue(1, 1)
+        with pytest.raises(RuntimeError), transaction.atomic():
+            basic.add.enqueue(2, 2)
+            raise RuntimeError("the inner work failed")
+        also_kept = basic.add.enqueue(3, 3)
+    assert [r["args"]["id"] for r in master.requests] == [int(kept.id), int(also_kept.id)]
+    assert master.connections == 1
+    assert TaskRecord.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_enqueue_leaves_nothing_and_tells_nobody(fake_master):
+    master = fake_master()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        basic.add.enqueue(1, 2)
+        raise RuntimeError("the caller's work failed")
+    assert not TaskRecord.objects.exists() and master.requests == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_enqueue_succeeds_with_the_master_down(master_socket, caplog):
+    result = basic.noop.enqueue()
+    assert TaskRecord.objects.get(pk=result.id).status == "READY"
+    assert "stays queued for the master's sweep" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "where"),
+    [
+        ((object(), 1), {}, "argument 0"),
+        ((1, {1, 2}), {}, "argument 1"),
+        ((1,), {"b": timezone.now()}, "b is not JSON"),
+        ((math.nan, 1), {}, "argument 0"),
+        ((1, [1, b"x"]), {}, "argument 1"),
+    ],
+)
+def test_arguments_that_are_not_json_fail_at_enqueue(master_socket, args, kwargs, where):
+    with pytest.raises(InvalidTask, match=f"tests.tasks_fixtures.basic.add: {where}"):
+        basic.add.enqueue(*args, **kwargs)
+    assert not TaskRecord.objects.exists()
+
+
+def test_tuples_are_stored_as_the_lists_the_child_will_get(master_socket):
+    result = basic.add.enqueue((1, 2), b={"k": (3,)})
+    assert TaskRecord.objects.get(pk=result.id).args == [[1, 2]]
+    assert result.kwargs == {"b": {"k": [3]}}
+
+
+def test_task_enqueued_is_sent(master_socket):
+    seen = []
+
+    def receiver(sender, task_result, **kwargs):
+        seen.append((sender, task_result.id, task_result.status))
+
+    task_enqueued.connect(receiver)
+    try:
+        result = basic.noop.enqueue()
+    finally:
+        task_enqueued.disconnect(receiver)
+    assert seen == [(RelieveBackend, result.id, "READY")]
+
+
+def test_get_result_reads_the_stored_state(master_socket):
+    result = basic.add.enqueue(2, 2)
+    TaskRecord.objects.filter(pk=result.id).update(
+        status="SUCCESSFUL",
+        return_value=4,
+        worker_ids=["default0", "default1"],
+        errors=[{"exception_class_path": "builtins.TimeoutError", "traceback": "tb", "message": "slow"}],
+        started_at=timezone.now(),
+        finished_at=timezone.now(),
+    )
+    fetched = basic.add.get_result(result.id)
+    assert (fetched.status, fetched.return_value, fetched.attempts) == ("SUCCESSFUL", 4, 2)
+    assert fetched.errors[0].exception_class is TimeoutError and fetched.errors[0].traceback == "tb"
+    assert fetched.worker_ids == ["default0", "default1"] and fetched.finished_at is not None
+    result.refresh()
+    assert result.status == "SUCCESSFUL" and result.return_value == 4
+
+
+@pytest.mark.django_db(transaction=True)
+def test_aget_result_and_arefresh(master_socket):
+    async def scenario():
+        result = await contextual.async_attempt.aenqueue(0)
+        fetched = await default_task_backend.aget_result(result.id)
+        await result.arefresh()
+        await sync_to_async(close_connections)()  # the thread's own, so the test database can go
+        return result, fetched
+
+    result, fetched = asyncio.run(scenario())
+    assert fetched.task.func is contextual.async_attempt.func and fetched.status == "READY"
+    assert fetched.id == result.id and result.status == "READY"
+
+
+def close_connections():
+    connections.close_all()
+
+
+@pytest.mark.parametrize("unknown", ["999999", "abc", "", "1e3", None, "-1"])
+def test_an_unknown_id_raises_does_not_exist(unknown):
+    with pytest.raises(TaskResultDoesNotExist):
+        default_task_backend.get_result(unknown)
+
+
+def test_a_row_whose_task_is_gone_still_reads():
+    row = TaskRecord.objects.create(task_path="gone.module.job", queue_name="old", backend="default")
+    result = default_task_backend.get_result(str(row.pk))
+    assert result.status == "READY" and result.task.queue_name == "old"
+
+
+@pytest.mark.parametrize(("option", "value"), [("timeout", 0), ("timeout", -1), ("max_attempts", 0)])
+def test_limits_are_checked_when_the_task_is_declared(option, value):
+    from django.tasks import task
+
+    def job():
+        pass
+
+    job.__qualname__ = "job"  # as if module-level
+    with pytest.raises(InvalidTask, match=option):
+        task(**{option: value})(job)

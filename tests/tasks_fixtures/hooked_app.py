@@ -1,0 +1,13 @@
+"""An app of a project that follows its task through the engine's hooks, as the README shows."""
+
+from django.apps import AppConfig
+
+
+class HookedConfig(AppConfig):
+    name = "tests.tasks_fixtures"
+    label = "hooked"
+
+    def ready(self):
+        from tests.tasks_fixtures import hooked
+
+        hooked.register()
