@@ -32,6 +32,15 @@ def rows(now=None):
     return found
 
 
+def ensure_rows(now=None):
+    """A Schedule row for each valid entry, so the admin lists the entries no master has seen yet."""
+    now = now or timezone.now()
+    known = set(Schedule.objects.values_list("name", flat=True))
+    Schedule.objects.bulk_create(
+        [Schedule(name=name, since=now) for name in load() if name not in known], ignore_conflicts=True
+    )
+
+
 def switch(names, enabled, now=None):
     """The admin's enable or disable, kept in the database. Enabling starts afresh from now: what
     fell due while the entry was off is not run."""
