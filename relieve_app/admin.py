@@ -181,6 +181,7 @@ class PoolAdmin(admin.ModelAdmin):
             path("", page, name="relieve_app_pool_changelist"),  # what the admin index links to
             path("state.json", view(dashboard.state_json), name="relieve_pool_state"),
             path("charts/", view(dashboard.charts_fragment), name="relieve_pool_charts"),
+            path("queue/", view(dashboard.queue_action), name="relieve_pool_queue"),
         ]
 
 

@@ -31,3 +31,17 @@ def resume_queue(name):
 def paused_queues():
     """The names of the paused queues."""
     return set(PausedQueue.objects.values_list("name", flat=True))
+
+
+def declared_queues():
+    """The queues of every relieve backend in TASKS: those a pause may name."""
+    from django.tasks import task_backends
+
+    from relieve_app.tasks.backend import RelieveBackend
+
+    return {
+        queue
+        for backend in task_backends.all()
+        if isinstance(backend, RelieveBackend)
+        for queue in backend.queues
+    }

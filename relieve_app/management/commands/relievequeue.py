@@ -5,7 +5,6 @@ from django.db.models import Count
 
 from relieve_app.models import TaskRecord
 from relieve_app.tasks import pausing
-from relieve_app.tasks.backend import RelieveBackend
 
 
 class Command(BaseCommand):
@@ -20,7 +19,7 @@ class Command(BaseCommand):
             return self.list()
         if not name:
             raise CommandError(f"relievequeue {action} needs a queue's name, e.g. relievequeue {action} mail")
-        known = declared_queues()
+        known = pausing.declared_queues()
         if name not in known:
             names = ", ".join(sorted(known))
             raise CommandError(f"no queue {name!r}: the relieve backend's queues are {names}")
@@ -37,20 +36,8 @@ class Command(BaseCommand):
         rows = TaskRecord.objects.filter(status__in=[TaskRecord.Status.READY, TaskRecord.Status.RUNNING])
         for row in rows.order_by().values("queue_name", "status").annotate(n=Count("pk")):
             counts.setdefault(row["queue_name"], {})[row["status"]] = row["n"]
-        for queue in sorted(declared_queues() | paused | set(counts)):
+        for queue in sorted(pausing.declared_queues() | paused | set(counts)):
             state = "paused" if queue in paused else "running"
             ready = counts.get(queue, {}).get(TaskRecord.Status.READY, 0)
             running = counts.get(queue, {}).get(TaskRecord.Status.RUNNING, 0)
             self.stdout.write(f"{queue}: {state}, {ready} ready, {running} running")
-
-
-def declared_queues():
-    """The queues of every relieve backend in TASKS."""
-    from django.tasks import task_backends
-
-    return {
-        queue
-        for backend in task_backends.all()
-        if isinstance(backend, RelieveBackend)
-        for queue in backend.queues
-    }

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.tasks import Task
 from django.utils.module_loading import import_string
 
+from relieve_app.conf import app_settings
 from relieve_app.tasks.schedule.rules import Cron, Every, RuleError
 
 KEYS = {"task", "cron", "every", "args", "kwargs", "timezone", "enabled", "catch_up"}
@@ -40,7 +41,7 @@ class Entry:
 
 
 def configured():
-    return getattr(settings, "RELIEVE_SCHEDULE", {}) or {}
+    return app_settings.RELIEVE_SCHEDULE or {}
 
 
 def load():
