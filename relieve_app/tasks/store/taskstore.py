@@ -20,7 +20,7 @@ from django.db.models.functions import Now
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
-from relieve_app.models import TaskEvent, TaskRecord
+from relieve_app.models import PausedQueue, TaskEvent, TaskRecord
 from relieve_app.tasks import hooks
 from relieve_app.tasks.store import leases
 from relieve_app.tasks.store.recorder import reads_only
@@ -67,10 +67,12 @@ def claim(held, requests, owner, lease):
     The rows are locked as they are read (FOR UPDATE SKIP LOCKED where the database has it,
     the write lock of the transaction on SQLite), then moved by an UPDATE conditional on
     ``status = READY``, run for all of them at once, whose row count must match. Each request
-    gets the job for its child, ``{"later": seconds}`` when its run_after is still ahead, or
-    None (not READY, another queue's, or locked by another master).
+    gets the job for its child, ``{"later": seconds}`` when its run_after is still ahead,
+    ``{"paused": True}`` when its queue is paused, or None (not READY, another queue's, or locked by
+    another master).
     """
     now = timezone.now()
+    paused = set(PausedQueue.objects.values_list("name", flat=True))
     ready = (
         TaskRecord.objects.select_for_update(skip_locked=True)
         .filter(pk__in=[task_id for task_id, _queue, _worker in requests], status=Status.READY)
@@ -82,6 +84,8 @@ def claim(held, requests, owner, lease):
         row = rows.get(task_id)
         if row is None or row.queue_name != queue or task_id in won:
             answers.append(None)
+        elif queue in paused:
+            answers.append({"paused": True})
         elif row.wait is not None and row.wait.total_seconds() > 0:  # by the database's clock
             answers.append({"later": row.wait.total_seconds()})
         else:
