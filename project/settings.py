@@ -188,7 +188,7 @@ RELIEVE_FROM_ENV = {
     "RELIEVE_DURABLE_WRITES": env.bool,
     # Finished task results older than this are removed by `manage.py prunetasks` (e.g. "7d", "12h").
     "RELIEVE_KEEP_RESULTS": env.str,
-    # Periodic tasks as JSON, like {"prune": {"task": "relieve_app.tasks.prune.prune_results", "cron": "0 4 * * *"}}.
+    # Periodic tasks, as JSON: {"prune": {"task": "relieve_app.tasks.prune.prune_results", "every": "1h"}}
     "RELIEVE_SCHEDULE": env.json,
 }
 globals().update({name: read(name) for name, read in RELIEVE_FROM_ENV.items() if name in os.environ})
