@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from relieve_app.models import PausedQueue, TaskEvent, TaskRecord
 from relieve_app.tasks import hooks
+from relieve_app.tasks.cancel import cancelled_error
 from relieve_app.tasks.store import leases
 from relieve_app.tasks.store.recorder import reads_only
 
@@ -170,8 +171,11 @@ def finish(held, outcomes, owner=None, committed=None):
     if missing:
         running = TaskRecord.objects.filter(pk__in=missing, status=Status.RUNNING)
         rows.update((row.pk, row) for row in (running if owner is None else running.filter(owner=owner)))
+    cancelled = _cancelled_retries(outcomes)
     changes = []
     for task_id, worker_id, kind, payload, event, retry_in in outcomes:
+        if task_id in cancelled:  # no retry for a task whose cancel was asked meanwhile
+            payload, event, retry_in = cancelled_error("cancelled; not retried"), "cancel", None
         row = rows.pop(task_id, None)
         if row is None:
             log.warning("task %s is no longer running here; its outcome is not recorded", task_id)
@@ -209,6 +213,15 @@ def _event_row(change):
     event = TaskEvent(task_name=change.worker, payload=payload, created_at=change.at, **fields)
     event.task_result_id = row.pk
     return event
+
+
+def _cancelled_retries(outcomes):
+    """The ids among failures about to be retried whose cancel was asked since their claim."""
+    retries = [pk for pk, _worker, kind, _payload, _event, retry_in in outcomes if retry_in is not None]
+    if not retries:
+        return set()
+    flagged = TaskRecord.objects.filter(pk__in=retries, cancel_requested_at__isnull=False)
+    return set(flagged.values_list("pk", flat=True))
 
 
 def _succeeded(row, worker_id, value, now):
