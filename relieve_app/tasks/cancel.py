@@ -14,13 +14,18 @@ from django.utils import timezone
 
 from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
 
-TASK_CANCELLED = "relieve_app.control.TaskCancelled"  # where the class is public
 CONTROL_INTERVAL = 0.5  # how often a master reads cancel requests and paused queues
 Status = TaskRecord.Status
 
 
 class TaskCancelled(Exception):
     """Recorded as the error of a task that was cancelled before or while it ran."""
+
+
+TaskCancelled.__module__ = "relieve_app.control"  # the public path, as recorded errors name it
+
+
+TASK_CANCELLED = f"{TaskCancelled.__module__}.{TaskCancelled.__qualname__}"
 
 
 def cancelled_error(message):
