@@ -12,7 +12,8 @@ from django.tasks.exceptions import TaskResultDoesNotExist
 from django.tasks.signals import task_finished
 from django.utils import timezone
 
-from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
+from relieve_app.models import TaskEvent, TaskRecord
+from relieve_app.tasks import hooks
 
 CONTROL_INTERVAL = 0.5  # how often a master reads cancel requests and paused queues
 Status = TaskRecord.Status
@@ -78,12 +79,15 @@ def _fail_waiting(pk):
         if not changed:
             return False
         row.refresh_from_db()
-        MailOutcome.objects.filter(task_result=pk).update(
-            status=MailOutcome.Status.FAILED, error=error["message"], updated_at=now
-        )
-        TaskEvent.objects.create(
-            task_result=row, event="cancel", payload={"task": pk, "message": error["message"]}, created_at=now
-        )
+        # An app following this task (hooks.py) writes its own row in this transaction, as it
+        # does for the master's changes; its after_commit side effects are the master's alone.
+        event = {"event": "cancel", "payload": {"message": error["message"]}}
+        change = hooks.Change(row, hooks.FAILED, now, error=error, event=event)
+        if hooks.followed(row.task_path):
+            hooks.run_in_transaction([change])
+        fields = dict(change.event)
+        payload = {"task": pk, **fields.pop("payload")}
+        TaskEvent.objects.create(task_result=row, payload=payload, created_at=now, **fields)
         transaction.on_commit(lambda: _finished(row), robust=True)
     return True
 

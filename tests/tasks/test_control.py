@@ -87,3 +87,20 @@ def test_relievequeue_pauses_lists_and_resumes(capsys):
         call_command("relievequeue", "pause", "nope")
     with pytest.raises(CommandError, match="needs a queue's name"):
         call_command("relievequeue", "pause")
+
+
+def test_a_waiting_contact_message_cancelled_shows_failed_through_its_hook():
+    from relieve_app.contact.mailtask import send_contact_mail
+    from relieve_app.models import MailOutcome
+
+    job = {"emitter": "a@example.org", "recipient": "owner@example.com", "subject": "s", "body": "b" * 20}
+    row = TaskRecord.objects.create(
+        task_path=send_contact_mail.module_path, queue_name="mail", backend="default", args=[job]
+    )
+    outcome = MailOutcome.objects.create(**job, task_result=row)
+
+    assert control.cancel(row.pk) is True
+
+    outcome.refresh_from_db()
+    assert outcome.status == MailOutcome.Status.FAILED and outcome.error == "cancelled before it started"
+    assert TaskEvent.objects.get(task_result=row).outcome_id == outcome.pk
