@@ -22,8 +22,7 @@ Status = TaskRecord.Status
 class TaskCancelled(Exception):
     """Recorded as the error of a task that was cancelled before or while it ran."""
 
-
-TaskCancelled.__module__ = "relieve_app.control"  # the public path, as recorded errors name it
+    __module__ = "relieve_app.control"  # the public path: errors record it, and people import it, from there
 
 
 TASK_CANCELLED = f"{TaskCancelled.__module__}.{TaskCancelled.__qualname__}"

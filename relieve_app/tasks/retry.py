@@ -27,10 +27,6 @@ class RetryLater(Exception):
         self.delay = delay
 
 
-# Recorded errors name it by the path tasks import it from, which the move to tasks/ must not change.
-RetryLater.__module__ = "relieve_app.retry"
-
-
 def exception_classes(retry_on):
     """``retry_on`` as a tuple of exception classes; ValueError naming an entry that is not one."""
     if isinstance(retry_on, str | type):
