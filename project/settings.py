@@ -161,6 +161,7 @@ RELIEVE_FROM_ENV = {
     "RELIEVE_MAX_ATTEMPTS": env.int,
     "RELIEVE_ACK_TIMEOUT": env.float,
     "RELIEVE_RETRY_DELAY": env.float,
+    "RELIEVE_MAX_RETRY_DELAY": env.float,
     "RELIEVE_SWEEP_INTERVAL": env.float,
     "RELIEVE_CALL_TIMEOUT": env.float,
     "RELIEVE_GRACE": env.float,
@@ -187,6 +188,8 @@ RELIEVE_FROM_ENV = {
     "RELIEVE_DURABLE_WRITES": env.bool,
     # Finished task results older than this are removed by `manage.py prunetasks` (e.g. "7d", "12h").
     "RELIEVE_KEEP_RESULTS": env.str,
+    # Periodic tasks, as JSON: {"prune": {"task": "relieve_app.tasks.prune.prune_results", "every": "1h"}}
+    "RELIEVE_SCHEDULE": env.json,
 }
 globals().update({name: read(name) for name, read in RELIEVE_FROM_ENV.items() if name in os.environ})
 

@@ -10,9 +10,19 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from relieve_app.contact.mailtask import job_of, send_contact_mail
-from relieve_app.models import MailOutcome, Pool, RelieveMaster, TaskEvent, TaskRecord, UsageSample
+from relieve_app.models import (
+    MailOutcome,
+    Pool,
+    RelieveMaster,
+    Schedule,
+    TaskEvent,
+    TaskRecord,
+    UsageSample,
+)
 from relieve_app.monitor import dashboard, status
 from relieve_app.tasks import backend, client
+from relieve_app.tasks.cancel import cancel as cancel_task
+from relieve_app.tasks.schedule import listing
 
 
 def _compact(moment):
@@ -171,6 +181,7 @@ class PoolAdmin(admin.ModelAdmin):
             path("", page, name="relieve_app_pool_changelist"),  # what the admin index links to
             path("state.json", view(dashboard.state_json), name="relieve_pool_state"),
             path("charts/", view(dashboard.charts_fragment), name="relieve_pool_charts"),
+            path("queue/", view(dashboard.queue_action), name="relieve_pool_queue"),
         ]
 
 
@@ -185,8 +196,9 @@ class TaskRecordAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
         "attempt_count",
         "enqueued_at",
         "finished_at",
+        "schedule",
     ]
-    list_filter = ["status", "task_path", "queue_name"]
+    list_filter = ["status", "task_path", "queue_name", "schedule"]
     date_hierarchy = "enqueued_at"
     search_fields = ["task_path", "args", "kwargs", "errors", "worker_ids"]
     fields = [
@@ -198,11 +210,21 @@ class TaskRecordAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
         "error_list",
         ("worker_ids", "owner", "lease_until"),
         ("timeout", "max_attempts", "takes_context"),
+        ("schedule", "schedule_slot", "cancel_requested_at"),
         "outcomes",
     ]
     readonly_fields = [*(name for line in fields for name in (line if isinstance(line, tuple) else [line]))]
     inlines = [TaskResultEventInline]
-    actions = ["retry"]
+    actions = ["retry", "cancel"]
+
+    @admin.action(description="Cancel", permissions=["retry"])
+    def cancel(self, request, queryset):
+        """A waiting task ends FAILED now; a running one has its child stopped by its master."""
+        done = sum(cancel_task(pk) for pk in queryset.values_list("pk", flat=True))
+        if done:
+            self.message_user(request, f"{done} task(s) cancelled.", messages.SUCCESS)
+        if skipped := queryset.count() - done:
+            self.message_user(request, f"{skipped} finished task(s) left alone.")
 
     @admin.display(description="attempts")
     def attempt_count(self, obj):
@@ -317,3 +339,79 @@ class RelieveMasterAdmin(ReadOnlyMixin, admin.ModelAdmin):
         query = urlencode({"owner": obj.pk, "status": TaskRecord.Status.RUNNING})
         url = f"{reverse('admin:relieve_app_taskrecord_changelist')}?{query}"
         return format_html('<a href="{}">{}</a>', url, obj.held_count)
+
+
+@admin.register(Schedule)
+class ScheduleAdmin(admin.ModelAdmin):
+    """The entries of RELIEVE_SCHEDULE: the setting defines them, the admin switches them on and off."""
+
+    list_display = ["name", "rule", "zone", "is_enabled", "next_run", "last_run", "last_result"]
+    actions = ["enable", "disable"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(name__in=list(listing.load()))
+
+    def changelist_view(self, request, extra_context=None):
+        listing.ensure_rows()
+        self._rows = {row["name"]: row for row in listing.rows()}
+        return super().changelist_view(request, extra_context)
+
+    def _row(self, obj):
+        rows = getattr(self, "_rows", None) or {row["name"]: row for row in listing.rows()}
+        return rows.get(obj.name, {})
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request)  # the actions, not a form
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="rule")
+    def rule(self, obj):
+        return self._row(obj).get("rule", "-")
+
+    @admin.display(description="time zone")
+    def zone(self, obj):
+        return self._row(obj).get("timezone", "-")
+
+    @admin.display(description="enabled", boolean=True)
+    def is_enabled(self, obj):
+        return self._row(obj).get("enabled")
+
+    @admin.display(description="next run")
+    def next_run(self, obj):
+        moment = self._row(obj).get("next_run")
+        return _compact(timezone.datetime.fromisoformat(moment)) if moment else "-"
+
+    @admin.display(description="last run")
+    def last_run(self, obj):
+        moment = self._row(obj).get("last_run")
+        return _compact(timezone.datetime.fromisoformat(moment)) if moment else "-"
+
+    @admin.display(description="last result")
+    def last_result(self, obj):
+        row = self._row(obj)
+        if row.get("last_result") is None:
+            return "-"
+        url = reverse("admin:relieve_app_taskrecord_change", args=[row["last_result"]])
+        runs = f"{reverse('admin:relieve_app_taskrecord_changelist')}?{urlencode({'schedule': obj.name})}"
+        return format_html(
+            '<a href="{}">#{} {}</a> (<a href="{}">all runs</a>)',
+            url,
+            row["last_result"],
+            row["last_status"],
+            runs,
+        )
+
+    @admin.action(description="Enable selected schedules", permissions=["change"])
+    def enable(self, request, queryset):
+        listing.switch(list(queryset.values_list("name", flat=True)), True)
+        self.message_user(request, f"{queryset.count()} schedule(s) enabled.", messages.SUCCESS)
+
+    @admin.action(description="Disable selected schedules", permissions=["change"])
+    def disable(self, request, queryset):
+        listing.switch(list(queryset.values_list("name", flat=True)), False)
+        self.message_user(request, f"{queryset.count()} schedule(s) disabled.", messages.SUCCESS)

@@ -4,6 +4,7 @@ from django.core import checks
 from relieve_app import checks as relieve_checks
 from relieve_app.conf import add_backend_if_missing
 from relieve_app.folders import make_default_folders
+from relieve_app.tasks.schedule.checks import check_schedule
 
 
 class RelieveAppConfig(AppConfig):
@@ -24,6 +25,7 @@ class RelieveAppConfig(AppConfig):
         for check in relieve_checks.STARTUP_CHECKS:
             checks.register(check)
         checks.register(relieve_checks.check_rate_limit_cache, deploy=True)
+        checks.register(check_schedule)
         # The contact page follows its mail task through the engine's public hooks.
         from relieve_app.contact import outcomes
 

@@ -35,6 +35,10 @@ DEFAULTS = {
     "RELIEVE_MAX_ATTEMPTS": 5,
     "RELIEVE_ACK_TIMEOUT": 0.5,
     "RELIEVE_RETRY_DELAY": 5.0,
+    # The longest wait between two attempts, however many came before.
+    "RELIEVE_MAX_RETRY_DELAY": 600.0,
+    # Periodic tasks: name -> {"task", "cron" | "every", ...} (tasks/schedule/, README "Periodic tasks").
+    "RELIEVE_SCHEDULE": {},
     "RELIEVE_SWEEP_INTERVAL": 30.0,
     "RELIEVE_CALL_TIMEOUT": 60.0,
     "RELIEVE_GRACE": 10.0,
@@ -68,6 +72,7 @@ RULES = {
     "RELIEVE_MAX_ATTEMPTS": ("int", 1),
     "RELIEVE_ACK_TIMEOUT": ("seconds", 0.01),
     "RELIEVE_RETRY_DELAY": ("seconds", 0),
+    "RELIEVE_MAX_RETRY_DELAY": ("seconds", 0),
     "RELIEVE_SWEEP_INTERVAL": ("seconds", 0.1),
     "RELIEVE_CALL_TIMEOUT": ("seconds", 0.1),
     "RELIEVE_GRACE": ("seconds", 0),

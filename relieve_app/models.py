@@ -40,12 +40,32 @@ class TaskRecord(models.Model):
     last_attempted_at = models.DateTimeField("last attempted", null=True, blank=True)
     finished_at = models.DateTimeField("finished", null=True, blank=True, db_index=True)
     updated_at = models.DateTimeField("updated", default=timezone.now)
+    # Schedules and control (tasks/schedule/, tasks/cancel.py).
+    schedule = models.CharField(
+        "schedule",
+        max_length=100,
+        blank=True,
+        db_index=True,
+        help_text="The RELIEVE_SCHEDULE entry that ran it.",
+    )
+    schedule_slot = models.DateTimeField("schedule slot", null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(
+        "cancel requested", null=True, blank=True, help_text="Its master stops the child and ends it FAILED."
+    )
 
     class Meta:
         ordering = ["-enqueued_at", "-id"]
         verbose_name = "task result"
         verbose_name_plural = "task results"
         indexes = [models.Index(fields=["status", "queue_name", "-priority", "run_after"], name="ready_idx")]
+        constraints = [
+            # However many masters tick at once, one slot of one schedule is one row.
+            models.UniqueConstraint(
+                fields=["schedule", "schedule_slot"],
+                condition=models.Q(schedule_slot__isnull=False),
+                name="one_run_per_slot",
+            )
+        ]
 
     def __str__(self):
         return f"#{self.pk} {self.task_path} ({self.status})"
@@ -210,3 +230,42 @@ class Pool(RelieveMaster):
         proxy = True
         verbose_name = "live pool"
         verbose_name_plural = "live pool"
+
+
+class Schedule(models.Model):
+    """What the database keeps of one RELIEVE_SCHEDULE entry: the admin's switch and where it is up to.
+
+    The setting defines the entry; this row outlives restarts. ``since`` is when a master first saw
+    it (no slot before that is run), ``last_slot`` the latest slot enqueued.
+    """
+
+    name = models.CharField("name", max_length=100, primary_key=True)
+    enabled = models.BooleanField(
+        "enabled", null=True, blank=True, help_text="Empty: as the setting says; set by the admin's actions."
+    )
+    since = models.DateTimeField("first seen", default=timezone.now)
+    last_slot = models.DateTimeField("last slot", null=True, blank=True)
+    updated_at = models.DateTimeField("updated", default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "schedule"
+        verbose_name_plural = "schedules"
+
+    def __str__(self):
+        return self.name
+
+
+class PausedQueue(models.Model):
+    """A queue no master starts a task of while this row exists; enqueue() still takes its tasks."""
+
+    name = models.CharField("queue", max_length=100, primary_key=True)
+    paused_at = models.DateTimeField("paused", default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "paused queue"
+        verbose_name_plural = "paused queues"
+
+    def __str__(self):
+        return self.name

@@ -7,15 +7,18 @@ JSON (what ``relievestatus --json`` prints), and the charts alone, which the pag
 import math
 from datetime import timedelta
 
+from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count
 from django.db.models.functions import TruncMinute
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
 from relieve_app.models import MailOutcome, TaskEvent, UsageSample
 from relieve_app.monitor import charts, status
+from relieve_app.tasks import pausing
 
 DAY = timedelta(hours=24)
 HOUR = timedelta(hours=1)
@@ -34,9 +37,39 @@ def page(request, admin_site):
         "title": "Relieve pool",
         "state": status.collect(timeout=STATUS_TIMEOUT),
         "charts": all_charts(),
+        "queues": queue_switches(),
+        "may_pause": request.user.has_perm(PAUSE_PERMISSION),
         "relieve_pool": True,
     }
     return TemplateResponse(request, "admin/relieve_app/pool.html", context)
+
+
+PAUSE_PERMISSION = "relieve_app.change_taskrecord"
+
+
+def queue_switches():
+    """Each queue of the backend with whether it is paused, for the page's pause and resume buttons."""
+    paused = pausing.paused_queues()
+    return [{"name": name, "paused": name in paused} for name in sorted(pausing.declared_queues() | paused)]
+
+
+def queue_action(request):
+    """POST name=<queue> action=pause|resume: the pool page's buttons; back to the page with a message."""
+    _check(request)
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    if not request.user.has_perm(PAUSE_PERMISSION):
+        raise PermissionDenied
+    name, action = request.POST.get("name", ""), request.POST.get("action")
+    if name not in pausing.declared_queues() | pausing.paused_queues() or action not in ("pause", "resume"):
+        messages.error(request, f"No queue {name[:100]!r} to {action or 'change'}.")
+    elif action == "pause":
+        pausing.pause_queue(name)
+        messages.success(request, f"Queue {name} paused: no task of it starts until it is resumed.")
+    else:
+        pausing.resume_queue(name)
+        messages.success(request, f"Queue {name} resumed.")
+    return redirect("admin:relieve_pool")
 
 
 def state_json(request):

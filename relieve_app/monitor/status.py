@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from relieve_app.models import MailOutcome
 from relieve_app.tasks import client
+from relieve_app.tasks.pausing import paused_queues
 
 
 def collect(timeout=1.0, now=None, socket_path=None):
@@ -23,8 +24,10 @@ def collect(timeout=1.0, now=None, socket_path=None):
         error = str(exc)
     try:
         counts = outcome_counts(now)
+        counts["paused"] = sorted(paused_queues())  # the database's word, even with no master up
     except DatabaseError as exc:  # a health check still answers for the master when the database is down
         counts = {"checked_at": (now or timezone.now()).isoformat(), "outcomes": None, "recent": None}
+        counts["paused"] = []
         error = f"{error}; database: {exc}" if error else f"database: {exc}"
     return {"masters": masters, "error": error, **counts}
 

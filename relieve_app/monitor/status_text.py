@@ -57,16 +57,20 @@ def table(children):
 
 def render(state, socket_path):
     lines = []
+    paused = set(state.get("paused") or ())
     if not state["masters"]:
         lines.append(f"no relieve master answers on {socket_path}: {state['error']}")
+    if paused:
+        lines.append(f"paused queues: {', '.join(sorted(paused))} (relievequeue resume NAME)")
     for master in state["masters"]:
         lines.append(
             f"master pid {master['pid']} on {master['host']}, up {duration(master['uptime'])}"
             + (", reloading its children" if master.get("reloading") else "")
         )
         for queue in master["queues"]:
+            state_word = "paused, " if queue.get("paused") or queue["name"] in paused else ""
             lines.append(
-                f"queue {queue['name']}: {_count(queue['children'], 'child', 'children')} "
+                f"queue {queue['name']}: {state_word}{_count(queue['children'], 'child', 'children')} "
                 f"({queue['available']} taking work), "
                 f"{queue['queued']} queued, {queue['sending']} running"
             )

@@ -23,7 +23,7 @@ from django.tasks.signals import task_enqueued
 from django.utils.module_loading import import_string
 
 from relieve_app.models import TaskRecord
-from relieve_app.tasks import client
+from relieve_app.tasks import client, retry
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,10 +32,15 @@ class RelieveTask(Task):
 
     ``timeout`` (seconds) kills a child that runs one attempt longer; ``max_attempts`` bounds the
     runs of a task whose child dies, hangs or asks to retry later. None: the master's defaults.
+    ``retry_on`` lists exceptions (classes or dotted paths, subclasses included) after which an
+    attempt runs again, ``retry_delay`` seconds (RELIEVE_RETRY_DELAY) later at most, doubling
+    (see ``tasks/retry.py``).
     """
 
     timeout: float | None = None
     max_attempts: int | None = None
+    retry_on: tuple = ()
+    retry_delay: float | None = None
 
 
 class RelieveBackend(BaseTaskBackend):
@@ -53,6 +58,15 @@ class RelieveBackend(BaseTaskBackend):
         attempts = getattr(task, "max_attempts", None)
         if attempts is not None and not (isinstance(attempts, int) and 1 <= attempts <= 1000):
             raise InvalidTask(f"max_attempts must be a whole number from 1 to 1000, got {attempts!r}")
+        delay = getattr(task, "retry_delay", None)
+        if delay is not None and (
+            isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 <= delay < math.inf
+        ):
+            raise InvalidTask(f"retry_delay must be a number of seconds, 0 or more, got {delay!r}")
+        try:
+            retry.exception_classes(getattr(task, "retry_on", ()))
+        except ValueError as exc:
+            raise InvalidTask(f"retry_on: {exc}") from None
 
     def enqueue(self, task, args, kwargs):
         self.validate_task(task)

@@ -8,7 +8,8 @@ how the attempt ended::
     {"ok": false, "error": {"exception_class_path", "message", "traceback"}, "retry": bool, "delay": s}
 
 A task that cannot be imported, raises, or returns something that is not JSON fails on its own;
-the child goes on serving. ``RetryLater`` asks for another attempt later.
+the child goes on serving. ``RetryLater``, or an exception the task lists in ``retry_on``, asks
+for another attempt later (the master ends the task FAILED once its attempts are spent).
 """
 
 import json
@@ -16,7 +17,7 @@ import os
 import traceback
 from datetime import datetime
 
-from relieve_app.tasks.retry import RetryLater
+from relieve_app.tasks.retry import RetryLater, backoff, exception_classes
 
 
 def setup_django():
@@ -53,12 +54,15 @@ class Runner:
         from django.db import close_old_connections
 
         close_old_connections()
+        task = None
         try:
             task = load(job["path"])
             value = call(task, job)
         except RetryLater as exc:
             return failure(exc, retry=True, delay=exc.delay)
         except Exception as exc:
+            if task is not None and retried(task, exc):
+                return failure(exc, retry=True, delay=retry_delay(task, job))
             return failure(exc)
         finally:
             close_old_connections()
@@ -76,6 +80,20 @@ def load(path):
     if not isinstance(task, Task):
         raise TaskNotFound(f"{path} is not a task: decorate it with @task")
     return task
+
+
+def retried(task, exc):
+    """Whether the task's ``retry_on`` names this exception, or one of its bases."""
+    retry_on = getattr(task, "retry_on", ())
+    return bool(retry_on) and isinstance(exc, exception_classes(retry_on))
+
+
+def retry_delay(task, job):
+    from relieve_app.conf import app_settings
+
+    base = getattr(task, "retry_delay", None)
+    base = app_settings.RELIEVE_RETRY_DELAY if base is None else base
+    return backoff(job.get("attempt", 1), base, app_settings.RELIEVE_MAX_RETRY_DELAY)
 
 
 def call(task, job):

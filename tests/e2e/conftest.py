@@ -55,13 +55,13 @@ class MasterProcess:
             if self.process.poll() is not None:
                 raise AssertionError(f"runrelieve exited with {self.process.returncode}:\n{self.output()}")
             try:
-                return client.request("ping")
+                return client.request("ping", socket_path=self.socket_path)
             except client.ClientError:
                 time.sleep(0.05)
         raise AssertionError(f"runrelieve did not answer within {timeout}s:\n{self.output()}")
 
     def status(self):
-        return client.request("status")
+        return client.request("status", socket_path=self.socket_path)
 
     def stop(self, sig=signal.SIGTERM, timeout=20):
         if self.process is None or self.process.poll() is not None:

@@ -87,3 +87,45 @@ def test_a_child_without_django_settings_module_says_so_and_guesses_no_project()
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "ImproperlyConfigured: DJANGO_SETTINGS_MODULE is not set" in done.stderr
+
+
+def test_an_exception_named_in_retry_on_asks_for_a_jittered_retry(tmp_path, settings):
+    from relieve_app.tasks.runner import Runner
+
+    settings.RELIEVE_MAX_RETRY_DELAY = 0.3
+    job = {
+        "id": 1,
+        "path": "tests.tasks_fixtures.retrying.flaky",
+        "args": [str(tmp_path / "n"), 5],
+        "attempt": 4,
+    }
+    answer = Runner().run(job)
+    assert answer["retry"] is True and 0 <= answer["delay"] <= 0.3  # 0.05 * 2**3 = 0.4, capped
+    assert answer["error"]["exception_class_path"] == "builtins.ConnectionRefusedError"
+
+    other = Runner().run(
+        {**job, "path": "tests.tasks_fixtures.retrying.wrong_kind", "args": [str(tmp_path / "m")]}
+    )
+    assert other["retry"] is False and other["error"]["exception_class_path"] == "builtins.ValueError"
+
+
+def test_backoff_is_full_jitter_under_a_doubling_capped_ceiling():
+    from relieve_app.tasks.retry import backoff
+
+    ceilings = [backoff(n, 1.0, 10.0, draw=lambda low, high: (low, high)) for n in range(1, 7)]
+    assert ceilings == [(0, 1.0), (0, 2.0), (0, 4.0), (0, 8.0), (0, 10.0), (0, 10.0)]
+
+
+def test_retry_on_must_name_exception_classes():
+    from dataclasses import replace
+
+    from django.tasks.exceptions import InvalidTask
+
+    from tests.tasks_fixtures.retrying import flaky
+
+    with pytest.raises(InvalidTask, match=r"retry_on: 'nowhere\.Error' cannot be imported"):
+        replace(flaky, retry_on=("nowhere.Error",))
+    with pytest.raises(InvalidTask, match="is not an exception class"):
+        replace(flaky, retry_on=(int,))
+    with pytest.raises(InvalidTask, match="retry_delay"):
+        replace(flaky, retry_delay=-1)

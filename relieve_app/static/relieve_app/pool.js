@@ -62,8 +62,10 @@
     }
     state.masters.forEach(function (master) {
       box.appendChild(el("h2", {}, ["Master " + master.pid + " on " + master.host]));
+      var paused = state.paused || [];
       var queues = master.queues.map(function (queue) {
-        return "Queue " + queue.name + ": " + queue.children + (queue.children === 1 ? " child (" : " children (") + queue.available +
+        var word = (queue.paused || paused.indexOf(queue.name) >= 0) ? "paused, " : "";
+        return "Queue " + queue.name + ": " + word + queue.children + (queue.children === 1 ? " child (" : " children (") + queue.available +
           " taking work), " + queue.queued + " queued, " + queue.sending + " running.";
       });
       box.appendChild(el("p", {"class": "master-line", "data-master": String(master.pid)}, [

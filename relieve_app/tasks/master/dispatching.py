@@ -10,6 +10,7 @@ import signal
 
 from relieve_app.pool import RelieveError, RemoteError, TaskExited
 from relieve_app.tasks import hooks
+from relieve_app.tasks.cancel import cancelled_error
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,9 @@ class Dispatching:
                 self._forget(task_id)
             elif "later" in job:  # its run_after is not reached yet, by the database's clock
                 self._later(task_id, max(job["later"], 0.01))
+            elif "paused" in job:  # paused before this master read it: held until the resume
+                lane.paused = True
+                self._ready(task_id)
             else:
                 await self._run(lane, child, job)
         except Exception:
@@ -38,6 +42,7 @@ class Dispatching:
             self._forget(task_id)
         finally:
             self._running.discard(task_id)
+            self.cancelling.discard(task_id)
             lane.release(child)
 
     async def _run(self, lane, child, job):
@@ -56,6 +61,10 @@ class Dispatching:
             self._failed(job, child, _error(RemoteError, str(exc)), retry=False)
             return
         except (TaskExited, RelieveError) as exc:
+            if task_id in self.cancelling:  # killed by controlling.py: the task was cancelled
+                error = cancelled_error(f"cancelled while running; {child.name} was killed")
+                self._failed(job, child, error, event="cancel", retry=False)
+                return
             # Counted as an attempt: a task that kills its child every time must end FAILED.
             message = f"{child.name} went away during the task: {exc}"
             self._failed(job, child, _error(TaskExited, message), retry=True)

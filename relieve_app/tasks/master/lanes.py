@@ -21,6 +21,7 @@ class Lane:
         self.wake = asyncio.Event()
         self._heap = []
         self._order = itertools.count()  # ties keep arrival order
+        self.paused = False  # a paused queue keeps its ids and hands none out (tasks/pausing.py)
 
     def __len__(self):
         return len(self._heap)
@@ -40,7 +41,7 @@ class Lane:
     async def next(self, stopping):
         """Wait for a ready id and a free child; pair them, or None once ``stopping`` is set."""
         while not stopping.is_set():
-            child = self.free_child() if self._heap else None
+            child = self.free_child() if self._heap and not self.paused else None
             if child is not None:
                 task_id = heapq.heappop(self._heap)[-1]
                 self.busy[child.name] = task_id

@@ -10,7 +10,6 @@ from dataclasses import dataclass, fields
 from relieve_app import conf
 from relieve_app.tasks.master.errors import StartupError
 
-MAX_RETRY_DELAY = 600.0  # retries double their delay up to this
 MIB = 2**20
 
 # option -> (the setting it reads, the command-line flag that may stand for it)
@@ -19,6 +18,7 @@ SETTINGS = {
     "workers": ("RELIEVE_WORKERS", "--workers"),
     "max_attempts": ("RELIEVE_MAX_ATTEMPTS", None),
     "retry_delay": ("RELIEVE_RETRY_DELAY", None),
+    "max_retry_delay": ("RELIEVE_MAX_RETRY_DELAY", None),
     "sweep_interval": ("RELIEVE_SWEEP_INTERVAL", None),
     "call_timeout": ("RELIEVE_CALL_TIMEOUT", None),
     "grace": ("RELIEVE_GRACE", None),
@@ -40,7 +40,8 @@ class Options:
     workers: int  # children of a queue that `queues` does not name
     queues: dict  # name -> children, None: `workers`
     max_attempts: int
-    retry_delay: float  # first retry after this, doubling, capped at MAX_RETRY_DELAY
+    retry_delay: float  # first retry after this, doubling, capped at max_retry_delay
+    max_retry_delay: float
     sweep_interval: float
     call_timeout: float  # a child stuck longer than this in one task is killed
     grace: float  # on SIGTERM, how long tasks in flight may take to finish
@@ -94,4 +95,4 @@ class Options:
         return {name: size or self.workers for name, size in self.queues.items()}
 
     def retry_after(self, attempts):
-        return min(self.retry_delay * 2 ** max(attempts - 1, 0), MAX_RETRY_DELAY)
+        return min(self.retry_delay * 2 ** max(attempts - 1, 0), self.max_retry_delay)

@@ -20,7 +20,7 @@ import signal
 import time
 
 from relieve_app.pool import BootError
-from relieve_app.tasks.master import reloading, wakeup
+from relieve_app.tasks.master import controlling, reloading, scheduling, wakeup
 from relieve_app.tasks.master.children import Children
 from relieve_app.tasks.master.dispatching import Dispatching
 from relieve_app.tasks.master.endpoint import Endpoint
@@ -83,6 +83,8 @@ class Master(Children, Queueing, Dispatching, Recycling, Sweeping, Operations):
         self.reloader = reloading.Reloader(self)
         self.started_at = None
         self._unserved = set()  # queues found in the table that this master has no children for
+        self.paused = set()  # queues paused in the database, as last read (controlling.py)
+        self.cancelling = set()  # ids whose child was killed because the task was cancelled
 
     # lifecycle ----------------------------------------------------------------
 
@@ -146,6 +148,8 @@ class Master(Children, Queueing, Dispatching, Recycling, Sweeping, Operations):
             self._spawn(self._dispatch_loop(lane))
         self._spawn(self._sweep_loop())
         self._spawn(self.presence.run(self._stopping))
+        self._spawn(controlling.control_loop(self, self._stopping))
+        self._spawn(scheduling.tick_loop(self, self._stopping))
         if self.options.listen is not None:
             from relieve_app.tasks.master.listener import (
                 Listener,  # psycopg: installed where the database is PostgreSQL

@@ -20,6 +20,7 @@ def of_master(master, now=None):
             "available": len(lane.pool.strategy.tasks),
             "queued": len(lane),
             "sending": len(lane.busy),
+            "paused": lane.name in master.paused,
         }
         for lane in lanes
     ]

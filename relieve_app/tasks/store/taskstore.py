@@ -20,8 +20,9 @@ from django.db.models.functions import Now
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
-from relieve_app.models import TaskEvent, TaskRecord
+from relieve_app.models import PausedQueue, TaskEvent, TaskRecord
 from relieve_app.tasks import hooks
+from relieve_app.tasks.cancel import cancelled_error
 from relieve_app.tasks.store import leases
 from relieve_app.tasks.store.recorder import reads_only
 
@@ -67,10 +68,12 @@ def claim(held, requests, owner, lease):
     The rows are locked as they are read (FOR UPDATE SKIP LOCKED where the database has it,
     the write lock of the transaction on SQLite), then moved by an UPDATE conditional on
     ``status = READY``, run for all of them at once, whose row count must match. Each request
-    gets the job for its child, ``{"later": seconds}`` when its run_after is still ahead, or
-    None (not READY, another queue's, or locked by another master).
+    gets the job for its child, ``{"later": seconds}`` when its run_after is still ahead,
+    ``{"paused": True}`` when its queue is paused, or None (not READY, another queue's, or locked by
+    another master).
     """
     now = timezone.now()
+    paused = set(PausedQueue.objects.values_list("name", flat=True))
     ready = (
         TaskRecord.objects.select_for_update(skip_locked=True)
         .filter(pk__in=[task_id for task_id, _queue, _worker in requests], status=Status.READY)
@@ -82,6 +85,8 @@ def claim(held, requests, owner, lease):
         row = rows.get(task_id)
         if row is None or row.queue_name != queue or task_id in won:
             answers.append(None)
+        elif queue in paused:
+            answers.append({"paused": True})
         elif row.wait is not None and row.wait.total_seconds() > 0:  # by the database's clock
             answers.append({"later": row.wait.total_seconds()})
         else:
@@ -166,8 +171,11 @@ def finish(held, outcomes, owner=None, committed=None):
     if missing:
         running = TaskRecord.objects.filter(pk__in=missing, status=Status.RUNNING)
         rows.update((row.pk, row) for row in (running if owner is None else running.filter(owner=owner)))
+    cancelled = _cancelled_retries(outcomes)
     changes = []
     for task_id, worker_id, kind, payload, event, retry_in in outcomes:
+        if task_id in cancelled:  # no retry for a task whose cancel was asked meanwhile
+            payload, event, retry_in = cancelled_error("cancelled; not retried"), "cancel", None
         row = rows.pop(task_id, None)
         if row is None:
             log.warning("task %s is no longer running here; its outcome is not recorded", task_id)
@@ -205,6 +213,15 @@ def _event_row(change):
     event = TaskEvent(task_name=change.worker, payload=payload, created_at=change.at, **fields)
     event.task_result_id = row.pk
     return event
+
+
+def _cancelled_retries(outcomes):
+    """The ids among failures about to be retried whose cancel was asked since their claim."""
+    retries = [pk for pk, _worker, kind, _payload, _event, retry_in in outcomes if retry_in is not None]
+    if not retries:
+        return set()
+    flagged = TaskRecord.objects.filter(pk__in=retries, cancel_requested_at__isnull=False)
+    return set(flagged.values_list("pk", flat=True))
 
 
 def _succeeded(row, worker_id, value, now):

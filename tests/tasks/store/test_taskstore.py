@@ -7,7 +7,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from relieve_app.contact.outcomes import MAIL_TASK
-from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
+from relieve_app.models import MailOutcome, PausedQueue, TaskEvent, TaskRecord
 from relieve_app.tasks import hooks
 from relieve_app.tasks.store import taskstore
 
@@ -48,6 +48,15 @@ def test_a_claim_takes_ready_due_rows_of_its_queue_and_nothing_else():
     assert TaskRecord.objects.get(pk=running.pk).owner == "other:2:2"
 
 
+def test_a_claim_in_a_paused_queue_takes_nothing_and_says_paused():
+    row = record()
+    PausedQueue.objects.create(name="default")
+
+    assert claim((row.pk, "default", "default0")) == [{"paused": True}]
+    row.refresh_from_db()
+    assert (row.status, row.worker_ids) == ("READY", [])
+
+
 def test_outcomes_finish_retry_or_fail_and_log_an_event():
     ok, retried, failed = record(), record(), record()
     held = {}
@@ -78,6 +87,21 @@ def test_outcomes_finish_retry_or_fail_and_log_an_event():
         (failed.pk, "timeout"),
     ]
     assert held == {}
+
+
+def test_a_failure_due_for_retry_ends_failed_when_its_cancel_was_asked():
+    row = record()
+    held = {}
+    claim((row.pk, "default", "default0"), held=held)
+    TaskRecord.objects.filter(pk=row.pk).update(cancel_requested_at=timezone.now())
+    error = {"exception_class_path": "builtins.OSError", "message": "gone", "traceback": "tb"}
+
+    taskstore.apply(held, [(row.pk, "default0", "failure", error, "error", 5.0)], [], ME, 60)
+
+    row.refresh_from_db()
+    assert row.status == "FAILED" and row.finished_at is not None
+    assert row.errors[-1]["exception_class_path"] == "relieve_app.control.TaskCancelled"
+    assert TaskEvent.objects.get(task_result=row).event == "cancel"
 
 
 def test_an_outcome_for_a_task_no_longer_running_is_dropped():
