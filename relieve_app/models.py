@@ -45,6 +45,8 @@ class TaskRecord(models.Model):
         "schedule",
         max_length=100,
         blank=True,
+        default="",
+        db_default="",  # rows inserted by SQL, as any project may, need not name it
         db_index=True,
         help_text="The RELIEVE_SCHEDULE entry that ran it.",
     )

@@ -69,6 +69,8 @@ class Migration(migrations.Migration):
             name="schedule",
             field=models.CharField(
                 blank=True,
+                default="",
+                db_default="",
                 db_index=True,
                 help_text="The RELIEVE_SCHEDULE entry that ran it.",
                 max_length=100,
