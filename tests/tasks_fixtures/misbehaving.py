@@ -48,3 +48,13 @@ def fork_and_wait(pid_file, gate):
     while not os.path.exists(gate):
         time.sleep(0.02)
     return grandchild.pid
+
+
+@task
+def returns_nul():
+    return {"text": "a\x00b"}
+
+
+@task
+def raises_nul():
+    raise ValueError("a\x00b")

@@ -258,22 +258,42 @@ def take_back(known, owner, exclusive=False, gone=()):
 
 
 @reads_only
-def waiting(known):
+def waiting(known, queues=None):
     """READY rows this master lacks: ``(id, queue, priority, seconds until due, enqueued)``, the
-    longest waiting first. Due times are judged by the database's clock; read outside any
-    transaction, so the sweep never holds SQLite's write lock."""
+    longest waiting first, read per queue of ``queues`` (None: all), so a backlog in a queue this
+    master does not serve costs it nothing. Due times are judged by the database's clock; read
+    outside any transaction, so the sweep never holds SQLite's write lock."""
     known = set(known)
-    rows = (
-        TaskRecord.objects.filter(status=Status.READY)
-        .annotate(wait=_WAIT)
-        .order_by("enqueued_at", "pk")
-        .values_list("pk", "queue_name", "priority", "wait", "enqueued_at")[: SWEEP_LIMIT + len(known)]
-    )
+    ready = TaskRecord.objects.filter(status=Status.READY)
+    found = []
+    for part in [ready] if queues is None else [ready.filter(queue_name=name) for name in sorted(queues)]:
+        found.extend(
+            part.annotate(wait=_WAIT)
+            .order_by("enqueued_at", "pk")
+            .values_list("pk", "queue_name", "priority", "wait", "enqueued_at")[: SWEEP_LIMIT + len(known)]
+        )
+    found.sort(key=lambda row: (row[4], row[0]))
     return [
         (pk, queue, priority, max(wait.total_seconds(), 0.0) if wait is not None else 0.0, enqueued)
-        for pk, queue, priority, wait, enqueued in rows
+        for pk, queue, priority, wait, enqueued in found
         if pk not in known
     ]
+
+
+@reads_only
+def ready_queues():
+    """The queues that hold READY rows, one probe of the ready index per queue, however many rows."""
+    table, status, queue = TaskRecord._meta.db_table, "status", "queue_name"
+    sql = (
+        f"WITH RECURSIVE seen(name) AS ("
+        f" SELECT MIN({queue}) FROM {table} WHERE {status} = %s"
+        f" UNION ALL SELECT (SELECT MIN({queue}) FROM {table} WHERE {status} = %s AND {queue} > seen.name)"
+        f" FROM seen WHERE seen.name IS NOT NULL"
+        f") SELECT name FROM seen WHERE name IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Status.READY, Status.READY])
+        return [row[0] for row in cursor.fetchall()]
 
 
 def save_many(rows, fields, only_if, owner=None):
