@@ -10,14 +10,16 @@ outcome of its previous attempt was recorded (a retry), never the other way roun
 that holds an outcome is retried until the database takes it (``Recorder.persist``): an
 outcome is never dropped, only given up by ``close()`` when the master stops.
 
-A group the database refuses for its data (PostgreSQL cannot store a NUL a task returned) would
-never commit: its entries are written again one at a time, so the others go through, and the one
-outcome that still cannot be stored is recorded as the attempt's failure, saying why.
+A group the database refuses for its data (PostgreSQL cannot store a NUL a task returned), or one
+an app's hook fails (``hooks.HookFailed``), would never commit: its entries are written again one at
+a time, so the others go through, and the one outcome that still cannot be stored is recorded as
+the attempt's failure, saying why (a failing hook's error, written without that hook).
 """
 
 import asyncio
 import logging
 
+from relieve_app.tasks.hooks import HookFailed
 from relieve_app.tasks.store import taskstore
 from relieve_app.tasks.store.recorder import never_commits
 
@@ -118,7 +120,8 @@ class Ledger:
         """Whether a write the database refused for its data is taken care of by writing again.
 
         A group is split into single writes. A single outcome becomes the attempt's failure,
-        naming the refusal; a failure that is itself refused, or a claim, fails as it is.
+        naming the refusal; one an app's hook failed becomes the hook's error, written without
+        that hook. A failure that is itself refused, or a claim, fails as it is.
         """
         if len(claims) + len(outcomes) > 1:
             log.warning(
@@ -133,16 +136,24 @@ class Ledger:
             return True
         if not outcomes:
             return False
-        (task_id, worker_id, kind, payload, event, _retry_in), future = outcomes[0]
-        message = f"the outcome of this attempt cannot be stored: {error}".strip()
-        if kind == "failure" and payload.get("message") == message:
-            return False
-        log.error("task %s: %s", task_id, message)
-        kind_of = type(error)
-        failure = {
-            "exception_class_path": f"{kind_of.__module__}.{kind_of.__qualname__}",
-            "message": message,
-            "traceback": "",
-        }
-        self._alone.insert(0, ("outcome", (task_id, worker_id, "failure", failure, event, None), future))
+        entry, future = outcomes[0]
+        task_id, worker_id, kind, payload, event, _retry_in = entry[:6]
+        without = tuple(entry[6]) if len(entry) > 6 else ()
+        if isinstance(error, HookFailed):
+            if error.hook in without:
+                return False
+            failure, event, without = error.as_error(), "error", (*without, error.hook)
+        else:
+            message = f"the outcome of this attempt cannot be stored: {error}".strip()
+            if kind == "failure" and payload.get("message") == message:
+                return False
+            kind_of = type(error)
+            failure = {
+                "exception_class_path": f"{kind_of.__module__}.{kind_of.__qualname__}",
+                "message": message,
+                "traceback": "",
+            }
+        log.error("task %s: %s", task_id, failure["message"])
+        entry = (task_id, worker_id, "failure", failure, event, None, without)
+        self._alone.insert(0, ("outcome", entry, future))
         return True

@@ -19,6 +19,7 @@ from django.db import DatabaseError, DataError, connection, transaction
 from django.utils import timezone
 
 from relieve_app.models import TaskEvent
+from relieve_app.tasks import hooks
 
 log = logging.getLogger(__name__)
 
@@ -142,9 +143,10 @@ class Recorder:
 
 
 def never_commits(exc):
-    """A write the database refuses for its data (a NUL in PostgreSQL text, a number out of range):
-    retrying the same write can never succeed, so it fails at once, and its caller decides."""
-    return isinstance(exc, DataError)
+    """A write the database refuses for its data (a NUL in PostgreSQL text, a number out of range),
+    or one an app's hook fails (``hooks.HookFailed``): retrying the same write would end the same
+    way, so it fails at once, and its caller decides."""
+    return isinstance(exc, DataError | hooks.HookFailed)
 
 
 def reads_only(fn):

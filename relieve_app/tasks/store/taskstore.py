@@ -158,7 +158,8 @@ FINISH_FIELDS = [
 
 
 def finish(held, outcomes, owner=None, committed=None):
-    """Record how attempts ended: ``(task_id, worker_id, kind, payload, event, retry_in)``.
+    """Record how attempts ended: ``(task_id, worker_id, kind, payload, event, retry_in)``, and
+    optionally the hooks to leave out (``hooks.HookFailed``).
 
     ``kind`` "success": payload is the return value. "failure": payload is the error; READY again
     after ``retry_in`` seconds, or FAILED when that is None. A row that is no longer RUNNING, or
@@ -173,7 +174,8 @@ def finish(held, outcomes, owner=None, committed=None):
         rows.update((row.pk, row) for row in (running if owner is None else running.filter(owner=owner)))
     cancelled = _cancelled_retries(outcomes)
     changes = []
-    for task_id, worker_id, kind, payload, event, retry_in in outcomes:
+    for entry in outcomes:
+        task_id, worker_id, kind, payload, event, retry_in = entry[:6]
         if task_id in cancelled:  # no retry for a task whose cancel was asked meanwhile
             payload, event, retry_in = cancelled_error("cancelled; not retried"), "cancel", None
         row = rows.pop(task_id, None)
@@ -185,6 +187,7 @@ def finish(held, outcomes, owner=None, committed=None):
             change = _succeeded(row, worker_id, payload, now)
         else:
             change = _failed(row, worker_id, payload, event, retry_in, now)
+        change.without = tuple(entry[6]) if len(entry) > 6 else ()
         changes.append(change)
     changed = [change.task for change in changes]
     if save_many(changed, FINISH_FIELDS, only_if=Status.RUNNING, owner=owner) != len(changed):
@@ -200,7 +203,7 @@ def finish(held, outcomes, owner=None, committed=None):
     hooks.run_in_transaction([change for change in changes if hooks.followed(change.task.task_path)])
     insert_many([_event_row(change) for change in changes], EVENT_FIELDS)
     for change in changes:
-        if committed is not None and hooks.wants_commit(change.task.task_path):
+        if committed is not None and hooks.wants_commit(change.task.task_path, change.without):
             committed[change.task.pk] = change
         if change.task.status in TaskRecord.FINISHED:
             _announce(task_finished, change.task)
@@ -217,7 +220,7 @@ def _event_row(change):
 
 def _cancelled_retries(outcomes):
     """The ids among failures about to be retried whose cancel was asked since their claim."""
-    retries = [pk for pk, _worker, kind, _payload, _event, retry_in in outcomes if retry_in is not None]
+    retries = [pk for pk, _worker, _kind, _payload, _event, retry_in, *_without in outcomes if retry_in is not None]
     if not retries:
         return set()
     flagged = TaskRecord.objects.filter(pk__in=retries, cancel_requested_at__isnull=False)
