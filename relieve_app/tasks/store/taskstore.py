@@ -220,7 +220,7 @@ def _event_row(change):
 
 def _cancelled_retries(outcomes):
     """The ids among failures about to be retried whose cancel was asked since their claim."""
-    retries = [pk for pk, _worker, _kind, _payload, _event, retry_in, *_without in outcomes if retry_in is not None]
+    retries = [entry[0] for entry in outcomes if entry[5] is not None]  # (id, worker, kind, payload, event, retry_in[, without])
     if not retries:
         return set()
     flagged = TaskRecord.objects.filter(pk__in=retries, cancel_requested_at__isnull=False)
