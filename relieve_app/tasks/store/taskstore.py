@@ -220,7 +220,8 @@ def _event_row(change):
 
 def _cancelled_retries(outcomes):
     """The ids among failures about to be retried whose cancel was asked since their claim."""
-    retries = [entry[0] for entry in outcomes if entry[5] is not None]  # (id, worker, kind, payload, event, retry_in[, without])
+    # An entry is (id, worker, kind, payload, event, retry_in), and the hooks to leave out once refused.
+    retries = [entry[0] for entry in outcomes if entry[5] is not None]
     if not retries:
         return set()
     flagged = TaskRecord.objects.filter(pk__in=retries, cancel_requested_at__isnull=False)
