@@ -159,6 +159,7 @@ RELIEVE_FROM_ENV = {
     "RELIEVE_SOCKET": env.str,
     "RELIEVE_WORKERS": env.int,
     "RELIEVE_MAX_ATTEMPTS": env.int,
+    "RELIEVE_MAX_ARGS_BYTES": env.int,
     "RELIEVE_ACK_TIMEOUT": env.float,
     "RELIEVE_RETRY_DELAY": env.float,
     "RELIEVE_MAX_RETRY_DELAY": env.float,

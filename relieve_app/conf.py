@@ -13,6 +13,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core import checks
 
+from relieve_app.pool.framing import MAX_FRAME
+
 SOCKET_NAME = Path("var") / "relieve.sock"
 
 DEFAULTS = {
@@ -33,6 +35,9 @@ DEFAULTS = {
     "RELIEVE_SOCKET": str(SOCKET_NAME),
     "RELIEVE_WORKERS": 4,
     "RELIEVE_MAX_ATTEMPTS": 5,
+    # The largest arguments enqueue() accepts, in bytes of JSON: a job crosses to its child in one
+    # frame, so this stays under the frame's cap with room for the rest of the job.
+    "RELIEVE_MAX_ARGS_BYTES": 512 * 1024,
     "RELIEVE_ACK_TIMEOUT": 0.5,
     "RELIEVE_RETRY_DELAY": 5.0,
     # The longest wait between two attempts, however many came before.
@@ -70,6 +75,7 @@ RULES = {
     "RELIEVE_SOCKET": ("path", None),
     "RELIEVE_WORKERS": ("int", 1),
     "RELIEVE_MAX_ATTEMPTS": ("int", 1),
+    "RELIEVE_MAX_ARGS_BYTES": ("args_bytes", 1),
     "RELIEVE_ACK_TIMEOUT": ("seconds", 0.01),
     "RELIEVE_RETRY_DELAY": ("seconds", 0),
     "RELIEVE_MAX_RETRY_DELAY": ("seconds", 0),
@@ -88,6 +94,9 @@ RULES = {
 }
 
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, one for the NUL
+MAX_ARGS_BYTES = (
+    MAX_FRAME - 64 * 1024
+)  # the rest of a job (path, times, worker names) fits in the 64 KiB left
 SCRIPT = re.compile(r"[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?", re.ASCII)
 
 
@@ -165,6 +174,13 @@ def _number(value, minimum, kinds, word):
     return None
 
 
+def _args_bytes(value, minimum):
+    problem = _number(value, minimum, int, "a whole number of bytes")
+    if problem is None and value > MAX_ARGS_BYTES:
+        return f"must be at most {MAX_ARGS_BYTES}: a job crosses to its child in one {MAX_FRAME}-byte frame."
+    return problem
+
+
 def _bool(value, minimum):
     if not isinstance(value, bool):
         return "must be True or False."
@@ -199,6 +215,7 @@ def _script(value, minimum):
 CHECKS = {
     "int": lambda value, minimum: _number(value, minimum, int, "a whole number"),
     "seconds": lambda value, minimum: _number(value, minimum, int | float, "a number of seconds"),
+    "args_bytes": _args_bytes,
     "bool": _bool,
     "networks": _networks,
     "path": _path,

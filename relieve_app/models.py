@@ -19,8 +19,8 @@ class TaskRecord(models.Model):
     Status = TaskResultStatus
     FINISHED = (Status.SUCCESSFUL, Status.FAILED)
 
-    task_path = models.CharField("task", max_length=255, db_index=True)
-    queue_name = models.CharField("queue", max_length=100, db_index=True)
+    task_path = models.CharField("task", max_length=255)
+    queue_name = models.CharField("queue", max_length=100)
     backend = models.CharField("backend", max_length=100)
     priority = models.SmallIntegerField("priority", default=0)
     takes_context = models.BooleanField("takes context", default=False)
@@ -29,13 +29,13 @@ class TaskRecord(models.Model):
     max_attempts = models.PositiveSmallIntegerField("max attempts", null=True, blank=True)
     args = models.JSONField("arguments", default=list, blank=True)
     kwargs = models.JSONField("keyword arguments", default=dict, blank=True)
-    status = models.CharField("status", max_length=10, choices=Status, default=Status.READY, db_index=True)
+    status = models.CharField("status", max_length=10, choices=Status, default=Status.READY)
     return_value = models.JSONField("return value", null=True, blank=True)
     errors = models.JSONField("errors", default=list, blank=True)
     worker_ids = models.JSONField("workers", default=list, blank=True, help_text="One entry per attempt.")
     owner = models.CharField("owner", max_length=200, blank=True, help_text="host:pid:start of the master.")
     lease_until = models.DateTimeField("lease until", null=True, blank=True)
-    enqueued_at = models.DateTimeField("enqueued", default=timezone.now, db_index=True)
+    enqueued_at = models.DateTimeField("enqueued", default=timezone.now)
     started_at = models.DateTimeField("started", null=True, blank=True)
     last_attempted_at = models.DateTimeField("last attempted", null=True, blank=True)
     finished_at = models.DateTimeField("finished", null=True, blank=True, db_index=True)
@@ -59,7 +59,15 @@ class TaskRecord(models.Model):
         ordering = ["-enqueued_at", "-id"]
         verbose_name = "task result"
         verbose_name_plural = "task results"
-        indexes = [models.Index(fields=["status", "queue_name", "-priority", "run_after"], name="ready_idx")]
+        indexes = [
+            models.Index(fields=["status", "queue_name", "-priority", "run_after"], name="ready_idx"),
+            # The admin's list: its ordering, alone and after each filter (they serve its filters'
+            # values too, listing.py).
+            models.Index(fields=["-enqueued_at", "-id"], name="results_idx"),
+            models.Index(fields=["status", "-enqueued_at", "-id"], name="results_status_idx"),
+            models.Index(fields=["queue_name", "-enqueued_at", "-id"], name="results_queue_idx"),
+            models.Index(fields=["task_path", "-enqueued_at", "-id"], name="results_task_idx"),
+        ]
         constraints = [
             # However many masters tick at once, one slot of one schedule is one row.
             models.UniqueConstraint(

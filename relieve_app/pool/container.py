@@ -171,7 +171,7 @@ class Container:
                 result = member(*args)
                 if inspect.isawaitable(result):
                     result = asyncio.run_coroutine_threadsafe(_awaited(result), loop).result()
-            except Exception as exc:
+            except (Exception, SystemExit) as exc:  # an exit must not end the lane with a call unanswered
                 reply(call_id, exc, None, flush=self._flush_now(loop))
             else:
                 reply(call_id, None, result, flush=self._flush_now(loop))

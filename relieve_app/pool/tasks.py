@@ -19,8 +19,8 @@ import uuid
 from pathlib import Path
 
 from .channel import CHANNEL_FD_ENV, Channel, ChannelClosed, Emitter
-from .container import EXIT_BOOT
 from .errors import BootError, NotRunning, RelieveError, RemoteError, TaskExited
+from .family import clear_away, signal_family
 
 log = logging.getLogger(__name__)
 
@@ -225,10 +225,10 @@ class ScriptTask(Named, Emitter):
         return self._exited is not None and not self._exited.done()
 
     def _signal(self, sig):
-        """Signal the child; one that already exited (its exit still being drained) is left alone."""
+        """Signal the child and all it started; one already reaped (its exit still being drained)
+        has had what it left cleared away by its watcher."""
         if self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(sig)
+            signal_family(self.process.pid, sig)
 
     async def _spawn(self):
         loop = asyncio.get_running_loop()
@@ -284,6 +284,7 @@ class ScriptTask(Named, Emitter):
 
     async def _watch(self, process, channel, started, exited):
         code = await process.wait()
+        clear_away(process.pid)  # however it ended, what it started goes with it
         if not channel.closed:
             closed = asyncio.get_running_loop().create_future()
             channel.once("close", lambda: closed.done() or closed.set_result(None))
@@ -308,7 +309,7 @@ class ScriptTask(Named, Emitter):
         delay = self.restart_delay
         if self._fast_failures > 1:
             delay = max(delay, min(0.1 * 2 ** (self._fast_failures - 2), MAX_BACKOFF))
-        if not booted or code == EXIT_BOOT:
+        if not booted:  # once started, any exit code (EXIT_BOOT too) is the task's, not a boot failure
             reason = self.last_error[0] if self.last_error else f"exit code {code}"
             log.warning("task %s could not boot: %s; next try in %.1fs", self.name, reason, delay)
         await asyncio.sleep(delay)

@@ -3,19 +3,19 @@
 ``enqueue()`` inserts a ``TaskRecord`` in the caller's transaction and, once that commits, tells
 the master over its Unix socket, waiting for no more than its acknowledgement (RELIEVE_ACK_TIMEOUT);
 the tasks of one transaction go over one connection.
-With the master down the row simply waits for its sweep. Arguments must be JSON: anything else
-fails here, at ``enqueue()``, never later in a child. Results are read back from the table, which
+With the master down the row simply waits for its sweep. Arguments must be JSON that both
+databases and the socket carry (``arguments.py``): anything else fails here, at ``enqueue()``,
+never later in a child. Results are read back from the table, which
 only the master writes after the insert.
 """
 
 import importlib
-import json
 import math
 import sys
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.tasks import Task, TaskResult
+from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TaskError
 from django.tasks.exceptions import InvalidTask, InvalidTaskBackend, TaskResultDoesNotExist
@@ -23,7 +23,7 @@ from django.tasks.signals import task_enqueued
 from django.utils.module_loading import import_string
 
 from relieve_app.models import TaskRecord
-from relieve_app.tasks import client, retry
+from relieve_app.tasks import arguments, client, retry
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -70,7 +70,7 @@ class RelieveBackend(BaseTaskBackend):
 
     def enqueue(self, task, args, kwargs):
         self.validate_task(task)
-        args, kwargs = check_json(task, list(args), dict(kwargs))
+        args, kwargs = arguments.check(task, list(args), dict(kwargs))
         # One INSERT: atomic on its own, and part of the caller's transaction when there is one.
         row = TaskRecord.objects.create(
             task_path=task.module_path,
@@ -96,20 +96,6 @@ class RelieveBackend(BaseTaskBackend):
         except (TypeError, ValueError, OverflowError, TaskRecord.DoesNotExist):
             raise TaskResultDoesNotExist(result_id) from None
         return to_result(row)
-
-
-def check_json(task, args, kwargs):
-    """The arguments as they will reach the child, or InvalidTask saying which one is not JSON."""
-    for where, value in [*((f"argument {n}", a) for n, a in enumerate(args)), *kwargs.items()]:
-        try:
-            json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise InvalidTask(
-                f"{task.module_path}: {where} is not JSON ({exc}); pass ids, strings, numbers, "
-                "lists and dicts, not objects"
-            ) from None
-    # Tuples become lists, as they will come back from the database.
-    return json.loads(json.dumps(args)), json.loads(json.dumps(kwargs))
 
 
 def again(row):
@@ -167,7 +153,7 @@ def to_result(row, task=None):
     result = TaskResult(
         task=task,
         id=str(row.pk),
-        status=row.status,
+        status=TaskResultStatus(row.status),
         enqueued_at=row.enqueued_at,
         started_at=row.started_at,
         finished_at=row.finished_at,

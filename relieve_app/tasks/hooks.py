@@ -19,6 +19,9 @@ This module imports nothing of the master, so the web process may import it too.
 
 ``in_transaction(changes)`` gets, once per transaction, the list of that path's changes in it, so one
 query may serve them all; it must not swallow database errors (the transaction is then replayed).
+Any other error it raises (``HookFailed``) would be raised again by every replay: the master then
+writes the changes of that transaction one at a time, and an attempt's outcome whose hook still
+raises ends the task FAILED with the hook's error, written without that hook.
 ``after_commit(change, record)`` runs on the master's event loop once an attempt's outcome is
 committed (not for claims or releases), for side effects such as a mail; a coroutine it returns is
 run as a task of the master's. It must not block: work that waits goes to a thread
@@ -27,9 +30,12 @@ thread, in a transaction, for a row it wants to write afterwards.
 """
 
 import logging
+import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from django.db import InterfaceError, OperationalError
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,7 @@ class Change:
     # "payload" (a dict) and a link to the hook's own row ("outcome_id"). None: no event is written.
     event: dict | None = None
     notes: dict = field(default_factory=dict)  # what the in_transaction hook leaves for after_commit
+    without: tuple = ()  # hooks left out of this change: they raised on it (``HookFailed``)
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,33 @@ class Hook:
 
 
 _hooks = {}  # task path -> [Hook]
+
+# A database that is away or busy: the transaction is replayed, and the hook runs again.
+_PASSING = (OperationalError, InterfaceError)
+
+
+class HookFailed(Exception):
+    """An ``in_transaction`` hook raised: replaying the write would run it again, to the same end."""
+
+    def __init__(self, hook, path, error):
+        super().__init__(f"a hook of {path} failed: {type(error).__name__}: {_text(error)}")
+        self.hook, self.path, self.error = hook, path, error
+
+    def as_error(self):
+        """The failure an attempt's outcome becomes: the hook's exception, saying whose it was."""
+        kind = type(self.error)
+        return {
+            "exception_class_path": f"{kind.__module__}.{kind.__qualname__}",
+            "message": str(self),
+            "traceback": "".join(traceback.format_exception(self.error)),
+        }
+
+
+def _text(error):
+    try:
+        return str(error)
+    except Exception:
+        return f"<unprintable {type(error).__name__}>"
 
 
 def register(path, *, in_transaction=None, after_commit=None):
@@ -93,20 +127,31 @@ def followed(path):
     return path in _hooks
 
 
-def wants_commit(path):
-    return any(hook.after_commit for hook in _hooks.get(path, ()))
+def wants_commit(path, without=()):
+    return any(hook.after_commit and hook not in without for hook in _hooks.get(path, ()))
 
 
 def run_in_transaction(changes):
-    """Called by the master inside the transaction that writes ``changes``; an error rolls it back."""
+    """Called by the master inside the transaction that writes ``changes``; an error rolls it back.
+
+    A hook's error is raised as ``HookFailed`` unless the database was away or busy (the write is
+    then replayed as it is). A hook is not given the changes it is left out of (``Change.without``).
+    """
     by_path = {}
     for change in changes:
         if change.task.task_path in _hooks:
             by_path.setdefault(change.task.task_path, []).append(change)
     for path, group in by_path.items():
         for hook in list(_hooks.get(path, ())):
-            if hook.in_transaction is not None:
-                hook.in_transaction(group)
+            mine = [change for change in group if hook not in change.without]
+            if hook.in_transaction is None or not mine:
+                continue
+            try:
+                hook.in_transaction(mine)
+            except _PASSING:
+                raise
+            except Exception as exc:
+                raise HookFailed(hook, path, exc) from exc
 
 
 def after_commit(change, record):
@@ -114,7 +159,7 @@ def after_commit(change, record):
     the hooks gave back, for the master to run. A hook that raises is logged, not fatal."""
     pending = []
     for hook in list(_hooks.get(change.task.task_path, ())):
-        if hook.after_commit is None:
+        if hook.after_commit is None or hook in change.without:
             continue
         try:
             result = hook.after_commit(change, record)

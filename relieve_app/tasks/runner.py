@@ -7,9 +7,10 @@ how the attempt ended::
     {"ok": true, "value": <JSON>}
     {"ok": false, "error": {"exception_class_path", "message", "traceback"}, "retry": bool, "delay": s}
 
-A task that cannot be imported, raises, or returns something that is not JSON fails on its own;
-the child goes on serving. ``RetryLater``, or an exception the task lists in ``retry_on``, asks
-for another attempt later (the master ends the task FAILED once its attempts are spent).
+A task that cannot be imported, raises (``SystemExit`` and exceptions that cannot be printed
+too), or returns something that is not JSON fails on its own; the child goes on serving.
+``RetryLater``, or an exception the task lists in ``retry_on``, asks for another attempt later
+(the master ends the task FAILED once its attempts are spent).
 """
 
 import json
@@ -60,7 +61,7 @@ class Runner:
             value = call(task, job)
         except RetryLater as exc:
             return failure(exc, retry=True, delay=exc.delay)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a task ends the attempt, not the child
             if task is not None and retried(task, exc):
                 return failure(exc, retry=True, delay=retry_delay(task, job))
             return failure(exc)
@@ -137,12 +138,22 @@ def failure(exc, retry=False, delay=None):
         "ok": False,
         "error": {
             "exception_class_path": f"{kind.__module__}.{kind.__qualname__}",
-            "message": str(exc) or kind.__name__,
+            "message": message(exc),
             "traceback": "".join(traceback.format_exception(exc)),
         },
         "retry": retry,
         "delay": delay,
     }
+
+
+def message(exc):
+    """What ``exc`` says; an exception whose ``__str__`` raises is still recorded as itself."""
+    if isinstance(exc, SystemExit):
+        return f"the task called sys.exit({exc.code!r})"
+    try:
+        return str(exc) or type(exc).__name__
+    except Exception as broken:
+        return f"<{type(exc).__name__} whose str() raised {type(broken).__name__}>"
 
 
 def _time(text):

@@ -11,6 +11,7 @@ from django.core import checks
 
 from relieve_app import conf
 from relieve_app.conf import DEFAULTS, app_settings
+from relieve_app.pool.framing import MAX_FRAME
 
 APP = Path(conf.__file__).parent
 ROOT = APP.parent
@@ -59,6 +60,10 @@ def test_an_unknown_name_is_an_attribute_error():
         app_settings.RELIEVE_WORKRES  # noqa: B018
 
 
+def test_the_largest_arguments_default_fits_a_frame_with_room_for_the_job():
+    assert DEFAULTS["RELIEVE_MAX_ARGS_BYTES"] <= conf.MAX_ARGS_BYTES < MAX_FRAME
+
+
 @pytest.mark.parametrize(
     ("name", "value", "words"),
     [
@@ -73,6 +78,8 @@ def test_an_unknown_name_is_an_attribute_error():
         ("RELIEVE_SOCKET", "/" + "s" * 120, "too long for a Unix socket"),
         ("RELIEVE_SOCKET", "", "a file path"),
         ("RELIEVE_TASK", "relieve_app.tasks.runner:Runner:extra", "a module and a class"),
+        ("RELIEVE_MAX_ARGS_BYTES", 0, "at least 1"),
+        ("RELIEVE_MAX_ARGS_BYTES", 2**20, "at most 983040"),
     ],
 )
 def test_a_bad_value_is_a_check_error_that_names_it(settings, name, value, words):

@@ -199,3 +199,36 @@ def test_a_projects_hook_writes_its_row_with_each_change_of_its_task(master):
         ("default0", "error", True),
         ("hooked", "committed failed", None),
     ]
+
+
+def test_a_hook_that_always_raises_fails_its_task_alone_and_the_others_go_through(master):
+    """A hook that refuses one outcome on every try: that task ends FAILED with the hook's error,
+    written without the hook; the outcomes written beside it and every later task are not held up."""
+    master.env["DJANGO_SETTINGS_MODULE"] = "tests.tasks_fixtures.hooked_settings"
+    master.start(workers=2)
+    values = ["first", "unfileable", "second", "third"]
+    results = [finished(result) for result in [hooked.keep.enqueue(value) for value in values]]
+    later = finished(hooked.keep.enqueue("later"))
+
+    kept, refused = [results[0], *results[2:], later], results[1]
+    assert [r.status for r in kept] == [SUCCESSFUL] * 4
+    assert [r.return_value for r in kept] == ["first", "second", "third", "later"]
+    assert refused.status == FAILED and refused.attempts == 1
+    [error] = refused.errors
+    assert error.exception_class is ValueError
+    assert (
+        "a hook of tests.tasks_fixtures.hooked.keep failed"
+        in TaskRecord.objects.get(pk=refused.id).errors[0]["message"]
+    )
+    assert "cannot file 'unfileable'" in error.traceback and "file_away" in error.traceback
+
+    def filed(result):
+        events = TaskEvent.objects.filter(task_result_id=int(result.id), task_name="filed")
+        return sorted(events.values_list("event", flat=True))
+
+    wait_until(lambda: all(len(filed(r)) == 3 for r in kept), message="the hook's rows after the commits")
+    assert all(filed(r) == ["committed succeeded", "running", "succeeded"] for r in kept)
+    # Neither part of the failing hook ran on the failure it caused; its claim was filed before.
+    assert filed(refused) == ["running"]
+    failure = TaskEvent.objects.get(task_result_id=int(refused.id), event="error")
+    assert "cannot file 'unfileable'" in failure.payload["message"]

@@ -7,6 +7,7 @@ import re
 import signal
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -115,6 +116,33 @@ def test_kill_resolves_at_exit_with_the_negative_signal(pool, run):
         assert not task.running
         with pytest.raises(NotRunning):
             await task.kill()
+
+    run(scenario())
+
+
+def running(pid):
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rfind(")") + 2] != "Z"
+
+
+@pytest.mark.parametrize("own_session", [False, True], ids=["same-session", "own-session"])
+@pytest.mark.parametrize("how", ["kill", "stop", "restart"])
+def test_what_a_child_started_goes_with_it(pool, run, how, own_session):
+    async def scenario():
+        task = pool.callable("functions.py")
+        await pool.wait(task.start())
+        grandchild = await pool.wait(task.get("grandchild", own_session))
+        assert running(grandchild)
+        await pool.wait(getattr(task, how)())
+        deadline = time.monotonic() + 5
+        while running(grandchild) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert not running(grandchild)
+        if task.running:
+            await pool.wait(task.stop())
 
     run(scenario())
 

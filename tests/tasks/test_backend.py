@@ -109,6 +109,56 @@ def test_arguments_that_are_not_json_fail_at_enqueue(master_socket, args, kwargs
     assert not TaskRecord.objects.exists()
 
 
+def nested(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "where", "why"),
+    [
+        ((nested(10_000), 1), {}, "argument 0", "nested deeper than 200"),
+        ((1,), {"b": {(1, 2): "x"}}, "b", "dict key \\(1, 2\\) \\(tuple\\)"),
+        ((1,), {"b": {1: "x"}}, "b", "dict key 1 \\(int\\)"),
+        ((1, [{"k": "a\x00b"}]), {}, "argument 1", "NUL"),
+        ((1,), {"b": "\ud800"}, "b", "lone surrogate"),
+        ((1,), {"b": {"\udfff": 1}}, "b", "dict key with a lone surrogate"),
+        (
+            ("x" * (600 * 1024), 1),
+            {},
+            "the arguments take 614411 bytes",
+            "RELIEVE_MAX_ARGS_BYTES \\(524288\\)",
+        ),
+    ],
+)
+@pytest.mark.django_db(transaction=True)
+def test_arguments_no_database_or_frame_can_carry_fail_at_enqueue(master_socket, args, kwargs, where, why):
+    with pytest.raises(InvalidTask, match=f"tests.tasks_fixtures.basic.add: {where}.*{why}"):
+        basic.add.enqueue(*args, **kwargs)
+    assert not TaskRecord.objects.exists()
+
+
+def test_a_keyword_name_that_is_not_a_string_fails_at_enqueue(master_socket):
+    with pytest.raises(InvalidTask, match="keyword \\(1, 2\\) is a tuple"):
+        default_task_backend.enqueue(basic.add, [1], {(1, 2): 2})
+    assert not TaskRecord.objects.exists()
+
+
+def test_the_largest_arguments_are_a_setting(master_socket, settings):
+    settings.RELIEVE_MAX_ARGS_BYTES = 100
+    basic.add.enqueue("x" * 80, "")
+    with pytest.raises(InvalidTask, match="RELIEVE_MAX_ARGS_BYTES \\(100\\)"):
+        basic.add.enqueue("x" * 100, "")
+    assert TaskRecord.objects.count() == 1
+
+
+def test_status_reads_back_as_django_task_result_status(master_socket):
+    result = basic.add.get_result(basic.add.enqueue(1, 2).id)
+    assert type(result.status) is TaskResultStatus and result.status.label == "Ready"
+
+
 def test_tuples_are_stored_as_the_lists_the_child_will_get(master_socket):
     result = basic.add.enqueue((1, 2), b={"k": (3,)})
     assert TaskRecord.objects.get(pk=result.id).args == [[1, 2]]

@@ -9,6 +9,7 @@ import logging
 import signal
 
 from relieve_app.pool import RelieveError, RemoteError, TaskExited
+from relieve_app.pool.framing import FrameError
 from relieve_app.tasks import hooks
 from relieve_app.tasks.cancel import cancelled_error
 
@@ -68,6 +69,14 @@ class Dispatching:
             # Counted as an attempt: a task that kills its child every time must end FAILED.
             message = f"{child.name} went away during the task: {exc}"
             self._failed(job, child, _error(TaskExited, message), retry=True)
+            return
+        except FrameError as exc:  # the job cannot cross to a child (too large, not UTF-8): never will
+            message = f"the task cannot be handed to {child.name}: {exc}"
+            self._failed(job, child, _error(FrameError, message), retry=False)
+            return
+        except Exception as exc:  # whatever else fails handing it over is an attempt, with its reason
+            message = f"handing the task to {child.name} failed: {type(exc).__name__}: {exc}"
+            self._failed(job, child, _error(type(exc), message), retry=True)
             return
         self._count_call(lane, child)
         if not isinstance(answer, dict) or "ok" not in answer:

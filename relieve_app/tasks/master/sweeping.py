@@ -32,15 +32,14 @@ class Sweeping:
         exclusive = self.lock is not None
         known, gone = set(self._known), set(self._gone)
         await self.recorder.submit(taskstore.take_back, known, self.owner, exclusive, gone)
-        rows = await self.recorder.submit(taskstore.waiting, set(self._known))
+        rows = await self.recorder.submit(taskstore.waiting, set(self._known), set(self.lanes))
         found = 0
         for task_id, queue, priority, delay, enqueued in rows:
-            if queue not in self.lanes:
-                if queue not in self._unserved:
-                    self._unserved.add(queue)
-                    log.warning("tasks wait in queue %r, which this master does not serve", queue)
-                continue
             found += self.enqueue(task_id, queue, priority, delay, at=enqueued.timestamp() + delay)
+        for queue in set(await self.recorder.submit(taskstore.ready_queues)) - set(self.lanes):
+            if queue not in self._unserved:
+                self._unserved.add(queue)
+                log.warning("tasks wait in queue %r, which this master does not serve", queue)
         if found:
             log.info("sweep: %d waiting tasks picked up", found)
         return found

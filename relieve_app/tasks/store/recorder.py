@@ -3,7 +3,8 @@
 The event loop never blocks on the database. Each operation is a plain function run on
 the recorder's thread; whatever is waiting when the thread wakes runs in one transaction,
 so a burst of events costs one commit. A batch that fails is replayed one operation at a
-time, so one bad row cannot take the others with it.
+time, so one bad row cannot take the others with it; an operation the database refuses for its
+data is not retried, even one that must not be lost (``never_commits``).
 """
 
 import asyncio
@@ -14,10 +15,11 @@ import threading
 from concurrent.futures import Future
 
 from django.apps import apps
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, DataError, connection, transaction
 from django.utils import timezone
 
 from relieve_app.models import TaskEvent
+from relieve_app.tasks import hooks
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +130,7 @@ class Recorder:
                         result = fn(*args)
             except Exception as exc:
                 out_of_tries = attempts is not None and tries >= attempts
-                if out_of_tries or self._abandon.is_set():
+                if out_of_tries or self._abandon.is_set() or never_commits(exc):
                     future.set_exception(exc)
                     return
                 if attempts is None and tries % 20 == 1:
@@ -138,6 +140,13 @@ class Recorder:
             else:
                 future.set_result(result)
                 return
+
+
+def never_commits(exc):
+    """A write the database refuses for its data (a NUL in PostgreSQL text, a number out of range),
+    or one an app's hook fails (``hooks.HookFailed``): retrying the same write would end the same
+    way, so it fails at once, and its caller decides."""
+    return isinstance(exc, DataError | hooks.HookFailed)
 
 
 def reads_only(fn):

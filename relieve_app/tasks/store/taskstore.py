@@ -158,7 +158,8 @@ FINISH_FIELDS = [
 
 
 def finish(held, outcomes, owner=None, committed=None):
-    """Record how attempts ended: ``(task_id, worker_id, kind, payload, event, retry_in)``.
+    """Record how attempts ended: ``(task_id, worker_id, kind, payload, event, retry_in)``, and
+    optionally the hooks to leave out (``hooks.HookFailed``).
 
     ``kind`` "success": payload is the return value. "failure": payload is the error; READY again
     after ``retry_in`` seconds, or FAILED when that is None. A row that is no longer RUNNING, or
@@ -173,7 +174,8 @@ def finish(held, outcomes, owner=None, committed=None):
         rows.update((row.pk, row) for row in (running if owner is None else running.filter(owner=owner)))
     cancelled = _cancelled_retries(outcomes)
     changes = []
-    for task_id, worker_id, kind, payload, event, retry_in in outcomes:
+    for entry in outcomes:
+        task_id, worker_id, kind, payload, event, retry_in = entry[:6]
         if task_id in cancelled:  # no retry for a task whose cancel was asked meanwhile
             payload, event, retry_in = cancelled_error("cancelled; not retried"), "cancel", None
         row = rows.pop(task_id, None)
@@ -185,6 +187,7 @@ def finish(held, outcomes, owner=None, committed=None):
             change = _succeeded(row, worker_id, payload, now)
         else:
             change = _failed(row, worker_id, payload, event, retry_in, now)
+        change.without = tuple(entry[6]) if len(entry) > 6 else ()
         changes.append(change)
     changed = [change.task for change in changes]
     if save_many(changed, FINISH_FIELDS, only_if=Status.RUNNING, owner=owner) != len(changed):
@@ -200,7 +203,7 @@ def finish(held, outcomes, owner=None, committed=None):
     hooks.run_in_transaction([change for change in changes if hooks.followed(change.task.task_path)])
     insert_many([_event_row(change) for change in changes], EVENT_FIELDS)
     for change in changes:
-        if committed is not None and hooks.wants_commit(change.task.task_path):
+        if committed is not None and hooks.wants_commit(change.task.task_path, change.without):
             committed[change.task.pk] = change
         if change.task.status in TaskRecord.FINISHED:
             _announce(task_finished, change.task)
@@ -217,7 +220,8 @@ def _event_row(change):
 
 def _cancelled_retries(outcomes):
     """The ids among failures about to be retried whose cancel was asked since their claim."""
-    retries = [pk for pk, _worker, kind, _payload, _event, retry_in in outcomes if retry_in is not None]
+    # An entry is (id, worker, kind, payload, event, retry_in), and the hooks to leave out once refused.
+    retries = [entry[0] for entry in outcomes if entry[5] is not None]
     if not retries:
         return set()
     flagged = TaskRecord.objects.filter(pk__in=retries, cancel_requested_at__isnull=False)
@@ -258,22 +262,42 @@ def take_back(known, owner, exclusive=False, gone=()):
 
 
 @reads_only
-def waiting(known):
+def waiting(known, queues=None):
     """READY rows this master lacks: ``(id, queue, priority, seconds until due, enqueued)``, the
-    longest waiting first. Due times are judged by the database's clock; read outside any
-    transaction, so the sweep never holds SQLite's write lock."""
+    longest waiting first, read per queue of ``queues`` (None: all), so a backlog in a queue this
+    master does not serve costs it nothing. Due times are judged by the database's clock; read
+    outside any transaction, so the sweep never holds SQLite's write lock."""
     known = set(known)
-    rows = (
-        TaskRecord.objects.filter(status=Status.READY)
-        .annotate(wait=_WAIT)
-        .order_by("enqueued_at", "pk")
-        .values_list("pk", "queue_name", "priority", "wait", "enqueued_at")[: SWEEP_LIMIT + len(known)]
-    )
+    ready = TaskRecord.objects.filter(status=Status.READY)
+    found = []
+    for part in [ready] if queues is None else [ready.filter(queue_name=name) for name in sorted(queues)]:
+        found.extend(
+            part.annotate(wait=_WAIT)
+            .order_by("enqueued_at", "pk")
+            .values_list("pk", "queue_name", "priority", "wait", "enqueued_at")[: SWEEP_LIMIT + len(known)]
+        )
+    found.sort(key=lambda row: (row[4], row[0]))
     return [
         (pk, queue, priority, max(wait.total_seconds(), 0.0) if wait is not None else 0.0, enqueued)
-        for pk, queue, priority, wait, enqueued in rows
+        for pk, queue, priority, wait, enqueued in found
         if pk not in known
     ]
+
+
+@reads_only
+def ready_queues():
+    """The queues that hold READY rows, one probe of the ready index per queue, however many rows."""
+    table, status, queue = TaskRecord._meta.db_table, "status", "queue_name"
+    sql = (
+        f"WITH RECURSIVE seen(name) AS ("
+        f" SELECT MIN({queue}) FROM {table} WHERE {status} = %s"
+        f" UNION ALL SELECT (SELECT MIN({queue}) FROM {table} WHERE {status} = %s AND {queue} > seen.name)"
+        f" FROM seen WHERE seen.name IS NOT NULL"
+        f") SELECT name FROM seen WHERE name IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Status.READY, Status.READY])
+        return [row[0] for row in cursor.fetchall()]
 
 
 def save_many(rows, fields, only_if, owner=None):

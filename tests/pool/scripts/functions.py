@@ -25,3 +25,13 @@ def pid():
 
 def arguments():
     return started_with
+
+
+def grandchild(own_session=False):
+    """Start a sleeping process of its own and give its pid: what a kill must not leave behind."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)"], start_new_session=own_session
+    ).pid

@@ -183,7 +183,7 @@ def test_a_hook_that_fails_takes_its_tasks_write_with_it():
 
     hook = hooks.register(task.task_path, in_transaction=refuse)
     try:
-        with pytest.raises(RuntimeError), transaction.atomic():
+        with pytest.raises(hooks.HookFailed, match="cannot be written"), transaction.atomic():
             claim((task.pk, "default", "default0"))
     finally:
         hooks.unregister(task.task_path, hook)
