@@ -64,14 +64,19 @@ def why_waiting(row, now=None, timeout=0.3):
 
 
 def ahead_of(row, now):
-    """READY tasks of its queue that a master takes before it: more urgent, or as urgent and older."""
+    """READY tasks of its queue that a master takes before it: more urgent, or as urgent and older,
+    due, and not held by their own cap or rate limit."""
     due = Q(run_after__isnull=True) | Q(run_after__lte=now)
     before = (
         Q(priority__gt=row.priority)
         | Q(priority=row.priority, enqueued_at__lt=row.enqueued_at)
         | Q(priority=row.priority, enqueued_at=row.enqueued_at, pk__lt=row.pk)
     )
-    return TaskRecord.objects.filter(due, before, status=Status.READY, queue_name=row.queue_name).count()
+    ahead = TaskRecord.objects.filter(due, before, status=Status.READY, queue_name=row.queue_name)
+    limited = ahead.filter(Q(concurrency__isnull=False) | ~Q(rate="")).order_by()
+    one_per_task = {r.task_path: r for r in limited.only("task_path", "concurrency", "rate")[:1000]}
+    held = [path for path, other in one_per_task.items() if limits.holding(other, now) is not None]
+    return ahead.exclude(task_path__in=held).count()
 
 
 def _busy(row, masters, now, timeout):

@@ -2,8 +2,8 @@
 
 The child that runs a task knows its id (the runner sets it around each call), so a task only
 says how far it is. Writes go straight to ``TaskProgress``, one row per task, at most one a
-second (THROTTLE); a value held back is written when the next report is due or when the task ends,
-so the last value is always kept. A write that fails is logged and never fails the task.
+second (THROTTLE); a value held back is written when its second is up, or when the task ends, so
+the last value is always kept. A write that fails is logged and never fails the task.
 """
 
 import asyncio
@@ -25,22 +25,56 @@ NOTE_LENGTH = 200
 
 
 class _Reporter:
+    """One task's reports: the first written at once, the next held until THROTTLE has passed.
+
+    A held value is written by a timer when its second is up, so a task that reports a step and
+    then works quietly still shows that step; at the task's end whatever is held is written.
+    """
+
     def __init__(self, task_id):
         self.task_id = task_id
         self.written_at = None
         self.pending = None
+        self.timer = None
+        self.lock = threading.Lock()
 
     def report(self, value):
-        self.pending = value
-        if self.written_at is None or time.monotonic() - self.written_at >= THROTTLE:
-            self.flush()
+        with self.lock:
+            self.pending = value
+            wait = 0 if self.written_at is None else THROTTLE - (time.monotonic() - self.written_at)
+            if wait > 0:
+                if self.timer is None:
+                    self.timer = threading.Timer(wait, self._on_time)
+                    self.timer.daemon = True
+                    self.timer.start()
+                return
+            value = self._take()
+        self._write(value, in_loop=_in_event_loop())
 
-    def flush(self):
-        if self.pending is None:
+    def close(self):
+        """The task ended: stop the timer and write what it held."""
+        with self.lock:
+            if self.timer is not None:
+                self.timer.cancel()
+            value = self._take()
+        self._write(value, in_loop=_in_event_loop())
+
+    def _on_time(self):
+        with self.lock:
+            value = self._take()
+        if value is not None:
+            _write_closing(self.task_id, value)
+
+    def _take(self):
+        value, self.pending, self.timer = self.pending, None, None
+        if value is not None:
+            self.written_at = time.monotonic()
+        return value
+
+    def _write(self, value, in_loop):
+        if value is None:
             return
-        value, self.pending = self.pending, None
-        self.written_at = time.monotonic()
-        if _in_event_loop():  # an async task: the ORM may not be called from the loop's thread
+        if in_loop:  # an async task: the ORM may not be called from the loop's thread
             writer = threading.Thread(target=_write_closing, args=(self.task_id, value))
             writer.start()
             writer.join()
@@ -60,7 +94,7 @@ def reporting(task_id):
         yield
     finally:
         reporter, _current = _current, None
-        reporter.flush()
+        reporter.close()
 
 
 def report_progress(done, total=None, note=""):

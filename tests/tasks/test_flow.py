@@ -129,3 +129,17 @@ def test_progress_of_an_unknown_or_silent_task_is_none():
     assert progress(row.id) is None
     assert progress("not an id") is None
     assert progress(999_999) is None
+
+
+@pytest.mark.django_db(transaction=True)  # the timer writes on a connection of its own
+def test_a_held_value_is_written_when_its_second_is_up_while_the_task_goes_on():
+    import time
+
+    row = basic.add.enqueue(1, 1)
+    with progress_module.reporting(int(row.id)):
+        report_progress(1, 3)
+        report_progress(2, 3, note="quietly working")
+        deadline = time.monotonic() + 10
+        while progress(row.id)["done"] != 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert progress(row.id)["note"] == "quietly working"

@@ -45,3 +45,17 @@ def progressing(gate, steps=5):
     while not os.path.exists(gate) and time.monotonic() < deadline:
         time.sleep(0.02)
     return steps
+
+
+@task(concurrency=1)
+def capped_until(gate, timeout=60.0):
+    """A capped task that holds its place until ``gate`` exists."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return os.getpid()
+
+
+@task(rate="1/h")
+def rare():
+    return "once an hour"
