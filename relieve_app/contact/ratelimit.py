@@ -61,8 +61,7 @@ class RateLimiter:
         now = self.now()
         width = self.rate.period / SLICES
         current = math.floor(now / width)
-        prefix = f"relieve:rate:{self.scope}:{self.rate.limit}/{self.rate.period}:{client}:"
-        keys = [f"{prefix}{current - age}" for age in range(SLICES + 1)]  # this slice first
+        keys = [self._key(client, current - age) for age in range(SLICES + 1)]  # this slice first
         try:
             found = self.cache.get_many(keys)
             counts = [_count(found.get(key)) for key in keys]
@@ -77,6 +76,18 @@ class RateLimiter:
             logger.exception("Rate limit not applied: the %r cache failed", CACHE_ALIAS)
             return None
         return self._wait(counts, current, width, now)
+
+    def give_back(self, client):
+        """Uncount the post just counted: it was accepted by the limit but could not be taken."""
+        key = self._key(client, math.floor(self.now() / (self.rate.period / SLICES)))
+        try:
+            if _count(self.cache.get(key)):
+                self.cache.decr(key)
+        except Exception:
+            logger.exception("A refused post could not be uncounted: the %r cache failed", CACHE_ALIAS)
+
+    def _key(self, client, slice_number):
+        return f"relieve:rate:{self.scope}:{self.rate.limit}/{self.rate.period}:{client}:{slice_number}"
 
     def _increment(self, key, timeout):
         """The slice's count after adding this post."""
@@ -132,3 +143,10 @@ def contact_retry_after(request):
     if rate is None:
         return None
     return RateLimiter(rate, caches[CACHE_ALIAS]).hit(client_address(request))
+
+
+def contact_give_back(request):
+    """The post counted by contact_retry_after was not taken (503): it does not count against the visitor."""
+    rate = parse_rate(app_settings.CONTACT_RATE_LIMIT)
+    if rate is not None:
+        RateLimiter(rate, caches[CACHE_ALIAS]).give_back(client_address(request))

@@ -120,9 +120,11 @@ def contact(request):
         outcome = enqueue(form.cleaned_data)
     except DATABASE_DOWN as exc:  # an outage or a held lock, not a bug: no 500
         logger.warning("Contact message refused with 503: the database is unavailable (%s).", exc)
+        ratelimit.contact_give_back(request)  # not taken: it does not count against the visitor
         return _unavailable(request, as_json, data)
     except QueueFull as exc:  # RELIEVE_MAX_READY: too much mail waits already; nothing was stored
         logger.warning("Contact message refused with 503: %s.", exc)
+        ratelimit.contact_give_back(request)
         return _unavailable(request, as_json, data, busy=True)
     return _accepted(request, as_json, outcome.reference, outcome.pk, outcome.status)
 

@@ -45,3 +45,17 @@ def test_room_again_once_a_message_is_on_its_way(full_at_two):
     assert client.post(URL, VALID).status_code == 503
     TaskRecord.objects.filter(pk=TaskRecord.objects.order_by("pk").first().pk).update(status="RUNNING")
     assert client.post(URL, VALID).status_code == 303
+
+
+def test_a_post_refused_for_a_full_queue_does_not_count_against_the_visitor(settings, master_socket):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.RELIEVE_MAX_READY = {"mail": 1}
+    settings.CONTACT_RATE_LIMIT = "2/h"
+    client = Client()
+    assert client.post(URL, VALID).status_code == 303  # one of two
+    assert client.post(URL, VALID).status_code == 503  # counted, then given back
+    TaskRecord.objects.update(status="RUNNING")
+    assert client.post(URL, VALID).status_code == 303  # two of two
+    assert client.post(URL, VALID).status_code == 429
