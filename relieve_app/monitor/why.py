@@ -6,6 +6,7 @@ its ``run_after``, a paused queue, no master for its queue, its cap or rate limi
 ahead of it while every child of its queue is busy.
 """
 
+from django.apps import apps
 from django.db.models import Q
 from django.utils import timezone
 
@@ -17,8 +18,12 @@ Status = TaskRecord.Status
 
 
 def queue_paused(queue_name):
-    """Whether the queue's tasks are held by a pause. No pause is recorded anywhere yet: never."""
-    return False
+    """Whether a pause holds the queue: its row in the ``PausedQueue`` table, where the app has one."""
+    try:
+        paused = apps.get_model("relieve_app", "PausedQueue")
+    except LookupError:
+        return False
+    return paused.objects.filter(name=queue_name).exists()
 
 
 def why_waiting(row, now=None, timeout=0.3):
