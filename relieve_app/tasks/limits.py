@@ -8,8 +8,9 @@ task, so two masters never both take the last place; SQLite has one master per f
 write lock at BEGIN.
 
 A held task stays READY and is asked for again later (``{"later": seconds}`` to the master): at
-the moment its rate frees a start, or after CAP_RECHECK seconds for a cap. Its child goes on to the
-next task of the queue meanwhile.
+the moment its rate frees a start; for a cap, as soon as an attempt of the task ends on the same
+master (``tasks/master/holding.py``), else after CAP_RECHECK seconds (one ended on another
+master). Its child goes on to the next task of the queue meanwhile.
 """
 
 import hashlib
@@ -52,22 +53,22 @@ class Gate:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [lock_key(path)])
 
     def hold(self, row):
-        """Seconds the row must wait, or None: then it is admitted and counted."""
+        """The claim's answer for a row held back, ``{"later": seconds, "held": "concurrency" or
+        "rate", "path": ...}``, or None: then it is admitted and counted."""
         path = row.task_path
         if row.concurrency:
             if path not in self.running:
                 self.running[path] = running(path)
             if self.running[path] >= row.concurrency:
-                return CAP_RECHECK
+                return {"later": CAP_RECHECK, "held": "concurrency", "path": path}
         rate = rate_of(row.rate)
         if rate is not None:
             if path not in self.starts:
                 self.starts[path] = starts(path, rate, self.now)
             window = self.starts[path]
             if len(window) >= rate.limit:
-                return max(
-                    (window[-rate.limit] + timedelta(seconds=rate.period) - self.now).total_seconds(), 0.01
-                )
+                wait = (window[-rate.limit] + timedelta(seconds=rate.period) - self.now).total_seconds()
+                return {"later": max(wait, 0.01), "held": "rate", "path": path}
             window.append(self.now)
             self.started.append((path, rate))
         if row.concurrency:

@@ -91,8 +91,8 @@ def claim(held, requests, owner, lease):
             answers.append({"paused": True})
         elif row.wait is not None and row.wait.total_seconds() > 0:  # by the database's clock
             answers.append({"later": row.wait.total_seconds()})
-        elif (held_for := gate.hold(row)) is not None:
-            answers.append({"later": held_for})
+        elif (held_back := gate.hold(row)) is not None:
+            answers.append(held_back)
         else:
             won[task_id] = (row, worker_id)
             answers.append(task_id)
@@ -134,6 +134,7 @@ def job(row):
         "attempt": len(row.worker_ids),
         "timeout": row.timeout,
         "max_attempts": row.max_attempts,
+        "concurrency": row.concurrency,
         "enqueued_at": row.enqueued_at.isoformat(),
         "started_at": row.started_at.isoformat() if row.started_at else None,
         "last_attempted_at": row.last_attempted_at.isoformat() if row.last_attempted_at else None,

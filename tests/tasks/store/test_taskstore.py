@@ -208,10 +208,12 @@ def test_a_cap_holds_back_what_would_pass_it_and_lets_other_tasks_through():
     )
 
     assert answers[0]["id"] == first.pk and answers[2]["id"] == other.pk
-    assert answers[1] == {"later": 1.0}
+    assert answers[1] == {"later": 1.0, "held": "concurrency", "path": CAPPED}
     assert TaskRecord.objects.get(pk=second.pk).status == "READY"
     # While the first runs, on this master or another, the second is held again.
-    assert claim((second.pk, "default", "default1")) == [{"later": 1.0}]
+    assert claim((second.pk, "default", "default1")) == [
+        {"later": 1.0, "held": "concurrency", "path": CAPPED}
+    ]
     TaskRecord.objects.filter(pk=first.pk).update(status="SUCCESSFUL")
     assert claim((second.pk, "default", "default1"))[0]["id"] == second.pk
 
@@ -222,7 +224,7 @@ def test_a_rate_admits_its_count_then_holds_until_the_oldest_start_leaves_the_wi
     answers = claim(*((row.pk, "default", f"default{n}") for n, row in enumerate(rows)))
 
     assert [answer["id"] for answer in answers[:2]] == [rows[0].pk, rows[1].pk]
-    assert 59 < answers[2]["later"] <= 60
+    assert 59 < answers[2]["later"] <= 60 and answers[2]["held"] == "rate"
     assert TaskStart.objects.filter(task_path=RATED).count() == 2
     # A start older than the window no longer counts, and is forgotten by the next start.
     TaskStart.objects.update(at=timezone.now() - timedelta(seconds=61))
