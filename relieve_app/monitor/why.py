@@ -6,24 +6,20 @@ its ``run_after``, a paused queue, no master for its queue, its cap or rate limi
 ahead of it while every child of its queue is busy.
 """
 
-from django.apps import apps
 from django.db.models import Q
 from django.utils import timezone
 
 from relieve_app.models import RelieveMaster, TaskRecord
 from relieve_app.monitor.status_text import duration
 from relieve_app.tasks import client, limits
+from relieve_app.tasks.pausing import paused_queues
 
 Status = TaskRecord.Status
 
 
 def queue_paused(queue_name):
-    """Whether a pause holds the queue: its row in the ``PausedQueue`` table, where the app has one."""
-    try:
-        paused = apps.get_model("relieve_app", "PausedQueue")
-    except LookupError:
-        return False
-    return paused.objects.filter(name=queue_name).exists()
+    """Whether a pause holds the queue (``relieve_app.control.pause_queue``)."""
+    return queue_name in paused_queues()
 
 
 def why_waiting(row, now=None, timeout=0.3):

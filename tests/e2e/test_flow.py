@@ -20,7 +20,7 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from relieve_app.control import QueueFull, progress
+from relieve_app.control import QueueFull, pause_queue, progress, resume_queue
 from relieve_app.models import MailOutcome, RelieveMaster, TaskRecord, TaskStart
 from relieve_app.monitor.why import why_waiting
 from relieve_app.tasks import client
@@ -150,6 +150,12 @@ def test_each_reason_a_task_waits(master, tmp_path, settings):
     wait_until(lambda: not any("No live master" in r for r in why_waiting(row(later))), message="registered")
     [reason] = why_waiting(row(later))
     assert reason.startswith("Its run_after is ahead")
+
+    pause_queue("default")
+    paused = basic.add.enqueue(4, 4)
+    assert why_waiting(row(paused)) == ["Its queue 'default' is paused."]
+    resume_queue("default")
+    assert finished(paused).return_value == 8
 
     gate = tmp_path / "gate"
     holder = running(flow.capped_until.enqueue(str(gate)))

@@ -8,8 +8,8 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
+from relieve_app.control import pause_queue, resume_queue
 from relieve_app.models import RelieveMaster, TaskProgress, TaskRecord, TaskStart
-from relieve_app.monitor import why
 from relieve_app.monitor.why import why_waiting
 
 pytestmark = pytest.mark.django_db
@@ -54,10 +54,13 @@ def test_its_run_after_is_ahead():
     assert "(in 9m5" in reasons[0] or "(in 10m00s)" in reasons[0]
 
 
-def test_its_queue_is_paused(monkeypatch):
+def test_its_queue_is_paused():
     master()
-    monkeypatch.setattr(why, "queue_paused", lambda queue: queue == "default")
+    pause_queue("default")
     assert why_waiting(task()) == ["Its queue 'default' is paused."]
+    pause_queue("mail")
+    resume_queue("default")
+    assert why_waiting(task()) == ["Nothing holds it back: a master should start it within moments."]
 
 
 def test_no_live_master_serves_its_queue():
