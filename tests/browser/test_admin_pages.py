@@ -151,7 +151,7 @@ def test_the_pool_page_shows_running_tasks_with_their_progress_and_how_full_queu
     gate = tmp_path / "gate"
     result = running(flow.progressing.enqueue(str(gate), 4))
     admin_page.goto("/admin/")
-    admin_page.click("#relieve-pool-link a >> nth=0")
+    admin_page.click(".app-relieve_app tr.model-pool a")
 
     row = admin_page.locator(f"#relieve-tasks tr[data-task='{result.id}']")
     expect(row.locator("progress")).to_have_attribute("value", "4")
