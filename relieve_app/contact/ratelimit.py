@@ -37,6 +37,7 @@ __all__ = [
     "Rate",
     "RateLimiter",
     "client_address",
+    "contact_give_back",
     "contact_retry_after",
     "parse_rate",
 ]
