@@ -63,7 +63,7 @@ class TaskRecord(models.Model):
         help_text="@task(unique=True): path and arguments.",
     )
     concurrency = models.PositiveIntegerField("concurrency cap", null=True, blank=True)
-    rate = models.CharField("rate limit", max_length=30, blank=True)
+    rate = models.CharField("rate limit", max_length=30, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-enqueued_at", "-id"]

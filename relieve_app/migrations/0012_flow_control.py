@@ -61,7 +61,9 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name="taskrecord",
             name="rate",
-            field=models.CharField(blank=True, max_length=30, verbose_name="rate limit"),
+            field=models.CharField(
+                blank=True, db_default="", default="", max_length=30, verbose_name="rate limit"
+            ),
         ),
         migrations.AddField(
             model_name="taskrecord",
