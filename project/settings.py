@@ -191,6 +191,10 @@ RELIEVE_FROM_ENV = {
     "RELIEVE_KEEP_RESULTS": env.str,
     # Periodic tasks, as JSON: {"prune": {"task": "relieve_app.tasks.prune.prune_results", "every": "1h"}}
     "RELIEVE_SCHEDULE": env.json,
+    # Back-pressure, like "mail=10000,default=500": enqueue() refuses past that many READY tasks.
+    "RELIEVE_MAX_READY": lambda name: {queue: int(bound) for queue, bound in env.dict(name).items()},
+    # The Bearer token the metrics/ view asks for; unset, the view answers 404.
+    "RELIEVE_METRICS_TOKEN": env.str,
 }
 globals().update({name: read(name) for name, read in RELIEVE_FROM_ENV.items() if name in os.environ})
 

@@ -21,8 +21,11 @@ from relieve_app.models import (
     UsageSample,
 )
 from relieve_app.monitor import dashboard, status
+from relieve_app.monitor.progress_bar import progress_html
+from relieve_app.monitor.why import why_waiting
 from relieve_app.tasks import backend, client
 from relieve_app.tasks.cancel import cancel as cancel_task
+from relieve_app.tasks.progress import progress as progress_of
 from relieve_app.tasks.schedule import listing
 
 
@@ -221,9 +224,14 @@ class TaskRecordAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
         ("worker_ids", "owner", "lease_until"),
         ("timeout", "max_attempts", "takes_context"),
         ("schedule", "schedule_slot", "cancel_requested_at"),
+        ("unique_key", "concurrency", "rate"),
         "outcomes",
     ]
-    readonly_fields = [*(name for line in fields for name in (line if isinstance(line, tuple) else [line]))]
+    readonly_fields = [
+        *(name for line in fields for name in (line if isinstance(line, tuple) else [line])),
+        "waiting_because",
+        "progress_bar",
+    ]
     inlines = [TaskResultEventInline]
     actions = ["retry", "cancel"]
 
@@ -235,6 +243,25 @@ class TaskRecordAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
             self.message_user(request, f"{done} task(s) cancelled.", messages.SUCCESS)
         if skipped := queryset.count() - done:
             self.message_user(request, f"{skipped} finished task(s) left alone.")
+
+    def get_fields(self, request, obj=None):
+        """A READY task says why it has not started; one that reported progress shows it as a bar."""
+        extra = []
+        if obj is not None and obj.status == TaskRecord.Status.READY:
+            extra.append("waiting_because")
+        if obj is not None and progress_of(obj.pk) is not None:
+            extra.append("progress_bar")
+        return [*self.fields[:2], *extra, *self.fields[2:]]
+
+    @admin.display(description="why is it waiting?")
+    def waiting_because(self, obj):
+        return format_html_join(
+            "", '<p class="relieve-why">{}</p>', ((reason,) for reason in why_waiting(obj))
+        )
+
+    @admin.display(description="progress")
+    def progress_bar(self, obj):
+        return progress_html(progress_of(obj.pk))
 
     @admin.display(description="attempts")
     def attempt_count(self, obj):

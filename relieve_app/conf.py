@@ -65,6 +65,10 @@ DEFAULTS = {
     "RELIEVE_DURABLE_WRITES": False,
     # How long `prunetasks` keeps finished task results, like "7d" or "12h".
     "RELIEVE_KEEP_RESULTS": "7d",
+    # Back-pressure: {queue: most READY tasks}; past it enqueue() raises relieve_app.control.QueueFull.
+    "RELIEVE_MAX_READY": {},
+    # The Bearer token of the metrics/ view; None leaves the view out (404).
+    "RELIEVE_METRICS_TOKEN": None,
 }
 
 # What each setting must be: (kind, smallest value allowed). CONTACT_RATE_LIMIT and CONTACT_RECIPIENT
@@ -91,6 +95,8 @@ RULES = {
     "RELIEVE_HEARTBEAT": ("seconds", 0.1),
     "RELIEVE_LEASE": ("seconds", 0.2),
     "RELIEVE_DURABLE_WRITES": ("bool", None),
+    "RELIEVE_MAX_READY": ("bounds", 1),
+    "RELIEVE_METRICS_TOKEN": ("token", None),
 }
 
 MAX_SOCKET_PATH = 107  # sun_path is 108 bytes on Linux, one for the NUL
@@ -212,6 +218,26 @@ def _script(value, minimum):
     return None
 
 
+def _bounds(value, minimum):
+    if not isinstance(value, dict):
+        return "must be a dict of queue names and numbers, e.g. {'mail': 10000}."
+    for queue, bound in value.items():
+        if (
+            not isinstance(queue, str)
+            or isinstance(bound, bool)
+            or not isinstance(bound, int)
+            or bound < minimum
+        ):
+            return f"{queue!r}: {bound!r} must be a queue name and a whole number of at least {minimum}."
+    return None
+
+
+def _token(value, minimum):
+    if value is not None and (not isinstance(value, str) or len(value) < 16):
+        return "must be None (no metrics view) or a secret of at least 16 characters."
+    return None
+
+
 CHECKS = {
     "int": lambda value, minimum: _number(value, minimum, int, "a whole number"),
     "seconds": lambda value, minimum: _number(value, minimum, int | float, "a number of seconds"),
@@ -220,6 +246,8 @@ CHECKS = {
     "networks": _networks,
     "path": _path,
     "script": _script,
+    "bounds": _bounds,
+    "token": _token,
 }
 
 

@@ -54,6 +54,16 @@ class TaskRecord(models.Model):
     cancel_requested_at = models.DateTimeField(
         "cancel requested", null=True, blank=True, help_text="Its master stops the child and ends it FAILED."
     )
+    # Flow control: see relieve_app/tasks/unique.py and relieve_app/tasks/limits.py.
+    unique_key = models.CharField(
+        "unique key",
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="@task(unique=True): path and arguments.",
+    )
+    concurrency = models.PositiveIntegerField("concurrency cap", null=True, blank=True)
+    rate = models.CharField("rate limit", max_length=30, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-enqueued_at", "-id"]
@@ -74,7 +84,13 @@ class TaskRecord(models.Model):
                 fields=["schedule", "schedule_slot"],
                 condition=models.Q(schedule_slot__isnull=False),
                 name="one_run_per_slot",
-            )
+            ),
+            # One waiting call per unique key: concurrent enqueues race on this index, not on a read.
+            models.UniqueConstraint(
+                fields=["unique_key"],
+                condition=models.Q(status="READY", started_at__isnull=True, unique_key__isnull=False),
+                name="unique_waiting_task",
+            ),
         ]
 
     def __str__(self):
@@ -279,3 +295,46 @@ class PausedQueue(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class TaskProgress(models.Model):
+    """How far a running task says it is (``relieve_app.control.report_progress``); one row per task."""
+
+    task_result = models.OneToOneField(
+        TaskRecord,
+        verbose_name="task result",
+        primary_key=True,
+        on_delete=models.CASCADE,
+        related_name="progress",
+    )
+    done = models.FloatField("done")
+    total = models.FloatField("total", null=True, blank=True)
+    note = models.CharField("note", max_length=200, blank=True)
+    at = models.DateTimeField("reported", default=timezone.now)
+
+    class Meta:
+        verbose_name = "task progress"
+        verbose_name_plural = "task progress"
+
+    def __str__(self):
+        return f"#{self.task_result_id}: {self.done:g}/{self.total if self.total is not None else '?'}"
+
+
+class TaskStart(models.Model):
+    """When a rate-limited task (``@task(rate=...)``) started an attempt: the log its sliding window counts.
+
+    Written by the claim that starts it, in the same transaction; rows older than the window are
+    deleted as new ones come.
+    """
+
+    task_path = models.CharField("task", max_length=255)
+    at = models.DateTimeField("started")
+
+    class Meta:
+        ordering = ["task_path", "at"]
+        verbose_name = "rate-limited start"
+        verbose_name_plural = "rate-limited starts"
+        indexes = [models.Index(fields=["task_path", "at"], name="task_start_idx")]
+
+    def __str__(self):
+        return f"{self.task_path} at {self.at:%H:%M:%S}"

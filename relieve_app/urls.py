@@ -8,6 +8,7 @@ from django.urls import path, re_path
 from django.views.decorators.csrf import csrf_exempt
 
 from relieve_app.contact import answers, views
+from relieve_app.monitor.metrics_view import metrics_view
 
 app_name = "relieve_app"
 
@@ -15,5 +16,6 @@ urlpatterns = [
     path("", views.contact, name="contact"),
     path("thanks/<str:reference>/", views.thanks, name="thanks"),
     path("status/<str:reference>/", views.status, name="status"),
+    path("metrics/", metrics_view, name="metrics"),  # Prometheus; 404 unless RELIEVE_METRICS_TOKEN is set
     re_path(r"^", csrf_exempt(answers.not_found)),  # a POST anywhere here is a 404 too, not a 403
 ]

@@ -1,14 +1,20 @@
 """A per-client limit on contact posts, counted in Django's cache so every process can share it.
 
 `CONTACT_RATE_LIMIT` reads "requests/period": "5/m", "100/h", "10/5m" (ten per five minutes); the
-period is s, m, h or d, with an optional multiplier; empty means no limit.
+period is s, m, h or d, with an optional multiplier; empty means no limit (``tasks/rates.py``).
 
-A sliding window: a client holds `limit` slots, and each accepted post takes a free one for `period`
-seconds from that post (`cache.add`, atomic on Redis, Memcached and the local-memory cache). With
-every slot taken, the wait is the time until the oldest one frees, so "wait N seconds" counts down
-to the moment a post is accepted again. Only posts that would be accepted are counted: a visitor who
-fixes a typo loses nothing. A slot whose time is up but whose cache entry lingers is freed by delete
-then add; two processes doing that at once may let one extra post through.
+A sliding window counted in slices: the period is cut into SLICES slices of equal length, aligned on
+the clock, and each client has one counter per slice (one cache key). A post is accepted while the
+accepted posts of the current slice and of the SLICES before it add up to less than the limit. Each
+POST reads SLICES + 1 keys and increments one, whatever the limit: 100000/m costs what 5/m does.
+
+The approximation is on the safe side: a post is remembered for between one period and one period
+plus a slice (a tenth), never less, so no window of one period, wherever it starts, ever holds more
+accepted posts than the limit; a visitor told to wait may wait up to a tenth of the period longer
+than an exact log would say. "Wait N seconds" counts down to the moment a post is accepted again.
+Only posts that would be accepted are counted: a visitor who fixes a typo loses nothing. Two
+processes taking the last slot at once both increment; the one that sees the sum over the limit
+gives its slot back (`cache.incr` and `decr` are atomic on Redis, Memcached and the local-memory cache).
 
 The client is REMOTE_ADDR, unless REMOTE_ADDR is one of CONTACT_TRUSTED_PROXIES: then it is the
 rightmost X-Forwarded-For address that is not a trusted proxy. Anyone can write X-Forwarded-For, so
@@ -17,50 +23,33 @@ trust only proxies that every request passes through and that append the address
 
 import logging
 import math
-import re
 import time
-from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
 
 from django.core.cache import caches
-from django.core.exceptions import ImproperlyConfigured
 
 from relieve_app.conf import app_settings
+from relieve_app.tasks.rates import Rate, parse_rate
+
+__all__ = [
+    "CACHE_ALIAS",
+    "SLICES",
+    "Rate",
+    "RateLimiter",
+    "client_address",
+    "contact_give_back",
+    "contact_retry_after",
+    "parse_rate",
+]
 
 logger = logging.getLogger(__name__)
 
 CACHE_ALIAS = "default"
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-RATE = re.compile(r"\s*(?P<limit>\d+)\s*/\s*(?P<times>\d*)\s*(?P<unit>[smhd])\s*", re.ASCII)
-
-
-@dataclass(frozen=True)
-class Rate:
-    limit: int
-    period: int  # seconds
-
-
-def parse_rate(value, setting="CONTACT_RATE_LIMIT"):
-    """The Rate that `value` names, or None for no limit; ImproperlyConfigured says how to write it."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    match = RATE.fullmatch(value) if isinstance(value, str) else None
-    times = int(match["times"] or 1) if match else 0
-    if not match or not times:
-        raise ImproperlyConfigured(
-            f"{setting} = {value!r} is not a rate. Write requests/period with the period in s, m, h or "
-            f"d and an optional multiplier, e.g. '5/m', '100/h' or '10/5m'; leave it empty for no limit."
-        )
-    if int(match["limit"]) < 1:
-        raise ImproperlyConfigured(
-            f"{setting} = {value!r} would refuse every message: allow at least 1, or leave it empty "
-            f"for no limit."
-        )
-    return Rate(int(match["limit"]), times * UNITS[match["unit"]])
+SLICES = 10  # slices per period: the cost of a POST, and how much longer than exact a wait may be
 
 
 class RateLimiter:
-    """Counts posts per client in a sliding window; `now` is passed in so tests can move time."""
+    """Counts posts per client in a sliding window of slices; `now` is passed in so tests can move time."""
 
     def __init__(self, rate, cache, *, scope="contact", now=time.time):
         self.rate = rate
@@ -71,30 +60,60 @@ class RateLimiter:
     def hit(self, client):
         """Count one post from `client`: None when allowed, else the whole seconds until it would be."""
         now = self.now()
-        keys = [
-            f"relieve:rate:{self.scope}:{self.rate.limit}/{self.rate.period}:{client}:{n}"
-            for n in range(self.rate.limit)
-        ]
+        width = self.rate.period / SLICES
+        current = math.floor(now / width)
+        keys = [self._key(client, current - age) for age in range(SLICES + 1)]  # this slice first
         try:
-            taken = self.cache.get_many(keys)
-            for key in keys:
-                if self._take(key, taken.get(key), now):
+            found = self.cache.get_many(keys)
+            counts = [_count(found.get(key)) for key in keys]
+            if sum(counts) < self.rate.limit:
+                mine = self._increment(keys[0], math.ceil((SLICES + 2) * width))
+                if sum(counts[1:]) + mine <= self.rate.limit:
                     return None
-            taken = self.cache.get_many(keys)
+                self.cache.decr(keys[0])  # another process took the last slot first: give this one back
+                counts[0] = mine - 1
         except Exception:
             # An unreachable cache must not cost visitors their messages: let them through, loudly.
             logger.exception("Rate limit not applied: the %r cache failed", CACHE_ALIAS)
             return None
-        oldest = min((at for at in taken.values() if isinstance(at, int | float)), default=now)
-        return max(1, math.ceil(oldest + self.rate.period - now))
+        return self._wait(counts, current, width, now)
 
-    def _take(self, key, taken_at, now):
-        """Claim one slot: a free one, or one whose post is older than the period."""
-        if taken_at is not None:
-            if not isinstance(taken_at, int | float) or taken_at + self.rate.period > now:
-                return False
-            self.cache.delete(key)
-        return self.cache.add(key, now, timeout=self.rate.period)
+    def give_back(self, client):
+        """Uncount the post just counted: it was accepted by the limit but could not be taken."""
+        key = self._key(client, math.floor(self.now() / (self.rate.period / SLICES)))
+        try:
+            if _count(self.cache.get(key)):
+                self.cache.decr(key)
+        except Exception:
+            logger.exception("A refused post could not be uncounted: the %r cache failed", CACHE_ALIAS)
+
+    def _key(self, client, slice_number):
+        return f"relieve:rate:{self.scope}:{self.rate.limit}/{self.rate.period}:{client}:{slice_number}"
+
+    def _increment(self, key, timeout):
+        """The slice's count after adding this post."""
+        for _attempt in range(3):
+            if self.cache.add(key, 1, timeout=timeout):
+                return 1
+            try:
+                return self.cache.incr(key)
+            except ValueError:  # it expired between the two calls: add it again
+                continue
+        return self.cache.incr(key)
+
+    def _wait(self, counts, current, width, now):
+        """Seconds until enough old slices have left the window for one more post."""
+        total = sum(counts)
+        for age in range(SLICES, -1, -1):  # the oldest slice leaves first
+            total -= counts[age]
+            if total < self.rate.limit:
+                forgotten_at = (current - age + SLICES + 1) * width
+                return max(1, math.ceil(forgotten_at - now - 1e-9))
+        return max(1, math.ceil(width))
+
+
+def _count(value):
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 def client_address(request):
@@ -125,3 +144,10 @@ def contact_retry_after(request):
     if rate is None:
         return None
     return RateLimiter(rate, caches[CACHE_ALIAS]).hit(client_address(request))
+
+
+def contact_give_back(request):
+    """The post counted by contact_retry_after was not taken (503): it does not count against the visitor."""
+    rate = parse_rate(app_settings.CONTACT_RATE_LIMIT)
+    if rate is not None:
+        RateLimiter(rate, caches[CACHE_ALIAS]).give_back(client_address(request))

@@ -3,8 +3,9 @@
 A form post that is accepted is redirected (303) to its thank-you page, so a reload sends nothing
 twice; a JSON client gets 202 with the message's reference and status URL. Refusals are 400, 403
 (CSRF), 405, 413 (body over DATA_UPLOAD_MAX_MEMORY_SIZE), 429 (over CONTACT_RATE_LIMIT, with
-Retry-After) or 503 (database unreachable or locked, with Retry-After; or settings the system checks
-call errors), in HTML or JSON (see answers.py), and a row exists only after an acceptance.
+Retry-After) or 503 (database unreachable or locked, or the mail queue full under RELIEVE_MAX_READY,
+with Retry-After; or settings the system checks call errors), in HTML or JSON (see answers.py), and a
+row exists only after an acceptance.
 """
 
 import functools
@@ -27,6 +28,7 @@ from relieve_app.contact.answers import wants_json
 from relieve_app.contact.forms import HONEYPOT, ContactForm
 from relieve_app.contact.mailtask import send_contact_mail
 from relieve_app.contact.payload import BadBody
+from relieve_app.control import QueueFull
 from relieve_app.models import MailOutcome
 
 logger = logging.getLogger(__name__)
@@ -118,7 +120,12 @@ def contact(request):
         outcome = enqueue(form.cleaned_data)
     except DATABASE_DOWN as exc:  # an outage or a held lock, not a bug: no 500
         logger.warning("Contact message refused with 503: the database is unavailable (%s).", exc)
+        ratelimit.contact_give_back(request)  # not taken: it does not count against the visitor
         return _unavailable(request, as_json, data)
+    except QueueFull as exc:  # RELIEVE_MAX_READY: too much mail waits already; nothing was stored
+        logger.warning("Contact message refused with 503: %s.", exc)
+        ratelimit.contact_give_back(request)
+        return _unavailable(request, as_json, data, busy=True)
     return _accepted(request, as_json, outcome.reference, outcome.pk, outcome.status)
 
 
@@ -220,10 +227,11 @@ def _pretend_accepted(request, as_json):
     return _accepted(request, as_json, references.decoy(), None, MailOutcome.Status.QUEUED)
 
 
-def _unavailable(request, as_json, data):
+def _unavailable(request, as_json, data, busy=False):
     """Not taken: the visitor keeps the message (the form is filled again) and sends it later."""
+    reason = "Too many messages are waiting to be sent. " if busy else ""
     message = (
-        "Your message could not be taken just now and was not sent. "
+        f"{reason}Your message could not be taken just now and was not sent. "
         f"Please send it again in {UNAVAILABLE_RETRY_AFTER} seconds."
     )
     response = _refuse(request, as_json, message, status=503, initial=data)

@@ -10,9 +10,12 @@ from django.db import DatabaseError
 from django.db.models import Count
 from django.utils import timezone
 
-from relieve_app.models import MailOutcome
-from relieve_app.tasks import client
+from relieve_app.models import MailOutcome, TaskRecord
+from relieve_app.tasks import backpressure, client
+from relieve_app.tasks import progress as task_progress
 from relieve_app.tasks.pausing import paused_queues
+
+RUNNING_SHOWN = 50  # running tasks listed, the longest running first
 
 
 def collect(timeout=1.0, now=None, socket_path=None):
@@ -23,13 +26,36 @@ def collect(timeout=1.0, now=None, socket_path=None):
     except client.ClientError as exc:
         error = str(exc)
     try:
-        counts = outcome_counts(now)
+        counts = {**outcome_counts(now), **tasks_now()}
         counts["paused"] = sorted(paused_queues())  # the database's word, even with no master up
     except DatabaseError as exc:  # a health check still answers for the master when the database is down
         counts = {"checked_at": (now or timezone.now()).isoformat(), "outcomes": None, "recent": None}
-        counts["paused"] = []
+        counts.update(paused=[], running_tasks=[], fullness={})
         error = f"{error}; database: {exc}" if error else f"database: {exc}"
     return {"masters": masters, "error": error, **counts}
+
+
+def tasks_now():
+    """The running tasks with their progress, and how full each bounded queue is (RELIEVE_MAX_READY)."""
+    rows = list(
+        TaskRecord.objects.filter(status=TaskRecord.Status.RUNNING)
+        .order_by("last_attempted_at", "pk")
+        .values_list("pk", "task_path", "queue_name", "last_attempted_at")[:RUNNING_SHOWN]
+    )
+    reported = task_progress.of_many(pk for pk, *_rest in rows)
+    running = []
+    for pk, path, queue, since in rows:
+        done = reported.get(pk)
+        running.append(
+            {
+                "id": pk,
+                "task": path,
+                "queue": queue,
+                "since": since.isoformat() if since else None,
+                "progress": {**done, "at": done["at"].isoformat()} if done else None,
+            }
+        )
+    return {"running_tasks": running, "fullness": backpressure.fullness()}
 
 
 def outcome_counts(now=None):

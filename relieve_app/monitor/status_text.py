@@ -76,6 +76,7 @@ def render(state, socket_path):
             )
         lines.append(f"{master['retrying']} waiting to retry, {master['settling']} outcomes being recorded")
         lines += table(master["children"])
+    lines += tasks(state)
     lines.append("")
     if state["outcomes"] is None:
         lines.append(f"messages: unknown ({state['error']})")
@@ -91,3 +92,27 @@ def render(state, socket_path):
 
 def _count(number, one, many):
     return f"{number} {one if number == 1 else many}"
+
+
+def tasks(state):
+    """Running tasks with their progress, and how full each bounded queue is."""
+    lines = []
+    for queue, full in (state.get("fullness") or {}).items():
+        lines.append(f"queue {queue}: {full['ready']} of at most {full['limit']} ready (RELIEVE_MAX_READY)")
+    running = state.get("running_tasks") or []
+    if running:
+        lines.append(f"running tasks ({len(running)}):")
+    for task in running:
+        done = task["progress"]
+        lines.append(f"  #{task['id']} {task['task']} on {task['queue']}: {_progress(done)}")
+    return lines
+
+
+def _progress(done):
+    if done is None:
+        return "no progress reported"
+    if done["total"]:
+        text = f"{done['done']:g} of {done['total']:g} ({min(done['done'] / done['total'], 1):.0%})"
+    else:
+        text = f"{done['done']:g} done"
+    return text + (f": {done['note']}" if done["note"] else "")

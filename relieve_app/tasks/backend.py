@@ -14,6 +14,7 @@ import math
 import sys
 from dataclasses import dataclass
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connection, transaction
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
@@ -23,7 +24,8 @@ from django.tasks.signals import task_enqueued
 from django.utils.module_loading import import_string
 
 from relieve_app.models import TaskRecord
-from relieve_app.tasks import arguments, client, retry
+from relieve_app.tasks import arguments, backpressure, client, retry, unique
+from relieve_app.tasks.rates import parse_rate
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -35,12 +37,19 @@ class RelieveTask(Task):
     ``retry_on`` lists exceptions (classes or dotted paths, subclasses included) after which an
     attempt runs again, ``retry_delay`` seconds (RELIEVE_RETRY_DELAY) later at most, doubling
     (see ``tasks/retry.py``).
+    ``unique``: a call waiting with the same arguments is returned instead of a new one
+    (``tasks/unique.py``); ``concurrency``: at most that many attempts at once, and ``rate``
+    ("10/m"): at most that many starts in any window of that length, across every master
+    (``tasks/limits.py``).
     """
 
     timeout: float | None = None
     max_attempts: int | None = None
     retry_on: tuple = ()
     retry_delay: float | None = None
+    unique: bool = False
+    concurrency: int | None = None
+    rate: str | None = None
 
 
 class RelieveBackend(BaseTaskBackend):
@@ -67,23 +76,38 @@ class RelieveBackend(BaseTaskBackend):
             retry.exception_classes(getattr(task, "retry_on", ()))
         except ValueError as exc:
             raise InvalidTask(f"retry_on: {exc}") from None
+        check_flow(task)
 
     def enqueue(self, task, args, kwargs):
         self.validate_task(task)
         args, kwargs = arguments.check(task, list(args), dict(kwargs))
-        # One INSERT: atomic on its own, and part of the caller's transaction when there is one.
-        row = TaskRecord.objects.create(
-            task_path=task.module_path,
-            queue_name=task.queue_name,
-            backend=self.alias,
-            priority=task.priority,
-            takes_context=task.takes_context,
-            run_after=task.run_after,
-            timeout=getattr(task, "timeout", None),
-            max_attempts=getattr(task, "max_attempts", None),
-            args=args,
-            kwargs=kwargs,
-        )
+        fields = {
+            "task_path": task.module_path,
+            "queue_name": task.queue_name,
+            "backend": self.alias,
+            "priority": task.priority,
+            "takes_context": task.takes_context,
+            "run_after": task.run_after,
+            "timeout": getattr(task, "timeout", None),
+            "max_attempts": getattr(task, "max_attempts", None),
+            "concurrency": getattr(task, "concurrency", None),
+            "rate": getattr(task, "rate", None) or "",
+            "args": args,
+            "kwargs": kwargs,
+        }
+        if getattr(task, "unique", False):
+            key = unique.key(task.module_path, args, kwargs)
+            waiting = unique.waiting(key)
+            if waiting is not None:
+                return to_result(waiting, task)
+            backpressure.check(task.queue_name)
+            row, created = unique.insert(key, fields)
+            if not created:
+                return to_result(row, task)
+        else:
+            backpressure.check(task.queue_name)  # QueueFull before any row is written
+            # One INSERT: atomic on its own, and part of the caller's transaction when there is one.
+            row = TaskRecord.objects.create(**fields)
         # PostgreSQL: the row's trigger tells the masters of every host, on commit (wakeup.py).
         Handover.on_commit(row)
         result = to_result(row, task)
@@ -98,12 +122,38 @@ class RelieveBackend(BaseTaskBackend):
         return to_result(row)
 
 
+def check_flow(task):
+    """InvalidTask for a ``unique``, ``concurrency`` or ``rate`` that cannot be obeyed."""
+    if not isinstance(getattr(task, "unique", False), bool):
+        raise InvalidTask(f"unique must be True or False, got {task.unique!r}")
+    cap = getattr(task, "concurrency", None)
+    if cap is not None and (not isinstance(cap, int) or isinstance(cap, bool) or not 1 <= cap <= 100_000):
+        raise InvalidTask(f"concurrency must be a whole number of at least 1, got {cap!r}")
+    rate = getattr(task, "rate", None)
+    if rate is not None:
+        try:
+            if parse_rate(rate, setting="rate") is None:
+                raise ImproperlyConfigured(f"rate = {rate!r} is empty: leave it out for no limit")
+        except ImproperlyConfigured as exc:
+            raise InvalidTask(f"{task.module_path}: {exc}") from None
+
+
 def again(row):
     """A new READY row for the same task and arguments: how a finished task is run once more.
 
     The old row stays as the record of what happened; the caller announces the new one on commit.
     """
-    fields = ["task_path", "queue_name", "backend", "priority", "takes_context", "timeout", "max_attempts"]
+    fields = [
+        "task_path",
+        "queue_name",
+        "backend",
+        "priority",
+        "takes_context",
+        "timeout",
+        "max_attempts",
+        "concurrency",
+        "rate",
+    ]
     return TaskRecord.objects.create(
         **{name: getattr(row, name) for name in fields}, args=row.args, kwargs=row.kwargs
     )

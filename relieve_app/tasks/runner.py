@@ -54,11 +54,14 @@ class Runner:
     def run(self, job):
         from django.db import close_old_connections
 
+        from relieve_app.tasks import progress
+
         close_old_connections()
         task = None
         try:
             task = load(job["path"])
-            value = call(task, job)
+            with progress.reporting(job["id"]):  # relieve_app.control.report_progress writes for this task
+                value = call(task, job)
         except RetryLater as exc:
             return failure(exc, retry=True, delay=exc.delay)
         except (Exception, SystemExit) as exc:  # sys.exit() in a task ends the attempt, not the child

@@ -80,6 +80,11 @@ def test_the_largest_arguments_default_fits_a_frame_with_room_for_the_job():
         ("RELIEVE_TASK", "relieve_app.tasks.runner:Runner:extra", "a module and a class"),
         ("RELIEVE_MAX_ARGS_BYTES", 0, "at least 1"),
         ("RELIEVE_MAX_ARGS_BYTES", 2**20, "at most 983040"),
+        ("RELIEVE_MAX_READY", 10000, "a dict of queue names and numbers"),
+        ("RELIEVE_MAX_READY", {"mail": 0}, "at least 1"),
+        ("RELIEVE_MAX_READY", {"mail": "10"}, "a whole number"),
+        ("RELIEVE_METRICS_TOKEN", "short", "at least 16 characters"),
+        ("RELIEVE_METRICS_TOKEN", 12345678901234567, "a secret"),
     ],
 )
 def test_a_bad_value_is_a_check_error_that_names_it(settings, name, value, words):

@@ -138,3 +138,26 @@ def test_the_pool_page_follows_the_pool_live(admin_page, master, shot):
     expect(admin_page.locator("#relieve-master-down")).to_be_visible()  # live, without a reload
     expect(admin_page.locator("#relieve-no-master")).to_be_visible()
     shot("master-down")
+
+
+def test_the_pool_page_shows_running_tasks_with_their_progress_and_how_full_queues_are(
+    admin_page, master, settings, tmp_path, shot
+):
+    from tests.e2e.test_tasks import finished, running
+    from tests.tasks_fixtures import flow
+
+    settings.RELIEVE_MAX_READY = {"mail": 50}
+    master.start(workers=1, queues=["default=1"])
+    gate = tmp_path / "gate"
+    result = running(flow.progressing.enqueue(str(gate), 4))
+    admin_page.goto("/admin/")
+    admin_page.click(".app-relieve_app tr.model-pool a")
+
+    row = admin_page.locator(f"#relieve-tasks tr[data-task='{result.id}']")
+    expect(row.locator("progress")).to_have_attribute("value", "4")
+    expect(row).to_contain_text("4 of 4 (100%): step 4")
+    expect(admin_page.locator("#relieve-fullness")).to_contain_text("Queue mail: 0 of at most 50 ready.")
+    shot("progress")
+    gate.touch()
+    assert finished(result).return_value == 4
+    expect(admin_page.locator("#relieve-tasks")).to_contain_text("No task is running.")

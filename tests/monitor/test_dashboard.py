@@ -136,3 +136,32 @@ def test_staff_who_may_not_view_outcomes_see_no_pool_entry(client, master_socket
     [section] = client.get(reverse("admin:index")).context["app_list"]
     assert [model["object_name"] for model in section["models"]] == ["TaskRecord"]
     assert client.get(PAGE).status_code == 403
+
+
+def test_the_state_lists_running_tasks_with_progress_and_how_full_each_queue_is(
+    admin_client, master_socket, settings
+):
+    from relieve_app.models import TaskProgress, TaskRecord
+    from relieve_app.monitor import status_text
+
+    settings.RELIEVE_MAX_READY = {"mail": 10}
+    path = "tests.tasks_fixtures.basic.add"
+    running = TaskRecord.objects.create(
+        task_path=path,
+        queue_name="default",
+        backend="default",
+        status="RUNNING",
+        last_attempted_at=timezone.now(),
+    )
+    TaskProgress.objects.create(task_result=running, done=4, total=8, note="half")
+    for _ in range(3):
+        TaskRecord.objects.create(task_path=path, queue_name="mail", backend="default")
+
+    state = admin_client.get(STATE).json()
+
+    [task] = state["running_tasks"]
+    assert task["id"] == running.pk and task["progress"]["done"] == 4 and task["progress"]["note"] == "half"
+    assert state["fullness"] == {"mail": {"ready": 3, "limit": 10}}
+    text = "\n".join(status_text.render(state, "sock"))
+    assert "queue mail: 3 of at most 10 ready (RELIEVE_MAX_READY)" in text
+    assert f"#{running.pk} {path} on default: 4 of 8 (50%): half" in text

@@ -1,6 +1,8 @@
 """python manage.py relievestatus: the live pool and the messages, once, as JSON, or refreshed like `top`.
 
 Exit status 0 when a master answers, 1 when none does within --timeout: usable as a health check.
+``--task ID`` says how one task is doing and, while it waits, why; ``--prometheus`` prints the
+metrics in Prometheus's text format (what the metrics/ view serves).
 """
 
 import json
@@ -9,7 +11,11 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from relieve_app.conf import app_settings
-from relieve_app.monitor import status, status_text
+from relieve_app.models import TaskRecord
+from relieve_app.monitor import metrics, status, status_text
+from relieve_app.monitor.progress_bar import progress_text
+from relieve_app.monitor.why import why_waiting
+from relieve_app.tasks.progress import progress
 
 CLEAR = "\x1b[H\x1b[2J"  # cursor home, clear screen
 
@@ -29,8 +35,21 @@ class Command(BaseCommand):
         parser.add_argument(
             "--socket", dest="socket_path", default=app_settings.RELIEVE_SOCKET, help="The master's socket."
         )
+        parser.add_argument(
+            "--task", type=int, metavar="ID", help="One task: its state, progress, and why it waits."
+        )
+        parser.add_argument(
+            "--prometheus", action="store_true", help="The metrics in Prometheus's text format."
+        )
 
-    def handle(self, *args, as_json, watch, interval, timeout, socket_path, **options):
+    def handle(
+        self, *args, as_json, watch, interval, timeout, socket_path, task=None, prometheus=False, **options
+    ):
+        if task is not None:
+            return self.show_task(task, as_json, timeout)
+        if prometheus:
+            self.stdout.write(metrics.render(timeout=timeout, socket_path=socket_path).decode(), ending="")
+            return
         if not watch:
             state = self.show(as_json, timeout, socket_path)
             if not state["masters"]:
@@ -42,6 +61,24 @@ class Command(BaseCommand):
                 time.sleep(max(interval, 0.1))
         except KeyboardInterrupt:
             self.stdout.write("")
+
+    def show_task(self, task_id, as_json, timeout):
+        row = TaskRecord.objects.filter(pk=task_id).first()
+        if row is None:
+            raise CommandError(f"no task has the id {task_id}")
+        reasons = why_waiting(row, timeout=timeout) if row.status == TaskRecord.Status.READY else []
+        done = progress(row.pk)
+        if as_json:
+            state = {"id": row.pk, "task": row.task_path, "queue": row.queue_name, "status": row.status}
+            state["waiting_because"] = reasons
+            state["progress"] = {**done, "at": done["at"].isoformat()} if done else None
+            self.stdout.write(_dumps(state))
+            return
+        self.stdout.write(f"task {row.pk} {row.task_path} on queue {row.queue_name}: {row.status}")
+        if done is not None:
+            self.stdout.write(f"progress: {progress_text(done)}")
+        for reason in reasons:
+            self.stdout.write(f"waiting: {reason}")
 
     def show(self, as_json, timeout, socket_path, clear=False):
         state = status.collect(timeout=timeout, socket_path=socket_path)

@@ -90,10 +90,39 @@
       " failed. Last hour: " + r.hour.delivered + " delivered, " + r.hour.failed + " failed.";
   }
 
+  function progressCell(done) {
+    if (!done) return el("td", {"class": "field-progress"}, ["-"]);
+    var bar = el("progress", done.total ? {value: String(Math.min(done.done, done.total)), max: String(done.total)} : {});
+    var amount = done.total ? done.done + " of " + done.total + " (" + Math.round(Math.min(done.done / done.total, 1) * 100) + "%)"
+      : done.done + " done";
+    return el("td", {"class": "field-progress"}, [bar, " " + amount + (done.note ? ": " + done.note : "")]);
+  }
+
+  function drawTasks(state) {
+    var fullness = document.getElementById("relieve-fullness");
+    var box = document.getElementById("relieve-tasks");
+    var full = state.fullness || {};
+    fullness.textContent = Object.keys(full).map(function (queue) {
+      return "Queue " + queue + ": " + full[queue].ready + " of at most " + full[queue].limit + " ready.";
+    }).join(" ");
+    box.replaceChildren();
+    var running = state.running_tasks || [];
+    if (!running.length) { box.appendChild(el("p", {}, ["No task is running."])); return; }
+    var head = el("tr", {}, ["Task", "Queue", "Since", "Progress"].map(function (t) { return el("th", {}, [t]); }));
+    var rows = running.map(function (task) {
+      return el("tr", {"data-task": String(task.id)}, [
+        el("td", {}, ["#" + task.id + " " + task.task]), el("td", {}, [task.queue]),
+        el("td", {}, [task.since ? new Date(task.since).toLocaleTimeString() : "-"]), progressCell(task.progress)
+      ]);
+    });
+    box.appendChild(el("table", {"class": "relieve-tasks"}, [el("thead", {}, [head]), el("tbody", {}, rows)]));
+  }
+
   function draw(state) {
     var banner = document.getElementById("relieve-master-down");
     if (banner) banner.hidden = state.masters.length > 0;
     drawMasters(state);
+    drawTasks(state);
     drawCounts(state);
     document.getElementById("relieve-updated").textContent = new Date(state.checked_at).toLocaleTimeString();
   }

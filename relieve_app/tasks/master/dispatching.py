@@ -31,13 +31,14 @@ class Dispatching:
             job = await self.ledger.claim(task_id, lane.name, child.name)
             if job is None:  # finished, running elsewhere, in another queue, or gone
                 self._forget(task_id)
-            elif "later" in job:  # its run_after is not reached yet, by the database's clock
-                self._later(task_id, max(job["later"], 0.01))
+            elif "later" in job:  # its run_after is ahead (the database's clock), or its cap or rate holds it
+                self._hold(task_id, job)
             elif "paused" in job:  # paused before this master read it: held until the resume
                 lane.paused = True
                 self._ready(task_id)
             else:
                 await self._run(lane, child, job)
+                self._free_when_settled(job)
         except Exception:
             log.exception("dispatching task %s failed; the sweep will hand it out again", task_id)
             self._forget(task_id)

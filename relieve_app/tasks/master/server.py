@@ -25,6 +25,7 @@ from relieve_app.tasks.master.children import Children
 from relieve_app.tasks.master.dispatching import Dispatching
 from relieve_app.tasks.master.endpoint import Endpoint
 from relieve_app.tasks.master.errors import StartupError
+from relieve_app.tasks.master.holding import Holding
 from relieve_app.tasks.master.identity import MasterIdentity
 from relieve_app.tasks.master.lanes import Lane
 from relieve_app.tasks.master.locks import MasterLock, socket_refusal, sqlite_refusal
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 __all__ = ["Master", "Options", "StartupError", "run"]
 
 
-class Master(Children, Queueing, Dispatching, Recycling, Sweeping, Operations):
+class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Operations):
     """One master: its state, and how it starts and stops."""
 
     def __init__(self, options):
@@ -76,6 +77,7 @@ class Master(Children, Queueing, Dispatching, Recycling, Sweeping, Operations):
         self._running = set()  # claimed, in a child, or its answer being handled
         self._settling = {}  # its attempt's outcome handed to the ledger, not yet committed: id -> write
         self._timers = {}
+        self._capped = {}  # task path -> ids its concurrency cap holds back (holding.py)
         self._background = set()
         self._calls = {}  # tasks per child since it started
         self._recycling = set()

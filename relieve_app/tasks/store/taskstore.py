@@ -21,7 +21,7 @@ from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
 from relieve_app.models import PausedQueue, TaskEvent, TaskRecord
-from relieve_app.tasks import hooks
+from relieve_app.tasks import hooks, limits
 from relieve_app.tasks.cancel import cancelled_error
 from relieve_app.tasks.store import leases
 from relieve_app.tasks.store.recorder import reads_only
@@ -80,6 +80,8 @@ def claim(held, requests, owner, lease):
         .annotate(wait=_WAIT)
     )
     rows = {row.pk: row for row in ready}
+    gate = limits.Gate(now)  # @task(concurrency=..., rate=...): held rows stay READY, asked for later
+    gate.lock(rows.values())
     answers, won = [], {}
     for task_id, queue, worker_id in requests:
         row = rows.get(task_id)
@@ -89,6 +91,8 @@ def claim(held, requests, owner, lease):
             answers.append({"paused": True})
         elif row.wait is not None and row.wait.total_seconds() > 0:  # by the database's clock
             answers.append({"later": row.wait.total_seconds()})
+        elif (held_back := gate.hold(row)) is not None:
+            answers.append(held_back)
         else:
             won[task_id] = (row, worker_id)
             answers.append(task_id)
@@ -103,6 +107,7 @@ def claim(held, requests, owner, lease):
     moved = save_many([row for row, _worker in won.values()], CLAIM_FIELDS, only_if=Status.READY)
     if moved != len(won):
         raise ClaimLost(f"{len(won) - moved} of {len(won)} tasks changed under the claim")
+    gate.record()
     held.update((pk, row) for pk, (row, _worker) in won.items())
     hooks.run_in_transaction(
         [
@@ -129,6 +134,7 @@ def job(row):
         "attempt": len(row.worker_ids),
         "timeout": row.timeout,
         "max_attempts": row.max_attempts,
+        "concurrency": row.concurrency,
         "enqueued_at": row.enqueued_at.isoformat(),
         "started_at": row.started_at.isoformat() if row.started_at else None,
         "last_attempted_at": row.last_attempted_at.isoformat() if row.last_attempted_at else None,

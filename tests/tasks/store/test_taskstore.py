@@ -7,7 +7,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from relieve_app.contact.outcomes import MAIL_TASK
-from relieve_app.models import MailOutcome, PausedQueue, TaskEvent, TaskRecord
+from relieve_app.models import MailOutcome, PausedQueue, TaskEvent, TaskRecord, TaskStart
 from relieve_app.tasks import hooks
 from relieve_app.tasks.store import taskstore
 
@@ -189,3 +189,56 @@ def test_a_hook_that_fails_takes_its_tasks_write_with_it():
         hooks.unregister(task.task_path, hook)
     task.refresh_from_db()
     assert (task.status, task.worker_ids) == ("READY", [])
+
+
+# @task(concurrency=..., rate=...): judged at the claim, held rows stay READY
+
+
+CAPPED = "tests.tasks_fixtures.flow.capped"
+RATED = "tests.tasks_fixtures.flow.rated"
+
+
+def test_a_cap_holds_back_what_would_pass_it_and_lets_other_tasks_through():
+    first, second, other = record(path=CAPPED, concurrency=1), record(path=CAPPED, concurrency=1), record()
+
+    answers = claim(
+        (first.pk, "default", "default0"),
+        (second.pk, "default", "default1"),
+        (other.pk, "default", "default2"),
+    )
+
+    assert answers[0]["id"] == first.pk and answers[2]["id"] == other.pk
+    assert answers[1] == {"later": 1.0, "held": "concurrency", "path": CAPPED}
+    assert TaskRecord.objects.get(pk=second.pk).status == "READY"
+    # While the first runs, on this master or another, the second is held again.
+    assert claim((second.pk, "default", "default1")) == [
+        {"later": 1.0, "held": "concurrency", "path": CAPPED}
+    ]
+    TaskRecord.objects.filter(pk=first.pk).update(status="SUCCESSFUL")
+    assert claim((second.pk, "default", "default1"))[0]["id"] == second.pk
+
+
+def test_a_rate_admits_its_count_then_holds_until_the_oldest_start_leaves_the_window():
+    rows = [record(path=RATED, rate="2/m") for _ in range(3)]
+
+    answers = claim(*((row.pk, "default", f"default{n}") for n, row in enumerate(rows)))
+
+    assert [answer["id"] for answer in answers[:2]] == [rows[0].pk, rows[1].pk]
+    assert 59 < answers[2]["later"] <= 60 and answers[2]["held"] == "rate"
+    assert TaskStart.objects.filter(task_path=RATED).count() == 2
+    # A start older than the window no longer counts, and is forgotten by the next start.
+    TaskStart.objects.update(at=timezone.now() - timedelta(seconds=61))
+    assert claim((rows[2].pk, "default", "default0"))[0]["id"] == rows[2].pk
+    assert TaskStart.objects.filter(task_path=RATED).count() == 1
+
+
+def test_a_retry_counts_as_a_start_of_the_rate():
+    row = record(path=RATED, rate="1/h")
+    held = {}
+    claim((row.pk, "default", "default0"), held=held)
+    error = {"exception_class_path": "builtins.OSError", "message": "again", "traceback": ""}
+    taskstore.apply(held, [(row.pk, "default0", "failure", error, "error", 0.0)], [], ME, 60)
+    TaskRecord.objects.filter(pk=row.pk).update(run_after=None)  # due now
+
+    [answer] = claim((row.pk, "default", "default0"))
+    assert 3590 < answer["later"] <= 3600
