@@ -270,6 +270,27 @@ def test_relievestatus_watch_refreshes_until_interrupted(master):
     assert all("master pid" in frame for frame in frames)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_relievestatus_watch_stops_even_when_started_with_sigint_ignored(master, sig):
+    """A shell's background job (``make test &``) starts with SIGINT ignored, and Python keeps it so."""
+    master.start(workers=1)
+    argv = [sys.executable, "manage.py", "relievestatus", "--socket", master.socket_path, "--watch"]
+    ignoring = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *argv, "--interval", "0.2"]
+    watch = subprocess.Popen(ignoring, cwd=ROOT, env=master.env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = watch.stdout.readline()
+        assert line.startswith("\x1b[H\x1b[2J"), line
+    finally:
+        watch.send_signal(sig)
+        try:
+            watch.communicate(timeout=30)  # reads on: a full pipe would hold the watch as well
+        except subprocess.TimeoutExpired:
+            watch.kill()
+            watch.communicate()
+            raise AssertionError(f"relievestatus --watch ignored {sig!r}") from None
+    assert watch.returncode == 0
+
+
 def test_the_reload_operation_replaces_the_children_like_sighup(master):
     master.start(workers=2)
     before = {child["name"]: child["pid"] for child in master.status()["children"]}
