@@ -124,6 +124,10 @@ def test_a_hung_task_is_killed_at_its_timeout_until_its_attempts_are_spent(maste
     row = TaskRecord.objects.get(pk=result.id)
     assert "within 1s; killed it" in row.errors[0]["message"]
     assert "gave up after 2 attempts" in row.errors[-1]["message"]
+    # The reason reaches the Python API as well as the admin and the log.
+    assert result.errors[0].traceback == f"TimeoutError: {row.errors[0]['message']}\n"
+    assert "no answer from default0 within 1s; killed it" in result.errors[0].traceback
+    assert "gave up after 2 attempts" in result.errors[-1].traceback
     assert TaskEvent.objects.filter(task_result=row, event="timeout").count() == 2
     # The child that hung was replaced, and the queue goes on.
     assert finished(basic.add.enqueue(1, 2)).return_value == 3
