@@ -3,6 +3,7 @@ run_after across a restart, async and context, a child killed mid-task, a hung t
 that fails, and RetryLater."""
 
 import os
+import re
 import signal
 from datetime import timedelta
 
@@ -236,3 +237,14 @@ def test_a_hook_that_always_raises_fails_its_task_alone_and_the_others_go_throug
     assert filed(refused) == ["running"]
     failure = TaskEvent.objects.get(task_result_id=int(refused.id), event="error")
     assert "cannot file 'unfileable'" in failure.payload["message"]
+
+
+def test_the_masters_log_lines_all_carry_a_time_django_tasks_ones_too(master):
+    """Django logs each task's start and end (``Task id=… state=…``); they read like the master's own."""
+    master.start(workers=1, queues=["default=1"])
+    result = finished(basic.add.enqueue(2, 3))
+    wait_until(lambda: f"Task id={result.id} path=" in master.output(), message="django.tasks' lines")
+    stamped = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
+    lines = [line for line in master.output().splitlines() if f"Task id={result.id}" in line]
+    assert lines and all(stamped.match(line) for line in lines), lines
+    assert all(" django.tasks: " in line for line in lines)
