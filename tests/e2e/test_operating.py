@@ -129,7 +129,12 @@ def test_reload_option_replaces_children_when_a_python_file_changes(master):
     os.utime(touched)
 
     wait_until(lambda: _child_pid(master)() not in (None, first), message="a new child after the change")
-    assert "crashing.py changed" in master.output()
+    wait_until(lambda: "reload done" in master.output(), message="the reload over")
+    output = master.output()
+    assert "crashing.py changed" in output
+    # A planned replacement is no warning: each replaced child says so once, at INFO.
+    assert [line for line in output.splitlines() if "WARNING relieve_app.tasks.master.children" in line] == []
+    assert "INFO relieve_app.tasks.master.children: child default0 stopped to be replaced" in output
 
 
 ADDED_MODULE = """
