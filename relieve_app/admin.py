@@ -29,6 +29,11 @@ from relieve_app.tasks.cancel import cancel as cancel_task
 from relieve_app.tasks.progress import progress as progress_of
 from relieve_app.tasks.schedule import listing
 
+# The admin index is where an admin lands: it shows the master-down banner too, unless the project
+# gave its admin an index template of its own (then it can add {% relieve_master_banner %} itself).
+if admin.site.index_template is None:
+    admin.site.index_template = "admin/relieve_app/index.html"
+
 
 def _compact(moment, seconds=False):
     """ "14:05" today, "Nov 28 14:05" this year, "Nov 28 2025 14:05" before: short enough for a list

@@ -161,3 +161,26 @@ def test_usage_samples_read_in_mib_newest_first(admin_page, no_master, busy_day)
     )
     assert newest.created_at > older.created_at
     assert str(newest.pid) in first.inner_text()
+
+
+@pytest.mark.parametrize("size", [LAPTOP, PHONE], ids=["1280", "390"])
+def test_the_admin_index_shows_the_master_down_banner(admin_page, no_master, shot, size):
+    admin_page.set_viewport_size(size)
+    admin_page.goto("/admin/")
+    expect(admin_page.locator("#content h1")).to_be_visible()
+    shot("index")
+    banner = admin_page.locator("#relieve-master-down")
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("No relieve master is running")
+    assert fits_sideways(admin_page)
+
+
+@pytest.mark.parametrize("size", [LAPTOP, PHONE], ids=["1280", "390"])
+def test_the_pool_page_without_a_master_says_it_once(admin_page, no_master, shot, size):
+    admin_page.set_viewport_size(size)
+    admin_page.goto("/admin/relieve_app/pool/")
+    expect(admin_page.locator("#relieve-master-down")).to_be_visible()
+    shot("pool-down")
+    expect(admin_page.locator("#relieve-no-master")).to_have_count(0)
+    assert "Errno" not in admin_page.locator("#content").inner_text()
+    assert fits_sideways(admin_page)

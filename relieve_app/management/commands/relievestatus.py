@@ -7,9 +7,10 @@ metrics in Prometheus's text format (what the metrics/ view serves).
 
 import json
 import signal
+import sys
 import time
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from relieve_app.conf import app_settings
 from relieve_app.models import TaskRecord
@@ -54,7 +55,7 @@ class Command(BaseCommand):
         if not watch:
             state = self.show(as_json, timeout, socket_path)
             if not state["masters"]:
-                raise CommandError(f"no relieve master answers on {socket_path}", returncode=1)
+                sys.exit(1)  # what is wrong is already printed, once: a health check reads the status
             return
         # A shell starts a background job with SIGINT ignored, and Python then leaves it ignored: the
         # watch would outlive its Ctrl-C. It says "until Ctrl-C", so it takes SIGINT back, and SIGTERM too.
