@@ -184,3 +184,12 @@ def test_the_pool_page_without_a_master_says_it_once(admin_page, no_master, shot
     expect(admin_page.locator("#relieve-no-master")).to_have_count(0)
     assert "Errno" not in admin_page.locator("#content").inner_text()
     assert fits_sideways(admin_page)
+
+
+def test_the_pool_page_says_which_tasks_it_counts(admin_page, no_master, busy_day, shot):
+    admin_page.set_viewport_size(LAPTOP)
+    admin_page.goto("/admin/relieve_app/pool/")
+    messages = admin_page.locator("#relieve-charts svg").first
+    expect(messages.locator(".chart-title")).to_contain_text("Contact mail")
+    expect(admin_page.locator("#relieve-pool h2").first).to_contain_text("Contact mail")
+    shot("charts")
