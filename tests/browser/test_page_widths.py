@@ -1,6 +1,7 @@
 """The admin's relieve pages at a laptop's 1280x800 and a phone's 390x844: nothing cut off, nothing
 pushed sideways, charts readable, and the master-down banner where an admin lands."""
 
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -193,3 +194,30 @@ def test_the_pool_page_says_which_tasks_it_counts(admin_page, no_master, busy_da
     expect(messages.locator(".chart-title")).to_contain_text("Contact mail")
     expect(admin_page.locator("#relieve-pool h2").first).to_contain_text("Contact mail")
     shot("charts")
+
+
+@pytest.mark.parametrize("size", [LAPTOP, PHONE], ids=["1280", "390"])
+def test_the_pool_page_fits_and_its_charts_read(admin_page, master, busy_day, shot, size):
+    master.start(workers=2, queues=["default=1"])
+    admin_page.set_viewport_size(size)
+    admin_page.goto("/admin/relieve_app/pool/")
+    expect(admin_page.locator("#relieve-masters tr[data-child]")).to_have_count(3)
+    shot("pool")
+    assert fits_sideways(admin_page), "the pool page is wider than the screen"
+    charts = admin_page.locator("#relieve-charts svg")
+    expect(charts).to_have_count(3)
+    for index in range(3):
+        chart = charts.nth(index)
+        scale = chart.evaluate("e => e.getBoundingClientRect().width / e.viewBox.baseVal.width")
+        assert 11 * scale >= 9, f"chart {index}: its 11px text is drawn {11 * scale:.1f}px tall"
+    memory = charts.nth(2)
+    title = memory.locator(".chart-title").bounding_box()
+    legend = [memory.locator(f"[data-legend='{name}']").bounding_box() for name in CHILDREN]
+    assert all(legend), "each child has its legend entry"
+    assert [box for box in legend if boxes_overlap(box, title)] == [], "the legend covers the title"
+    svg = memory.bounding_box()
+    assert all(
+        svg["x"] <= box["x"] and box["x"] + box["width"] <= svg["x"] + svg["width"] + 1 for box in legend
+    )
+    for a, b in itertools.pairwise(legend):
+        assert not boxes_overlap(a, b)

@@ -49,7 +49,8 @@
         return el("td", {"class": classes}, [cell(child, c[1])]);
       }));
     });
-    return el("table", {"class": "relieve-children"}, [el("thead", {}, [head]), el("tbody", {}, rows)]);
+    var table = el("table", {"class": "relieve-children"}, [el("thead", {}, [head]), el("tbody", {}, rows)]);
+    return el("div", {"class": "relieve-table-box"}, [table]);  // scrolls alone on a phone
   }
 
   function drawMasters(state) {
