@@ -48,6 +48,11 @@ def _compact(moment, seconds=False):
     return f"{local:%b} {local.day}{year} {clock}"
 
 
+def _count(number, noun):
+    """ "1 task", "2 tasks": what the admin's notes say, instead of "2 task(s)"."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def _breakable(text, after):
     """``text`` that wraps only after these characters, never inside a part: an address after its "@"
     and dots (not at the hyphen of a-long-domain), a dotted path after its dots."""
@@ -85,7 +90,7 @@ class RetryMixin:
         """Give new tasks to the master over one connection; what it does not take waits for the sweep."""
         handed = client.submit_many([(row.pk, backend.hints(row)) for row in rows])
         if handed:
-            self.message_user(request, f"{handed} {noun}(s) handed to the master.", messages.SUCCESS)
+            self.message_user(request, f"{_count(handed, noun)} handed to the master.", messages.SUCCESS)
         if waiting := len(rows) - handed:
             if status.master_alive():
                 why = "the master refused them for now and picks them up on its next sweep."
@@ -94,7 +99,7 @@ class RetryMixin:
                     "no relieve master is running. They are sent once one starts "
                     "(python manage.py runrelieve)."
                 )
-            self.message_user(request, f"{waiting} {noun}(s) stay queued: {why}", messages.WARNING)
+            self.message_user(request, f"{_count(waiting, noun)} stay queued: {why}", messages.WARNING)
 
 
 class TaskEventInline(ReadOnlyMixin, admin.TabularInline):
@@ -184,7 +189,9 @@ class MailOutcomeAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
                 tasks.append(row)
             transaction.on_commit(lambda: self.hand_over(request, tasks, "message"))
         if skipped:
-            self.message_user(request, f"{skipped} sent message(s) left alone: they are not sent twice.")
+            self.message_user(
+                request, f"{_count(skipped, 'sent message')} left alone: they are not sent twice."
+            )
 
 
 @admin.register(Pool)
@@ -335,7 +342,7 @@ class TaskRecordAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
         """Only FAILED tasks: one still waiting or running would run twice, a successful one again."""
         failed = queryset.filter(status=TaskRecord.Status.FAILED)
         if skipped := queryset.count() - failed.count():
-            self.message_user(request, f"{skipped} task(s) not failed left alone.")
+            self.message_user(request, f"{_count(skipped, 'task')} not failed left alone.")
         with transaction.atomic():
             tasks = []
             for row in failed:

@@ -221,3 +221,9 @@ def test_the_pool_page_fits_and_its_charts_read(admin_page, master, busy_day, sh
     )
     for a, b in itertools.pairwise(legend):
         assert not boxes_overlap(a, b)
+
+
+def test_the_favicon_is_served_not_a_404(page):
+    answer = page.goto("/favicon.ico")
+    assert answer.ok, answer.status
+    assert answer.headers["content-type"].startswith("image/")
