@@ -289,7 +289,7 @@ class TaskRecordAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
     def progress_bar(self, obj):
         return progress_html(progress_of(obj.pk))
 
-    @admin.display(description="attempts")
+    @admin.display(description="tries", ordering="attempts")  # the list's word; the detail's field too
     def attempt_count(self, obj):
         return obj.attempts
 
