@@ -266,9 +266,9 @@ class TaskRecordAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
         """A waiting task ends FAILED now; a running one has its child stopped by its master."""
         done = sum(cancel_task(pk) for pk in queryset.values_list("pk", flat=True))
         if done:
-            self.message_user(request, f"{done} task(s) cancelled.", messages.SUCCESS)
+            self.message_user(request, f"{_count(done, 'task')} cancelled.", messages.SUCCESS)
         if skipped := queryset.count() - done:
-            self.message_user(request, f"{skipped} finished task(s) left alone.")
+            self.message_user(request, f"{_count(skipped, 'finished task')} left alone.")
 
     def get_fields(self, request, obj=None):
         """A READY task says why it has not started; one that reported progress shows it as a bar."""
@@ -520,9 +520,9 @@ class ScheduleAdmin(admin.ModelAdmin):
     @admin.action(description="Enable selected schedules", permissions=["change"])
     def enable(self, request, queryset):
         listing.switch(list(queryset.values_list("name", flat=True)), True)
-        self.message_user(request, f"{queryset.count()} schedule(s) enabled.", messages.SUCCESS)
+        self.message_user(request, f"{_count(queryset.count(), 'schedule')} enabled.", messages.SUCCESS)
 
     @admin.action(description="Disable selected schedules", permissions=["change"])
     def disable(self, request, queryset):
         listing.switch(list(queryset.values_list("name", flat=True)), False)
-        self.message_user(request, f"{queryset.count()} schedule(s) disabled.", messages.SUCCESS)
+        self.message_user(request, f"{_count(queryset.count(), 'schedule')} disabled.", messages.SUCCESS)

@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from relieve_app.conf import app_settings
 from relieve_app.models import TaskRecord
