@@ -4,8 +4,10 @@
 
 Each of the two runs in a process group of its own, so a Ctrl-C reaches this runner alone, which
 passes exactly one SIGTERM to each and waits: the master finishes its sends in flight within
-RELIEVE_GRACE, then exits. A second Ctrl-C only says what is awaited; a third kills both. When one
-of the two stops by itself, the other is stopped the same way.
+RELIEVE_GRACE, then exits. A second Ctrl-C only says what is awaited; a third kills both. When the
+web server stops by itself, the master is stopped the same way. When the master stops by itself,
+the web server goes on, as it is built to: its pages show the master-down banner and posts queue.
+The runner says so at once, and exits 1 at the end, so the stop is seen, never silent.
 
 In a terminal the runner takes the foreground for as long as it runs, so the `make` that started it
 never sees the Ctrl-C and exits 0 with it, instead of dying of the signal.
@@ -33,6 +35,7 @@ class Runner:
         }
         self.processes = {}
         self.signals = []  # the stop signals received, in order; the handler only records
+        self.master_ended = None  # the master's status, when it stopped without being asked
 
     def run(self):
         for sig in STOP_SIGNALS:
@@ -58,8 +61,13 @@ class Runner:
         """Until a stop signal comes or a child ends; returns the name of the child that ended, if any."""
         while not self.signals:
             for name, process in self.processes.items():
-                if process.poll() is not None:
+                if process.poll() is None:
+                    continue
+                if name != "relieve master":
                     return name
+                if self.master_ended is None:
+                    self.master_ended = process.returncode
+                    say_master_stopped(process.returncode)
             time.sleep(0.1)
         return None
 
@@ -96,10 +104,32 @@ class Runner:
         if ended is not None and codes[ended] not in CLEAN:
             print(f"the {ended} exited with status {codes[ended]}", file=sys.stderr)
             return 1
+        if self.master_ended is not None:
+            print(f"the relieve master had stopped by itself (status {self.master_ended})", file=sys.stderr)
+            codes["relieve master"] = 0  # already said; the web server's own stop is what is left
+            unclean = [name for name, code in codes.items() if code not in CLEAN]
+            for name in unclean:
+                print(f"the {name} did not stop cleanly (status {codes[name]})", file=sys.stderr)
+            return 1
         unclean = [name for name, code in codes.items() if code not in CLEAN]
         for name in unclean:
             print(f"the {name} did not stop cleanly (status {codes[name]})", file=sys.stderr)
         return 1 if unclean else 0
+
+
+def say_master_stopped(code):
+    how = (
+        f"killed by {signal.Signals(-code).name}"
+        if code < 0 and -code in signal.valid_signals()
+        else f"status {code}"
+    )
+    print(
+        f"\n*** the relieve master stopped by itself ({how}). The web server keeps serving: its pages\n"
+        "*** show the master-down banner and posts wait in the queue. Start a master again in another\n"
+        "*** terminal with: python manage.py runrelieve   (or press Ctrl-C to stop the web server)\n",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def take_terminal():

@@ -222,5 +222,8 @@ LOGGING = {
     },
     "loggers": {
         "relieve_app": {"handlers": ["console"], "level": env.str("RELIEVE_LOG_LEVEL", default="INFO")},
+        # Django's "Task id=… state=…" lines, which the master logs, in the same timestamped form
+        # instead of through Django's bare DEBUG console.
+        "django.tasks": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }

@@ -7,7 +7,8 @@ from django.db.models import Count, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html, format_html_join
+from django.utils.html import escape, format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from relieve_app.contact.mailtask import job_of, send_contact_mail
 from relieve_app.listing import EstimatingPaginator, IndexedValuesFilter
@@ -28,14 +29,41 @@ from relieve_app.tasks.cancel import cancel as cancel_task
 from relieve_app.tasks.progress import progress as progress_of
 from relieve_app.tasks.schedule import listing
 
+# The admin index is where an admin lands: it shows the master-down banner too, unless the project
+# gave its admin an index template of its own (then it can add {% relieve_master_banner %} itself).
+if admin.site.index_template is None:
+    admin.site.index_template = "admin/relieve_app/index.html"
 
-def _compact(moment):
-    """ "Nov 28 14:05" this year, "Nov 28 2025 14:05" before: short enough for a list column."""
+
+def _compact(moment, seconds=False):
+    """ "14:05" today, "Nov 28 14:05" this year, "Nov 28 2025 14:05" before: short enough for a list
+    column beside the admin's two sidebars at 1280 px. The detail page has the full time."""
     if moment is None:
         return "-"
-    local = timezone.localtime(moment)
-    year = "" if local.year == timezone.localtime().year else f" {local.year}"
-    return f"{local:%b} {local.day}{year} {local:%H:%M}"
+    local, today = timezone.localtime(moment), timezone.localtime()
+    clock = f"{local:%H:%M:%S}" if seconds else f"{local:%H:%M}"
+    if local.date() == today.date():
+        return clock
+    year = "" if local.year == today.year else f" {local.year}"
+    return f"{local:%b} {local.day}{year} {clock}"
+
+
+def _count(number, noun):
+    """ "1 task", "2 tasks": what the admin's notes say, instead of "2 task(s)"."""
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+def _breakable(text, after):
+    """``text`` that wraps only after these characters, never inside a part: an address after its "@"
+    and dots (not at the hyphen of a-long-domain), a dotted path after its dots."""
+    parts, start = [], 0
+    for index, char in enumerate(text):
+        if char in after:
+            parts.append(text[start : index + 1])
+            start = index + 1
+    parts.append(text[start:])
+    spans = (f'<span class="nowrap">{escape(part)}</span>' for part in parts if part)
+    return mark_safe("<wbr>".join(spans))  # every part is escaped above
 
 
 class ReadOnlyMixin:
@@ -62,7 +90,7 @@ class RetryMixin:
         """Give new tasks to the master over one connection; what it does not take waits for the sweep."""
         handed = client.submit_many([(row.pk, backend.hints(row)) for row in rows])
         if handed:
-            self.message_user(request, f"{handed} {noun}(s) handed to the master.", messages.SUCCESS)
+            self.message_user(request, f"{_count(handed, noun)} handed to the master.", messages.SUCCESS)
         if waiting := len(rows) - handed:
             if status.master_alive():
                 why = "the master refused them for now and picks them up on its next sweep."
@@ -71,7 +99,7 @@ class RetryMixin:
                     "no relieve master is running. They are sent once one starts "
                     "(python manage.py runrelieve)."
                 )
-            self.message_user(request, f"{waiting} {noun}(s) stay queued: {why}", messages.WARNING)
+            self.message_user(request, f"{_count(waiting, noun)} stay queued: {why}", messages.WARNING)
 
 
 class TaskEventInline(ReadOnlyMixin, admin.TabularInline):
@@ -95,7 +123,7 @@ class TaskResultEventInline(TaskEventInline):
 @admin.register(MailOutcome)
 class MailOutcomeAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
     # Six columns fit beside the admin's two sidebars at 1280 px; the child that sent it is on the detail.
-    list_display = ["status", "emitter", "short_subject", "tries", "created", "sent"]
+    list_display = ["status", "sender", "short_subject", "tries", "created", "sent"]
     list_display_links = ["status", "short_subject"]
     list_filter = ["status", "created_at"]
     date_hierarchy = "created_at"
@@ -114,6 +142,10 @@ class MailOutcomeAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
     readonly_fields = [name for row in fields for name in ((row,) if isinstance(row, str) else row)]
     inlines = [OutcomeEventInline]
     actions = ["retry"]
+
+    @admin.display(description="from (visitor)", ordering="emitter")
+    def sender(self, obj):
+        return _breakable(obj.emitter, after="@.")
 
     @admin.display(description="subject", ordering="subject")
     def short_subject(self, obj):
@@ -157,7 +189,9 @@ class MailOutcomeAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
                 tasks.append(row)
             transaction.on_commit(lambda: self.hand_over(request, tasks, "message"))
         if skipped:
-            self.message_user(request, f"{skipped} sent message(s) left alone: they are not sent twice.")
+            self.message_user(
+                request, f"{_count(skipped, 'sent message')} left alone: they are not sent twice."
+            )
 
 
 @admin.register(Pool)
@@ -191,17 +225,9 @@ class PoolAdmin(admin.ModelAdmin):
 
 @admin.register(TaskRecord)
 class TaskRecordAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
-    list_display = [
-        "id",
-        "task_path",
-        "queue_name",
-        "status",
-        "priority",
-        "attempt_count",
-        "enqueued_at",
-        "finished_at",
-        "schedule",
-    ]
+    # Eight columns fit beside the admin's two sidebars at 1280 px: the path wraps at its dots, the
+    # times are compact; the priority and the full times are on the detail.
+    list_display = ["id", "task", "queue_name", "status", "attempt_count", "enqueued", "finished", "schedule"]
     # Each filter and the ordering has its index (models.py); the date filter costs no query, where
     # a date hierarchy read every row's date, and a large list's count is estimated (listing.py).
     list_filter = [
@@ -240,9 +266,9 @@ class TaskRecordAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
         """A waiting task ends FAILED now; a running one has its child stopped by its master."""
         done = sum(cancel_task(pk) for pk in queryset.values_list("pk", flat=True))
         if done:
-            self.message_user(request, f"{done} task(s) cancelled.", messages.SUCCESS)
+            self.message_user(request, f"{_count(done, 'task')} cancelled.", messages.SUCCESS)
         if skipped := queryset.count() - done:
-            self.message_user(request, f"{skipped} finished task(s) left alone.")
+            self.message_user(request, f"{_count(skipped, 'finished task')} left alone.")
 
     def get_fields(self, request, obj=None):
         """A READY task says why it has not started; one that reported progress shows it as a bar."""
@@ -263,9 +289,21 @@ class TaskRecordAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
     def progress_bar(self, obj):
         return progress_html(progress_of(obj.pk))
 
-    @admin.display(description="attempts")
+    @admin.display(description="tries", ordering="attempts")  # the list's word; the detail's field too
     def attempt_count(self, obj):
         return obj.attempts
+
+    @admin.display(description="task", ordering="task_path")
+    def task(self, obj):
+        return _breakable(obj.task_path, after="._")
+
+    @admin.display(description="enqueued", ordering="enqueued_at")
+    def enqueued(self, obj):
+        return _compact(obj.enqueued_at)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, obj):
+        return _compact(obj.finished_at)
 
     @admin.display(description="arguments")
     def arguments(self, obj):
@@ -304,7 +342,7 @@ class TaskRecordAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
         """Only FAILED tasks: one still waiting or running would run twice, a successful one again."""
         failed = queryset.filter(status=TaskRecord.Status.FAILED)
         if skipped := queryset.count() - failed.count():
-            self.message_user(request, f"{skipped} task(s) not failed left alone.")
+            self.message_user(request, f"{_count(skipped, 'task')} not failed left alone.")
         with transaction.atomic():
             tasks = []
             for row in failed:
@@ -318,7 +356,7 @@ class TaskRecordAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.register(TaskEvent)
 class TaskEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["created_at", "event", "task_name", "task_result", "outcome"]
+    list_display = ["time", "event", "task_name", "task", "outcome"]
     list_filter = ["event", "task_name"]
     list_select_related = ["outcome", "task_result"]
     date_hierarchy = "created_at"
@@ -326,12 +364,30 @@ class TaskEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     fields = ["created_at", "event", "task_name", "task_result", "outcome", "payload"]
     readonly_fields = fields
 
+    @admin.display(description="time", ordering="created_at")
+    def time(self, obj):
+        return _compact(obj.created_at, seconds=True)
+
+    @admin.display(description="task result", ordering="task_result")
+    def task(self, obj):
+        row = obj.task_result
+        return "-" if row is None else _breakable(f"#{row.pk} {row.task_path} ({row.status})", after="._ ")
+
 
 @admin.register(UsageSample)
 class UsageSampleAdmin(ReadOnlyMixin, admin.ModelAdmin):
-    list_display = ["created_at", "task_name", "pid", "memory", "cpu_percent"]
+    list_display = ["time", "task_name", "pid", "memory_mib", "cpu_percent"]
     list_filter = ["task_name"]
     date_hierarchy = "created_at"
+    ordering = ["-created_at", "-id"]  # the latest sample is the one asked about
+
+    @admin.display(description="time", ordering="created_at")
+    def time(self, obj):
+        return _compact(obj.created_at, seconds=True)
+
+    @admin.display(description="resident memory", ordering="memory")
+    def memory_mib(self, obj):
+        return f"{obj.memory / 2**20:.1f} MiB"
 
 
 def _pretty(value):
@@ -342,7 +398,11 @@ def _pretty(value):
 class RelieveMasterAdmin(ReadOnlyMixin, admin.ModelAdmin):
     """The masters sharing this database; a gone one vanished without stopping, with the rows it held."""
 
-    list_display = [
+    list_display = ["host_name", "pid", "state", "held", "started", "heartbeat", "children", "queue_sizes"]
+    list_filter = ["host"]
+    search_fields = ["id", "host"]
+    fields = [
+        "id",
         "host",
         "pid",
         "state",
@@ -353,10 +413,24 @@ class RelieveMasterAdmin(ReadOnlyMixin, admin.ModelAdmin):
         "children",
         "queues",
     ]
-    list_filter = ["host"]
-    search_fields = ["id", "host"]
-    fields = ["id", *list_display]
     readonly_fields = fields
+
+    @admin.display(description="host", ordering="host")
+    def host_name(self, obj):
+        return _breakable(obj.host, after=".-")
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, obj):
+        return _compact(obj.started_at)
+
+    @admin.display(description="queues")
+    def queue_sizes(self, obj):
+        """ "mail, default": words that wrap, not a JSON list that runs off the column."""
+        return ", ".join(str(name) for name in obj.queues or ()) or "-"
+
+    @admin.display(description="last heartbeat", ordering="heartbeat_at")
+    def heartbeat(self, obj):
+        return _compact(obj.heartbeat_at, seconds=True)
 
     def get_queryset(self, request):
         running = TaskRecord.objects.filter(owner=OuterRef("pk"), status=TaskRecord.Status.RUNNING)
@@ -446,9 +520,9 @@ class ScheduleAdmin(admin.ModelAdmin):
     @admin.action(description="Enable selected schedules", permissions=["change"])
     def enable(self, request, queryset):
         listing.switch(list(queryset.values_list("name", flat=True)), True)
-        self.message_user(request, f"{queryset.count()} schedule(s) enabled.", messages.SUCCESS)
+        self.message_user(request, f"{_count(queryset.count(), 'schedule')} enabled.", messages.SUCCESS)
 
     @admin.action(description="Disable selected schedules", permissions=["change"])
     def disable(self, request, queryset):
         listing.switch(list(queryset.values_list("name", flat=True)), False)
-        self.message_user(request, f"{queryset.count()} schedule(s) disabled.", messages.SUCCESS)
+        self.message_user(request, f"{_count(queryset.count(), 'schedule')} disabled.", messages.SUCCESS)

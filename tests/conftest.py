@@ -1,10 +1,25 @@
 """Fixtures shared by the whole suite: a real SMTP server, and Django's mail pointed at it."""
 
+from pathlib import Path
+
 import pytest
 
 from tests.smtp_sink import SMTPSink
 
 SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    """A master keeps its lock file beside the SQLite database on purpose (see master/locks.py); the
+    test database goes at the end of the run, and the lock file of the masters it ran goes with it."""
+    from django.conf import settings
+
+    if not settings.configured:
+        return
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3") and database.get("TEST", {}).get("NAME"):
+        Path(f"{database['TEST']['NAME']}.master.lock").unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -190,3 +190,28 @@ def children(pid):
 
 def command_line(pid):
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+
+
+def test_sigterm_to_the_master_leaves_the_web_serving_and_says_so_loudly(migrated):
+    """The web side is built to go on without a master: pages show the master-down banner and posts
+    queue. `make run` keeps serving so that is what one sees, says what happened, and exits 1 later."""
+    port = free_port()
+    process, output = start_runner(migrated, port)
+    wait_until_serving(process, port, output)
+    master = [pid for pid in children(process.pid) if "runrelieve" in command_line(pid)]
+    assert master, output.text
+
+    os.kill(master[0], signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while "the relieve master stopped by itself" not in output.text and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "the relieve master stopped by itself" in output.text, output.text
+    assert "python manage.py runrelieve" in output.text.split("stopped by itself", 1)[1]
+    assert process.poll() is None, output.text  # still running: the web server goes on
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/contact/", timeout=10) as page:
+        assert page.status == 200
+
+    os.killpg(process.pid, signal.SIGINT)  # then Ctrl-C
+    text = finish(process, output)
+    assert process.returncode == 1, text  # make says so too: the run did not end as it was asked to
+    assert "the relieve master had stopped by itself (status 0)" in text

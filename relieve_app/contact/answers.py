@@ -51,8 +51,8 @@ class JsonCsrf(CsrfViewMiddleware):
         if not wants_json(request):
             return super()._reject(request, reason)
         return error(
-            f"CSRF check failed: {reason}. GET this URL with Accept: application/json for a csrf_token "
-            "and its cookie, then post with the cookie and the token in an X-CSRFToken header.",
+            f"CSRF check failed: {reason.rstrip('.')}. GET this URL with Accept: application/json for a "
+            "csrf_token and its cookie, then post with the cookie and the token in an X-CSRFToken header.",
             403,
         )
 

@@ -34,6 +34,22 @@ def validate_text(value):
         ) from None
 
 
+class CountedCharField(forms.CharField):
+    """A CharField whose length errors write the counts as "20,001", like the limit beside them."""
+
+    def run_validators(self, value):
+        try:
+            super().run_validators(value)
+        except ValidationError as exc:
+            for error in exc.error_list:
+                if error.params:
+                    error.params = {
+                        key: f"{number:,}" if isinstance(number, int) else number
+                        for key, number in error.params.items()
+                    }
+            raise
+
+
 class ContactForm(forms.Form):
     emitter = forms.EmailField(
         label="Your email address",
@@ -54,7 +70,7 @@ class ContactForm(forms.Form):
         help_text="One line; leave it empty and we use “No subject”.",
         error_messages={"max_length": "Please keep the subject to %(limit_value)d characters or fewer."},
     )
-    body = forms.CharField(
+    body = CountedCharField(
         label="Message",
         min_length=BODY_MIN,
         max_length=BODY_MAX,
@@ -64,11 +80,11 @@ class ContactForm(forms.Form):
         error_messages={
             "required": "Please write your message.",
             "min_length": (
-                "Your message is too short: please write at least %(limit_value)d characters "
-                "(it has %(show_value)d)."
+                "Your message is too short: please write at least %(limit_value)s characters "
+                "(it has %(show_value)s)."
             ),
             "max_length": (
-                f"Your message is too long: at most {BODY_MAX:,} characters (it has %(show_value)d)."
+                "Your message is too long: at most %(limit_value)s characters (it has %(show_value)s)."
             ),
         },
     )

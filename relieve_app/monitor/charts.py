@@ -15,7 +15,12 @@ STYLE = (
     ".grid{stroke:#8884;stroke-width:1}.axis{stroke:#888;stroke-width:1}.empty{fill:#888}"
 )
 DOTS_UP_TO = 30  # series this short also get a dot per point
-COLORS = ["#2e7d32", "#c62828", "#ef6c00", "#1565c0", "#6a1b9a", "#00838f", "#5d4037", "#9e9d24"]
+COLORS = [
+    "#2e7d32", "#c62828", "#ef6c00", "#1565c0", "#6a1b9a", "#00838f",
+    "#5d4037", "#9e9d24", "#ad1457", "#37474f", "#4527a0", "#00695c",
+]  # fmt: skip
+CHAR_WIDTH, TITLE_CHAR_WIDTH = 7, 7.5  # generous widths of a character of the 11px text and 12px title
+LEGEND_GAP, LEGEND_ROW = 12, 14  # between the title and the legend; the height of a legend row
 
 
 @dataclass
@@ -53,8 +58,44 @@ def _number(value):
     return f"{value:g}" if value < 1000 else f"{value:,.0f}"
 
 
+def legend_rows(labels, width, title):
+    """Lines of (x, index) for the legend entries, in order, each line flush right.
+
+    The first line shares the top with the title and stops short of it; a legend too long for it
+    goes on in lines of its own below, so no entry ever covers the title or another entry.
+    """
+    right = width - RIGHT
+    rows, row, left = [], [], LEFT + TITLE_CHAR_WIDTH * len(title) + LEGEND_GAP
+    used = 0
+    for index, label in enumerate(labels):
+        size = _entry_width(label)
+        if row and right - used - size < left:
+            rows.append(row)
+            row, used, left = [], 0, LEFT
+        row.append((index, size))
+        used += size
+    if row:
+        rows.append(row)
+    placed = []
+    for row in rows:
+        x = right - sum(size for _index, size in row)
+        line = []
+        for index, size in row:
+            line.append((x, index))
+            x += size
+        placed.append(line)
+    return placed
+
+
+def _entry_width(label):
+    return 14 + CHAR_WIDTH * len(label)
+
+
 def line_chart(chart, width=WIDTH, height=HEIGHT):
-    plot_w, plot_h = width - LEFT - RIGHT, height - TOP - BOTTOM
+    rows = legend_rows([series.label for series in chart.series], width, chart.title)
+    extra = LEGEND_ROW * max(len(rows) - 1, 0)  # legend lines below the title push the plot down
+    top, height = TOP + extra, height + extra
+    plot_w, plot_h = width - LEFT - RIGHT, height - top - BOTTOM
     x_low, x_high = chart.x_range
     x_span = (x_high - x_low) or 1
     y_max = nice_ceiling(max((y for s in chart.series for _x, y in s.points), default=0))
@@ -63,7 +104,7 @@ def line_chart(chart, width=WIDTH, height=HEIGHT):
         return round(LEFT + (x - x_low) / x_span * plot_w, 1)
 
     def sy(y):
-        return round(TOP + plot_h - y / y_max * plot_h, 1)
+        return round(top + plot_h - y / y_max * plot_h, 1)
 
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
@@ -79,24 +120,28 @@ def line_chart(chart, width=WIDTH, height=HEIGHT):
             f'<text x="{LEFT - 4}" y="{sy(y) + 4}" text-anchor="end" class="tick">{_number(y)}</text>'
         )
     if chart.y_unit:
-        parts.append(f'<text x="4" y="{TOP - 6}" class="tick">{escape(chart.y_unit)}</text>')
+        parts.append(f'<text x="4" y="{top - 6}" class="tick">{escape(chart.y_unit)}</text>')
     for x, label in chart.x_ticks:
         parts.append(
             f'<text x="{sx(x)}" y="{height - 8}" text-anchor="middle" class="tick">{escape(label)}</text>'
         )
     parts.append(
-        f'<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{TOP + plot_h}" class="axis"/>'
-        f'<line x1="{LEFT}" x2="{width - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" class="axis"/>'
+        f'<line x1="{LEFT}" x2="{LEFT}" y1="{top}" y2="{top + plot_h}" class="axis"/>'
+        f'<line x1="{LEFT}" x2="{width - RIGHT}" y1="{top + plot_h}" y2="{top + plot_h}" class="axis"/>'
     )
-    legend_x = width - RIGHT
-    for index, series in reversed(list(enumerate(chart.series))):
+    for line, row in enumerate(rows):
+        for x, index in row:
+            series = chart.series[index]
+            color = series.color or COLORS[index % len(COLORS)]
+            y = 8 + LEGEND_ROW * line
+            label = escape(series.label)
+            parts.append(
+                f'<g data-legend="{label}"><rect x="{x}" y="{y}" width="10" height="10" fill="{color}"/>'
+                f'<text x="{x + 13}" y="{y + 9}" class="tick">{label}</text></g>'
+            )
+    for index, series in enumerate(chart.series):
         color = series.color or COLORS[index % len(COLORS)]
         label = escape(series.label)
-        legend_x -= 14 + 7 * len(series.label)
-        parts.append(
-            f'<rect x="{legend_x}" y="8" width="10" height="10" fill="{color}"/>'
-            f'<text x="{legend_x + 13}" y="17" class="tick">{label}</text>'
-        )
         if series.points:
             points = " ".join(f"{sx(x)},{sy(y)}" for x, y in series.points)
             parts.append(
@@ -107,7 +152,7 @@ def line_chart(chart, width=WIDTH, height=HEIGHT):
             parts += [f'<circle cx="{sx(x)}" cy="{sy(y)}" r="2.5" fill="{color}"/>' for x, y in series.points]
     if not any(series.points for series in chart.series):
         parts.append(
-            f'<text x="{LEFT + plot_w / 2}" y="{TOP + plot_h / 2}" text-anchor="middle" class="empty">'
+            f'<text x="{LEFT + plot_w / 2}" y="{top + plot_h / 2}" text-anchor="middle" class="empty">'
             "no data yet</text>"
         )
     parts.append("</svg>")

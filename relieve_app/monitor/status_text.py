@@ -59,7 +59,7 @@ def render(state, socket_path):
     lines = []
     paused = set(state.get("paused") or ())
     if not state["masters"]:
-        lines.append(f"no relieve master answers on {socket_path}: {state['error']}")
+        lines.append(f"no relieve master answers on {socket_path}: {_reason(state['error'], socket_path)}")
     if paused:
         lines.append(f"paused queues: {', '.join(sorted(paused))} (relievequeue resume NAME)")
     for master in state["masters"]:
@@ -116,3 +116,9 @@ def _progress(done):
     else:
         text = f"{done['done']:g} done"
     return text + (f": {done['note']}" if done["note"] else "")
+
+
+def _reason(error, socket_path):
+    """The client's error without the socket path the line already gave: "[Errno 2] No such file…"."""
+    reason = (error or "no answer").replace(f" at {socket_path}", "")
+    return reason.removeprefix("cannot reach the relieve master: ")

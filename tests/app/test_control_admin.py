@@ -50,7 +50,7 @@ def test_the_cancel_action_fails_waiting_tasks_and_leaves_finished_ones(admin_cl
         changelist, {"action": "cancel", "_selected_action": [waiting.pk, done.pk]}, follow=True
     )
     text = response.content.decode()
-    assert "1 task(s) cancelled." in text and "1 finished task(s) left alone." in text
+    assert "1 task cancelled." in text and "1 finished task left alone." in text
     waiting.refresh_from_db()
     assert waiting.status == "FAILED" and waiting.errors[-1]["exception_class_path"] == TASK_CANCELLED
     done.refresh_from_db()

@@ -145,4 +145,4 @@ def test_retry_runs_failed_tasks_again_as_new_ones(admin_client, fake_master):
         [again.pk, mail_again.pk]
     )
     notes = [str(m) for m in response.context["messages"]]
-    assert "2 task(s) not failed left alone." in notes and "2 task(s) handed to the master." in notes
+    assert "2 tasks not failed left alone." in notes and "2 tasks handed to the master." in notes

@@ -87,6 +87,7 @@ def test_body_errors_say_what_to_do():
     assert "at least 30 characters" in short.errors["body"][0]
     assert "(it has 9)" in short.errors["body"][0]
     assert "at most 20,000 characters" in long.errors["body"][0]
+    assert "(it has 20,001)" in long.errors["body"][0]  # written like the limit beside it
 
 
 def test_body_is_required():

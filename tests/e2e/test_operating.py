@@ -65,7 +65,9 @@ def test_relievestatus_text_and_exit_status_without_master(master):
     down = relievestatus(master)
 
     assert down.returncode == 1
-    assert "no relieve master answers" in down.stdout + down.stderr
+    (line,) = [line for line in down.stdout.splitlines() if "no relieve master answers" in line]
+    assert line.count(master.socket_path) == 1, line  # the path once, then the reason
+    assert "no relieve master" not in down.stderr  # said once, on stdout, not again as an error
 
 
 def test_relievestatus_gives_up_on_a_master_that_does_not_answer(master):
@@ -129,7 +131,12 @@ def test_reload_option_replaces_children_when_a_python_file_changes(master):
     os.utime(touched)
 
     wait_until(lambda: _child_pid(master)() not in (None, first), message="a new child after the change")
-    assert "crashing.py changed" in master.output()
+    wait_until(lambda: "reload done" in master.output(), message="the reload over")
+    output = master.output()
+    assert "crashing.py changed" in output
+    # A planned replacement is no warning: each replaced child says so once, at INFO.
+    assert [line for line in output.splitlines() if "WARNING relieve_app.tasks.master.children" in line] == []
+    assert "INFO relieve_app.tasks.master.children: child default0 stopped to be replaced" in output
 
 
 ADDED_MODULE = """
@@ -268,6 +275,27 @@ def test_relievestatus_watch_refreshes_until_interrupted(master):
         watch.stdout.close()
     assert code == 0
     assert all("master pid" in frame for frame in frames)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_relievestatus_watch_stops_even_when_started_with_sigint_ignored(master, sig):
+    """A shell's background job (``make test &``) starts with SIGINT ignored, and Python keeps it so."""
+    master.start(workers=1)
+    argv = [sys.executable, "manage.py", "relievestatus", "--socket", master.socket_path, "--watch"]
+    ignoring = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *argv, "--interval", "0.2"]
+    watch = subprocess.Popen(ignoring, cwd=ROOT, env=master.env, stdout=subprocess.PIPE, text=True)
+    try:
+        line = watch.stdout.readline()
+        assert line.startswith("\x1b[H\x1b[2J"), line
+    finally:
+        watch.send_signal(sig)
+        try:
+            watch.communicate(timeout=30)  # reads on: a full pipe would hold the watch as well
+        except subprocess.TimeoutExpired:
+            watch.kill()
+            watch.communicate()
+            raise AssertionError(f"relievestatus --watch ignored {sig!r}") from None
+    assert watch.returncode == 0
 
 
 def test_the_reload_operation_replaces_the_children_like_sighup(master):

@@ -3,6 +3,7 @@ run_after across a restart, async and context, a child killed mid-task, a hung t
 that fails, and RetryLater."""
 
 import os
+import re
 import signal
 from datetime import timedelta
 
@@ -124,6 +125,10 @@ def test_a_hung_task_is_killed_at_its_timeout_until_its_attempts_are_spent(maste
     row = TaskRecord.objects.get(pk=result.id)
     assert "within 1s; killed it" in row.errors[0]["message"]
     assert "gave up after 2 attempts" in row.errors[-1]["message"]
+    # The reason reaches the Python API as well as the admin and the log.
+    assert result.errors[0].traceback == f"TimeoutError: {row.errors[0]['message']}\n"
+    assert "no answer from default0 within 1s; killed it" in result.errors[0].traceback
+    assert "gave up after 2 attempts" in result.errors[-1].traceback
     assert TaskEvent.objects.filter(task_result=row, event="timeout").count() == 2
     # The child that hung was replaced, and the queue goes on.
     assert finished(basic.add.enqueue(1, 2)).return_value == 3
@@ -232,3 +237,14 @@ def test_a_hook_that_always_raises_fails_its_task_alone_and_the_others_go_throug
     assert filed(refused) == ["running"]
     failure = TaskEvent.objects.get(task_result_id=int(refused.id), event="error")
     assert "cannot file 'unfileable'" in failure.payload["message"]
+
+
+def test_the_masters_log_lines_all_carry_a_time_django_tasks_ones_too(master):
+    """Django logs each task's start and end (``Task id=… state=…``); they read like the master's own."""
+    master.start(workers=1, queues=["default=1"])
+    result = finished(basic.add.enqueue(2, 3))
+    wait_until(lambda: f"Task id={result.id} path=" in master.output(), message="django.tasks' lines")
+    stamped = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ [\w.]+: ")
+    lines = [line for line in master.output().splitlines() if f"Task id={result.id}" in line]
+    assert lines and all(stamped.match(line) for line in lines), lines
+    assert all(" django.tasks: " in line for line in lines)

@@ -1,5 +1,7 @@
 """Charts drawn as SVG on the server: well-formed, scaled, escaped, and telling an empty chart apart."""
 
+import itertools
+import re
 import xml.etree.ElementTree as ET
 
 from relieve_app.monitor import charts
@@ -46,3 +48,33 @@ def test_percentiles_are_nearest_rank():
     values = list(range(1, 101))
     assert (percentile(values, 0.5), percentile(values, 0.9), percentile(values, 0.99)) == (50, 90, 99)
     assert percentile([7.0], 0.99) == 7.0
+
+
+def test_the_legend_of_eight_children_and_more_leaves_the_title_uncovered():
+    """Laid right to left with no look at the title, eight children's names ran over it."""
+    labels = ["default0", *(f"mail{n}" for n in range(8))]
+    chart = charts.Chart(
+        title="Resident memory per child (all queues), last hour",
+        x_range=(-60, 0),
+        series=[charts.Series(label, [(-5, 40 + n)]) for n, label in enumerate(labels)],
+    )
+    svg = charts.line_chart(chart)
+    entries = re.findall(r'<g data-legend="([^"]+)"><rect x="([\d.]+)" y="([\d.]+)"', svg)
+    assert [label for label, _x, _y in entries] == labels  # each child once, in order
+    title_end = charts.LEFT + 7 * len(chart.title)  # bold 12 px runs under 7 px a character
+    boxes = []
+    for label, x, y in entries:
+        left, top = float(x), float(y)
+        right = left + 13 + 7 * len(label)
+        assert right <= charts.WIDTH - charts.RIGHT + 0.5, label  # inside the canvas
+        if top < 20:  # on the title's line
+            assert left >= title_end, f"{label} covers the title"
+        boxes.append((top, left, right))
+    for (top_a, _la, right_a), (top_b, left_b, _rb) in itertools.pairwise(sorted(boxes)):
+        if top_a == top_b:
+            assert right_a <= left_b, "two entries overlap"
+    # A second legend line pushes the plot down instead of crossing it.
+    lines = {top for top, _l, _r in boxes}
+    assert len(lines) == 2
+    height = int(re.search(r'viewBox="0 0 \d+ (\d+)"', svg)[1])
+    assert height == charts.HEIGHT + 14

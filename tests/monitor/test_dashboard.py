@@ -95,8 +95,10 @@ def test_the_charts_count_what_the_database_holds():
     now = timezone.now().replace(second=30)
     for seconds in (0, 5, 10):
         outcome("sent", sent_at=now - timedelta(minutes=2, seconds=seconds))
-    outcome("failed")
-    TaskEvent.objects.create(task_name="mail0", event="error", created_at=now - timedelta(minutes=2))
+    failed = outcome("failed")
+    TaskEvent.objects.create(
+        task_name="mail0", event="error", created_at=now - timedelta(minutes=2), outcome=failed
+    )
     for minutes, memory in ((50, 40), (20, 42), (1, 45)):
         UsageSample.objects.create(
             task_name="mail0",
@@ -165,3 +167,19 @@ def test_the_state_lists_running_tasks_with_progress_and_how_full_each_queue_is(
     text = "\n".join(status_text.render(state, "sock"))
     assert "queue mail: 3 of at most 10 ready (RELIEVE_MAX_READY)" in text
     assert f"#{running.pk} {path} on default: 4 of 8 (50%): half" in text
+
+
+def test_the_mail_chart_counts_the_failed_attempts_of_contact_mail_alone():
+    """Another task's failures (twelve a minute of them) are not messages that failed."""
+    now = timezone.now().replace(second=30)
+    message = outcome("retrying")
+    TaskEvent.objects.create(task_name="mail0", event="timeout", created_at=now, outcome=message)
+    for _ in range(12):
+        TaskEvent.objects.create(task_name="default0", event="error", created_at=now)
+
+    chart = dashboard.messages_per_minute(now)
+    per_minute = {s.label: s.points for s in chart.series}
+    assert sum(y for _x, y in per_minute["attempt failed"]) == 1
+    assert chart.title.startswith("Contact mail")  # the chart says which tasks it counts
+    assert dashboard.delivery_percentiles(now).title.startswith("Contact mail")
+    assert "all queues" in dashboard.memory_per_child(now).title

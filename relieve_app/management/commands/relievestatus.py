@@ -6,6 +6,8 @@ metrics in Prometheus's text format (what the metrics/ view serves).
 """
 
 import json
+import signal
+import sys
 import time
 
 from django.core.management.base import BaseCommand, CommandError
@@ -53,8 +55,12 @@ class Command(BaseCommand):
         if not watch:
             state = self.show(as_json, timeout, socket_path)
             if not state["masters"]:
-                raise CommandError(f"no relieve master answers on {socket_path}", returncode=1)
+                sys.exit(1)  # what is wrong is already printed, once: a health check reads the status
             return
+        # A shell starts a background job with SIGINT ignored, and Python then leaves it ignored: the
+        # watch would outlive its Ctrl-C. It says "until Ctrl-C", so it takes SIGINT back, and SIGTERM too.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
         try:
             while True:
                 self.show(as_json, timeout, socket_path, clear=not as_json)

@@ -49,17 +49,14 @@
         return el("td", {"class": classes}, [cell(child, c[1])]);
       }));
     });
-    return el("table", {"class": "relieve-children"}, [el("thead", {}, [head]), el("tbody", {}, rows)]);
+    var table = el("table", {"class": "relieve-children"}, [el("thead", {}, [head]), el("tbody", {}, rows)]);
+    return el("div", {"class": "relieve-table-box"}, [table]);  // scrolls alone on a phone
   }
 
   function drawMasters(state) {
     var box = document.getElementById("relieve-masters");
     box.replaceChildren();
-    if (!state.masters.length) {
-      box.appendChild(el("p", {"class": "errornote", id: "relieve-no-master"},
-        ["No relieve master answers: " + (state.error || "no answer")]));
-      return;
-    }
+    if (!state.masters.length) return;  // the master-down banner above says so, once
     state.masters.forEach(function (master) {
       box.appendChild(el("h2", {}, ["Master " + master.pid + " on " + master.host]));
       var paused = state.paused || [];

@@ -38,7 +38,9 @@ class Children:
         self.recorder.record(recorder.add_event, name, "error", payload)
 
     def _on_lifecycle(self, name, event, payload):
-        if event == "exit" and not self._stopping.is_set():
+        if event == "exit" and self.is_recycling(name):  # a planned replacement: a reload or a recycle
+            log.info("child %s stopped to be replaced (code %s)", name, payload["code"])
+        elif event == "exit" and not self._stopping.is_set():
             log.warning("child %s exited with code %s; restarting", name, payload["code"])
         elif event == "start":
             log.info("child %s started (pid %s)", name, payload["pid"])

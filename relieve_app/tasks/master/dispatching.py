@@ -99,6 +99,8 @@ class Dispatching:
             retry_in = self.options.retry_after(attempt) if delay is None else float(delay)
         elif retry and attempt >= limit:
             error = {**error, "message": f"{error.get('message', '')} (gave up after {attempt} attempts)"}
+        if not error.get("traceback"):  # the master's own reasons (a timeout, a lost child) have none
+            error = {**error, "traceback": _reason(error)}
         written = self.ledger.outcome(task_id, child.name, "failure", error, event, retry_in)
         if retry_in is None:
             log.warning("task %s failed on attempt %d: %s", task_id, attempt, error.get("message"))
@@ -135,3 +137,11 @@ def _error(kind, message):
         "message": message,
         "traceback": "",
     }
+
+
+def _reason(error):
+    """The last line Python's own traceback would print, so ``result.errors[i].traceback`` says why."""
+    path = error.get("exception_class_path") or "Exception"
+    name = path.removeprefix("builtins.")
+    message = error.get("message", "")
+    return f"{name}: {message}\n" if message else f"{name}\n"
