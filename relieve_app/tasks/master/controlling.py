@@ -64,9 +64,10 @@ def stop_child_of(master, task_id):
     if task_id in master.cancelling:
         return
     for lane in master.lanes.values():
-        for name, running in lane.busy.items():
+        for name, held in lane.busy.items():
             child = lane.pool.tasks.get(name)
-            if running == task_id and child is not None and child.running:
+            # Only the first id a child holds is the one it runs; the next one is not started yet.
+            if held and held[0] == task_id and child is not None and child.running:
                 master.cancelling.add(task_id)
                 log.warning("task %s cancelled: killing child %s (pid %s)", task_id, name, child.pid)
                 with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -4,9 +4,11 @@ An outcome is committed before the id is let go (``_settle``): no sweep or submi
 child already ran. The hooks an app registered for the task (``tasks/hooks.py``) hear of it once committed.
 """
 
+import asyncio
 import contextlib
 import logging
 import signal
+import time
 
 from relieve_app.pool import RelieveError, RemoteError, TaskExited
 from relieve_app.pool.framing import FrameError
@@ -20,7 +22,7 @@ class Dispatching:
     """Part of ``Master``: one task per child at a time, from claim to committed outcome."""
 
     async def _dispatch_loop(self, lane):
-        """Pair the lane's most urgent ready id with a free child, one task per child at a time."""
+        """Pair the lane's most urgent ready id with a child to take it (``Lane.next``)."""
         while (pair := await lane.next(self._stopping)) is not None:
             task_id, child = pair
             self._running.add(task_id)
@@ -37,7 +39,9 @@ class Dispatching:
                 lane.paused = True
                 self._ready(task_id)
             else:
-                await self._run(lane, child, job)
+                async with lane.turn(child):  # claimed ahead: after the task the child runs now
+                    if await self._ready_to_run(child):
+                        await self._run(lane, child, job)
                 self._free_when_settled(job)
         except Exception:
             log.exception("dispatching task %s failed; the sweep will hand it out again", task_id)
@@ -45,13 +49,27 @@ class Dispatching:
         finally:
             self._running.discard(task_id)
             self.cancelling.discard(task_id)
-            lane.release(child)
+            lane.release(child, task_id)
+
+    async def _ready_to_run(self, child):
+        """Wait for a child that is restarting; False once the master stops.
+
+        A task claimed and never started counts no attempt: the stop gives its row back to READY.
+        """
+        while not child.running and not self._stopping.is_set():
+            await asyncio.sleep(0.05)
+        return not self._stopping.is_set()
 
     async def _run(self, lane, child, job):
         task_id = job["id"]
         limit = job["timeout"] or self.options.call_timeout
+        lane.started(child)
+        started = time.monotonic()
         try:
-            answer = await child.get("run", job, timeout=limit)
+            try:
+                answer = await child.get("run", job, timeout=limit)
+            finally:
+                lane.ran(child, time.monotonic() - started)
         except TimeoutError:
             log.warning("child %s took over %gs on task %s; killing it", child.name, limit, task_id)
             message = f"no answer from {child.name} within {limit:g}s; killed it"
