@@ -5,6 +5,8 @@ import socket
 import threading
 import time
 
+import pytest
+
 from relieve_app.pool.framing import FrameDecoder, encode
 
 
@@ -98,3 +100,15 @@ def announced(master, tasks, timeout=5.0):
     while len(master.requests) < max(len(expected), 1) and time.monotonic() < deadline:
         time.sleep(0.01)
     return master.requests == expected
+
+
+def _postgresql():
+    from django.db import connection
+
+    return connection.vendor == "postgresql"
+
+
+# enqueue()'s handover through the socket: on PostgreSQL the row's trigger tells the masters instead.
+through_socket = pytest.mark.skipif(
+    _postgresql(), reason="on PostgreSQL the row's trigger tells the masters; this runs in the SQLite pass"
+)

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from relieve_app.models import MailOutcome
-from tests.fake_master import announced, stay_silent
+from tests.fake_master import announced, stay_silent, through_socket
 
 pytestmark = pytest.mark.django_db
 
@@ -82,6 +82,7 @@ def test_empty_subject_is_stored_as_no_subject(client, master_socket, django_cap
     assert MailOutcome.objects.get().subject == "No subject"
 
 
+@through_socket
 def test_hand_off_waits_for_commit(client, fake_master, django_capture_on_commit_callbacks):
     master = fake_master()
 
@@ -217,6 +218,7 @@ def test_csrf_is_enforced(master_socket, django_capture_on_commit_callbacks):
     assert MailOutcome.objects.count() == 2
 
 
+@through_socket
 def test_master_down_still_answers_202(client, master_socket, caplog, django_capture_on_commit_callbacks):
     with (
         caplog.at_level(logging.WARNING, logger="relieve_app"),

@@ -15,15 +15,10 @@ from django.utils import timezone
 
 from relieve_app.models import TaskRecord
 from relieve_app.tasks.backend import RelieveBackend
-from tests.fake_master import acknowledge_each, stay_silent
+from tests.fake_master import acknowledge_each, stay_silent, through_socket
 from tests.tasks_fixtures import basic, contextual
 
 pytestmark = pytest.mark.django_db
-
-through_socket = pytest.mark.skipif(
-    connection.vendor == "postgresql",
-    reason="on PostgreSQL the row's trigger tells the masters; the socket's handover runs in the SQLite pass",
-)
 
 
 def received(master, count, timeout=5.0):
