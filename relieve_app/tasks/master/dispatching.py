@@ -39,31 +39,77 @@ class Dispatching:
                 lane.paused = True
                 self._ready(task_id)
             else:
-                async with lane.turn(child):  # claimed ahead: after the task the child runs now
-                    if await self._ready_to_run(child):
-                        await self._run(lane, child, job)
-                self._free_when_settled(job)
+                await self._take_turn(lane, child, job)
+                self._free_when_settled(job)  # run or given back, its place under a cap is free
         except Exception:
             log.exception("dispatching task %s failed; the sweep will hand it out again", task_id)
             self._forget(task_id)
         finally:
             self._running.discard(task_id)
             self.cancelling.discard(task_id)
+            lane.cancelled.discard(task_id)
             lane.release(child, task_id)
 
-    async def _ready_to_run(self, child):
-        """Wait for a child that is restarting; False once the master stops.
+    async def _take_turn(self, lane, child, job):
+        """Run the claimed task once the child is done with the one before (claimed ahead) and
+        running; or, cancelled, paused or stopped before that, give it back without an attempt."""
+        lock = lane.turn(child)
+        reason = await self._turn(lane, child, job["id"], lock)
+        if reason is not None:
+            self._withdraw(job, child, reason)
+            return
+        try:
+            await self._run(lane, child, job)
+        finally:
+            lock.release()
 
-        A task claimed and never started counts no attempt: the stop gives its row back to READY.
-        """
-        while not child.running and not self._stopping.is_set():
-            await asyncio.sleep(0.05)
-        return not self._stopping.is_set()
+    async def _turn(self, lane, child, task_id, lock):
+        """None once ``lock`` is held and the child runs; else why the task must not start."""
+        acquire = asyncio.ensure_future(lock.acquire())
+        try:
+            while (reason := self._held_back(lane, task_id)) is None:
+                if acquire.done() and child.running:
+                    return None
+                lane.recall.clear()
+                recall = asyncio.ensure_future(lane.recall.wait())
+                try:
+                    if acquire.done():  # a child restarting: look again every 50 ms
+                        await asyncio.wait({recall}, timeout=0.05)
+                    else:
+                        await asyncio.wait({acquire, recall}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    recall.cancel()
+        except BaseException:
+            _let_go(acquire, lock)
+            raise
+        _let_go(acquire, lock)
+        return reason
+
+    def _held_back(self, lane, task_id):
+        if task_id in lane.cancelled:
+            return "cancel"
+        if self._stopping.is_set():
+            return "stop"
+        if lane.paused:
+            return "pause"
+        return None
+
+    def _withdraw(self, job, child, reason):
+        """A claim never started: its attempt is undone; cancelled it ends FAILED, else READY again
+        (for this master once its queue is resumed, for any master after a stop)."""
+        task_id = job["id"]
+        if reason == "cancel":
+            log.warning("task %s cancelled before it started", task_id)
+            error = cancelled_error("cancelled before it started")
+            self._settle(task_id, self.ledger.outcome(task_id, child.name, "withdrawn", error, "cancel"))
+            return
+        written = self.ledger.outcome(task_id, child.name, "withdrawn", None)
+        self._settle(task_id, written, then=lambda: self._ready(task_id))
 
     async def _run(self, lane, child, job):
         task_id = job["id"]
         limit = job["timeout"] or self.options.call_timeout
-        lane.started(child)
+        lane.started(child, task_id)
         started = time.monotonic()
         try:
             try:
@@ -153,3 +199,11 @@ def _error(kind, message):
         "message": message,
         "traceback": "",
     }
+
+
+def _let_go(acquire, lock):
+    """A turn not taken: the lock is released if it was acquired, else no longer waited for."""
+    if acquire.done() and not acquire.cancelled() and acquire.exception() is None:
+        lock.release()
+    else:
+        acquire.cancel()

@@ -10,6 +10,9 @@ instead of waiting for the database. The next one is the most urgent when claime
 arrives more urgent still waits for at most that one short task. Tasks that take longer, or a lane
 with no task finished yet, get no claim ahead: an id then waits in the heap for a free child, where
 urgency still decides.
+
+An id held ahead is not started yet: a cancel, a pause of the queue or the master's stop takes it
+back before it reaches the child (``recall``, ``cancelled``), and its claim counts no attempt.
 """
 
 import asyncio
@@ -30,6 +33,9 @@ class Lane:
         self.pool = CloudWorker()
         self.busy = {}  # child name -> the task ids it holds: the one it runs, then the one ahead
         self.turns = {}  # child name -> the lock its held ids take in turn
+        self.running = {}  # child name -> the task id handed to it, until it answers
+        self.cancelled = set()  # held ids, not started, whose cancel was asked: they never start
+        self.recall = asyncio.Event()  # set when a cancel, a pause or the stop may hold back an id
         self.wake = asyncio.Event()
         self.average = None  # seconds a task of this lane took, smoothed; None before the first
         self._started = {}  # child name -> when its current task was handed to it (monotonic)
@@ -82,12 +88,18 @@ class Lane:
         """The lock a child's held ids take in turn: one task at a time in the child."""
         return self.turns.setdefault(child.name, asyncio.Lock())
 
-    def started(self, child):
+    def holds(self, task_id):
+        """The name of the child holding ``task_id``, running or ahead, or None."""
+        return next((name for name, held in self.busy.items() if task_id in held), None)
+
+    def started(self, child, task_id):
         self._started[child.name] = time.monotonic()
+        self.running[child.name] = task_id
 
     def ran(self, child, seconds):
         """A task ran ``seconds`` in ``child``: the lane's average follows."""
         self._started.pop(child.name, None)
+        self.running.pop(child.name, None)
         if self.average is None:
             self.average = seconds
         else:
