@@ -13,8 +13,13 @@ processes (relieve: that many children of the "default" queue, plus the master a
   between real arrivals), from ``enqueue()`` to SUCCESSFUL as seen by polling the result every
   millisecond: p50 and p99.
 Each (backend, database) pair runs in its own process, since a process has one TASKS setting.
-The last line is for scripts: ``tasks ours-per-s=… db-per-s=… ratio=… p50-ms ours=… db=…``
-(the no-op drain and latency, on the slower of the two databases for ours).
+The master's own CPU time (its process, both threads, not its children) is read from /proc over
+the no-op drain: milliseconds of CPU per task.
+The last line is for scripts: ``tasks ours-per-s=… db-per-s=… ratio=… p50-ms ours=… db=…
+ratio-sqlite=… ratio-postgres=… sleep-efficiency=… master-cpu-ms-per-task=…`` (the no-op drain and
+latency, on the database where our ratio is lowest; sleep-efficiency: our 10 ms drain over what
+the children could do, ``--processes`` x 100/s, on the database where that drain is slower; the
+master's CPU per task on the database where it is highest).
 """
 
 import argparse
@@ -70,7 +75,8 @@ def show(backend, database, figures):
     print(
         f"{backend:8} {database:8} drain noop {figures['noop_per_s']:8.0f}/s  sleep-10ms "
         f"{figures['sleep_per_s']:7.0f}/s  latency p50 {figures['p50_ms']:7.1f} ms  "
-        f"p99 {figures['p99_ms']:7.1f} ms  ({figures['samples']} samples)",
+        f"p99 {figures['p99_ms']:7.1f} ms  ({figures['samples']} samples)"
+        + (f"  master cpu {figures['master_cpu_ms_per_task']:.2f} ms/task" if backend == "relieve" else ""),
         flush=True,
     )
 
@@ -82,11 +88,19 @@ def summarise(figures):
         databases, key=lambda db: figures["relieve", db]["noop_per_s"] / figures["db", db]["noop_per_s"]
     )
     ours, theirs = figures["relieve", worst], figures["db", worst]
-    print(f"(summary on {worst}, where the throughput ratio is lowest)")
+    ratios = " ".join(
+        f"ratio-{db}={figures['relieve', db]['noop_per_s'] / figures['db', db]['noop_per_s']:.1f}"
+        for db in databases
+    )
+    slower = min(databases, key=lambda db: figures["relieve", db]["sleep_per_s"])
+    efficiency = figures["relieve", slower]["sleep_per_s"] / (figures["relieve", slower]["children"] * 100)
+    cpu = max(figures["relieve", db]["master_cpu_ms_per_task"] for db in databases)
+    print(f"(summary on {worst}, where the throughput ratio is lowest; 10 ms drain on {slower})")
     print(
         f"tasks ours-per-s={ours['noop_per_s']:.0f} db-per-s={theirs['noop_per_s']:.0f} "
         f"ratio={ours['noop_per_s'] / theirs['noop_per_s']:.1f} "
-        f"p50-ms ours={ours['p50_ms']:.1f} db={theirs['p50_ms']:.1f}"
+        f"p50-ms ours={ours['p50_ms']:.1f} db={theirs['p50_ms']:.1f} "
+        f"{ratios} sleep-efficiency={efficiency:.2f} master-cpu-ms-per-task={cpu:.2f}"
     )
 
 
@@ -105,7 +119,9 @@ def measure(backend, database, options):
     try:
         from bench import bench_tasks
 
+        cpu_before = cpu_seconds(workers[0].pid)
         noop = drain(bench_tasks.noop, options.drain, backend)
+        master_cpu = cpu_seconds(workers[0].pid) - cpu_before
         sleep = drain(bench_tasks.sleep_10ms, options.drain, backend)
         samples = latencies(bench_tasks.noop, options.samples if backend == "relieve" else options.db_samples)
     finally:
@@ -121,7 +137,16 @@ def measure(backend, database, options):
         "p50_ms": statistics.median(ordered) * 1000,
         "p99_ms": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] * 1000,
         "samples": len(ordered),
+        "children": options.processes,
+        # db_worker has no master: its figure would be one worker's, which means nothing here.
+        "master_cpu_ms_per_task": master_cpu * 1000 / options.drain if backend == "relieve" else None,
     }
+
+
+def cpu_seconds(pid):
+    """User and system CPU of one process (all its threads, none of its children) so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def configure(backend, database, folder):

@@ -3,6 +3,9 @@
 import contextlib
 import socket
 import threading
+import time
+
+import pytest
 
 from relieve_app.pool.framing import FrameDecoder, encode
 
@@ -78,4 +81,34 @@ def acknowledge_each(master, conn):
     while data := conn.recv(65536):
         for frame in decoder.feed(data):
             master.requests.append(frame)
-            conn.sendall(encode({"ok": True, "result": {"queued": frame["args"].get("id")}}))
+            if frame.get("reply") is not False:
+                conn.sendall(encode({"ok": True, "result": {"queued": frame["args"].get("id")}}))
+
+
+def announced(master, tasks, timeout=5.0):
+    """Whether the stand-in read exactly the submits enqueue() writes for ``tasks``, ``(id, hints)``
+    pairs, waiting for them (enqueue() waits for no reply); none on PostgreSQL, where the row's
+    trigger tells the masters instead of the socket."""
+    from django.db import connection
+
+    expected = []
+    if connection.vendor != "postgresql":
+        expected = [
+            {"op": "submit", "args": {"id": task_id, **hints}, "reply": False} for task_id, hints in tasks
+        ]
+    deadline = time.monotonic() + (timeout if expected else 0.2)
+    while len(master.requests) < max(len(expected), 1) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return master.requests == expected
+
+
+def _postgresql():
+    from django.db import connection
+
+    return connection.vendor == "postgresql"
+
+
+# enqueue()'s handover through the socket: on PostgreSQL the row's trigger tells the masters instead.
+through_socket = pytest.mark.skipif(
+    _postgresql(), reason="on PostgreSQL the row's trigger tells the masters; this runs in the SQLite pass"
+)

@@ -1,11 +1,12 @@
 """RelieveBackend: Django's ``django.tasks`` served by the relieve master's supervised children.
 
-``enqueue()`` inserts a ``TaskRecord`` in the caller's transaction and, once that commits, tells
-the master over its Unix socket, waiting for no more than its acknowledgement (RELIEVE_ACK_TIMEOUT);
-the tasks of one transaction go over one connection.
-With the master down the row simply waits for its sweep. Arguments must be JSON that both
-databases and the socket carry (``arguments.py``): anything else fails here, at ``enqueue()``,
-never later in a child. Results are read back from the table, which
+``enqueue()`` inserts a ``TaskRecord`` in the caller's transaction and, once that commits, the
+master hears of it without the request waiting for it: on PostgreSQL the row's trigger NOTIFYs
+every master; elsewhere the tasks of one transaction are written to the master's Unix socket over
+one connection, and no answer is awaited (at most RELIEVE_ACK_TIMEOUT to connect and write).
+With the master down, or a frame it did not take, the row simply waits for its sweep.
+Arguments must be JSON that both databases and the socket carry (``arguments.py``): anything else
+fails here, at ``enqueue()``, never later in a child. Results are read back from the table, which
 only the master writes after the insert.
 """
 
@@ -108,7 +109,6 @@ class RelieveBackend(BaseTaskBackend):
             backpressure.check(task.queue_name)  # QueueFull before any row is written
             # One INSERT: atomic on its own, and part of the caller's transaction when there is one.
             row = TaskRecord.objects.create(**fields)
-        # PostgreSQL: the row's trigger tells the masters of every host, on commit (wakeup.py).
         Handover.on_commit(row)
         result = to_result(row, task)
         task_enqueued.send(type(self), task_result=result)
@@ -183,10 +183,12 @@ class Handover:
         self.tasks = [(row.pk, hints(row))]
 
     def __call__(self):
-        client.submit_many(self.tasks)
+        client.announce(self.tasks)
 
     @classmethod
     def on_commit(cls, row):
+        if connection.vendor == "postgresql":
+            return  # the row's trigger tells every master on commit (wakeup.py): no socket needed
         pending = connection.run_on_commit if connection.in_atomic_block else None
         if pending:
             sids, last = pending[-1][0], pending[-1][1]

@@ -6,9 +6,12 @@ Requests in the frames of ``relieve_app.pool.framing``, one or several per conne
     reply:    {"ok": true, "result": {"queued": 42}}
           or  {"ok": false, "error": {"type": "UnknownOperation", "message": "..."}}
 
+A request with ``"reply": false`` gets no reply (``announce``).
+
 The whole round trip (connect, send, replies) is bounded by RELIEVE_ACK_TIMEOUT, so a view never
 waits longer than that for a master that is down, busy or hung. Tasks committed together are
-handed over together, on one connection (``submit_many``).
+handed over together, on one connection (``submit_many``). ``enqueue()`` waits for no reply at
+all (``announce``): the master's sweep is the safety net for what it did not take.
 """
 
 import logging
@@ -95,6 +98,35 @@ def submit_many(tasks):
         else:
             taken += 1
     return taken
+
+
+def announce(tasks):
+    """Tell the master of committed ``(task_id, hints)`` pairs without waiting for its answer.
+
+    A request then costs one connect and one write, however busy the master is. Whether the
+    master took them is not known here: what it did not take stays READY for its sweep. Returns
+    whether the frames were written; never raises.
+    """
+    if not tasks:
+        return False
+    path = app_settings.RELIEVE_SOCKET
+    frames = b"".join(
+        encode({"op": "submit", "args": {"id": task_id, **hints}, "reply": False}) for task_id, hints in tasks
+    )
+    deadline = time.monotonic() + app_settings.RELIEVE_ACK_TIMEOUT
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(_remaining(deadline))
+            sock.connect(path)
+            sock.settimeout(_remaining(deadline))
+            sock.sendall(frames)
+    except TimeoutError:
+        _not_handed([task_id for task_id, _hints in tasks], "no room on its socket in time")
+        return False
+    except OSError as exc:
+        _not_handed([task_id for task_id, _hints in tasks], f"cannot reach it: {exc}")
+        return False
+    return True
 
 
 def _not_handed(ids, exc):

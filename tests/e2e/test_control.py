@@ -1,19 +1,22 @@
 """Schedules and control with real masters and children: on SQLite one master, on PostgreSQL two.
 
 A 2 s schedule counted over a minute, a cancel of a waiting and of a running task (on another
-master, with PostgreSQL), retry_on ending both ways, and a queue paused under load.
+master, with PostgreSQL), retry_on ending both ways, and a queue paused under load. A task claimed
+ahead of its child (short tasks) and not started yet is cancelled, paused or stopped without
+running and without an attempt.
 """
 
 import itertools
 import json
 import signal
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
+from django.db import connection, transaction
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 
@@ -144,6 +147,73 @@ def test_a_paused_queue_starts_nothing_on_any_master_until_resumed(masters, tmp_
     for result in results + late:
         assert finished(result).status == SUCCESSFUL
     assert len(log.read_text().splitlines()) == len(results) + len(late)
+
+
+def held_ahead(master, tmp_path, log):
+    """One child runs a task held open by a file (the gate) while a second, which would log a
+    line, waits claimed ahead of it: the queue's tasks were short, so its next one is claimed early."""
+    master.start(workers=1, queues=["default=1"])
+    for result in [basic.noop.enqueue() for _ in range(20)]:
+        assert finished(result).status == SUCCESSFUL
+    gate = tmp_path / "gate"
+    with transaction.atomic():  # handed over together: the second is claimed as the first starts
+        blocker = basic.wait_for_file.using(priority=10).enqueue(str(gate))
+        target = basic.log_line.enqueue(str(log), "target")
+    running(blocker)
+    running(target, timeout=10)  # RUNNING while its only child is busy: claimed ahead
+    assert target.attempts == 1
+    return gate, blocker, target
+
+
+def test_a_task_claimed_ahead_and_cancelled_ends_failed_without_running(master, tmp_path):
+    log = tmp_path / "target.log"
+    gate, blocker, target = held_ahead(master, tmp_path, log)
+
+    asked = time.monotonic()
+    assert control.cancel(target.id) is True
+    target = finished(target, timeout=10)
+    took = time.monotonic() - asked
+
+    assert target.status == FAILED and took < 2.0
+    assert target.errors[-1].exception_class_path == "relieve_app.control.TaskCancelled"
+    assert (target.attempts, target.started_at) == (0, None)  # it never had one
+    gate.touch()
+    assert finished(blocker).status == SUCCESSFUL  # the child's own task was left alone
+    assert finished(basic.add.enqueue(1, 1)).return_value == 2
+    assert not log.exists()
+
+
+def test_a_paused_queue_gives_back_a_task_claimed_ahead_until_resumed(master, tmp_path):
+    log = tmp_path / "target.log"
+    gate, blocker, target = held_ahead(master, tmp_path, log)
+
+    control.pause_queue("default")
+    wait_until(lambda: target.refresh() or target.status == TaskResultStatus.READY, timeout=2)
+    assert (target.attempts, target.started_at) == (0, None)
+    gate.touch()
+    assert finished(blocker).status == SUCCESSFUL
+    time.sleep(1.5)  # the child is free, the queue paused: the task stays READY and unrun
+    target.refresh()
+    assert target.status == TaskResultStatus.READY and not log.exists()
+
+    control.resume_queue("default")
+    target = finished(target)
+    assert (target.status, target.attempts) == (SUCCESSFUL, 1)
+    assert log.read_text() == "target\n"
+
+
+def test_a_graceful_stop_gives_back_a_task_claimed_ahead_with_no_attempt(master, tmp_path):
+    log = tmp_path / "target.log"
+    gate, blocker, target = held_ahead(master, tmp_path, log)
+
+    threading.Timer(1.0, gate.touch).start()  # the running task ends within the grace
+    master.stop()
+
+    blocker.refresh(), target.refresh()
+    assert blocker.status == SUCCESSFUL
+    assert target.status == TaskResultStatus.READY
+    assert (target.attempts, target.started_at, target.errors) == (0, None, [])
+    assert not log.exists()
 
 
 def test_relieveschedule_lists_entries_with_their_last_run(masters, tmp_path, settings, capsys):

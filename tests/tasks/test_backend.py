@@ -2,11 +2,12 @@
 
 import asyncio
 import math
+import time
 from datetime import timedelta
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
 from django.tasks import TaskResultStatus, default_task_backend, task_backends
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
@@ -14,10 +15,18 @@ from django.utils import timezone
 
 from relieve_app.models import TaskRecord
 from relieve_app.tasks.backend import RelieveBackend
-from tests.fake_master import acknowledge_each
+from tests.fake_master import acknowledge_each, stay_silent, through_socket
 from tests.tasks_fixtures import basic, contextual
 
 pytestmark = pytest.mark.django_db
+
+
+def received(master, count, timeout=5.0):
+    """What the stand-in master read, once it has ``count`` requests: enqueue() waits for no answer."""
+    deadline = time.monotonic() + timeout
+    while len(master.requests) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return master.requests
 
 
 def test_the_project_uses_it_and_it_supports_everything():
@@ -27,6 +36,7 @@ def test_the_project_uses_it_and_it_supports_everything():
         assert getattr(default_task_backend, feature) is True
 
 
+@through_socket
 @pytest.mark.django_db(transaction=True)
 def test_enqueue_stores_in_the_callers_transaction_and_tells_the_master_on_commit(fake_master):
     master = fake_master()
@@ -43,26 +53,32 @@ def test_enqueue_stores_in_the_callers_transaction_and_tells_the_master_on_commi
         [1],
         {"b": 2},
     )
-    assert master.requests == [
-        {"op": "submit", "args": {"id": row.pk, "priority": 7, "run_after": run_after.timestamp()}}
+    assert received(master, 1) == [
+        {
+            "op": "submit",
+            "args": {"id": row.pk, "priority": 7, "run_after": run_after.timestamp()},
+            "reply": False,
+        }
     ]
     assert result.status == TaskResultStatus.READY and result.attempts == 0
 
 
+@through_socket
 @pytest.mark.django_db(transaction=True)
 def test_tasks_committed_together_are_handed_over_on_one_connection(fake_master, caplog):
     master = fake_master(acknowledge_each)
     with transaction.atomic():
         results = [basic.add.enqueue(n, n) for n in range(3)]
         mail = contextual.async_attempt.using(queue_name="mail").enqueue(0)
-    assert master.connections == 1
-    assert [r["args"] for r in master.requests] == [
+    assert [r["args"] for r in received(master, 4)] == [
         *({"id": int(r.id)} for r in results),
         {"id": int(mail.id), "queue": "mail"},
     ]
+    assert master.connections == 1
     assert "not handed" not in caplog.text
 
 
+@through_socket
 @pytest.mark.django_db(transaction=True)
 def test_a_rolled_back_savepoint_hands_nothing_over_and_the_rest_goes(fake_master):
     master = fake_master(acknowledge_each)
@@ -72,7 +88,7 @@ def test_a_rolled_back_savepoint_hands_nothing_over_and_the_rest_goes(fake_maste
             basic.add.enqueue(2, 2)
             raise RuntimeError("the inner work failed")
         also_kept = basic.add.enqueue(3, 3)
-    assert [r["args"]["id"] for r in master.requests] == [int(kept.id), int(also_kept.id)]
+    assert [r["args"]["id"] for r in received(master, 2)] == [int(kept.id), int(also_kept.id)]
     assert master.connections == 1
     assert TaskRecord.objects.count() == 2
 
@@ -83,9 +99,32 @@ def test_a_rolled_back_enqueue_leaves_nothing_and_tells_nobody(fake_master):
     with pytest.raises(RuntimeError), transaction.atomic():
         basic.add.enqueue(1, 2)
         raise RuntimeError("the caller's work failed")
-    assert not TaskRecord.objects.exists() and master.requests == []
+    assert not TaskRecord.objects.exists() and received(master, 1, timeout=0.3) == []
 
 
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="PostgreSQL's NOTIFY; runs in the PostgreSQL pass"
+)
+@pytest.mark.django_db(transaction=True)
+def test_on_postgresql_enqueue_leaves_the_socket_to_the_trigger(fake_master):
+    master = fake_master(acknowledge_each)
+    basic.add.enqueue(1, 2)
+    assert received(master, 1, timeout=0.5) == []
+
+
+@through_socket
+@pytest.mark.django_db(transaction=True)
+def test_a_master_that_never_answers_does_not_hold_enqueue(fake_master, settings, caplog):
+    settings.RELIEVE_ACK_TIMEOUT = 5.0
+    master = fake_master(stay_silent)
+    started = time.monotonic()
+    result = basic.noop.enqueue()
+    assert time.monotonic() - started < 1.0  # RELIEVE_ACK_TIMEOUT is longer: no reply was awaited
+    assert received(master, 1) == [{"op": "submit", "args": {"id": int(result.id)}, "reply": False}]
+    assert "not handed" not in caplog.text
+
+
+@through_socket
 @pytest.mark.django_db(transaction=True)
 def test_enqueue_succeeds_with_the_master_down(master_socket, caplog):
     result = basic.noop.enqueue()

@@ -2,8 +2,10 @@
 
 A pause or a cancel is a row written by anyone (``relieve_app.control``, the admin, a command) on
 any host; every master polls for them, so no socket or host needs to be reached. A paused lane
-hands out nothing; a task whose cancel was asked, if this master runs it, has its child's whole
-process group killed (the pool starts a new child) and ends FAILED with ``TaskCancelled``.
+hands out nothing, and gives back READY the ids it claimed and has not started. A task whose
+cancel was asked, if this master runs it, has its child's whole process group killed (the pool
+starts a new child) and ends FAILED with ``TaskCancelled``; one claimed and not started never
+starts, and ends so without an attempt.
 """
 
 import asyncio
@@ -56,19 +58,30 @@ def apply_pauses(master, paused):
             log.info("queue %s %s", name, "paused: no task of it starts" if now else "resumed")
             lane.paused = now
             lane.wake.set()
+            lane.recall.set()  # ids held ahead are given back, READY, rather than started
     master.paused = set(paused)
 
 
 def stop_child_of(master, task_id):
-    """Kill the child running ``task_id``, with everything it started; its attempt ends cancelled."""
+    """Kill the child running ``task_id``, with everything it started; its attempt ends cancelled.
+
+    An id held ahead and not started yet is only marked: it never reaches the child, and ends
+    cancelled without an attempt (``Dispatching._turn``).
+    """
     if task_id in master.cancelling:
         return
     for lane in master.lanes.values():
-        for name, running in lane.busy.items():
-            child = lane.pool.tasks.get(name)
-            if running == task_id and child is not None and child.running:
-                master.cancelling.add(task_id)
-                log.warning("task %s cancelled: killing child %s (pid %s)", task_id, name, child.pid)
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(child.pid, signal.SIGKILL)  # a session leader: its group is all it started
-                return
+        name = lane.holds(task_id)
+        if name is None:
+            continue
+        if lane.running.get(name) != task_id:
+            lane.cancelled.add(task_id)
+            lane.recall.set()
+            return
+        child = lane.pool.tasks.get(name)
+        if child is not None and child.running:
+            master.cancelling.add(task_id)
+            log.warning("task %s cancelled: killing child %s (pid %s)", task_id, name, child.pid)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)  # a session leader: its group is all it started
+        return

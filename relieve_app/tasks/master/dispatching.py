@@ -4,9 +4,11 @@ An outcome is committed before the id is let go (``_settle``): no sweep or submi
 child already ran. The hooks an app registered for the task (``tasks/hooks.py``) hear of it once committed.
 """
 
+import asyncio
 import contextlib
 import logging
 import signal
+import time
 
 from relieve_app.pool import RelieveError, RemoteError, TaskExited
 from relieve_app.pool.framing import FrameError
@@ -20,7 +22,7 @@ class Dispatching:
     """Part of ``Master``: one task per child at a time, from claim to committed outcome."""
 
     async def _dispatch_loop(self, lane):
-        """Pair the lane's most urgent ready id with a free child, one task per child at a time."""
+        """Pair the lane's most urgent ready id with a child to take it (``Lane.next``)."""
         while (pair := await lane.next(self._stopping)) is not None:
             task_id, child = pair
             self._running.add(task_id)
@@ -37,21 +39,83 @@ class Dispatching:
                 lane.paused = True
                 self._ready(task_id)
             else:
-                await self._run(lane, child, job)
-                self._free_when_settled(job)
+                await self._take_turn(lane, child, job)
+                self._free_when_settled(job)  # run or given back, its place under a cap is free
         except Exception:
             log.exception("dispatching task %s failed; the sweep will hand it out again", task_id)
             self._forget(task_id)
         finally:
             self._running.discard(task_id)
             self.cancelling.discard(task_id)
-            lane.release(child)
+            lane.cancelled.discard(task_id)
+            lane.release(child, task_id)
+
+    async def _take_turn(self, lane, child, job):
+        """Run the claimed task once the child is done with the one before (claimed ahead) and
+        running; or, cancelled, paused or stopped before that, give it back without an attempt."""
+        lock = lane.turn(child)
+        reason = await self._turn(lane, child, job["id"], lock)
+        if reason is not None:
+            self._withdraw(job, child, reason)
+            return
+        try:
+            await self._run(lane, child, job)
+        finally:
+            lock.release()
+
+    async def _turn(self, lane, child, task_id, lock):
+        """None once ``lock`` is held and the child runs; else why the task must not start."""
+        acquire = asyncio.ensure_future(lock.acquire())
+        try:
+            while (reason := self._held_back(lane, task_id)) is None:
+                if acquire.done() and child.running:
+                    return None
+                lane.recall.clear()
+                recall = asyncio.ensure_future(lane.recall.wait())
+                try:
+                    if acquire.done():  # a child restarting: look again every 50 ms
+                        await asyncio.wait({recall}, timeout=0.05)
+                    else:
+                        await asyncio.wait({acquire, recall}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    recall.cancel()
+        except BaseException:
+            _let_go(acquire, lock)
+            raise
+        _let_go(acquire, lock)
+        return reason
+
+    def _held_back(self, lane, task_id):
+        if task_id in lane.cancelled:
+            return "cancel"
+        if self._stopping.is_set():
+            return "stop"
+        if lane.paused:
+            return "pause"
+        return None
+
+    def _withdraw(self, job, child, reason):
+        """A claim never started: its attempt is undone; cancelled it ends FAILED, else READY again
+        (for this master once its queue is resumed, for any master after a stop)."""
+        task_id = job["id"]
+        if reason == "cancel":
+            log.warning("task %s cancelled before it started", task_id)
+            error = cancelled_error("cancelled before it started")
+            self._settle(task_id, self.ledger.outcome(task_id, child.name, "withdrawn", error, "cancel"))
+            return
+        written = self.ledger.outcome(task_id, child.name, "withdrawn", None)
+        self._settle(task_id, written, then=lambda: self._ready(task_id))
 
     async def _run(self, lane, child, job):
         task_id = job["id"]
         limit = job["timeout"] or self.options.call_timeout
+        lane.started(child, task_id)
+        started = time.monotonic()
         try:
-            answer = await child.get("run", job, timeout=limit)
+            try:
+                answer = await child.get("run", job, timeout=limit)
+            finally:
+                lane.ran(child, time.monotonic() - started)
         except TimeoutError:
             log.warning("child %s took over %gs on task %s; killing it", child.name, limit, task_id)
             message = f"no answer from {child.name} within {limit:g}s; killed it"
@@ -145,3 +209,11 @@ def _reason(error):
     name = path.removeprefix("builtins.")
     message = error.get("message", "")
     return f"{name}: {message}\n" if message else f"{name}\n"
+
+
+def _let_go(acquire, lock):
+    """A turn not taken: the lock is released if it was acquired, else no longer waited for."""
+    if acquire.done() and not acquire.cancelled() and acquire.exception() is None:
+        lock.release()
+    else:
+        acquire.cancel()

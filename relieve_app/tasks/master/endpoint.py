@@ -1,7 +1,8 @@
 """The master's Unix socket: who may own the path, and how requests become replies.
 
 Frames are those of ``relieve_app.pool.framing``. A request is ``{"op": <name>, "args": {...}}``;
-its reply is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {"type", "message"}}``.
+its reply is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {"type", "message"}}``,
+unless the request says ``"reply": false``.
 An operation is a ``handle_<op>`` method of the object given as ``operations``; anything else,
 and any frame that cannot be read, gets an error reply: bad input never costs the master.
 """
@@ -102,7 +103,10 @@ class Endpoint:
                 if not data:
                     return
                 for frame in decoder.feed(data):
-                    writer.write(encode(self.reply(frame)))
+                    answer = self.reply(frame)
+                    # A client that waits for no answer (``client.announce``) may be gone already.
+                    if not (isinstance(frame, dict) and frame.get("reply") is False):
+                        writer.write(encode(answer))
                 # A client that sends but never reads must not hold the connection forever.
                 await asyncio.wait_for(writer.drain(), self.client_timeout)
         except (TimeoutError, ConnectionError):

@@ -1,15 +1,29 @@
 """One queue of the master: its CloudWorker of children and its heap of ready task ids.
 
 Among the ids ready at the same time, the highest priority goes first, then the one due (or
-enqueued) earliest. A child takes one task at a time; an id leaves the heap only when a running
-child is free to take it, so a late, urgent task overtakes everything still waiting.
+enqueued) earliest. An id leaves the heap only when a child can take it, so a late, urgent task
+overtakes everything still waiting.
+
+A child runs one task at a time. While its tasks are short (``AHEAD``), it also holds the next one:
+that id is claimed while the current task runs, so the child starts it as soon as it answers
+instead of waiting for the database. The next one is the most urgent when claimed; a task that
+arrives more urgent still waits for at most that one short task. Tasks that take longer, or a lane
+with no task finished yet, get no claim ahead: an id then waits in the heap for a free child, where
+urgency still decides.
+
+An id held ahead is not started yet: a cancel, a pause of the queue or the master's stop takes it
+back before it reaches the child (``recall``, ``cancelled``), and its claim counts no attempt.
 """
 
 import asyncio
 import heapq
 import itertools
+import time
 
 from relieve_app.pool import CloudWorker
+
+AHEAD = 0.05  # seconds: a lane whose tasks take less than this on average claims one ahead per child
+SMOOTHING = 0.2  # weight of the newest run time in the lane's average
 
 
 class Lane:
@@ -17,8 +31,14 @@ class Lane:
         self.name = name
         self.size = size
         self.pool = CloudWorker()
-        self.busy = {}  # child name -> the task id it runs
+        self.busy = {}  # child name -> the task ids it holds: the one it runs, then the one ahead
+        self.turns = {}  # child name -> the lock its held ids take in turn
+        self.running = {}  # child name -> the task id handed to it, until it answers
+        self.cancelled = set()  # held ids, not started, whose cancel was asked: they never start
+        self.recall = asyncio.Event()  # set when a cancel, a pause or the stop may hold back an id
         self.wake = asyncio.Event()
+        self.average = None  # seconds a task of this lane took, smoothed; None before the first
+        self._started = {}  # child name -> when its current task was handed to it (monotonic)
         self._heap = []
         self._order = itertools.count()  # ties keep arrival order
         self.paused = False  # a paused queue keeps its ids and hands none out (tasks/pausing.py)
@@ -32,24 +52,63 @@ class Lane:
         self.wake.set()
 
     def free_child(self):
-        """A running child with nothing to do, or None."""
+        """A running child with nothing to do; else one whose next task may be claimed now; or None."""
+        ahead = None
         for child in self.pool.strategy.tasks:
-            if child.running and child.name not in self.busy:
+            if not child.running:
+                continue
+            held = self.busy.get(child.name)
+            if not held:
                 return child
-        return None
+            if ahead is None and len(held) == 1 and self._short(child.name):
+                ahead = child
+        return ahead
+
+    def _short(self, name):
+        """Whether this child's next task may be claimed ahead: the lane's tasks are short, and the
+        one it runs is not an exception that has already run longer."""
+        if self.average is None or self.average >= AHEAD:
+            return False
+        started = self._started.get(name)
+        return started is None or time.monotonic() - started < AHEAD
 
     async def next(self, stopping):
-        """Wait for a ready id and a free child; pair them, or None once ``stopping`` is set."""
+        """Wait for a ready id and a child to take it; pair them, or None once ``stopping`` is set."""
         while not stopping.is_set():
             child = self.free_child() if self._heap and not self.paused else None
             if child is not None:
                 task_id = heapq.heappop(self._heap)[-1]
-                self.busy[child.name] = task_id
+                self.busy.setdefault(child.name, []).append(task_id)
                 return task_id, child
             self.wake.clear()
             await self.wake.wait()
         return None
 
-    def release(self, child):
-        self.busy.pop(child.name, None)
+    def turn(self, child):
+        """The lock a child's held ids take in turn: one task at a time in the child."""
+        return self.turns.setdefault(child.name, asyncio.Lock())
+
+    def holds(self, task_id):
+        """The name of the child holding ``task_id``, running or ahead, or None."""
+        return next((name for name, held in self.busy.items() if task_id in held), None)
+
+    def started(self, child, task_id):
+        self._started[child.name] = time.monotonic()
+        self.running[child.name] = task_id
+
+    def ran(self, child, seconds):
+        """A task ran ``seconds`` in ``child``: the lane's average follows."""
+        self._started.pop(child.name, None)
+        self.running.pop(child.name, None)
+        if self.average is None:
+            self.average = seconds
+        else:
+            self.average += SMOOTHING * (seconds - self.average)
+
+    def release(self, child, task_id):
+        held = self.busy.get(child.name, [])
+        if task_id in held:
+            held.remove(task_id)
+        if not held:
+            self.busy.pop(child.name, None)
         self.wake.set()

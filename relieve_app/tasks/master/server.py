@@ -177,6 +177,7 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
             timer.cancel()
         for lane in self.lanes.values():
             lane.wake.set()
+            lane.recall.set()  # ids claimed and not started go back READY now
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.grace
         while self._running and loop.time() < deadline:

@@ -161,6 +161,7 @@ FINISH_FIELDS = [
     "lease_until",
     "updated_at",
 ]
+WITHDRAW_FIELDS = [*FINISH_FIELDS, "worker_ids", "started_at", "last_attempted_at"]
 
 
 def finish(held, outcomes, owner=None, committed=None):
@@ -168,9 +169,10 @@ def finish(held, outcomes, owner=None, committed=None):
     optionally the hooks to leave out (``hooks.HookFailed``).
 
     ``kind`` "success": payload is the return value. "failure": payload is the error; READY again
-    after ``retry_in`` seconds, or FAILED when that is None. A row that is no longer RUNNING, or
-    (given ``owner``) no longer this master's, was taken back meanwhile and keeps its state: the
-    outcome is logged and dropped.
+    after ``retry_in`` seconds, or FAILED when that is None. "withdrawn": a claim that never reached
+    its child, its attempt undone; payload None makes it READY again, an error (a cancel) FAILED.
+    A row that is no longer RUNNING, or (given ``owner``) no longer this master's, was taken back
+    meanwhile and keeps its state: the outcome is logged and dropped.
     """
     now = timezone.now()
     rows = {pk: held.pop(pk) for pk, *_rest in outcomes if pk in held}
@@ -179,24 +181,32 @@ def finish(held, outcomes, owner=None, committed=None):
         running = TaskRecord.objects.filter(pk__in=missing, status=Status.RUNNING)
         rows.update((row.pk, row) for row in (running if owner is None else running.filter(owner=owner)))
     cancelled = _cancelled_retries(outcomes)
-    changes = []
+    changes, withdrawn = [], set()
     for entry in outcomes:
         task_id, worker_id, kind, payload, event, retry_in = entry[:6]
         if task_id in cancelled:  # no retry for a task whose cancel was asked meanwhile
-            payload, event, retry_in = cancelled_error("cancelled; not retried"), "cancel", None
+            message = "cancelled before it started" if kind == "withdrawn" else "cancelled; not retried"
+            payload, event, retry_in = cancelled_error(message), "cancel", None
         row = rows.pop(task_id, None)
         if row is None:
             log.warning("task %s is no longer running here; its outcome is not recorded", task_id)
             continue
         row.owner, row.lease_until, row.updated_at = "", None, now
-        if kind == "success":
+        if kind == "withdrawn":
+            change = _withdrawn(row, worker_id, payload, event, now)
+            withdrawn.add(task_id)
+        elif kind == "success":
             change = _succeeded(row, worker_id, payload, now)
         else:
             change = _failed(row, worker_id, payload, event, retry_in, now)
         change.without = tuple(entry[6]) if len(entry) > 6 else ()
         changes.append(change)
     changed = [change.task for change in changes]
-    if save_many(changed, FINISH_FIELDS, only_if=Status.RUNNING, owner=owner) != len(changed):
+    ended = [row for row in changed if row.pk not in withdrawn]
+    undone = [row for row in changed if row.pk in withdrawn]
+    moved = save_many(ended, FINISH_FIELDS, only_if=Status.RUNNING, owner=owner)
+    moved += save_many(undone, WITHDRAW_FIELDS, only_if=Status.RUNNING, owner=owner)
+    if moved != len(changed):
         written = set(
             TaskRecord.objects.filter(pk__in=[r.pk for r in changed], updated_at=now).values_list(
                 "pk", flat=True
@@ -207,8 +217,10 @@ def finish(held, outcomes, owner=None, committed=None):
         )
         changes = [change for change in changes if change.task.pk in written]
     hooks.run_in_transaction([change for change in changes if hooks.followed(change.task.task_path)])
-    insert_many([_event_row(change) for change in changes], EVENT_FIELDS)
+    insert_many([_event_row(change) for change in changes if change.event is not None], EVENT_FIELDS)
     for change in changes:
+        if change.state == hooks.RELEASED:
+            continue  # back to READY: neither an outcome for after_commit nor a finish to announce
         if committed is not None and hooks.wants_commit(change.task.task_path, change.without):
             committed[change.task.pk] = change
         if change.task.status in TaskRecord.FINISHED:
@@ -227,7 +239,12 @@ def _event_row(change):
 def _cancelled_retries(outcomes):
     """The ids among failures about to be retried whose cancel was asked since their claim."""
     # An entry is (id, worker, kind, payload, event, retry_in), and the hooks to leave out once refused.
-    retries = [entry[0] for entry in outcomes if entry[5] is not None]
+    # A claim given back READY (kind "withdrawn", no error) is one too: it would run again.
+    retries = [
+        entry[0]
+        for entry in outcomes
+        if entry[5] is not None or (entry[2] == "withdrawn" and entry[3] is None)
+    ]
     if not retries:
         return set()
     flagged = TaskRecord.objects.filter(pk__in=retries, cancel_requested_at__isnull=False)
@@ -254,6 +271,21 @@ def _failed(row, worker_id, error, event, retry_in, now):
     state = hooks.FAILED if retry_in is None else hooks.RETRYING
     fields = {"event": event or "error", "payload": payload}
     return hooks.Change(row, state, now, worker=worker_id, error=error, event=fields)
+
+
+def _withdrawn(row, worker_id, error, event, now):
+    """Undo a claim that never reached its child: READY again, or FAILED with ``error`` (a cancel)."""
+    row.worker_ids = row.worker_ids[:-1]
+    if not row.worker_ids:
+        row.started_at = row.last_attempted_at = None
+    if error is None:
+        row.status = Status.READY
+        return hooks.Change(row, hooks.RELEASED, now, worker=worker_id)
+    row.errors = [*row.errors, error]
+    row.status, row.finished_at = Status.FAILED, now
+    payload = {"message": error.get("message", ""), "exception": error.get("exception_class_path", "")}
+    fields = {"event": event or "error", "payload": payload}
+    return hooks.Change(row, hooks.FAILED, now, worker=worker_id, error=error, event=fields)
 
 
 def take_back(known, owner, exclusive=False, gone=()):

@@ -104,6 +104,52 @@ def test_a_failure_due_for_retry_ends_failed_when_its_cancel_was_asked():
     assert TaskEvent.objects.get(task_result=row).event == "cancel"
 
 
+def test_a_claim_withdrawn_before_its_child_took_it_counts_no_attempt():
+    retried, given_back, cancelled, flagged = record(worker_ids=["default1"]), record(), record(), record()
+    held = {}
+    claim(*((row.pk, "default", "default0") for row in (retried, given_back, cancelled, flagged)), held=held)
+    TaskRecord.objects.filter(pk=flagged.pk).update(cancel_requested_at=timezone.now())
+    seen = []
+    hook = hooks.register(retried.task_path, in_transaction=seen.extend)
+    error = {"exception_class_path": "relieve_app.control.TaskCancelled", "message": "no", "traceback": ""}
+    try:
+        taskstore.apply(
+            held,
+            [
+                (retried.pk, "default0", "withdrawn", None, None, None),
+                (given_back.pk, "default0", "withdrawn", None, None, None),
+                (cancelled.pk, "default0", "withdrawn", error, "cancel", None),
+                (flagged.pk, "default0", "withdrawn", None, None, None),  # its cancel wins
+            ],
+            [],
+            ME,
+            60,
+        )
+    finally:
+        hooks.unregister(retried.task_path, hook)
+
+    for row in (retried, given_back, cancelled, flagged):
+        row.refresh_from_db()
+    assert (retried.status, retried.worker_ids, retried.owner) == ("READY", ["default1"], "")
+    assert retried.started_at is not None  # its earlier attempt did start
+    assert (given_back.status, given_back.worker_ids, given_back.started_at) == ("READY", [], None)
+    for row in (cancelled, flagged):
+        assert (row.status, row.worker_ids, row.started_at) == ("FAILED", [], None)
+        assert row.errors[-1]["exception_class_path"] == "relieve_app.control.TaskCancelled"
+    assert flagged.errors[-1]["message"] == "cancelled before it started"
+    assert sorted(TaskEvent.objects.values_list("task_result", "event")) == [
+        (cancelled.pk, "cancel"),
+        (flagged.pk, "cancel"),
+    ]
+    states = {change.task.pk: change.state for change in seen}
+    assert states == {
+        retried.pk: hooks.RELEASED,
+        given_back.pk: hooks.RELEASED,
+        cancelled.pk: hooks.FAILED,
+        flagged.pk: hooks.FAILED,
+    }
+
+
 def test_an_outcome_for_a_task_no_longer_running_is_dropped():
     row = record()
     held = {}

@@ -1,0 +1,75 @@
+"""Which child a lane hands its next id to: a free one first, one ahead only while tasks are short."""
+
+import asyncio
+from dataclasses import dataclass
+
+from relieve_app.tasks.master.lanes import AHEAD, Lane
+
+
+@dataclass
+class Child:
+    """What a lane reads of a child: its name and whether it runs."""
+
+    name: str
+    running: bool = True
+
+
+def lane_of(*children):
+    lane = Lane("default", len(children))
+    for child in children:
+        lane.pool.strategy.add(child)
+    return lane
+
+
+def take(lane):
+    stopping = asyncio.Event()
+
+    async def next_or_none():
+        try:
+            return await asyncio.wait_for(lane.next(stopping), 0.05)
+        except TimeoutError:
+            return None
+
+    return asyncio.run(next_or_none())
+
+
+def test_a_free_child_gets_the_most_urgent_id_and_a_busy_one_none_before_any_task_ran():
+    lane = lane_of(Child("a"))
+    lane.push(1, 0, 1.0)
+    lane.push(2, 5, 2.0)
+    assert take(lane) == (2, lane.pool.strategy.tasks[0])
+    assert take(lane) is None  # busy, and how long tasks take is not known yet
+    assert len(lane) == 1
+
+
+def test_a_child_holds_one_id_ahead_while_tasks_are_short_never_two():
+    child = Child("a")
+    lane = lane_of(child)
+    lane.ran(child, AHEAD / 10)
+    for task_id in (1, 2, 3):
+        lane.push(task_id, 0, float(task_id))
+    assert take(lane) == (1, child)
+    assert take(lane) == (2, child)
+    assert take(lane) is None
+    assert lane.busy == {"a": [1, 2]}
+    lane.release(child, 1)
+    assert take(lane) == (3, child)
+
+
+def test_long_tasks_get_no_claim_ahead_and_the_urgent_one_waits_in_the_heap():
+    child = Child("a")
+    lane = lane_of(child)
+    lane.ran(child, AHEAD * 10)
+    lane.push(1, 0, 1.0)
+    lane.push(2, 0, 2.0)
+    assert take(lane) == (1, child)
+    assert take(lane) is None
+    lane.push(3, 9, 3.0)
+    lane.release(child, 1)
+    assert take(lane) == (3, child)
+
+
+def test_a_child_that_does_not_run_gets_nothing():
+    lane = lane_of(Child("a", running=False))
+    lane.push(1, 0, 1.0)
+    assert take(lane) is None
