@@ -163,7 +163,7 @@ def _mailer(url):
 MAILERS = {"default": _mailer(env.str("EMAIL_URL", default="") or "consolemail://")}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="relieve <noreply@localhost>")
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
-# The relieve app has a default for each of its settings (relieve_app/conf.py, README "Configuration"):
+# The relieve app has a default for each of its settings (relieve_app/conf.py, docs/reference/settings.md):
 # this project sets only those the environment names. RELIEVE_SOCKET may be relative to BASE_DIR.
 RELIEVE_FROM_ENV = {
     "CONTACT_RECIPIENT": env.str,
