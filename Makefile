@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run superuser test test-sqlite test-postgres chromium lint format bench bench-peers bench-peers-quick bench-tasks clean
+.PHONY: install run superuser test docs test-sqlite test-postgres chromium lint format bench bench-peers bench-peers-quick bench-tasks clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
@@ -27,8 +27,12 @@ run: install
 superuser: install
 	$(PY) manage.py createsuperuser
 
-# Lint, the whole suite on SQLite (browser tests included), then the database tests again on PostgreSQL.
-test: lint chromium test-sqlite test-postgres
+# Lint, the docs, the whole suite on SQLite (browser tests included), then the database tests again on PostgreSQL.
+test: lint docs chromium test-sqlite test-postgres
+
+# The documentation site (docs/, Sphinx + furo + MyST) into var/docs-html; any warning fails it.
+docs: install
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs var/docs-html
 
 test-sqlite: install
 	$(VENV)/bin/pytest

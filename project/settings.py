@@ -32,6 +32,20 @@ if not SECRET_KEY:
     SECRET_KEY = "django-insecure-dev-only-key-never-use-in-production"
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+# Over HTTPS Django checks a POST's Origin against these: "https://example.com".
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# HTTPS, as `manage.py check --deploy` asks; docs/howto/production-checklist.md sets each one. Cookies
+# are secure once DEBUG is off; redirects and HSTS only when asked, since they need HTTPS in front.
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Behind a proxy that ends TLS: SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https
+SECURE_PROXY_SSL_HEADER = tuple(env.list("SECURE_PROXY_SSL_HEADER", default=[])) or None
+SILENCED_SYSTEM_CHECKS = env.list("SILENCED_SYSTEM_CHECKS", default=[])
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -113,7 +127,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = env.path("STATIC_ROOT", default=VAR_DIR / "static")
 
 # A body is at most 20,000 characters; percent-encoded 4-byte UTF-8 that is 240,000 bytes. The contact
 # view refuses any larger request (413) before reading it.
@@ -149,7 +163,7 @@ def _mailer(url):
 MAILERS = {"default": _mailer(env.str("EMAIL_URL", default="") or "consolemail://")}
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="relieve <noreply@localhost>")
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
-# The relieve app has a default for each of its settings (relieve_app/conf.py, README "Configuration"):
+# The relieve app has a default for each of its settings (relieve_app/conf.py, docs/reference/settings.md):
 # this project sets only those the environment names. RELIEVE_SOCKET may be relative to BASE_DIR.
 RELIEVE_FROM_ENV = {
     "CONTACT_RECIPIENT": env.str,

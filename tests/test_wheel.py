@@ -1,6 +1,6 @@
 """The app as a stranger gets it: a wheel, a fresh virtualenv, a fresh `django-admin startproject`.
 
-The project gets the two lines the README names and nothing else of the app's; then `migrate`,
+The project gets the app in INSTALLED_APPS and its urls, nothing else of the app's; then `migrate`,
 `runrelieve` and `runserver` run as real processes, a form post goes through the CSRF check and the
 redirect, and the mail reaches a real SMTP server. A second project is the app in production: its own
 TASKS with only a "default" queue, DEBUG off, the EMAIL_* settings, gunicorn; its admin stays its own.

@@ -1,4 +1,4 @@
-"""The JSON API as the README documents it: a token from a GET, a post, and every error in JSON."""
+"""The JSON API as docs/reference/api.md documents it: a token from a GET, a post, and every error in JSON."""
 
 import json
 

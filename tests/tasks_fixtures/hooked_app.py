@@ -1,4 +1,5 @@
-"""An app of a project that follows its task through the engine's hooks, as the README shows."""
+"""An app of a project that follows its task through the engine's hooks, as
+docs/howto/outcome-hook.md shows."""
 
 from django.apps import AppConfig
 
