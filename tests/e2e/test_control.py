@@ -84,7 +84,8 @@ def test_cancel_fails_a_waiting_task_at_once_and_stops_a_running_one_on_its_mast
     if len(masters) > 1:
         masters[0].start(workers=1, queues=["default=1"])
         assert TaskRecord.objects.get(pk=busy.id).owner.startswith("host-b:")
-    waiting = basic.add.enqueue(2, 3)
+    # Due later, so that no free child of either master starts it before the cancel.
+    waiting = basic.add.using(run_after=timezone.now() + timedelta(minutes=5)).enqueue(2, 3)
 
     assert control.cancel(waiting.id) is True
     waiting.refresh()
