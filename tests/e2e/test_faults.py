@@ -5,6 +5,7 @@ import signal
 import stat
 
 import pytest
+from django.db import connection
 from django.test import Client
 
 from relieve_app.models import MailOutcome
@@ -86,7 +87,8 @@ def test_messages_posted_while_the_master_is_down_are_sent_once_it_starts(master
     web = Client()
     ids = [post(web, n) for n in range(5)]
     assert set(MailOutcome.objects.filter(pk__in=ids).values_list("status", flat=True)) == {"queued"}
-    assert "stays queued" in caplog.text
+    if connection.vendor != "postgresql":  # there a NOTIFY hands tasks over, never the socket
+        assert "stays queued" in caplog.text
 
     master.start()
     wait_until(all_sent(ids), message="the queued messages sent by the start-up sweep")
