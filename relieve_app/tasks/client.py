@@ -14,6 +14,7 @@ handed over together, on one connection (``submit_many``). ``enqueue()`` waits f
 all (``announce``): the master's sweep is the safety net for what it did not take.
 """
 
+import contextlib
 import logging
 import socket
 import time
@@ -49,6 +50,17 @@ def request(op, *, timeout=None, socket_path=None, **args):
     return _result(reply, path)
 
 
+@contextlib.contextmanager
+def _sent(path, frames, deadline):
+    """A connection to the master's socket with ``frames`` written on it, each step by ``deadline``."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(_remaining(deadline))
+        sock.connect(path)
+        sock.settimeout(_remaining(deadline))
+        sock.sendall(frames)
+        yield sock
+
+
 def exchange(requests, *, timeout=None, socket_path=None):
     """Send requests over one connection and return the master's replies, in order, unread."""
     path = socket_path or app_settings.RELIEVE_SOCKET
@@ -56,11 +68,7 @@ def exchange(requests, *, timeout=None, socket_path=None):
     frames = b"".join(encode(request) for request in requests)
     deadline = time.monotonic() + timeout
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(_remaining(deadline))
-            sock.connect(path)
-            sock.settimeout(_remaining(deadline))
-            sock.sendall(frames)
+        with _sent(path, frames, deadline) as sock:
             return _receive(sock, deadline, len(requests))
     except TimeoutError:
         raise MasterUnavailable(f"no answer from the relieve master at {path} within {timeout}s") from None
@@ -115,11 +123,8 @@ def announce(tasks):
     )
     deadline = time.monotonic() + app_settings.RELIEVE_ACK_TIMEOUT
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(_remaining(deadline))
-            sock.connect(path)
-            sock.settimeout(_remaining(deadline))
-            sock.sendall(frames)
+        with _sent(path, frames, deadline):
+            pass
     except TimeoutError:
         _not_handed([task_id for task_id, _hints in tasks], "no room on its socket in time")
         return False
