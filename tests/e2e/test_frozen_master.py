@@ -19,9 +19,14 @@ def test_a_master_frozen_past_the_call_timeout_does_not_send_again(master, smtp_
     smtp_sink.stall = 0.8
     master.start(workers=1)
     pk = post(Client(), 1, subject="answered while frozen")
+    # The row says "sending" once claimed, a moment before the master hands the job over: only the
+    # child's own SMTP session shows that the child holds it, so the freeze waits for that.
     wait_until(
-        lambda: MailOutcome.objects.filter(pk=pk, status="sending").exclude(task_name="").exists(),
-        message="the message in a child",
+        lambda: (
+            MailOutcome.objects.filter(pk=pk, status="sending").exclude(task_name="").exists()
+            and smtp_sink.sessions >= 1
+        ),
+        message="the message in a child, talking to the SMTP server",
     )
     os.kill(master.process.pid, signal.SIGSTOP)
     try:
