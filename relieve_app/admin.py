@@ -11,7 +11,6 @@ from django.utils.html import escape, format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from relieve_app.contact.mailtask import job_of, send_contact_mail
-from relieve_app.listing import EstimatingPaginator, IndexedValuesFilter
 from relieve_app.models import (
     MailOutcome,
     Pool,
@@ -22,6 +21,7 @@ from relieve_app.models import (
     UsageSample,
 )
 from relieve_app.monitor import dashboard, status
+from relieve_app.monitor.large_lists import EstimatingPaginator, IndexedValuesFilter
 from relieve_app.monitor.progress_bar import progress_html
 from relieve_app.monitor.why import why_waiting
 from relieve_app.tasks import backend, client
@@ -229,7 +229,7 @@ class TaskRecordAdmin(RetryMixin, ReadOnlyMixin, admin.ModelAdmin):
     # times are compact; the priority and the full times are on the detail.
     list_display = ["id", "task", "queue_name", "status", "attempt_count", "enqueued", "finished", "schedule"]
     # Each filter and the ordering has its index (models.py); the date filter costs no query, where
-    # a date hierarchy read every row's date, and a large list's count is estimated (listing.py).
+    # a date hierarchy read every row's date, and a large list's count is estimated (monitor/large_lists.py).
     list_filter = [
         "status",
         ("task_path", IndexedValuesFilter),

@@ -72,7 +72,7 @@ class TaskRecord(models.Model):
         indexes = [
             models.Index(fields=["status", "queue_name", "-priority", "run_after"], name="ready_idx"),
             # The admin's list: its ordering, alone and after each filter (they serve its filters'
-            # values too, listing.py).
+            # values too, monitor/large_lists.py).
             models.Index(fields=["-enqueued_at", "-id"], name="results_idx"),
             models.Index(fields=["status", "-enqueued_at", "-id"], name="results_status_idx"),
             models.Index(fields=["queue_name", "-enqueued_at", "-id"], name="results_queue_idx"),
