@@ -76,6 +76,16 @@ def constraints(where):
     return path
 
 
+def post_contact_form(browser, subject, logs):
+    """Open the contact page as a visitor does, then post its form with the page's CSRF token."""
+    status, _, page = wait_for(lambda: browser.open("/contact/"), "the contact page", logs)
+    assert status == 200 and 'name="emitter"' in page
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
+    form = {"emitter": "ada@example.com", "subject": subject, "body": "Hello " * 10}
+    status, headers, _ = browser.open("/contact/", {**form, "csrfmiddlewaretoken": token})
+    return status, headers
+
+
 def test_the_wheel_holds_the_app_alone(wheel):
     names = zipfile.ZipFile(wheel).namelist()
 
@@ -194,12 +204,7 @@ def test_a_fresh_project_with_two_lines_sends_the_contact_mail(venv, tmp_path, s
         wait_for(lambda: "listening on" in logs[0].read_text(), "runrelieve to listen", logs)
         assert str(where / "var" / "relieve.sock") in logs[0].read_text()  # the documented default
         browser = Browser(f"http://127.0.0.1:{port}")
-        status, _, page = wait_for(lambda: browser.open("/contact/"), "the contact page", logs)
-        assert status == 200 and 'name="emitter"' in page
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
-
-        form = {"emitter": "ada@example.com", "subject": "From a fresh project", "body": "Hello " * 10}
-        status, headers, _ = browser.open("/contact/", {**form, "csrfmiddlewaretoken": token})
+        status, headers = post_contact_form(browser, "From a fresh project", logs)
 
         assert status == 303, headers
         thanks = headers["Location"]
@@ -277,12 +282,7 @@ def test_a_production_project_with_its_own_tasks_sends_the_mail_and_keeps_its_ad
         wait_for(lambda: "listening on" in logs[0].read_text(), "runrelieve to listen", logs)
         assert "children per queue: default=1\n" in logs[0].read_text()  # no "mail" queue to serve
         browser = Browser(f"http://127.0.0.1:{port}")
-        status, _, page = wait_for(lambda: browser.open("/contact/"), "the contact page", logs)
-        assert status == 200 and 'name="emitter"' in page
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)[1]
-
-        form = {"emitter": "ada@example.com", "subject": "From production", "body": "Hello " * 10}
-        status, headers, _ = browser.open("/contact/", {**form, "csrfmiddlewaretoken": token})
+        status, headers = post_contact_form(browser, "From production", logs)
 
         assert status == 303, headers
         smtp_sink.wait_for(1, timeout=60)
