@@ -4,12 +4,14 @@ Among the ids ready at the same time, the highest priority goes first, then the 
 enqueued) earliest. An id leaves the heap only when a child can take it, so a late, urgent task
 overtakes everything still waiting.
 
-A child runs one task at a time. While its tasks are short (``AHEAD``), it also holds the next one:
-that id is claimed while the current task runs, so the child starts it as soon as it answers
-instead of waiting for the database. The next one is the most urgent when claimed; a task that
-arrives more urgent still waits for at most that one short task. Tasks that take longer, or a lane
-with no task finished yet, get no claim ahead: an id then waits in the heap for a free child, where
-urgency still decides.
+A child runs one task at a time. While its tasks are short (``AHEAD``), it also holds the next
+ones: they are claimed while the current task runs, so the child starts each as soon as it answers
+instead of waiting for the database, and the claims of a busy lane reach the database in groups.
+A child holds as many ahead as fit in ``AHEAD`` seconds of the lane's average task (at most
+``MAX_AHEAD``): each was the most urgent when claimed, and a task that arrives more urgent still
+waits for at most those ``AHEAD`` seconds of short tasks. Tasks that take longer, or a lane with no
+task finished yet, get no claim ahead: an id then waits in the heap for a free child, where urgency
+still decides.
 
 An id held ahead is not started yet: a cancel, a pause of the queue or the master's stop takes it
 back before it reaches the child (``recall``, ``cancelled``), and its claim counts no attempt.
@@ -22,7 +24,8 @@ import time
 
 from relieve_app.pool import CloudWorker
 
-AHEAD = 0.05  # seconds: a lane whose tasks take less than this on average claims one ahead per child
+AHEAD = 0.05  # seconds: a lane whose tasks take less than this on average claims ahead per child
+MAX_AHEAD = 4  # ids a child holds beyond the one it runs, however short the tasks
 SMOOTHING = 0.2  # weight of the newest run time in the lane's average
 
 
@@ -52,17 +55,24 @@ class Lane:
         self.wake.set()
 
     def free_child(self):
-        """A running child with nothing to do; else one whose next task may be claimed now; or None."""
-        ahead = None
+        """A running child with nothing to do; else the one holding the fewest ids whose next task
+        may be claimed now; or None."""
+        ahead, fewest = None, self.depth()
         for child in self.pool.strategy.tasks:
             if not child.running:
                 continue
             held = self.busy.get(child.name)
             if not held:
                 return child
-            if ahead is None and len(held) == 1 and self._short(child.name):
-                ahead = child
+            if len(held) < fewest and self._short(child.name):
+                ahead, fewest = child, len(held)
         return ahead
+
+    def depth(self):
+        """How many ids a child may hold: the one it runs and those ahead, ``AHEAD`` seconds' worth."""
+        if self.average is None or self.average >= AHEAD:
+            return 1
+        return 1 + min(MAX_AHEAD, max(1, int(AHEAD / max(self.average, 1e-6))))
 
     def _short(self, name):
         """Whether this child's next task may be claimed ahead: the lane's tasks are short, and the

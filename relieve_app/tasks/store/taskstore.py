@@ -12,7 +12,7 @@ many tasks it holds; a group of outcomes one SELECT, one bulk UPDATE and one bul
 
 import logging
 from datetime import timedelta
-from functools import partial
+from functools import cache, partial
 
 from django.db import connection, transaction
 from django.db.models import DurationField, ExpressionWrapper, F
@@ -73,13 +73,8 @@ def claim(held, requests, owner, lease):
     another master).
     """
     now = timezone.now()
-    paused = set(PausedQueue.objects.values_list("name", flat=True))
-    ready = (
-        TaskRecord.objects.select_for_update(skip_locked=True)
-        .filter(pk__in=[task_id for task_id, _queue, _worker in requests], status=Status.READY)
-        .annotate(wait=_WAIT)
-    )
-    rows = {row.pk: row for row in ready}
+    paused = _paused_queues()
+    rows = {row.pk: row for row in _ready_rows([task_id for task_id, _queue, _worker in requests])}
     gate = limits.Gate(now)  # @task(concurrency=..., rate=...): held rows stay READY, asked for later
     gate.lock(rows.values())
     answers, won = [], {}
@@ -89,8 +84,8 @@ def claim(held, requests, owner, lease):
             answers.append(None)
         elif queue in paused:
             answers.append({"paused": True})
-        elif row.wait is not None and row.wait.total_seconds() > 0:  # by the database's clock
-            answers.append({"later": row.wait.total_seconds()})
+        elif row.wait is not None and row.wait > 0:  # by the database's clock
+            answers.append({"later": row.wait})
         elif (held_back := gate.hold(row)) is not None:
             answers.append(held_back)
         else:
@@ -119,6 +114,53 @@ def claim(held, requests, owner, lease):
     for row, _worker_id in won.values():
         _announce(task_started, row)
     return [job(won[answer][0]) if isinstance(answer, int) else answer for answer in answers]
+
+
+def _paused_queues():
+    table = connection.ops.quote_name(PausedQueue._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT name FROM {table}")
+        return {name for (name,) in cursor.fetchall()}
+
+
+def _ready_rows(ids):
+    """The READY rows among ``ids``, locked for this transaction, each with ``wait``: the seconds
+    until its run_after by the database's clock (None or <= 0: due).
+
+    The claim runs for every few tasks: its SQL is compiled once per size of id list (rounded up
+    to a power of two, the list padded with its last id) instead of by the ORM at every call.
+    """
+    size = 1 << max(len(ids) - 1, 0).bit_length()
+    sql = _claim_sql(connection.vendor, size)
+    padded = [*ids, *[ids[-1]] * (size - len(ids))]
+    for row in TaskRecord.objects.raw(sql, [*padded, Status.READY]):
+        row.wait = _seconds(row.wait)
+        yield row
+
+
+@cache
+def _claim_sql(vendor, size):
+    sentinels = list(range(-size, 0))
+    query = (
+        TaskRecord.objects.select_for_update(skip_locked=True)
+        .filter(pk__in=sentinels, status=Status.READY)
+        .annotate(wait=_WAIT)
+        .order_by()
+        .query
+    )
+    sql, params = query.sql_with_params()
+    if list(params) != [*sentinels, Status.READY]:  # the padding above relies on this order
+        raise RuntimeError(f"unexpected parameters in the claim's query: {params!r}")
+    return sql
+
+
+def _seconds(wait):
+    """A duration as the database returned it (a timedelta, or microseconds on SQLite) in seconds."""
+    if wait is None:
+        return None
+    if isinstance(wait, timedelta):
+        return wait.total_seconds()
+    return float(wait) / 1_000_000
 
 
 def job(row):
@@ -360,11 +402,8 @@ def save_many(rows, fields, only_if, owner=None):
     if owner is not None:
         sql += f" AND {quote(meta.get_field('owner').column)} = %s"
         condition.append(owner)
-    params = [
-        [column.get_db_prep_save(getattr(row, column.attname), connection) for column in columns]
-        + [row.pk, *condition]
-        for row in rows
-    ]
+    prepared = zip(rows, _prepared(rows, columns), strict=True)
+    params = [[*values, row.pk, *condition] for row, values in prepared]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
         return cursor.rowcount
@@ -379,12 +418,25 @@ def insert_many(rows, fields):
     quote = connection.ops.quote_name
     names = ", ".join(quote(column.column) for column in columns)
     sql = f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
-    params = [
-        [column.get_db_prep_save(getattr(row, column.attname), connection) for column in columns]
-        for row in rows
-    ]
     with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
+        cursor.executemany(sql, _prepared(rows, columns))
+
+
+def _prepared(rows, columns):
+    """Each row's values of ``columns`` as the database takes them, row by row.
+
+    The rows of one group mostly share their values (one status, one ``now``, one owner): a value
+    that is the same object in every row is converted once.
+    """
+    converted = []
+    for column in columns:
+        values = [getattr(row, column.attname) for row in rows]
+        first = values[0]
+        if all(value is first for value in values):
+            converted.append([column.get_db_prep_save(first, connection)] * len(values))
+        else:
+            converted.append([column.get_db_prep_save(value, connection) for value in values])
+    return [list(values) for values in zip(*converted, strict=True)]
 
 
 def _announce(signal, row):

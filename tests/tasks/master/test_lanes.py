@@ -3,7 +3,7 @@
 import asyncio
 from dataclasses import dataclass
 
-from relieve_app.tasks.master.lanes import AHEAD, Lane
+from relieve_app.tasks.master.lanes import AHEAD, MAX_AHEAD, Lane
 
 
 @dataclass
@@ -42,18 +42,38 @@ def test_a_free_child_gets_the_most_urgent_id_and_a_busy_one_none_before_any_tas
     assert len(lane) == 1
 
 
-def test_a_child_holds_one_id_ahead_while_tasks_are_short_never_two():
+def test_a_child_holds_ahead_what_fits_in_the_ahead_time_of_short_tasks():
     child = Child("a")
     lane = lane_of(child)
-    lane.ran(child, AHEAD / 10)
-    for task_id in (1, 2, 3):
+    lane.ran(child, AHEAD / 2.5)  # two fit in AHEAD: the one it runs and two ahead
+    for task_id in (1, 2, 3, 4):
         lane.push(task_id, 0, float(task_id))
-    assert take(lane) == (1, child)
-    assert take(lane) == (2, child)
+    assert [take(lane) for _ in range(3)] == [(1, child), (2, child), (3, child)]
     assert take(lane) is None
-    assert lane.busy == {"a": [1, 2]}
+    assert lane.busy == {"a": [1, 2, 3]}
     lane.release(child, 1)
-    assert take(lane) == (3, child)
+    assert take(lane) == (4, child)
+
+
+def test_however_short_the_tasks_a_child_holds_at_most_max_ahead_beyond_the_one_it_runs():
+    child = Child("a")
+    lane = lane_of(child)
+    lane.ran(child, AHEAD / 1000)
+    for task_id in range(1, 10):
+        lane.push(task_id, 0, float(task_id))
+    taken = [take(lane) for _ in range(MAX_AHEAD + 2)]
+    assert taken[-1] is None
+    assert lane.busy == {"a": list(range(1, MAX_AHEAD + 2))}
+
+
+def test_ids_ahead_go_to_the_child_holding_the_fewest():
+    first, second = Child("a"), Child("b")
+    lane = lane_of(first, second)
+    lane.ran(first, AHEAD / 1000)
+    for task_id in range(1, 5):
+        lane.push(task_id, 0, float(task_id))
+    holders = [take(lane)[1].name for _ in range(4)]
+    assert sorted(holders[:2]) == ["a", "b"] and sorted(holders[2:]) == ["a", "b"]
 
 
 def test_long_tasks_get_no_claim_ahead_and_the_urgent_one_waits_in_the_heap():
