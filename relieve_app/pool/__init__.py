@@ -11,6 +11,7 @@ _HOMES = {
     "Channel": "channel",
     "ChannelClosed": "channel",
     "BootError": "errors",
+    "CallDropped": "errors",
     "NoTaskAvailable": "errors",
     "NotRunning": "errors",
     "RelieveError": "errors",

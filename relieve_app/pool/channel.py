@@ -143,23 +143,14 @@ class Channel(Emitter):
         """
         on_loop = self._on_loop_thread()
         future = self._loop.create_future() if on_loop else concurrent.futures.Future()
-        self._enqueue(event, args, future, on_loop, True)
+        self._enqueue(event, args, future, on_loop)
         return future
 
-    def post(self, event, *args, flush=True):
-        """``send`` for callers that never wait: no future. ``flush=False`` leaves the frame queued
-        for the next flushing send (the child's lane thread batches its replies so)."""
-        self._enqueue(event, args, None, self._on_loop_thread(), flush)
+    def post(self, event, *args):
+        """``send`` for callers that never wait: no future."""
+        self._enqueue(event, args, None, self._on_loop_thread())
 
-    def flush(self):
-        """Write what ``post(..., flush=False)`` left queued; on the loop's thread."""
-        with self._lock:
-            if self._writing or self._closed or not self._queue:
-                return
-            self._flush_locked()
-            self._watch_writable_locked(True)
-
-    def _enqueue(self, event, args, future, on_loop, flush):
+    def _enqueue(self, event, args, future, on_loop):
         indices = [i for i, arg in enumerate(args) if isinstance(arg, socket.socket)]
         sockets = [args[i] for i in indices]
         values = list(args)
@@ -178,7 +169,7 @@ class Channel(Emitter):
                     _silence(future)
                 return
             self._queue.append([memoryview(data), [s.fileno() for s in sockets], sockets, future])
-            if self._writing or not flush:
+            if self._writing:
                 return
             if on_loop:
                 if self._burst:

@@ -12,6 +12,8 @@ Then, over the channel::
     parent -> relieve:start [arguments]         child -> relieve:started [pid]
     parent -> relieve:call  [id, method, args]  child -> relieve:done    [id, ok]
     parent -> relieve:get   [id, name, args]    child -> relieve:result  [id, ok, value or error]
+    parent -> relieve:drop  [id]                (a call not started yet never starts: its answer
+                                                 is the error {"type": "CallDropped"})
 
 Plain methods run one at a time on a lane thread, so the event loop keeps serving
 the channel; ``async def`` methods run on the loop. An exception that nothing can
@@ -33,7 +35,7 @@ import traceback
 from pathlib import Path
 
 from .channel import Channel, ChannelClosed
-from .errors import RemoteError
+from .errors import CallDropped, RemoteError
 
 EXIT_BOOT = 3  # reserved: the script or a container could not be loaded or started
 EXIT_UNCAUGHT = 1
@@ -71,7 +73,9 @@ class Container:
         self.target = None
         self.channel = None
         self._lane = queue.SimpleQueue()
-        self._flush_scheduled = False
+        self._queued = set()  # ids of calls waiting on the lane, not started
+        self._dropped = set()  # ... of those, the ones the parent asked to drop
+        self._drops = threading.Lock()  # the loop's thread drops, the lane's starts: one at a time
         self._exit = None
 
     @classmethod
@@ -122,7 +126,9 @@ class Container:
         handler = self._handlers.get(event)
         if handler is None:
             self.channel.emit(event, *args)
-        elif len(args) == 3 and isinstance(args[2], list):
+        elif event == "relieve:drop" and len(args) == 1:
+            self._handle_drop(args[0])
+        elif event != "relieve:drop" and len(args) == 3 and isinstance(args[2], list):
             handler(self, *args)
         else:
             self.channel.emit("protocol_error", f"malformed {event}: {args!r}"[:300])
@@ -133,7 +139,14 @@ class Container:
     def _handle_get(self, call_id, name, args):
         self._dispatch(call_id, name, args, reply=self._get_done)
 
-    _handlers = {"relieve:call": _handle_call, "relieve:get": _handle_get}
+    def _handle_drop(self, call_id):
+        """A call still waiting on the lane is answered CallDropped when its turn comes, unrun;
+        one started or done already goes on as if nothing was asked."""
+        with self._drops:
+            if call_id in self._queued:
+                self._dropped.add(call_id)
+
+    _handlers = {"relieve:call": _handle_call, "relieve:get": _handle_get, "relieve:drop": _handle_drop}
 
     def _dispatch(self, call_id, name, args, reply):
         try:
@@ -147,6 +160,8 @@ class Container:
             task = asyncio.ensure_future(member(*args))
             task.add_done_callback(lambda t: self._coroutine_done(call_id, t, reply))
         else:
+            with self._drops:
+                self._queued.add(call_id)
             self._lane.put((call_id, member, args, reply))
 
     def _coroutine_done(self, call_id, task, reply):
@@ -163,50 +178,42 @@ class Container:
             raise AttributeError(f"{self.script} has no method or attribute {name!r}") from None
 
     def _serve_lane(self):
-        """The lane thread: plain methods one at a time, each reply written from here."""
+        """The lane thread: plain methods one at a time, each reply written from here before the
+        next call starts, so a child that dies in a call has answered every call before it."""
         loop = self._exit.get_loop()
         while True:
             call_id, member, args, reply = self._lane.get()
+            with self._drops:
+                self._queued.discard(call_id)
+                dropped = call_id in self._dropped
+                self._dropped.discard(call_id)
+            if dropped:
+                reply(call_id, CallDropped(f"call {call_id} was dropped before it started"), None)
+                continue
             try:
                 result = member(*args)
                 if inspect.isawaitable(result):
                     result = asyncio.run_coroutine_threadsafe(_awaited(result), loop).result()
             except (Exception, SystemExit) as exc:  # an exit must not end the lane with a call unanswered
-                reply(call_id, exc, None, flush=self._flush_now(loop))
+                reply(call_id, exc, None)
             else:
-                reply(call_id, None, result, flush=self._flush_now(loop))
-
-    def _flush_now(self, loop):
-        """Replies to a burst of calls leave together: with more calls queued, this reply waits and
-        the loop's thread writes it soon, so a long next call never holds it back."""
-        if self._lane.empty():
-            return True
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            loop.call_soon_threadsafe(self._flush_replies)
-        return False
-
-    def _flush_replies(self):
-        self._flush_scheduled = False
-        self.channel.flush()
+                reply(call_id, None, result)
 
     # replies ----------------------------------------------------------------
 
-    def _call_done(self, call_id, exc, _result, flush=True):
+    def _call_done(self, call_id, exc, _result):
         if exc is not None:
-            self.channel.post("error", *_error_args(exc), flush=flush)
-        self.channel.post("relieve:done", call_id, exc is None, flush=flush)
+            self.channel.post("error", *_error_args(exc))
+        self.channel.post("relieve:done", call_id, exc is None)
 
-    def _get_done(self, call_id, exc, result, flush=True):
+    def _get_done(self, call_id, exc, result):
         if exc is None:
             try:
-                self.channel.post("relieve:result", call_id, True, result, flush=flush)
+                self.channel.post("relieve:result", call_id, True, result)
                 return
             except ValueError as encode_error:
                 exc = TypeError(f"the result cannot cross the channel: {encode_error}")
-        self.channel.post(
-            "relieve:result", call_id, False, RemoteError.from_exception(exc).to_dict(), flush=flush
-        )
+        self.channel.post("relieve:result", call_id, False, RemoteError.from_exception(exc).to_dict())
 
     # ending -----------------------------------------------------------------
 

@@ -22,6 +22,10 @@ class TaskExited(RelieveError):
         self.code = code
 
 
+class CallDropped(RelieveError):
+    """The child was asked to drop a call before it started it (``CallableTask.drop``): it never ran."""
+
+
 class BootError(RelieveError):
     """The child died before it started, most often because its script failed to import."""
 

@@ -16,10 +16,11 @@ import socket
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from .channel import CHANNEL_FD_ENV, Channel, ChannelClosed, Emitter
-from .errors import BootError, NotRunning, RelieveError, RemoteError, TaskExited
+from .errors import BootError, CallDropped, NotRunning, RelieveError, RemoteError, TaskExited
 from .family import clear_away, signal_family
 
 log = logging.getLogger(__name__)
@@ -349,6 +350,14 @@ class ScriptTask(Named, Emitter):
         return self
 
 
+@dataclass(frozen=True)
+class Call:
+    """A call sent to a child (``CallableTask.submit``): its id, and the future of its answer."""
+
+    id: int
+    future: asyncio.Future
+
+
 class CallableTask(ScriptTask):
     """A ScriptTask whose script's methods can be called (fire and forget) or got (with a result)."""
 
@@ -374,25 +383,54 @@ class CallableTask(ScriptTask):
         Raises RemoteError for a raise in the child, TaskExited when the child dies
         first, TimeoutError after ``timeout`` seconds (the child may still finish it).
         """
+        return await self.answer(await self.submit(name, *args), timeout=timeout)
+
+    async def submit(self, name, *args):
+        """Send ``name(*args)`` now, to run once the child is done with the calls before it; returns
+        the call, for ``answer`` and ``drop``. A child kept fed so never waits for its parent."""
         call_id = self._begin()
         future = asyncio.get_running_loop().create_future()
         self._waiting[call_id] = future
         try:
             await self._request("relieve:get", call_id, name, args)
+        except ChannelClosed:
+            self._waiting.pop(call_id, None)
+            future.cancel()
+            raise await self._exited_error() from None
+        except BaseException:
+            self._waiting.pop(call_id, None)
+            future.cancel()
+            raise
+        return Call(call_id, future)
+
+    async def drop(self, call):
+        """Ask the child not to start ``call``: unless it has started, its answer raises CallDropped."""
+        if not call.future.done() and self.channel is not None:
+            with contextlib.suppress(ChannelClosed):
+                await self.channel.send("relieve:drop", call.id)
+
+    async def answer(self, call, timeout=None):
+        """What ``get`` returns for a ``submit``ted call, ``timeout`` counted from now."""
+        future = call.future
+        try:
             if timeout is not None:
                 await self._answer_within(future, timeout)
             return await future
         except ChannelClosed:
-            # The channel can close before the child is reaped: wait for the code, as _child_gone has it.
-            code = self.process.returncode
-            if code is None:
-                with contextlib.suppress(TimeoutError):
-                    code = await asyncio.wait_for(asyncio.shield(self._exited), EXIT_DRAIN + STOP_GRACE)
-            raise TaskExited(self.name, code) from None
+            raise await self._exited_error() from None
         finally:
-            self._waiting.pop(call_id, None)
+            self._waiting.pop(call.id, None)
             if not future.done():
                 future.cancel()
+
+    async def _exited_error(self):
+        """TaskExited with the child's code: the channel can close before the child is reaped, so
+        the code is waited for, as _child_gone has it."""
+        code = self.process.returncode
+        if code is None:
+            with contextlib.suppress(TimeoutError):
+                code = await asyncio.wait_for(asyncio.shield(self._exited), EXIT_DRAIN + STOP_GRACE)
+        return TaskExited(self.name, code)
 
     async def _answer_within(self, future, timeout):
         """Wait up to ``timeout`` for ``future``; an answer already received wins over the timeout.
@@ -430,6 +468,8 @@ class CallableTask(ScriptTask):
             if future is not None and not future.done():
                 if ok:
                     future.set_result(value)
+                elif isinstance(value, dict) and value.get("type") == CallDropped.__name__:
+                    future.set_exception(CallDropped(value.get("message", "")))
                 else:
                     future.set_exception(RemoteError.from_dict(value if isinstance(value, dict) else {}))
         else:

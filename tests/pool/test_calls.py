@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from relieve_app.pool import NotRunning, RelieveError, RemoteError, TaskExited
+from relieve_app.pool import CallDropped, NotRunning, RelieveError, RemoteError, TaskExited
 from relieve_app.pool.framing import FrameError
 
 
@@ -288,5 +288,65 @@ def test_calls_reported_from_the_lane_and_from_threads_reach_the_parent(pool, ru
         await pool.wait(task.get("report", "x"))  # sends from the lane thread and a thread of its own
         await pool.eventually(lambda: len(reports) == 2)
         assert sorted(args for _, args in reports) == [("lane", "x"), ("thread", "x")]
+
+    run(scenario())
+
+
+def test_calls_submitted_ahead_run_in_order_without_waiting_for_the_parent(pool, run):
+    async def scenario():
+        task = pool.callable()
+        await pool.wait(task.start())
+        first = await task.submit("block")  # returns once the child gets "release"
+        second = await task.submit("add", 1, 2)
+        await task.send("release")
+        assert await pool.wait(task.answer(first)) is True
+        assert await pool.wait(task.answer(second)) == 3
+        assert task.in_flight == 0
+
+    run(scenario())
+
+
+def test_a_call_dropped_before_it_started_never_runs_and_the_next_one_does(pool, run):
+    async def scenario():
+        task = pool.callable()
+        await pool.wait(task.start())
+        running = await task.submit("block")
+        dropped = await task.submit("add", 1, 2)
+        after = await task.submit("add", 2, 3)
+        await task.drop(dropped)
+        await task.send("release")
+        assert await pool.wait(task.answer(running)) is True
+        with pytest.raises(CallDropped):
+            await pool.wait(task.answer(dropped))
+        assert await pool.wait(task.answer(after)) == 5
+        assert task.in_flight == 0
+
+    run(scenario())
+
+
+def test_a_drop_that_comes_after_the_start_changes_nothing(pool, run):
+    async def scenario():
+        task = pool.callable()
+        await pool.wait(task.start())
+        started = await task.submit("block")
+        await asyncio.sleep(0.2)  # the lane has taken it
+        await task.drop(started)
+        await task.send("release")
+        assert await pool.wait(task.answer(started)) is True
+        assert await pool.wait(task.get("add", 1, 1)) == 2
+
+    run(scenario())
+
+
+def test_a_call_submitted_to_a_child_that_dies_first_raises_task_exited(pool, run):
+    async def scenario():
+        task = pool.callable()
+        await pool.wait(task.start())
+        running = await task.submit("block")
+        waiting = await task.submit("add", 1, 2)
+        await task.kill(signal.SIGKILL)
+        for call in (running, waiting):
+            with pytest.raises(TaskExited):
+                await pool.wait(task.answer(call))
 
     run(scenario())
