@@ -12,8 +12,9 @@ Then, over the channel::
     parent -> relieve:start [arguments]         child -> relieve:started [pid]
     parent -> relieve:call  [id, method, args]  child -> relieve:done    [id, ok]
     parent -> relieve:get   [id, name, args]    child -> relieve:result  [id, ok, value or error]
-    parent -> relieve:drop  [id]                (a call not started yet never starts: its answer
-                                                 is the error {"type": "CallDropped"})
+    parent -> relieve:drop  [id]                child -> relieve:dropped [id, dropped]
+                                                (dropped: it had not started and never will; its
+                                                 answer is then the error {"type": "CallDropped"})
 
 Plain methods run one at a time on a lane thread, so the event loop keeps serving
 the channel; ``async def`` methods run on the loop. An exception that nothing can
@@ -73,8 +74,8 @@ class Container:
         self.target = None
         self.channel = None
         self._lane = queue.SimpleQueue()
-        self._queued = set()  # ids of calls waiting on the lane, not started
-        self._dropped = set()  # ... of those, the ones the parent asked to drop
+        self._queued = {}  # id -> reply of the calls waiting on the lane, not started
+        self._dropped = set()  # ids the parent dropped while they waited: the lane skips them
         self._drops = threading.Lock()  # the loop's thread drops, the lane's starts: one at a time
         self._exit = None
 
@@ -140,11 +141,15 @@ class Container:
         self._dispatch(call_id, name, args, reply=self._get_done)
 
     def _handle_drop(self, call_id):
-        """A call still waiting on the lane is answered CallDropped when its turn comes, unrun;
-        one started or done already goes on as if nothing was asked."""
+        """A call still waiting on the lane is answered CallDropped at once and never runs; one
+        started or done goes on as if nothing was asked. Either way the parent is told which."""
         with self._drops:
-            if call_id in self._queued:
+            reply = self._queued.pop(call_id, None)
+            if reply is not None:
                 self._dropped.add(call_id)
+        self.channel.post("relieve:dropped", call_id, reply is not None)
+        if reply is not None:
+            reply(call_id, CallDropped(f"call {call_id} was dropped before it started"), None)
 
     _handlers = {"relieve:call": _handle_call, "relieve:get": _handle_get, "relieve:drop": _handle_drop}
 
@@ -161,7 +166,7 @@ class Container:
             task.add_done_callback(lambda t: self._coroutine_done(call_id, t, reply))
         else:
             with self._drops:
-                self._queued.add(call_id)
+                self._queued[call_id] = reply
             self._lane.put((call_id, member, args, reply))
 
     def _coroutine_done(self, call_id, task, reply):
@@ -184,12 +189,10 @@ class Container:
         while True:
             call_id, member, args, reply = self._lane.get()
             with self._drops:
-                self._queued.discard(call_id)
-                dropped = call_id in self._dropped
-                self._dropped.discard(call_id)
-            if dropped:
-                reply(call_id, CallDropped(f"call {call_id} was dropped before it started"), None)
-                continue
+                self._queued.pop(call_id, None)
+                if call_id in self._dropped:
+                    self._dropped.discard(call_id)
+                    continue  # answered when it was dropped
             try:
                 result = member(*args)
                 if inspect.isawaitable(result):

@@ -356,6 +356,7 @@ class Call:
 
     id: int
     future: asyncio.Future
+    pid: int  # of the child it was sent to
 
 
 class CallableTask(ScriptTask):
@@ -366,6 +367,7 @@ class CallableTask(ScriptTask):
         self._ids = itertools.count(1)
         self._in_flight = set()
         self._waiting = {}
+        self._drops = {}  # call id -> future of the child's word on dropping it
 
     @property
     def in_flight(self):
@@ -401,13 +403,27 @@ class CallableTask(ScriptTask):
             self._waiting.pop(call_id, None)
             future.cancel()
             raise
-        return Call(call_id, future)
+        return Call(call_id, future, self.pid)
 
     async def drop(self, call):
-        """Ask the child not to start ``call``: unless it has started, its answer raises CallDropped."""
-        if not call.future.done() and self.channel is not None:
-            with contextlib.suppress(ChannelClosed):
-                await self.channel.send("relieve:drop", call.id)
+        """Ask the child not to start ``call``: True once it never will (its answer then raises
+        CallDropped), False when it had started or ended. Raises TaskExited if the child dies first."""
+        if call.future.done():
+            error = None if call.future.cancelled() else call.future.exception()
+            if isinstance(error, TaskExited):
+                raise error
+            return isinstance(error, CallDropped)
+        if call.pid != self.pid or not self.running:
+            raise TaskExited(self.name, self.process.returncode if self.process else None)
+        future = asyncio.get_running_loop().create_future()
+        self._drops[call.id] = future
+        try:
+            await self.channel.send("relieve:drop", call.id)
+            return await future
+        except ChannelClosed:
+            raise await self._exited_error() from None
+        finally:
+            self._drops.pop(call.id, None)
 
     async def answer(self, call, timeout=None):
         """What ``get`` returns for a ``submit``ted call, ``timeout`` counted from now."""
@@ -459,7 +475,11 @@ class CallableTask(ScriptTask):
         return call_id
 
     def _on_child_event(self, event, *args):
-        if event == "relieve:done" and args:
+        if event == "relieve:dropped" and len(args) == 2:
+            future = self._drops.get(args[0])
+            if future is not None and not future.done():
+                future.set_result(bool(args[1]))
+        elif event == "relieve:done" and args:
             self._in_flight.discard(args[0])
         elif event == "relieve:result" and len(args) == 3:
             call_id, ok, value = args
@@ -481,3 +501,6 @@ class CallableTask(ScriptTask):
             if not future.done():
                 future.set_exception(TaskExited(self.name, code))
         self._waiting.clear()
+        for future in self._drops.values():
+            if not future.done():
+                future.set_exception(TaskExited(self.name, code))

@@ -313,11 +313,11 @@ def test_a_call_dropped_before_it_started_never_runs_and_the_next_one_does(pool,
         running = await task.submit("block")
         dropped = await task.submit("add", 1, 2)
         after = await task.submit("add", 2, 3)
-        await task.drop(dropped)
+        assert await pool.wait(task.drop(dropped)) is True
+        with pytest.raises(CallDropped):  # answered at once, while the call before it still runs
+            await pool.wait(task.answer(dropped))
         await task.send("release")
         assert await pool.wait(task.answer(running)) is True
-        with pytest.raises(CallDropped):
-            await pool.wait(task.answer(dropped))
         assert await pool.wait(task.answer(after)) == 5
         assert task.in_flight == 0
 
@@ -330,7 +330,7 @@ def test_a_drop_that_comes_after_the_start_changes_nothing(pool, run):
         await pool.wait(task.start())
         started = await task.submit("block")
         await asyncio.sleep(0.2)  # the lane has taken it
-        await task.drop(started)
+        assert await pool.wait(task.drop(started)) is False
         await task.send("release")
         assert await pool.wait(task.answer(started)) is True
         assert await pool.wait(task.get("add", 1, 1)) == 2
@@ -348,5 +348,18 @@ def test_a_call_submitted_to_a_child_that_dies_first_raises_task_exited(pool, ru
         for call in (running, waiting):
             with pytest.raises(TaskExited):
                 await pool.wait(task.answer(call))
+
+    run(scenario())
+
+
+def test_dropping_a_call_to_a_child_that_died_raises_task_exited(pool, run):
+    async def scenario():
+        task = pool.callable()
+        await pool.wait(task.start())
+        await task.submit("block")
+        waiting = await task.submit("add", 1, 2)
+        await task.kill(signal.SIGKILL)
+        with pytest.raises(TaskExited):
+            await pool.wait(task.drop(waiting))
 
     run(scenario())

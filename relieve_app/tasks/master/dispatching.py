@@ -10,7 +10,7 @@ import logging
 import signal
 import time
 
-from relieve_app.pool import RelieveError, RemoteError, TaskExited
+from relieve_app.pool import NotRunning, RelieveError, RemoteError, TaskExited
 from relieve_app.pool.framing import FrameError
 from relieve_app.tasks import hooks
 from relieve_app.tasks.cancel import cancelled_error
@@ -51,17 +51,40 @@ class Dispatching:
             lane.release(child, task_id)
 
     async def _take_turn(self, lane, child, job):
-        """Run the claimed task once the child is done with the one before (claimed ahead) and
-        running; or, cancelled, paused or stopped before that, give it back without an attempt."""
+        """Send the claimed task to its child at once, behind the one it runs (claimed ahead), so
+        the child starts it the moment it is done, without waiting for the master; then take this
+        task's turn. Cancelled, paused or stopped before the child started it, it is dropped there
+        and given back without an attempt."""
         lock = lane.turn(child)
+        call = await self._send_ahead(child, job)
         reason = await self._turn(lane, child, job["id"], lock)
         if reason is not None:
-            self._withdraw(job, child, reason)
-            return
+            if call is None or await self._dropped(lane, child, call, lock):
+                self._withdraw(job, child, reason)
+                return
+            await lock.acquire()  # it had started: its answer is an attempt's, like any other
         try:
-            await self._run(lane, child, job)
+            await self._run(lane, child, job, call)
         finally:
             lock.release()
+
+    async def _send_ahead(self, child, job):
+        """The call of ``job`` in ``child``, sent now; None when the child does not run (it is sent
+        at its turn) or the job cannot cross to it (``_run`` then records why)."""
+        if not child.running:
+            return None
+        try:
+            return await child.submit("run", job)
+        except (RelieveError, FrameError, OSError):
+            return None
+
+    async def _dropped(self, lane, child, call, lock):
+        """Whether ``call`` never ran: dropped in time, or its child died before it started it."""
+        try:
+            return await child.drop(call)
+        except TaskExited:
+            async with lock:  # how the call before it ended tells whether the child reached this one
+                return lane.died_in(child, call.pid)
 
     async def _turn(self, lane, child, task_id, lock):
         """None once ``lock`` is held and the child runs; else why the task must not start."""
@@ -106,14 +129,30 @@ class Dispatching:
         written = self.ledger.outcome(task_id, child.name, "withdrawn", None)
         self._settle(task_id, written, then=lambda: self._ready(task_id))
 
-    async def _run(self, lane, child, job):
+    async def _run(self, lane, child, job, call=None):
+        """The attempt, from this task's turn to its outcome; ``call``, sent ahead, is sent again when
+        the child it went to died before starting it. Its time limit counts from the turn."""
         task_id = job["id"]
         limit = job["timeout"] or self.options.call_timeout
+        if call is not None and call.pid != child.pid and lane.died_in(child, call.pid):
+            call = None
         lane.started(child, task_id)
         started = time.monotonic()
+        pid = child.pid
         try:
             try:
-                answer = await child.get("run", job, timeout=limit)
+                if call is None:
+                    call = await child.submit("run", job)
+                pid = call.pid
+                answer = await child.answer(call, timeout=limit)
+            except (TaskExited, TimeoutError, NotRunning):  # the child died, or is killed for its time
+                lane.ended(child, pid, died=True)
+                raise
+            except BaseException:
+                lane.ended(child, pid, died=False)
+                raise
+            else:
+                lane.ended(child, pid, died=False)
             finally:
                 lane.ran(child, time.monotonic() - started)
         except TimeoutError:

@@ -42,6 +42,8 @@ class Lane:
         self.wake = asyncio.Event()
         self.average = None  # seconds a task of this lane took, smoothed; None before the first
         self._started = {}  # child name -> when its current task was handed to it (monotonic)
+        self._last = {}  # child name -> (pid, died): the process of its last attempt, and whether
+        # that attempt ended without an answer (the process died, or was killed at its timeout)
         self._heap = []
         self._order = itertools.count()  # ties keep arrival order
         self.paused = False  # a paused queue keeps its ids and hands none out (tasks/pausing.py)
@@ -114,6 +116,15 @@ class Lane:
             self.average = seconds
         else:
             self.average += SMOOTHING * (seconds - self.average)
+
+    def ended(self, child, pid, died):
+        """The attempt in ``child`` (process ``pid``) ended: answered, or with no answer."""
+        self._last[child.name] = (pid, died)
+
+    def died_in(self, child, pid):
+        """Whether process ``pid`` of ``child`` died in the attempt before: a call sent to it behind
+        that attempt never started, since a child runs its calls one at a time, in order."""
+        return self._last.get(child.name) == (pid, True)
 
     def release(self, child, task_id):
         held = self.busy.get(child.name, [])
