@@ -3,7 +3,7 @@
 A master stopped (to restart it on new code) or killed closes the channel of every child; a child
 in the middle of a task is asked ``Runner.orphaned()`` (``pool/container.py``), which comes here:
 
-- the row moves from the master's id to the child's own (``leases.detached_owner``) in one
+- the row moves from the master's id to the child's own (``owners.detached_owner``) in one
   conditional UPDATE. Found no longer RUNNING under either id, another master took it back (its
   predecessor was killed) and runs it again: this child exits at once, cutting its copy short;
 - else a thread renews its lease every third of it, by the database's clock, while the task runs;
@@ -23,7 +23,7 @@ import time
 
 from django.db import connection, transaction
 
-from relieve_app.tasks import attempts, hooks
+from relieve_app.tasks import attempts, hooks, owners
 from relieve_app.tasks.store import leases, taskstore
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Detached:
         """The task, now held by this child; None when its master's claim is no longer there."""
         if not job.get("owner") or not job.get("lease"):
             return None  # handed over by a master that does not say who it is
-        owner = leases.detached_owner(job["owner"], os.getpid())
+        owner = owners.detached_owner(job["owner"], os.getpid())
         # Asked on the child's event loop, where Django refuses to query: the write runs on a thread.
         moved = _on_a_thread(_write, leases.detach, job["id"], [job["owner"]], owner, float(job["lease"]))
         if not moved:

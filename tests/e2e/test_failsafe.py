@@ -13,7 +13,7 @@ from django.tasks import TaskResultStatus
 from django.utils import timezone
 
 from relieve_app.models import TaskEvent, TaskRecord
-from relieve_app.tasks.store.leases import detached_owner, is_detached
+from relieve_app.tasks.owners import detached_owner, is_detached
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_tasks import finished, running
 from tests.tasks_fixtures import basic

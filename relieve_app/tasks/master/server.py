@@ -24,6 +24,7 @@ import signal
 import time
 
 from relieve_app.pool import BootError
+from relieve_app.tasks import owners
 from relieve_app.tasks.master import controlling, reloading, scheduling, wakeup
 from relieve_app.tasks.master.children import Children
 from relieve_app.tasks.master.dispatching import Dispatching
@@ -224,7 +225,7 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
                     continue
                 pid = child.pid
                 if child.let_go():
-                    handed[task_id] = leases.detached_owner(self.owner, pid)
+                    handed[task_id] = owners.detached_owner(self.owner, pid)
                     log.info("task %s finishes in child %s (pid %s), let go", task_id, name, pid)
         if not handed:
             return

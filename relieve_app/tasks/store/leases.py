@@ -11,9 +11,9 @@ master per file (``tasks/master/locks.py``), so there a row held by another mast
 orphan.
 
 A child that outlives its master (``tasks/failsafe.py``) holds the row of the task it finishes under
-an id of its own, ``detached:<child pid>:<master id>``: no master's, so no master's end releases it
-and no start-up takes it at once. Its lease, which the child renews, decides: a child that died
-leaves a row whose lease runs out, and any master takes it over then.
+an id of its own, ``detached:<child pid>:<master id>`` (``tasks/owners.py``): no master's, so no
+master's end releases it and no start-up takes it at once. Its lease, which the child renews,
+decides: a child that died leaves a row whose lease runs out, and any master takes it over then.
 Operations run on the recorder's thread, inside its transactions.
 """
 
@@ -26,21 +26,12 @@ from django.utils import timezone
 
 from relieve_app.models import TaskEvent, TaskRecord
 from relieve_app.tasks import hooks
+from relieve_app.tasks.owners import DETACHED, is_detached
 
 log = logging.getLogger(__name__)
 
 Status = TaskRecord.Status
 CHUNK = 500  # ids per IN (...): well below any database's limit on parameters
-DETACHED = "detached:"  # how the id of a child finishing a task for a stopped master begins
-
-
-def detached_owner(master, pid):
-    """The id a child (``pid``) of ``master`` holds a row by once its master is gone."""
-    return f"{DETACHED}{pid}:{master}"
-
-
-def is_detached(owner):
-    return bool(owner) and owner.startswith(DETACHED)
 
 
 def detach(task_id, masters, detached, lease):
