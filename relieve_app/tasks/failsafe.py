@@ -11,8 +11,11 @@ in the middle of a task is asked ``Runner.orphaned()`` (``pool/container.py``), 
   hooks in the transaction, retries READY with their ``run_after``, events, ``task_finished``,
   ``hooks.after_commit``), and the child exits.
 
-A write that keeps failing is logged and given up: the row's lease runs out, and a master takes it
-over and runs it again. A cancel asked meanwhile is not heard: the task runs to its end.
+A task still running past its time limit (its ``timeout``, else RELIEVE_CALL_TIMEOUT, from the
+start of the attempt) ends as the master would end it: a ``timeout`` failure, retried while attempts
+remain, and the child exits. A write that keeps failing is logged and given up: the row's lease runs
+out, and a master takes it over and runs it again. A cancel asked meanwhile is not heard: the task
+runs to its end.
 """
 
 import asyncio
@@ -35,15 +38,19 @@ RETRY_WAIT = 0.5  # seconds, doubling between tries
 class Detached:
     """One task this child finishes for a master that is gone."""
 
-    def __init__(self, job, owner):
+    def __init__(self, job, owner, started):
+        from relieve_app.conf import app_settings
+
         self.job = job
         self.owner = owner
         self.lease = float(job["lease"])
+        self.limit = job.get("timeout") or app_settings.RELIEVE_CALL_TIMEOUT
+        self.deadline = started + self.limit  # time.monotonic(), as the master's call timeout
         self._done = threading.Event()
         self._renewer = threading.Thread(target=self._renew, name="relieve-lease", daemon=True)
 
     @classmethod
-    def take_over(cls, job):
+    def take_over(cls, job, started):
         """The task, now held by this child; None when its master's claim is no longer there."""
         if not job.get("owner") or not job.get("lease"):
             return None  # handed over by a master that does not say who it is
@@ -54,7 +61,7 @@ class Detached:
             log.warning("task %s was taken back after its master went; it runs elsewhere", job["id"])
             return None
         log.info("task %s outlives its master: %s finishes it", job["id"], owner)
-        detached = cls(job, owner)
+        detached = cls(job, owner, started)
         detached._renewer.start()
         return detached
 
@@ -63,13 +70,27 @@ class Detached:
         from relieve_app.conf import app_settings
 
         try:
-            backoff = _backoff(app_settings.RELIEVE_RETRY_DELAY, app_settings.RELIEVE_MAX_RETRY_DELAY)
-            entry = attempts.answered(self.job, answer, app_settings.RELIEVE_MAX_ATTEMPTS, backoff)
-            worker = (self.job.get("worker_ids") or [self.owner])[-1]
-            committed = self._record((self.job["id"], worker, *entry))
+            rules = _rules(app_settings)
+            self._end(attempts.answered(self.job, answer, *rules))
         finally:
             self._done.set()
-            self._renewer.join()
+            if threading.current_thread() is not self._renewer:
+                self._renewer.join()
+
+    def _timed_out(self):
+        """Past its limit, the master would have killed the child: recorded so, and the child ends."""
+        from relieve_app.conf import app_settings
+
+        message = f"no answer within {self.limit:g}s after its master stopped; its child ended"
+        log.warning("task %s: %s", self.job["id"], message)
+        error = attempts.error(TimeoutError, message)
+        self._end(attempts.failed(self.job, error, *_rules(app_settings), "timeout", retry=True))
+        logging.shutdown()
+        os._exit(1)
+
+    def _end(self, entry):
+        worker = (self.job.get("worker_ids") or [self.owner])[-1]
+        committed = self._record((self.job["id"], worker, *entry))
         for change in committed.values():
             _after_commit(change)
 
@@ -90,6 +111,8 @@ class Detached:
     def _renew(self):
         try:
             while not self._done.wait(self.lease / 3):
+                if time.monotonic() > self.deadline:
+                    self._timed_out()
                 try:
                     with transaction.atomic():
                         kept = leases.renew(self.owner, [self.job["id"]], self.lease)
@@ -143,8 +166,10 @@ def _write(fn, *args):
     return None
 
 
-def _backoff(retry_delay, max_retry_delay):
-    return lambda attempt: attempts.retry_after(attempt, retry_delay, max_retry_delay)
+def _rules(app_settings):
+    """The master's rules of retries (``attempts.failed``), from the settings it read them from."""
+    retry_delay, max_retry_delay = app_settings.RELIEVE_RETRY_DELAY, app_settings.RELIEVE_MAX_RETRY_DELAY
+    return app_settings.RELIEVE_MAX_ATTEMPTS, lambda n: attempts.retry_after(n, retry_delay, max_retry_delay)
 
 
 def _after_commit(change):

@@ -19,6 +19,7 @@ the child finish it and record its end itself (``failsafe.py``).
 import json
 import os
 import threading
+import time
 import traceback
 from datetime import datetime
 
@@ -56,6 +57,7 @@ class Runner:
         setup_django()
         self._lock = threading.Lock()
         self._job = None  # the job the lane thread runs now
+        self._started = None  # when it started, by time.monotonic()
         self._detached = None  # failsafe.Detached: that job's master went, this child holds its row
 
     def orphaned(self):
@@ -65,12 +67,12 @@ class Runner:
 
         with self._lock:
             if self._job is not None and self._detached is None:
-                self._detached = Detached.take_over(self._job)
+                self._detached = Detached.take_over(self._job, self._started)
             return self._detached is not None
 
     def run(self, job):
         with self._lock:
-            self._job = job
+            self._job, self._started = job, time.monotonic()
         try:
             answer = self._run(job)
         finally:
