@@ -21,6 +21,7 @@ runs to its end.
 import asyncio
 import logging
 import os
+import signal
 import threading
 import time
 
@@ -86,6 +87,8 @@ class Detached:
         error = attempts.error(TimeoutError, message)
         self._end(attempts.failed(self.job, error, *_rules(app_settings), "timeout", retry=True))
         logging.shutdown()
+        if os.getpgid(0) == os.getpid():  # as the master's kill: what the task started goes too
+            os.killpg(0, signal.SIGKILL)
         os._exit(1)
 
     def _end(self, entry):

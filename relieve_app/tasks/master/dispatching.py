@@ -113,7 +113,10 @@ class Dispatching:
         started = time.monotonic()
         try:
             try:
-                answer = await child.get("run", job, timeout=limit)
+                # Without RELIEVE_FAILSAFE no lease goes with it: a child whose master goes ends at once.
+                answer = await child.get(
+                    "run", job if self.options.failsafe else {**job, "lease": None}, timeout=limit
+                )
             finally:
                 lane.ran(child, time.monotonic() - started)
         except TimeoutError:
