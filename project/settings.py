@@ -180,6 +180,7 @@ RELIEVE_FROM_ENV = {
     "RELIEVE_SWEEP_INTERVAL": env.float,
     "RELIEVE_CALL_TIMEOUT": env.float,
     "RELIEVE_GRACE": env.float,
+    "RELIEVE_FAILSAFE": env.bool,
     "RELIEVE_CLIENT_TIMEOUT": env.float,
     "RELIEVE_MAX_CALLS": env.int,
     "RELIEVE_MAX_MEMORY_MB": env.int,

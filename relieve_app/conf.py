@@ -47,6 +47,9 @@ DEFAULTS = {
     "RELIEVE_SWEEP_INTERVAL": 30.0,
     "RELIEVE_CALL_TIMEOUT": 60.0,
     "RELIEVE_GRACE": 10.0,
+    # A graceful stop leaves each child in a task running, to finish it and record its end itself
+    # (tasks/failsafe.py): a restart cuts no task short. False: the stop waits RELIEVE_GRACE, then kills.
+    "RELIEVE_FAILSAFE": True,
     "RELIEVE_CLIENT_TIMEOUT": 10.0,
     "RELIEVE_MAX_CALLS": 1000,
     "RELIEVE_MAX_MEMORY_MB": 256,
@@ -86,6 +89,7 @@ RULES = {
     "RELIEVE_SWEEP_INTERVAL": ("seconds", 0.1),
     "RELIEVE_CALL_TIMEOUT": ("seconds", 0.1),
     "RELIEVE_GRACE": ("seconds", 0),
+    "RELIEVE_FAILSAFE": ("bool", None),
     "RELIEVE_CLIENT_TIMEOUT": ("seconds", 0.1),
     "RELIEVE_MAX_CALLS": ("int", 0),
     "RELIEVE_MAX_MEMORY_MB": ("int", 0),

@@ -11,7 +11,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from relieve_app.models import MailOutcome, TaskRecord
-from relieve_app.tasks import backpressure, client
+from relieve_app.tasks import backpressure, client, owners
 from relieve_app.tasks import progress as task_progress
 from relieve_app.tasks.pausing import paused_queues
 
@@ -40,11 +40,11 @@ def tasks_now():
     rows = list(
         TaskRecord.objects.filter(status=TaskRecord.Status.RUNNING)
         .order_by("last_attempted_at", "pk")
-        .values_list("pk", "task_path", "queue_name", "last_attempted_at")[:RUNNING_SHOWN]
+        .values_list("pk", "task_path", "queue_name", "last_attempted_at", "owner")[:RUNNING_SHOWN]
     )
     reported = task_progress.of_many(pk for pk, *_rest in rows)
     running = []
-    for pk, path, queue, since in rows:
+    for pk, path, queue, since, owner in rows:
         done = reported.get(pk)
         running.append(
             {
@@ -53,6 +53,8 @@ def tasks_now():
                 "queue": queue,
                 "since": since.isoformat() if since else None,
                 "progress": {**done, "at": done["at"].isoformat()} if done else None,
+                # None, or in words: a child finishing it for a master that stopped (tasks/failsafe.py)
+                "detached": owners.describe(owner) if owners.is_detached(owner) else None,
             }
         )
     return {"running_tasks": running, "fullness": backpressure.fullness()}

@@ -104,7 +104,8 @@ def tasks(state):
         lines.append(f"running tasks ({len(running)}):")
     for task in running:
         done = task["progress"]
-        lines.append(f"  #{task['id']} {task['task']} on {task['queue']}: {_progress(done)}")
+        held = f" ({task['detached']})" if task.get("detached") else ""
+        lines.append(f"  #{task['id']} {task['task']} on {task['queue']}{held}: {_progress(done)}")
     return lines
 
 

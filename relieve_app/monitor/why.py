@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from relieve_app.models import RelieveMaster, TaskRecord
 from relieve_app.monitor.status_text import duration
-from relieve_app.tasks import client, limits
+from relieve_app.tasks import client, limits, owners
 from relieve_app.tasks.pausing import paused_queues
 
 Status = TaskRecord.Status
@@ -25,6 +25,12 @@ def queue_paused(queue_name):
 def why_waiting(row, now=None, timeout=0.3):
     """The reasons ``row`` has not started, as sentences; one sentence when it is not waiting."""
     now = now or timezone.now()
+    if row.status == Status.RUNNING and owners.is_detached(row.owner):
+        return [
+            f"It is not waiting: it is running, {owners.describe(row.owner)}; that child records its end "
+            f"itself. Should the child die, any master takes it back once its lease runs out"
+            + (f" ({_when(row.lease_until)})." if row.lease_until else ".")
+        ]
     if row.status != Status.READY:
         return [f"It is not waiting: it is {row.get_status_display().lower()}."]
     reasons = []
@@ -81,7 +87,8 @@ def ahead_of(row, now):
 
 
 def _busy(row, masters, now, timeout):
-    running = TaskRecord.objects.filter(status=Status.RUNNING, queue_name=row.queue_name).count()
+    running = TaskRecord.objects.filter(status=Status.RUNNING, queue_name=row.queue_name)
+    running = running.exclude(owner__startswith=owners.DETACHED).count()  # no live master's child runs those
     ahead = ahead_of(row, now)
     children = _children(row.queue_name, masters, timeout)
     if children is not None and running >= children:

@@ -19,6 +19,11 @@ Then, over the channel::
 Plain methods run one at a time on a lane thread, so the event loop keeps serving
 the channel; ``async def`` methods run on the loop. An exception that nothing can
 receive is sent as ``error [message, stack]``; outside a call it ends the child.
+
+When the channel closes (the parent stopped, or died) an idle child exits at once. One whose lane
+is in a call asks the script's ``orphaned()``, if it has one: a true answer lets the call run to
+its end (its reply has nowhere to go; the script records what it must itself), then the child
+exits; anything else ends the child at once, cutting the call.
 """
 
 import asyncio
@@ -78,6 +83,8 @@ class Container:
         self._dropped = set()  # ids the parent dropped while they waited: the lane skips them
         self._drops = threading.Lock()  # the loop's thread drops, the lane's starts: one at a time
         self._exit = None
+        self._calling = False  # the lane thread is in a call whose reply has not been posted
+        self._orphaned = False  # the channel closed during that call, and the script keeps it running
 
     @classmethod
     def from_env(cls):
@@ -92,7 +99,7 @@ class Container:
         self._exit = loop.create_future()
         self.channel = Channel.from_parent(on_event=self._on_event)
         self.channel.listener_failed = self._listener_failed
-        self.channel.on("close", lambda: self._finish(0))
+        self.channel.on("close", self._parent_gone)
         arguments = loop.create_future()
         self.channel.once("relieve:start", lambda *args: arguments.done() or arguments.set_result(args))
         try:
@@ -193,6 +200,7 @@ class Container:
                 if call_id in self._dropped:
                     self._dropped.discard(call_id)
                     continue  # answered when it was dropped
+            self._calling = True
             try:
                 result = member(*args)
                 if inspect.isawaitable(result):
@@ -201,6 +209,11 @@ class Container:
                 reply(call_id, exc, None)
             else:
                 reply(call_id, None, result)
+            finally:
+                self._calling = False
+            if self._orphaned:  # the call its parent left behind is over: nothing else will come
+                loop.call_soon_threadsafe(self._finish, 0)
+                return
 
     # replies ----------------------------------------------------------------
 
@@ -219,6 +232,17 @@ class Container:
         self.channel.post("relieve:result", call_id, False, RemoteError.from_exception(exc).to_dict())
 
     # ending -----------------------------------------------------------------
+
+    def _parent_gone(self):
+        """The channel closed: end now, unless the lane is in a call the script keeps running."""
+        hook = getattr(self.target, "orphaned", None)
+        if self._calling and callable(hook):
+            try:
+                self._orphaned = bool(hook())
+            except Exception as exc:
+                traceback.print_exception(exc)
+        if not self._orphaned or not self._calling:  # the call may have ended meanwhile
+            self._finish(0)
 
     def _listener_failed(self, event, exc):
         """An exception in a listener has no caller: report it and end, as an uncaught error would."""

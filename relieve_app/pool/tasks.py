@@ -30,6 +30,7 @@ STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL in stop()
 EXIT_DRAIN = 1.0  # seconds to read a dead child's last frames
 MIN_UPTIME = 1.0  # a child that dies younger than this counts as a crash loop
 MAX_BACKOFF = 30.0
+LET_GO = 0  # the exit code asyncio's transport is told of for a child left running (``let_go``)
 
 
 class Named:
@@ -206,6 +207,32 @@ class ScriptTask(Named, Emitter):
         exited = self._exited
         self._signal(sig)
         return await asyncio.shield(exited)
+
+    def let_go(self):
+        """Leave the child running on its own, for good: no signal, no restart, its channel closed.
+
+        The child hears its channel close as it would its parent's death (``container.py``): idle,
+        it exits; in a call its script keeps (``orphaned()``), it ends that call first. Calls and
+        gets awaiting an answer fail with TaskExited (code None). This process may then exit: asyncio
+        kills a child whose transport is closed, or collected, while it runs, so the transport is
+        told the child has ended; the child is never waited for here again.
+        """
+        self._stopping = True
+        if self._restarting is not None:
+            self._restarting.cancel()
+        if not self._alive():
+            return False
+        self._watcher.cancel()
+        transport = getattr(self.process, "_transport", None)  # asyncio's, for a child it spawned
+        popen = transport.get_extra_info("subprocess") if transport is not None else None
+        if popen is not None and popen.returncode is None:
+            popen.returncode = LET_GO  # what the transport's close() takes for an exit: no SIGKILL
+            transport.close()
+        self.channel.close()
+        self._child_gone(None)
+        self._exited.set_result(None)
+        self.emit("let_go", self.process.pid)
+        return True
 
     async def restart(self):
         """Stop the child and start a new one with the same arguments; resolves once it runs."""

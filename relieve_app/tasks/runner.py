@@ -11,10 +11,15 @@ A task that cannot be imported, raises (``SystemExit`` and exceptions that canno
 too), or returns something that is not JSON fails on its own; the child goes on serving.
 ``RetryLater``, or an exception the task lists in ``retry_on``, asks for another attempt later
 (the master ends the task FAILED once its attempts are spent).
+
+Should the master go while a task runs (stopped to be restarted, or killed), ``orphaned()`` lets
+the child finish it and record its end itself (``failsafe.py``).
 """
 
 import json
 import os
+import threading
+import time
 import traceback
 from datetime import datetime
 
@@ -50,8 +55,34 @@ class Runner:
 
     def __init__(self):
         setup_django()
+        self._lock = threading.Lock()
+        self._job = None  # the job the lane thread runs now
+        self._started = None  # when it started, by time.monotonic()
+        self._detached = None  # failsafe.Detached: that job's master went, this child holds its row
+
+    def orphaned(self):
+        """The master went during a task (``pool/container.py``): keep running it, if its row could
+        be taken over; else (another master took it back, or no task runs) the child ends now."""
+        from relieve_app.tasks.failsafe import Detached
+
+        with self._lock:
+            if self._job is not None and self._detached is None:
+                self._detached = Detached.take_over(self._job, self._started)
+            return self._detached is not None
 
     def run(self, job):
+        with self._lock:
+            self._job, self._started = job, time.monotonic()
+        try:
+            answer = self._run(job)
+        finally:
+            with self._lock:
+                self._job, detached, self._detached = None, self._detached, None
+        if detached is not None:
+            detached.finish(answer)
+        return answer
+
+    def _run(self, job):
         from django.db import close_old_connections
 
         from relieve_app.tasks import progress

@@ -78,7 +78,10 @@ def test_web_and_master_run_as_one_user_and_share_the_socket_s_folder():
     assert socket in web["Environment"] and socket in master["Environment"]
     for unit in (web, master):
         assert unit["Restart"] == ["on-failure"]
-        assert unit["KillMode"] == ["mixed"]  # SIGTERM to the main process alone: graceful stops
+    assert web["KillMode"] == ["mixed"]  # SIGTERM to the main process alone: graceful stops
+    # The master's children that finish a task after it stopped (RELIEVE_FAILSAFE) must outlive it: with
+    # "mixed" systemd SIGKILLs what is left in the control group once the main process exits.
+    assert master["KillMode"] == ["process"]
 
 
 def test_the_master_is_checked_with_relievestatus():

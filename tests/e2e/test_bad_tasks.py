@@ -98,7 +98,8 @@ def test_a_grandchild_does_not_outlive_its_child_recycled(master, tmp_path):
 
 
 def test_no_grandchild_outlives_a_stopped_master(master, tmp_path):
-    master.env["RELIEVE_GRACE"] = "0.5"
+    """The stop that kills its children (without RELIEVE_FAILSAFE) kills what their tasks started."""
+    master.env.update(RELIEVE_GRACE="0.5", RELIEVE_FAILSAFE="false")
     master.start(workers=1, queues=["default=1"])
     pid_file = tmp_path / "grandchild"
     running(misbehaving.fork_and_wait.enqueue(str(pid_file), str(tmp_path / "never")))

@@ -167,6 +167,26 @@ def test_the_state_lists_running_tasks_with_progress_and_how_full_each_queue_is(
     text = "\n".join(status_text.render(state, "sock"))
     assert "queue mail: 3 of at most 10 ready (RELIEVE_MAX_READY)" in text
     assert f"#{running.pk} {path} on default: 4 of 8 (50%): half" in text
+    assert task["detached"] is None
+
+
+def test_a_task_finishing_in_a_child_of_a_stopped_master_says_so(admin_client, master_socket):
+    from relieve_app.models import TaskRecord
+    from relieve_app.monitor import status_text
+    from relieve_app.tasks.owners import detached_owner
+
+    row = TaskRecord.objects.create(
+        task_path="tests.tasks_fixtures.basic.add",
+        queue_name="default",
+        backend="default",
+        status="RUNNING",
+        owner=detached_owner("old:7:1", 4242),
+        last_attempted_at=timezone.now(),
+    )
+    [task] = admin_client.get(STATE).json()["running_tasks"]
+    assert task["detached"] == "finishing in child pid 4242 of stopped master old:7:1"
+    text = "\n".join(status_text.render(admin_client.get(STATE).json(), "sock"))
+    assert f"#{row.pk} tests.tasks_fixtures.basic.add on default (finishing in child pid 4242" in text
 
 
 def test_the_mail_chart_counts_the_failed_attempts_of_contact_mail_alone():

@@ -146,3 +146,16 @@ def test_relievestatus_task_says_why_and_how_far():
 def test_relievestatus_task_unknown_id_is_a_clear_error():
     with pytest.raises(Exception, match="no task has the id 424242"):
         call_command("relievestatus", "--task", "424242")
+
+
+def test_a_task_a_child_finishes_for_a_stopped_master_says_so_and_busies_no_live_child():
+    from relieve_app.tasks.owners import detached_owner
+
+    master(children=1)
+    lease = timezone.now() + timedelta(seconds=30)
+    held = task("RUNNING", owner=detached_owner("old:7:1", 4242), lease_until=lease)
+    [reason] = why_waiting(held)
+    assert "finishing in child pid 4242 of stopped master old:7:1" in reason
+    assert "once its lease runs out" in reason
+    # The live master's only child is free: the detached task does not hold the one waiting back.
+    assert why_waiting(task()) == ["Nothing holds it back: a master should start it within moments."]

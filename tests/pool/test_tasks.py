@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from relieve_app.pool import BootError, CallableTask, NotRunning, RelieveError, ScriptTask
+from relieve_app.pool import BootError, CallableTask, NotRunning, RelieveError, ScriptTask, TaskExited
 from relieve_app.pool.container import EXIT_BOOT
 
 MONITOR = "relieve_app.pool.containers.monitor"
@@ -578,3 +578,55 @@ def test_restarts_counts_the_restart_being_announced(pool, run):
         assert task.restarts == 2
 
     run(scenario())
+
+
+# let go: a child left to finish its call ------------------------------------------
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_child_let_go_in_a_call_its_script_keeps_finishes_it_then_exits(pool, run, tmp_path):
+    async def main():
+        task = pool.callable("orphanable.py:Orphanable", arguments=[True])
+        await pool.wait(task.start())
+        pid = task.pid
+        answer = asyncio.ensure_future(task.get("work", str(tmp_path)))
+        await pool.eventually((tmp_path / "started").exists)
+
+        assert task.let_go()
+        with pytest.raises(TaskExited):
+            await pool.wait(answer)
+        assert not task.running and await pool.wait(task.stop()) is None  # never signalled
+        await asyncio.sleep(0.3)
+        assert _alive(pid) and not (tmp_path / "done").exists()
+        (tmp_path / "gate").touch()
+        await pool.eventually((tmp_path / "done").exists)
+        await pool.eventually(lambda: not _alive(pid))
+
+    run(main())
+
+
+def test_a_child_let_go_whose_script_does_not_keep_the_call_or_that_is_idle_exits_at_once(
+    pool, run, tmp_path
+):
+    async def main():
+        busy = pool.callable("orphanable.py:Orphanable", arguments=[False])
+        idle = pool.callable("orphanable.py:Orphanable", arguments=[True])
+        await pool.wait(asyncio.gather(busy.start(), idle.start()))
+        answer = asyncio.ensure_future(busy.get("work", str(tmp_path)))
+        await pool.eventually((tmp_path / "started").exists)
+
+        pids = [busy.pid, idle.pid]
+        assert busy.let_go() and idle.let_go()
+        with pytest.raises(TaskExited):
+            await pool.wait(answer)
+        await pool.eventually(lambda: not any(_alive(pid) for pid in pids))
+        assert not (tmp_path / "done").exists()  # the call was cut short
+
+    run(main())

@@ -108,7 +108,8 @@
     var head = el("tr", {}, ["Task", "Queue", "Since", "Progress"].map(function (t) { return el("th", {}, [t]); }));
     var rows = running.map(function (task) {
       return el("tr", {"data-task": String(task.id)}, [
-        el("td", {}, ["#" + task.id + " " + task.task]), el("td", {}, [task.queue]),
+        el("td", {}, ["#" + task.id + " " + task.task + (task.detached ? " (" + task.detached + ")" : "")]),
+        el("td", {}, [task.queue]),
         el("td", {}, [task.since ? new Date(task.since).toLocaleTimeString() : "-"]), progressCell(task.progress)
       ]);
     });

@@ -12,7 +12,7 @@ import time
 
 from relieve_app.pool import NotRunning, RelieveError, RemoteError, TaskExited
 from relieve_app.pool.framing import FrameError
-from relieve_app.tasks import hooks
+from relieve_app.tasks import attempts, hooks
 from relieve_app.tasks.cancel import cancelled_error
 
 log = logging.getLogger(__name__)
@@ -57,12 +57,17 @@ class Dispatching:
         and given back without an attempt."""
         lock = lane.turn(child)
         call = await self._send_ahead(child, job)
-        reason = await self._turn(lane, child, job["id"], lock)
-        if reason is not None:
-            if call is None or await self._dropped(lane, child, call, lock):
-                self._withdraw(job, child, reason)
-                return
-            await lock.acquire()  # it had started: its answer is an attempt's, like any other
+        if call is not None:
+            self.ahead.add(job["id"])
+        try:
+            reason = await self._turn(lane, child, job["id"], lock)
+            if reason is not None:
+                if call is None or await self._dropped(lane, child, call, lock):
+                    self._withdraw(job, child, reason)
+                    return
+                await lock.acquire()  # it had started: its answer is an attempt's, like any other
+        finally:
+            self.ahead.discard(job["id"])  # from here on the lane knows it as the child's (_run)
         try:
             await self._run(lane, child, job, call)
         finally:
@@ -74,7 +79,7 @@ class Dispatching:
         if not child.running:
             return None
         try:
-            return await child.submit("run", job)
+            return await child.submit("run", self._job_for(job))
         except (RelieveError, FrameError, OSError):
             return None
 
@@ -107,6 +112,10 @@ class Dispatching:
             raise
         _let_go(acquire, lock)
         return reason
+
+    def _job_for(self, job):
+        """Without RELIEVE_FAILSAFE no lease goes with the job: a child whose master goes ends at once."""
+        return job if self.options.failsafe else {**job, "lease": None}
 
     def _held_back(self, lane, task_id):
         if task_id in lane.cancelled:
@@ -142,7 +151,7 @@ class Dispatching:
         try:
             try:
                 if call is None:
-                    call = await child.submit("run", job)
+                    call = await child.submit("run", self._job_for(job))
                 pid = call.pid
                 answer = await child.answer(call, timeout=limit)
             except (TaskExited, TimeoutError, NotRunning):  # the child died, or is killed for its time
@@ -160,10 +169,10 @@ class Dispatching:
             message = f"no answer from {child.name} within {limit:g}s; killed it"
             with contextlib.suppress(RelieveError):
                 await child.kill(signal.SIGKILL)
-            self._failed(job, child, _error(TimeoutError, message), event="timeout", retry=True)
+            self._failed(job, child, attempts.error(TimeoutError, message), event="timeout", retry=True)
             return
         except RemoteError as exc:  # the child's script has no working run(): nothing to retry
-            self._failed(job, child, _error(RemoteError, str(exc)), retry=False)
+            self._failed(job, child, attempts.error(RemoteError, str(exc)), retry=False)
             return
         except (TaskExited, RelieveError) as exc:
             if task_id in self.cancelling:  # killed by controlling.py: the task was cancelled
@@ -172,44 +181,41 @@ class Dispatching:
                 return
             # Counted as an attempt: a task that kills its child every time must end FAILED.
             message = f"{child.name} went away during the task: {exc}"
-            self._failed(job, child, _error(TaskExited, message), retry=True)
+            self._failed(job, child, attempts.error(TaskExited, message), retry=True)
             return
         except FrameError as exc:  # the job cannot cross to a child (too large, not UTF-8): never will
             message = f"the task cannot be handed to {child.name}: {exc}"
-            self._failed(job, child, _error(FrameError, message), retry=False)
+            self._failed(job, child, attempts.error(FrameError, message), retry=False)
             return
         except Exception as exc:  # whatever else fails handing it over is an attempt, with its reason
             message = f"handing the task to {child.name} failed: {type(exc).__name__}: {exc}"
-            self._failed(job, child, _error(type(exc), message), retry=True)
+            self._failed(job, child, attempts.error(type(exc), message), retry=True)
             return
         self._count_call(lane, child)
-        if not isinstance(answer, dict) or "ok" not in answer:
-            self._failed(job, child, _error(RemoteError, f"unreadable answer {answer!r:.200}"), retry=False)
-        elif answer["ok"]:
-            self._settle(task_id, self.ledger.outcome(task_id, child.name, "success", answer.get("value")))
+        kind, payload, event, retry_in = attempts.answered(job, answer, *self._retry_rules())
+        if kind == "success":
+            self._settle(task_id, self.ledger.outcome(task_id, child.name, "success", payload))
             log.info("task %s done by %s (attempt %s)", task_id, child.name, job["attempt"])
-        else:
-            delay = answer.get("delay")
-            self._failed(job, child, answer.get("error") or {}, retry=bool(answer.get("retry")), delay=delay)
+        elif retry_in is None or not self._stopping.is_set():  # a retry cut short by the stop: released
+            self._record_failure(job, child, payload, event, retry_in)
 
     def _failed(self, job, child, error, event="error", retry=False, delay=None):
-        task_id, attempt = job["id"], job["attempt"]
         if retry and self._stopping.is_set():
             return  # cut short by the stop: released to READY, for any master to run again
-        limit = job.get("max_attempts") or self.options.max_attempts
-        retry_in = None
-        if retry and attempt < limit:
-            retry_in = self.options.retry_after(attempt) if delay is None else float(delay)
-        elif retry and attempt >= limit:
-            error = {**error, "message": f"{error.get('message', '')} (gave up after {attempt} attempts)"}
-        if not error.get("traceback"):  # the master's own reasons (a timeout, a lost child) have none
-            error = {**error, "traceback": _reason(error)}
+        _kind, error, event, retry_in = attempts.failed(job, error, *self._retry_rules(), event, retry, delay)
+        self._record_failure(job, child, error, event, retry_in)
+
+    def _record_failure(self, job, child, error, event, retry_in):
+        task_id, attempt = job["id"], job["attempt"]
         written = self.ledger.outcome(task_id, child.name, "failure", error, event, retry_in)
         if retry_in is None:
             log.warning("task %s failed on attempt %d: %s", task_id, attempt, error.get("message"))
             self._settle(task_id, written)
         else:
             self._settle(task_id, written, then=lambda: self._later(task_id, retry_in))
+
+    def _retry_rules(self):
+        return self.options.max_attempts, self.options.retry_after
 
     def _settle(self, task_id, written, then=None):
         """The id stays held until its outcome is committed, however long the database is away,
@@ -232,22 +238,6 @@ class Dispatching:
             self._forget(task_id)
 
         written.add_done_callback(settled)
-
-
-def _error(kind, message):
-    return {
-        "exception_class_path": f"{kind.__module__}.{kind.__qualname__}",
-        "message": message,
-        "traceback": "",
-    }
-
-
-def _reason(error):
-    """The last line Python's own traceback would print, so ``result.errors[i].traceback`` says why."""
-    path = error.get("exception_class_path") or "Exception"
-    name = path.removeprefix("builtins.")
-    message = error.get("message", "")
-    return f"{name}: {message}\n" if message else f"{name}\n"
 
 
 def _let_go(acquire, lock):

@@ -8,6 +8,7 @@ the same rule as the setting it stands for.
 from dataclasses import dataclass, fields
 
 from relieve_app import conf
+from relieve_app.tasks.attempts import retry_after
 from relieve_app.tasks.master.errors import StartupError
 
 MIB = 2**20
@@ -22,6 +23,7 @@ SETTINGS = {
     "sweep_interval": ("RELIEVE_SWEEP_INTERVAL", None),
     "call_timeout": ("RELIEVE_CALL_TIMEOUT", None),
     "grace": ("RELIEVE_GRACE", None),
+    "failsafe": ("RELIEVE_FAILSAFE", None),
     "client_timeout": ("RELIEVE_CLIENT_TIMEOUT", None),
     "max_calls": ("RELIEVE_MAX_CALLS", None),
     "max_memory_mb": ("RELIEVE_MAX_MEMORY_MB", None),
@@ -45,6 +47,7 @@ class Options:
     sweep_interval: float
     call_timeout: float  # a child stuck longer than this in one task is killed
     grace: float  # on SIGTERM, how long tasks in flight may take to finish
+    failsafe: bool  # on SIGTERM, children in a task are left to finish it on their own
     client_timeout: float  # an idle or slow client connection is closed after this
     max_calls: int  # a child is replaced after this many tasks (0: never)
     max_memory_mb: int  # ... or once its resident memory passes this many MiB (0: never)
@@ -95,4 +98,4 @@ class Options:
         return {name: size or self.workers for name, size in self.queues.items()}
 
     def retry_after(self, attempts):
-        return min(self.retry_delay * 2 ** max(attempts - 1, 0), self.max_retry_delay)
+        return retry_after(attempts, self.retry_delay, self.max_retry_delay)

@@ -11,6 +11,10 @@ Every task is run at least once. A task is claimed in the database (READY -> RUN
 by this master) before a child gets it; whatever interrupts it afterwards leaves the row
 behind, and the start-up and periodic sweeps hand it out again. Only the recorder writes
 task state; ``taskstore.py`` holds those writes.
+
+A graceful stop (RELIEVE_FAILSAFE, the default) cuts no task short: the children in a task are
+let go to finish it and record its end themselves (``tasks/failsafe.py``), each holding its row
+under an id of its own; the master stops its idle children and exits without waiting for them.
 """
 
 import asyncio
@@ -20,6 +24,7 @@ import signal
 import time
 
 from relieve_app.pool import BootError
+from relieve_app.tasks import owners
 from relieve_app.tasks.master import controlling, reloading, scheduling, wakeup
 from relieve_app.tasks.master.children import Children
 from relieve_app.tasks.master.dispatching import Dispatching
@@ -75,6 +80,7 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
         self._stopping = asyncio.Event()
         self._known = {}  # id -> (queue, priority, at): ready, waiting or running here; never twice
         self._running = set()  # claimed, in a child, or its answer being handled
+        self.ahead = set()  # sent to a child ahead of their turn, not yet started or dropped there
         self._settling = {}  # its attempt's outcome handed to the ledger, not yet committed: id -> write
         self._timers = {}
         self._capped = {}  # task path -> ids its concurrency cap holds back (holding.py)
@@ -166,11 +172,14 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
             self._spawn(reloading.watch(self.reloader, reloading.StatWatcher(self.options.reload_root)))
 
     async def stop(self):
-        log.info(
-            "stopping: no new tasks; waiting up to %.0fs for %d running",
-            self.options.grace,
-            len(self._running),
-        )
+        if self.options.failsafe:
+            log.info("stopping: no new tasks; the %d running finish in their children", len(self._running))
+        else:
+            log.info(
+                "stopping: no new tasks; waiting up to %.0fs for %d running",
+                self.options.grace,
+                len(self._running),
+            )
         self._stopping.set()
         self.endpoint.close()
         for timer in self._timers.values():
@@ -180,6 +189,8 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
             lane.recall.set()  # ids claimed and not started go back READY now
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.options.grace
+        if self.options.failsafe:
+            await self._hand_over(max(deadline - loop.time(), 1.0))
         while self._running and loop.time() < deadline:
             await asyncio.sleep(0.05)
         for task in list(self._background):
@@ -202,6 +213,46 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
             self.lock.release()
         self.tenure.release()
         log.info("stopped")
+
+    async def _hand_over(self, timeout):
+        """Let each child in a task go on with it, unwaited for; its row moves to the child's own
+        id first, so the release at ``_leave`` leaves it alone and no master takes it but after
+        its lease. The child, hearing its channel close, moves it the same way (``failsafe.py``).
+
+        Tasks sent ahead are first dropped in their child, or found started there, and answers
+        already sent are read: a child is let go only in the task it runs now, never in one it has
+        answered, whose outcome the master records."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.ahead and loop.time() < deadline:
+            await asyncio.sleep(0.01)
+        handed = {}
+        for lane in self.lanes.values():
+            for child in lane.pool.tasks.values():
+                if child.running and child.channel is not None:
+                    child.channel.read_waiting()
+            for name, task_id in list(lane.running.items()):
+                child = lane.pool.tasks.get(name)
+                if child is None or task_id in self.cancelling or not child.running or not child.in_flight:
+                    continue
+                pid = child.pid
+                if child.let_go():
+                    handed[task_id] = owners.detached_owner(self.owner, pid)
+                    log.info("task %s finishes in child %s (pid %s), let go", task_id, name, pid)
+        if not handed:
+            return
+        try:
+            args = (handed, self.owner, self.lease)
+            moved = await asyncio.wait_for(self.recorder.submit(leases.hand_over, *args), timeout)
+        except Exception as exc:
+            log.warning(
+                "could not hand %d tasks over to their children (%s); they move there themselves",
+                len(handed),
+                exc,
+            )
+        else:
+            if moved < len(handed):
+                log.info("%d of %d tasks let go had ended already", len(handed) - moved, len(handed))
 
     def _note_gone(self, predecessor):
         if predecessor is not None and predecessor not in self._gone:

@@ -7,7 +7,13 @@ that stopped beating: the sweep of any master makes it READY again and records a
 event. A master that was killed need not be waited for: the next one on its socket finds the lock
 it held there left with its name in it (``tasks/master/locks.py``) and takes its rows at once. A master
 stopped gracefully gives back what it still holds at once. SQLite has one
-master per file (``tasks/master/locks.py``), so there a row held by another id is always an orphan.
+master per file (``tasks/master/locks.py``), so there a row held by another master's id is always an
+orphan.
+
+A child that outlives its master (``tasks/failsafe.py``) holds the row of the task it finishes under
+an id of its own, ``detached:<child pid>:<master id>`` (``tasks/owners.py``): no master's, so no
+master's end releases it and no start-up takes it at once. Its lease, which the child renews,
+decides: a child that died leaves a row whose lease runs out, and any master takes it over then.
 Operations run on the recorder's thread, inside its transactions.
 """
 
@@ -20,11 +26,20 @@ from django.utils import timezone
 
 from relieve_app.models import TaskEvent, TaskRecord
 from relieve_app.tasks import hooks
+from relieve_app.tasks.owners import DETACHED, is_detached
 
 log = logging.getLogger(__name__)
 
 Status = TaskRecord.Status
 CHUNK = 500  # ids per IN (...): well below any database's limit on parameters
+
+
+def detach(task_id, masters, detached, lease):
+    """Move a RUNNING row held by one of ``masters`` (ids) to ``detached``, for another ``lease``
+    seconds by the database's clock; 1 if it moved, 0 if it had been taken back or ended meanwhile.
+    The same call from the master and from its child moves it once: ``detached`` is among ``masters``."""
+    held = TaskRecord.objects.filter(pk=task_id, status=Status.RUNNING, owner__in=[*masters, detached])
+    return held.update(owner=detached, lease_until=lease_end(lease), updated_at=timezone.now())
 
 
 def lease_end(seconds):
@@ -44,17 +59,23 @@ def renew(owner, holding, lease):
     return renewed
 
 
+def hand_over(detached, master, lease):
+    """A master's graceful stop: each row it runs moves to the child it let go (task id -> id)."""
+    return sum(detach(task_id, [master], owner, lease) for task_id, owner in detached.items())
+
+
 def take_over(owner, holding, exclusive=False, gone=()):
     """Make READY the RUNNING rows no live master holds; returns their ids.
 
     Rows whose lease ran out, those of the masters in ``gone`` (known to have ended), and with
     ``exclusive`` any row another master holds; never one this master has in hand (``holding``),
-    however old its lease.
+    however old its lease, nor one a detached child holds before its lease ran out: that child may
+    be alive after its master was not.
     """
     orphans = Q(lease_until__lt=Now()) | Q(lease_until__isnull=True)
     if exclusive:
-        orphans |= ~Q(owner=owner)
-    gone = set(gone) - {owner}
+        orphans |= ~Q(owner=owner) & ~Q(owner__startswith=DETACHED)
+    gone = {name for name in gone if not is_detached(name)} - {owner}
     if gone:
         orphans |= Q(owner__in=gone)
     candidates = (

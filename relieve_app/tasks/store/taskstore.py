@@ -113,7 +113,7 @@ def claim(held, requests, owner, lease):
     )
     for row, _worker_id in won.values():
         _announce(task_started, row)
-    return [job(won[answer][0]) if isinstance(answer, int) else answer for answer in answers]
+    return [job(won[answer][0], lease) if isinstance(answer, int) else answer for answer in answers]
 
 
 def _paused_queues():
@@ -163,10 +163,13 @@ def _seconds(wait):
     return float(wait) / 1_000_000
 
 
-def job(row):
-    """All a child needs to run one attempt, as JSON."""
+def job(row, lease=None):
+    """All a child needs to run one attempt, as JSON; with the master that claimed it (``owner``) and
+    the ``lease`` it holds it by, so the child can hold it itself should the master go first."""
     return {
         "id": row.pk,
+        "owner": row.owner,
+        "lease": lease,
         "path": row.task_path,
         "args": row.args,
         "kwargs": row.kwargs,

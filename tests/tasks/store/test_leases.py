@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from relieve_app.contact.outcomes import MAIL_TASK
 from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
+from relieve_app.tasks import owners
 from relieve_app.tasks.store import leases, taskstore
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -145,3 +146,30 @@ def test_an_outcome_is_recorded_only_by_the_row_s_owner():
     task.refresh_from_db()
     assert (task.status, task.owner, task.return_value) == (RUNNING, B, None)
     assert not TaskEvent.objects.filter(event="info").exists()
+
+
+def test_a_row_detached_to_a_child_moves_once_and_is_taken_over_only_once_its_lease_ran_out():
+    """A child finishing a task for its stopped master: no master's end, no gone list, and not even
+    SQLite's one-master rule takes its row while the child keeps its lease."""
+    child = owners.detached_owner(B, 4242)
+    task, other = hold(B, 30), hold(B, 30)
+
+    with transaction.atomic():
+        assert leases.detach(task.pk, [B], child, 5) == 1
+        assert leases.detach(task.pk, [B], child, 5) == 1  # the master and its child both move it: once
+        assert leases.detach(other.pk, [A], child, 5) == 0  # not held by that master
+        assert leases.release(B) == 1  # the master's graceful end leaves the child's row alone
+    assert TaskRecord.objects.get(pk=task.pk).owner == child and owners.is_detached(child)
+
+    sweep(A, exclusive=True)
+    with transaction.atomic():
+        leases.take_over(A, set(), exclusive=True, gone={B, child})
+    assert TaskRecord.objects.get(pk=task.pk).status == RUNNING
+
+    TaskRecord.objects.filter(pk=task.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    sweep(A)  # the child died and its lease ran out: any master takes it back
+    back = TaskRecord.objects.get(pk=task.pk)
+    assert (back.status, back.owner) == (READY, "")
+    assert TaskEvent.objects.get(event="takeover", task_result_id=task.pk).payload["from"] == child
+    with transaction.atomic():
+        assert leases.detach(task.pk, [B], child, 5) == 0  # the child, late: its task runs elsewhere
