@@ -3,6 +3,12 @@
 ForkTask wraps a child you start yourself. ScriptTask starts ``container.py`` with a
 script to load, restarts it when asked, and backs off when it keeps dying young.
 CallableTask adds ``call`` and ``get`` on the script's methods.
+
+A ScriptTask given a ``zygote`` (``zygotes.Zygote``) has its child forked from that warm process
+instead of started as a fresh interpreter, and falls back to the fresh start when the zygote
+cannot fork. Either way ``self.process`` has the same face: ``pid``, ``returncode``, ``wait()``,
+``send_signal``, and ``stdout``/``stderr`` when an interface captures them. A forked child's
+``returncode`` is ``None`` when its zygote died before reporting it.
 """
 
 import asyncio
@@ -21,10 +27,10 @@ from pathlib import Path
 from .channel import CHANNEL_FD_ENV, Channel, ChannelClosed, Emitter
 from .errors import BootError, NotRunning, RelieveError, RemoteError, TaskExited
 from .family import clear_away, signal_family
+from .zygotes import ENGINE_ROOT, ZygoteUnavailable
 
 log = logging.getLogger(__name__)
 
-ENGINE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds relieve_app/
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL in stop()
 EXIT_DRAIN = 1.0  # seconds to read a dead child's last frames
 MIN_UPTIME = 1.0  # a child that dies younger than this counts as a crash loop
@@ -122,6 +128,7 @@ class ScriptTask(Named, Emitter):
         interfaces=(),
         name=None,
         arguments=(),
+        zygote=None,
     ):
         super().__init__()
         if not isinstance(script, str) or not script:
@@ -136,6 +143,7 @@ class ScriptTask(Named, Emitter):
         self.cwd = cwd
         self.interfaces = list(interfaces)
         self.arguments = list(arguments)
+        self.zygote = zygote  # a zygotes.Zygote to fork the child from; None: a fresh interpreter
         if name is not None:
             self.name = name
         self.restarts = 0
@@ -230,13 +238,11 @@ class ScriptTask(Named, Emitter):
         if self.process.returncode is None:
             signal_family(self.process.pid, sig)
 
-    async def _spawn(self):
-        loop = asyncio.get_running_loop()
-        parent, child = _socketpair()
+    def _child_env(self, channel_end):
         env = {**os.environ, **self.env}
         env.update(
             {
-                CHANNEL_FD_ENV: str(child.fileno()),
+                CHANNEL_FD_ENV: str(channel_end.fileno()),
                 "RELIEVE_SCRIPT": self.script,
                 "RELIEVE_CONTAINERS": json.dumps(self.containers),
                 "RELIEVE_TASK_NAME": self.name,
@@ -250,22 +256,44 @@ class ScriptTask(Named, Emitter):
                 ),
             }
         )
-        pipe = asyncio.subprocess.PIPE if any(i.captures_output for i in self.interfaces) else None
+        return env
+
+    async def _start_process(self, env, channel_end, capture):
+        """The child, forked by the zygote when there is one that can, else a fresh interpreter."""
+        if self.zygote is not None:
+            try:
+                return await self.zygote.spawn(
+                    env=env,
+                    cwd=self.cwd,
+                    path=[str(Path(self.cwd).resolve())] if self.cwd else [],
+                    channel=channel_end,
+                    capture_output=capture,
+                )
+            except ZygoteUnavailable as exc:
+                log.warning("task %s starts cold: %s", self.name, exc)
+        pipe = asyncio.subprocess.PIPE if capture else None
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "relieve_app.pool",
+            env=env,
+            cwd=self.cwd,
+            pass_fds=(channel_end.fileno(),),
+            stdout=pipe,
+            stderr=pipe,
+            start_new_session=True,  # a terminal's Ctrl-C reaches the master, which stops children
+        )
+
+    async def _spawn(self):
+        loop = asyncio.get_running_loop()
+        parent, child = _socketpair()
+        env = self._child_env(child)
+        capture = any(i.captures_output for i in self.interfaces)
         self._started = loop.create_future()
         self._exited = loop.create_future()
         self.last_error = None
         try:
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "relieve_app.pool",
-                env=env,
-                cwd=self.cwd,
-                pass_fds=(child.fileno(),),
-                stdout=pipe,
-                stderr=pipe,
-                start_new_session=True,  # a terminal's Ctrl-C reaches the master, which stops children
-            )
+            self.process = await self._start_process(env, child, capture)
         except BaseException:
             parent.close()
             self._exited.set_result(None)
