@@ -238,6 +238,11 @@ class ScriptTask(Named, Emitter):
         if self.process.returncode is None:
             signal_family(self.process.pid, sig)
 
+    def _python_path(self):
+        """This engine first, then the master's folder and the task's: never the child's cwd before
+        the engine, which could hold another relieve_app."""
+        return [ENGINE_ROOT, os.getcwd(), *([os.fspath(Path(self.cwd).resolve())] if self.cwd else [])]
+
     def _child_env(self, channel_end):
         env = {**os.environ, **self.env}
         env.update(
@@ -246,13 +251,9 @@ class ScriptTask(Named, Emitter):
                 "RELIEVE_SCRIPT": self.script,
                 "RELIEVE_CONTAINERS": json.dumps(self.containers),
                 "RELIEVE_TASK_NAME": self.name,
-                # This engine first, then the master's folder and the task's: never the child's cwd
-                # before the engine, which could hold another relieve_app.
                 "PYTHONSAFEPATH": "1",
                 "PYTHONPATH": os.pathsep.join(
-                    filter(
-                        None, [ENGINE_ROOT, os.getcwd(), os.fspath(self.cwd or ""), env.get("PYTHONPATH", "")]
-                    )
+                    filter(None, [*self._python_path(), env.get("PYTHONPATH", "")])
                 ),
             }
         )
@@ -265,7 +266,7 @@ class ScriptTask(Named, Emitter):
                 return await self.zygote.spawn(
                     env=env,
                     cwd=self.cwd,
-                    path=[str(Path(self.cwd).resolve())] if self.cwd else [],
+                    path=self._python_path(),
                     channel=channel_end,
                     capture_output=capture,
                 )

@@ -26,6 +26,7 @@ open but its socket when it forks. When the parent's end closes, the zygote exit
 children running: they lead their own sessions, and the parent watches them by pidfd.
 """
 
+import atexit
 import contextlib
 import gc
 import importlib
@@ -131,6 +132,8 @@ class Zygote:
         env = request.get("env")
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
             raise ValueError("env must map names to strings")
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # or the child would write what the zygote had buffered once more
         pid = os.fork()
         if pid == 0:
             self.become_child(fds[0], dict(zip(streams, fds[1:], strict=True)), request)
@@ -138,7 +141,6 @@ class Zygote:
 
     def become_child(self, channel_fd, streams, request):
         """In the forked child: nothing of the zygote's left, then the container's own path."""
-        code = 70
         try:
             os.setsid()  # its own session, as start_new_session gives a cold child: family.py counts on it
             signal.set_wakeup_fd(-1)
@@ -152,22 +154,29 @@ class Zygote:
             for name, fd in streams.items():
                 os.dup2(fd, 1 if name == "stdout" else 2)
                 os.close(fd)
+            if "stdout" in streams:
+                sys.stdout.reconfigure(line_buffering=False)  # a pipe, as a cold child's stdout is
             os.environ.clear()
             os.environ.update(request["env"])
             os.environ["RELIEVE_CHANNEL_FD"] = str(channel_fd)
             os.set_inheritable(channel_fd, True)  # as pass_fds leaves it in a cold child
             if request.get("cwd"):
                 os.chdir(request["cwd"])
-            for folder in reversed(request.get("path") or []):
-                if folder not in sys.path:
-                    sys.path.insert(1, folder)
+            first = [str(folder) for folder in request.get("path") or []]
+            sys.path[:] = first + [folder for folder in sys.path if folder not in first]
+
             from .container import main
 
             main()  # ends the process with os._exit
+            code = 0
+        except SystemExit as exc:  # as the interpreter ends on an uncaught SystemExit
+            code = _exit_code(exc)
+        except KeyboardInterrupt:
+            code = None
         except BaseException:
             traceback.print_exc()
-        finally:
-            os._exit(code)
+            code = 1
+        _leave(code)
 
     def reap(self):
         while True:
@@ -178,6 +187,30 @@ class Zygote:
             if pid == 0:
                 return
             self.send({"op": "exit", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+
+
+def _exit_code(exc):
+    if exc.code is None:
+        return 0
+    if isinstance(exc.code, int):
+        return exc.code
+    print(exc.code, file=sys.stderr)
+    return 1
+
+
+def _leave(code):
+    """End a child as its interpreter would: exit functions, flushed output, then the code
+    (None: killed by SIGINT, as an uncaught KeyboardInterrupt ends Python)."""
+    with contextlib.suppress(BaseException):
+        atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(BaseException):
+            stream.flush()
+    if code is None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+        code = 130
+    os._exit(code)
 
 
 def _id(data):

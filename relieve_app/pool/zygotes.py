@@ -195,12 +195,11 @@ class Generation:
         self.sock.close()
         self.sock = None
         gone = ZygoteUnavailable("the zygote went away")
-        for future in self.pending.values():
+        for future in [*self.pending.values(), self.ready]:
             if not future.done():
                 future.set_exception(gone)
+                future.exception()  # its waiter, if any, sees it; none waiting is no error
         self.pending.clear()
-        if not self.ready.done():
-            self.ready.set_exception(gone)
         for child in list(self.children.values()):
             child.orphaned()
 
@@ -233,7 +232,8 @@ class Zygote:
         """Fork a child running the container; returns its ZygoteChild, or raises ZygoteUnavailable.
 
         ``channel`` is the child's end of its socketpair (the caller closes it); ``env`` is the
-        child's whole environment; ``path`` is put on the child's ``sys.path`` after the engine's.
+        child's whole environment; ``path`` goes first on the child's ``sys.path``, as the folders
+        of a cold child's PYTHONPATH do.
         """
         generation = await self._running()
         fds = [channel.fileno()]
@@ -244,7 +244,7 @@ class Zygote:
                 os.set_inheritable(read_end, False)
                 readers.append(read_end)
                 fds.append(write_end)
-        message = {"op": "fork", "env": env, "cwd": cwd, "path": list(path)}
+        message = {"op": "fork", "env": env, "cwd": os.fspath(cwd) if cwd else None, "path": list(path)}
         if capture_output:
             message["streams"] = ["stdout", "stderr"]
         try:
