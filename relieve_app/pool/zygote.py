@@ -9,7 +9,7 @@ the same ``Container`` as ``python -m relieve_app.pool``, minus the imports alre
 The parent passes, in the environment::
 
     RELIEVE_ZYGOTE_FD   its end of a SOCK_SEQPACKET socketpair: one JSON message per packet
-    RELIEVE_PRELOAD     JSON list of "pkg.module" (imported) or "pkg.module:callable" (imported, called)
+    RELIEVE_ZYGOTE_PRELOAD  JSON list of "pkg.module" (imported) or "pkg.module:callable" (imported, called)
 
 Then, one JSON object per packet (never pickle)::
 
@@ -40,7 +40,7 @@ import threading
 import traceback
 
 ZYGOTE_FD_ENV = "RELIEVE_ZYGOTE_FD"
-PRELOAD_ENV = "RELIEVE_PRELOAD"
+PRELOAD_ENV = "RELIEVE_ZYGOTE_PRELOAD"
 MAX_MESSAGE = 1 << 20  # one packet: a child's environment is far smaller
 MAX_FDS = 3  # the channel, stdout, stderr
 

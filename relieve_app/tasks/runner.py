@@ -41,6 +41,15 @@ def setup_django():
     django.setup()
 
 
+def warm():
+    """What the master's zygote loads once for all its children: Django, set up, with no database
+    connection left open, since a connection must not be shared by the processes forked from it."""
+    from django.db import connections
+
+    setup_django()
+    connections.close_all()
+
+
 class TaskNotFound(ImportError):
     """The path of a stored task does not lead to a task here."""
 
