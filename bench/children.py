@@ -10,9 +10,10 @@ in turn, each once the one before is back: the restart is timed from the kill to
 heard the new child's ``relieve:started`` (the "at" of the TaskEvent "start" it records), p50.
 Then PSS and RSS of every child, from /proc/<pid>/smaps_rollup: the median, in MiB. PSS splits each
 page shared by N processes N ways, so the pages children share with the zygote count once among them.
-The cold run is the baseline, in the same run. The last line is for scripts::
+The cold run is the baseline, in the same run. The last line is for scripts (one line)::
 
-    children restart-p50-ms=… pss-per-child-mb=… rss-per-child-mb=… cold-restart-p50-ms=… cold-pss-per-child-mb=…
+    children restart-p50-ms=… pss-per-child-mb=… rss-per-child-mb=…
+        cold-restart-p50-ms=… cold-pss-per-child-mb=…
 """
 
 import argparse
