@@ -249,7 +249,10 @@ class Zygote:
             message["streams"] = ["stdout", "stderr"]
         try:
             future = generation.request(message, fds)
-            child = await asyncio.wait_for(future, FORK_TIMEOUT)
+            try:
+                child = await asyncio.wait_for(future, FORK_TIMEOUT)
+            except TimeoutError:
+                raise ZygoteUnavailable(f"the zygote did not fork within {FORK_TIMEOUT:g}s") from None
         except BaseException:
             for fd in readers:
                 os.close(fd)
