@@ -259,48 +259,63 @@ class ScriptTask(Named, Emitter):
         )
         return env
 
-    async def _start_process(self, env, channel_end, capture):
-        """The child, forked by the zygote when there is one that can, else a fresh interpreter."""
+    async def _start_process(self, capture):
+        """The child and the parent's end of its channel: forked by the zygote when there is one
+        that can, else a fresh interpreter."""
         if self.zygote is not None:
+            parent, child = _socketpair()
             try:
-                return await self.zygote.spawn(
-                    env=env,
+                process = await self.zygote.spawn(
+                    env=self._child_env(child),
                     cwd=self.cwd,
                     path=self._python_path(),
-                    channel=channel_end,
+                    channel=child,
                     capture_output=capture,
                 )
             except ZygoteUnavailable as exc:
+                # The zygote may hold this channel's other end, and fork with it once it answers:
+                # the cold child gets a channel of its own, and a late fork finds nobody at its end.
+                parent.close()
                 log.warning("task %s starts cold: %s", self.name, exc)
+            except BaseException:
+                parent.close()
+                raise
+            else:
+                return process, parent
+            finally:
+                child.close()
+        parent, child = _socketpair()
         pipe = asyncio.subprocess.PIPE if capture else None
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "relieve_app.pool",
-            env=env,
-            cwd=self.cwd,
-            pass_fds=(channel_end.fileno(),),
-            stdout=pipe,
-            stderr=pipe,
-            start_new_session=True,  # a terminal's Ctrl-C reaches the master, which stops children
-        )
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "relieve_app.pool",
+                env=self._child_env(child),
+                cwd=self.cwd,
+                pass_fds=(child.fileno(),),
+                stdout=pipe,
+                stderr=pipe,
+                start_new_session=True,  # a terminal's Ctrl-C reaches the master, which stops children
+            )
+        except BaseException:
+            parent.close()
+            raise
+        finally:
+            child.close()
+        return process, parent
 
     async def _spawn(self):
         loop = asyncio.get_running_loop()
-        parent, child = _socketpair()
-        env = self._child_env(child)
         capture = any(i.captures_output for i in self.interfaces)
         self._started = loop.create_future()
         self._exited = loop.create_future()
         self.last_error = None
         try:
-            self.process = await self._start_process(env, child, capture)
+            self.process, parent = await self._start_process(capture)
         except BaseException:
-            parent.close()
             self._exited.set_result(None)
             raise
-        finally:
-            child.close()
         self.channel = Channel(parent, on_event=self._on_child_event)
         for interface in self.interfaces:
             interface.attach(self, self.process)

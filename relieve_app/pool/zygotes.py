@@ -10,8 +10,10 @@ the zygote, its parent, died meanwhile. The exit code is the one the zygote repo
 the child; if the zygote is gone and cannot report it, ``returncode`` is ``None``.
 
 A zygote that died is started again by the next ``spawn`` (a warning says so). One that cannot start,
-or cannot fork, raises ``ZygoteUnavailable``; after a failed start, spawns fail at once for
-``RETRY_AFTER`` seconds rather than each waiting for another failure. ``restart()`` (a code reload)
+or cannot fork, raises ``ZygoteUnavailable``; so does a fork not answered within ``FORK_TIMEOUT``,
+and the child the zygote forks for it later is killed (its task started cold meanwhile). After a
+failed start, spawns fail at once for ``RETRY_AFTER`` seconds rather than each waiting for another
+failure. ``restart()`` (a code reload)
 starts a new zygote for the children to come; the old one stays until its last child is gone,
 so their exit codes are still reported, then exits without touching them.
 """
@@ -157,6 +159,9 @@ class Generation:
                 self.ready.set_result(message)
         elif op == "forked":
             future = self.pending.pop(message.get("id"), None)
+            if future is None or future.done():
+                _undo_late_fork(message["pid"])
+                return
             child = ZygoteChild(self, message["pid"])
             self.children[child.pid] = child
             if future is not None and not future.done():
@@ -359,6 +364,20 @@ class Zygote:
             self.retired.append(self.current)
             self.current = None
         self.retired = [g for g in self.retired if g.sock is not None or g.process.returncode is None]
+
+
+def _undo_late_fork(pid):
+    """A child forked after its spawn stopped waiting and started the task cold: killed, or it
+    would load the task's script before it found its channel's other end closed. Its report of
+    ``forked`` comes before any of its ``exit``: a pid the zygote has reaped is not taken again
+    until the kernel's pids wrap around."""
+    log.warning("the zygote forked pid %s after its spawn gave up waiting; killing it", pid)
+    with contextlib.suppress(ProcessLookupError):
+        pidfd = os.pidfd_open(pid)
+        try:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        finally:
+            os.close(pidfd)
 
 
 async def _stream_reader(fd):

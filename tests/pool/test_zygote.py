@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from relieve_app.pool import CallableTask, Zygote
+from relieve_app.pool import CallableTask, Zygote, zygotes
 from relieve_app.pool.zygotes import ZygoteChild
 from tests.pool.conftest import script_path
 
@@ -172,6 +172,49 @@ def test_many_children_forked_at_once(pool, run):
             assert [await task.get("add", n, 1) for n, task in enumerate(tasks)] == list(range(1, 7))
         finally:
             await asyncio.gather(*(task.stop() for task in tasks))
+            await zygote.stop()
+
+    run(scenario())
+
+
+def forked_by(zygote_pid):
+    """Pids of the living (not zombie) children of ``zygote_pid``."""
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, ppid = stat[stat.rfind(")") + 2 :].split()[:2]
+        if int(ppid) == zygote_pid and state != "Z":
+            pids.add(int(entry.name))
+    return pids
+
+
+def test_a_fork_answered_too_late_is_undone_and_the_cold_child_keeps_its_channel(pool, run, monkeypatch):
+    """The zygote got the child's channel with the request: the child it forks after the spawn gave
+    up must not live on beside the cold one, nor share its channel."""
+    monkeypatch.setattr(zygotes, "FORK_TIMEOUT", 0.5)
+
+    async def scenario():
+        zygote = Zygote()
+        first, late, third = (warm(pool, zygote, name=name) for name in ("first", "late", "third"))
+        try:
+            await pool.wait(first.start())
+            os.kill(zygote.pid, signal.SIGSTOP)
+            try:
+                await pool.wait(late.start())
+            finally:
+                os.kill(zygote.pid, signal.SIGCONT)
+            assert not isinstance(late.process, ZygoteChild)
+            await pool.wait(third.start())  # the zygote answers in order: the late request came first
+            assert isinstance(third.process, ZygoteChild)
+            await pool.eventually(lambda: forked_by(zygote.pid) == {first.pid, third.pid})
+            assert [await late.get("pid") for _ in range(5)] == [late.pid] * 5
+        finally:
+            await asyncio.gather(*(task.stop() for task in (first, late, third)))
             await zygote.stop()
 
     run(scenario())
