@@ -41,12 +41,15 @@ def setup_django():
     django.setup()
 
 
-def warm():
-    """What the master's zygote loads once for all its children: Django, set up, with no database
-    connection left open, since a connection must not be shared by the processes forked from it."""
+def close_connections():
+    """The last of the master's zygote's preloads, after Django's setup and the task's module, either
+    of which may have connected: a connection must not be shared by the processes forked from it."""
+    from django.apps import apps
+
+    if not apps.ready:  # Django's setup failed and is reported already: nothing connected
+        return
     from django.db import connections
 
-    setup_django()
     connections.close_all()
 
 

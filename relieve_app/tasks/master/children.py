@@ -13,14 +13,15 @@ from relieve_app.tasks.store import recorder
 log = logging.getLogger(__name__)
 
 MONITOR = "relieve_app.pool.containers.monitor"
-WARM = "relieve_app.tasks.runner:warm"
+SETUP = "relieve_app.tasks.runner:setup_django"
+CLOSE_CONNECTIONS = "relieve_app.tasks.runner:close_connections"
 
 
 def preloads(script):
-    """What the zygote imports: Django, the monitor, and the module of the task's script; a script
-    given as a file is left to each child."""
+    """What the zygote imports: Django, the monitor, and the module of the task's script (a script
+    given as a file is left to each child); then it closes any database connection they opened."""
     module = script.partition(":")[0]
-    return [WARM, MONITOR, *([] if module.endswith(".py") else [module])]
+    return [SETUP, MONITOR, *([] if module.endswith(".py") else [module]), CLOSE_CONNECTIONS]
 
 
 class Children:
