@@ -218,3 +218,32 @@ def test_a_fork_answered_too_late_is_undone_and_the_cold_child_keeps_its_channel
             await zygote.stop()
 
     run(scenario())
+
+
+def process_state(pid):
+    """What a child got from whoever started it: signals blocked, ignored and caught, its threads,
+    and its open descriptors by kind (their numbers may differ)."""
+    status = dict(line.split(":\t", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    kinds = sorted(os.readlink(fd).partition(":[")[0] for fd in Path(f"/proc/{pid}/fd").iterdir())
+    return {field: status[field].strip() for field in ("SigBlk", "SigIgn", "SigCgt", "Threads")} | {
+        "descriptors": kinds
+    }
+
+
+def test_a_forked_child_holds_what_a_cold_child_holds_and_nothing_of_the_zygote(pool, run):
+    async def scenario():
+        zygote = Zygote(["xml.dom.minidom"])
+        cold = pool.track(CallableTask(script_path("calc.py:Calc")))
+        forked = warm(pool, zygote)
+        try:
+            await pool.wait(asyncio.gather(cold.start(), forked.start()))
+            assert isinstance(forked.process, ZygoteChild)
+            for task in (cold, forked):  # each has served a call: its lane thread runs
+                assert await task.get("add", 1, 1) == 2
+            assert process_state(forked.pid) == process_state(cold.pid)
+            assert process_state(zygote.pid)["SigCgt"] != process_state(forked.pid)["SigCgt"]  # SIGCHLD
+        finally:
+            await asyncio.gather(cold.stop(), forked.stop())
+            await zygote.stop()
+
+    run(scenario())
