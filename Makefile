@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run superuser test docs test-sqlite test-postgres chromium lint format bench bench-peers bench-peers-quick bench-tasks clean
+.PHONY: install run superuser test docs test-sqlite test-postgres chromium lint format bench bench-peers bench-peers-quick bench-tasks bench-children clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
@@ -96,6 +96,9 @@ bench-tasks: install
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet -r requirements.txt -r bench/requirements-tasks.txt
 	nice -n 10 $(BENCH_VENV)/bin/python bench/tasks.py
+
+bench-children: install
+	nice -n 10 $(PY) bench/children.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -202,6 +202,8 @@ RELIEVE_FROM_ENV = {
     # PostgreSQL: the master's claims and outcomes wait for the disk at every commit. Off (the default),
     # a crash of the database server may forget their last fraction of a second: those tasks run again.
     "RELIEVE_DURABLE_WRITES": env.bool,
+    # False starts every child of the master as a fresh interpreter instead of forking it warm.
+    "RELIEVE_PRELOAD": env.bool,
     # Finished task results older than this are removed by `manage.py prunetasks` (e.g. "7d", "12h").
     "RELIEVE_KEEP_RESULTS": env.str,
     # Periodic tasks, as JSON: {"prune": {"task": "relieve_app.tasks.prune.prune_results", "every": "1h"}}

@@ -57,6 +57,9 @@ DEFAULTS = {
     # A Markdown body that takes longer to render goes out as text only.
     "RELIEVE_RENDER_TIMEOUT": 0.5,
     "RELIEVE_TASK": "relieve_app.tasks.runner:Runner",
+    # The master forks its children from a zygote that has Django and the task's module loaded;
+    # False starts each child as a fresh interpreter, as before.
+    "RELIEVE_PRELOAD": True,
     # Several masters on one PostgreSQL: the name a master registers under ("": the host name), how
     # often it renews its lease, and how long a silent master's lease lasts before its work is taken.
     "RELIEVE_HOST": "",
@@ -96,6 +99,7 @@ RULES = {
     "RELIEVE_USAGE_INTERVAL": ("seconds", 0.1),
     "RELIEVE_RENDER_TIMEOUT": ("seconds", 0.01),
     "RELIEVE_TASK": ("script", None),
+    "RELIEVE_PRELOAD": ("bool", None),
     "RELIEVE_HEARTBEAT": ("seconds", 0.1),
     "RELIEVE_LEASE": ("seconds", 0.2),
     "RELIEVE_DURABLE_WRITES": ("bool", None),

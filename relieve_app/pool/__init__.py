@@ -26,6 +26,8 @@ _HOMES = {
     "CloudWorker": "workers",
     "QueueWorker": "workers",
     "Worker": "workers",
+    "Zygote": "zygotes",
+    "ZygoteUnavailable": "zygotes",
 }
 __all__ = sorted(_HOMES)
 

@@ -3,6 +3,12 @@
 ForkTask wraps a child you start yourself. ScriptTask starts ``container.py`` with a
 script to load, restarts it when asked, and backs off when it keeps dying young.
 CallableTask adds ``call`` and ``get`` on the script's methods.
+
+A ScriptTask given a ``zygote`` (``zygotes.Zygote``) has its child forked from that warm process
+instead of started as a fresh interpreter, and falls back to the fresh start when the zygote
+cannot fork. Either way ``self.process`` has the same face: ``pid``, ``returncode``, ``wait()``,
+``send_signal``, and ``stdout``/``stderr`` when an interface captures them. A forked child's
+``returncode`` is ``None`` when its zygote died before reporting it.
 """
 
 import asyncio
@@ -22,10 +28,10 @@ from pathlib import Path
 from .channel import CHANNEL_FD_ENV, Channel, ChannelClosed, Emitter
 from .errors import BootError, CallDropped, NotRunning, RelieveError, RemoteError, TaskExited
 from .family import clear_away, signal_family
+from .zygotes import ENGINE_ROOT, ZygoteUnavailable
 
 log = logging.getLogger(__name__)
 
-ENGINE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds relieve_app/
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL in stop()
 EXIT_DRAIN = 1.0  # seconds to read a dead child's last frames
 MIN_UPTIME = 1.0  # a child that dies younger than this counts as a crash loop
@@ -124,6 +130,7 @@ class ScriptTask(Named, Emitter):
         interfaces=(),
         name=None,
         arguments=(),
+        zygote=None,
     ):
         super().__init__()
         if not isinstance(script, str) or not script:
@@ -138,6 +145,7 @@ class ScriptTask(Named, Emitter):
         self.cwd = cwd
         self.interfaces = list(interfaces)
         self.arguments = list(arguments)
+        self.zygote = zygote  # a zygotes.Zygote to fork the child from; None: a fresh interpreter
         if name is not None:
             self.name = name
         self.restarts = 0
@@ -258,36 +266,60 @@ class ScriptTask(Named, Emitter):
         if self.process.returncode is None:
             signal_family(self.process.pid, sig)
 
-    async def _spawn(self):
-        loop = asyncio.get_running_loop()
-        parent, child = _socketpair()
+    def _python_path(self):
+        """This engine first, then the master's folder and the task's: never the child's cwd before
+        the engine, which could hold another relieve_app."""
+        return [ENGINE_ROOT, os.getcwd(), *([os.fspath(Path(self.cwd).resolve())] if self.cwd else [])]
+
+    def _child_env(self, channel_end):
         env = {**os.environ, **self.env}
         env.update(
             {
-                CHANNEL_FD_ENV: str(child.fileno()),
+                CHANNEL_FD_ENV: str(channel_end.fileno()),
                 "RELIEVE_SCRIPT": self.script,
                 "RELIEVE_CONTAINERS": json.dumps(self.containers),
                 "RELIEVE_TASK_NAME": self.name,
-                # This engine first, then the master's folder and the task's: never the child's cwd
-                # before the engine, which could hold another relieve_app.
                 "PYTHONSAFEPATH": "1",
                 "PYTHONPATH": os.pathsep.join(
-                    filter(
-                        None, [ENGINE_ROOT, os.getcwd(), os.fspath(self.cwd or ""), env.get("PYTHONPATH", "")]
-                    )
+                    filter(None, [*self._python_path(), env.get("PYTHONPATH", "")])
                 ),
             }
         )
-        pipe = asyncio.subprocess.PIPE if any(i.captures_output for i in self.interfaces) else None
-        self._started = loop.create_future()
-        self._exited = loop.create_future()
-        self.last_error = None
+        return env
+
+    async def _start_process(self, capture):
+        """The child and the parent's end of its channel: forked by the zygote when there is one
+        that can, else a fresh interpreter."""
+        if self.zygote is not None:
+            parent, child = _socketpair()
+            try:
+                process = await self.zygote.spawn(
+                    env=self._child_env(child),
+                    cwd=self.cwd,
+                    path=self._python_path(),
+                    channel=child,
+                    capture_output=capture,
+                )
+            except ZygoteUnavailable as exc:
+                # The zygote may hold this channel's other end, and fork with it once it answers:
+                # the cold child gets a channel of its own, and a late fork finds nobody at its end.
+                parent.close()
+                log.warning("task %s starts cold: %s", self.name, exc)
+            except BaseException:
+                parent.close()
+                raise
+            else:
+                return process, parent
+            finally:
+                child.close()
+        parent, child = _socketpair()
+        pipe = asyncio.subprocess.PIPE if capture else None
         try:
-            self.process = await asyncio.create_subprocess_exec(
+            process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
                 "relieve_app.pool",
-                env=env,
+                env=self._child_env(child),
                 cwd=self.cwd,
                 pass_fds=(child.fileno(),),
                 stdout=pipe,
@@ -296,10 +328,22 @@ class ScriptTask(Named, Emitter):
             )
         except BaseException:
             parent.close()
-            self._exited.set_result(None)
             raise
         finally:
             child.close()
+        return process, parent
+
+    async def _spawn(self):
+        loop = asyncio.get_running_loop()
+        capture = any(i.captures_output for i in self.interfaces)
+        self._started = loop.create_future()
+        self._exited = loop.create_future()
+        self.last_error = None
+        try:
+            self.process, parent = await self._start_process(capture)
+        except BaseException:
+            self._exited.set_result(None)
+            raise
         self.channel = Channel(parent, on_event=self._on_child_event)
         for interface in self.interfaces:
             interface.attach(self, self.process)

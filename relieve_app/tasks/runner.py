@@ -46,6 +46,18 @@ def setup_django():
     django.setup()
 
 
+def close_connections():
+    """The last of the master's zygote's preloads, after Django's setup and the task's module, either
+    of which may have connected: a connection must not be shared by the processes forked from it."""
+    from django.apps import apps
+
+    if not apps.ready:  # Django's setup failed and is reported already: nothing connected
+        return
+    from django.db import connections
+
+    connections.close_all()
+
+
 class TaskNotFound(ImportError):
     """The path of a stored task does not lead to a task here."""
 

@@ -307,3 +307,54 @@ def test_the_reload_operation_replaces_the_children_like_sighup(master):
         message="both children replaced",
     )
     wait_until(lambda: not master.status()["reloading"], message="the reload over")
+
+
+VERSIONED_RUNNER = """
+import os
+
+from relieve_app.tasks.runner import Runner as BaseRunner
+
+VERSION = {version}
+
+
+class Runner(BaseRunner):
+    def start(self):
+        with open(os.environ["VERSIONS_FILE"], "a") as file:
+            file.write(f"{{VERSION}} {{os.getpid()}}\\n")
+"""
+
+
+@pytest.mark.parametrize("preload", ["True", "False"])
+def test_a_reload_runs_the_changed_code_of_the_task_module(master, tmp_path, preload):
+    """The zygote imported the task's module: a reload restarts it before the children, or the new
+    children, forked from it, would run the code it had loaded."""
+    name = f"versioned_{os.getpid()}_{preload.lower()}"
+    module = ROOT / "tests" / "tasks_fixtures" / f"{name}.py"
+    versions = tmp_path / "versions.txt"
+    lines = lambda: versions.read_text().splitlines() if versions.exists() else []  # noqa: E731
+    master.env.update(
+        VERSIONS_FILE=str(versions),
+        RELIEVE_TASK=f"tests.tasks_fixtures.{name}:Runner",
+        RELIEVE_PRELOAD=preload,
+    )
+    try:
+        module.write_text(VERSIONED_RUNNER.format(version=1))
+        master.start(workers=1)
+        first = wait_until(_child_pid(master), message="the child up")
+        wait_until(lambda: f"1 {first}" in lines(), message="version 1 in the first child")
+        started_before = len(lines())  # one line per child: each queue has one
+
+        module.write_text(VERSIONED_RUNNER.format(version=2))
+        master.process.send_signal(signal.SIGHUP)
+        second = wait_until(lambda: _child_pid(master)() not in (None, first) and _child_pid(master)())
+        wait_until(lambda: f"2 {second}" in lines(), message="version 2 in the new child")
+        wait_until(lambda: "reload done" in master.output(), message="the reload over")
+        assert [line.split()[0] for line in lines()[started_before:]] == ["2"] * started_before
+    finally:
+        for leftover in [module, *module.parent.glob(f"__pycache__/{name}.*")]:
+            leftover.unlink()
+    output = master.output()
+    if preload == "True":
+        assert output.count("zygote started") == 2  # at the start, and again for the reload
+    else:
+        assert "zygote" not in output

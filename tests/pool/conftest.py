@@ -3,9 +3,13 @@
 Tests are plain functions that hand one coroutine to ``run``; every task made through ``pool`` is
 stopped in that same event loop when the coroutine ends, and the fixture fails the test if a child
 still runs after that. Nothing waits longer than ``WAIT`` seconds without failing.
+
+Every test that uses ``pool`` runs twice: its ScriptTasks started cold (a fresh interpreter each)
+and forked from a zygote, which must keep every behaviour the cold start has.
 """
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from relieve_app.pool import CallableTask, CloudWorker, ForkTask, ScriptTask
+from relieve_app.pool import CallableTask, CloudWorker, ForkTask, ScriptTask, Zygote
 
 SCRIPTS = Path(__file__).parent / "scripts"
 ENGINE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds relieve_app/
@@ -30,18 +34,19 @@ def script_path(spec):
 class Pool:
     """Builds the tasks of one test and stops every child they started when the test ends."""
 
-    def __init__(self):
+    def __init__(self, zygote=False):
         self.tasks = []
+        self.zygote = Zygote() if zygote else None
 
     def track(self, task):
         self.tasks.append(task)
         return task
 
     def callable(self, spec="calc.py:Calc", **options):
-        return self.track(CallableTask(script_path(spec), **options))
+        return self.track(CallableTask(script_path(spec), **{"zygote": self.zygote, **options}))
 
     def script(self, spec="calc.py:Calc", **options):
-        return self.track(ScriptTask(script_path(spec), **options))
+        return self.track(ScriptTask(script_path(spec), **{"zygote": self.zygote, **options}))
 
     async def cloud(self, *names, strategy=None):
         """A running CloudWorker of CallableTasks with these names; returns it and its tasks."""
@@ -99,26 +104,34 @@ class Pool:
                     await asyncio.wait_for(task.stop(signal.SIGKILL), WAIT)
             except Exception as exc:  # one bad task must not keep the others alive
                 print(f"could not stop {task!r}: {exc!r}", file=sys.stderr)
+        if self.zygote is not None:
+            await asyncio.wait_for(self.zygote.stop(), WAIT)
 
     def leaked(self):
         """Pids of children still running after ``close``; they are killed and reaped here."""
         pids = []
         for task in self.tasks:
             process = getattr(task, "process", None)
-            if process is None or process.returncode is not None:
-                continue
+            if process is None or process.returncode is not None or getattr(process, "exited", False):
+                continue  # a zygote's child whose code went with its zygote is exited all the same
             try:
                 os.kill(process.pid, signal.SIGKILL)
-                os.waitpid(process.pid, 0)
-            except (ProcessLookupError, ChildProcessError):
+            except ProcessLookupError:
                 continue
             pids.append(process.pid)
+            with contextlib.suppress(ChildProcessError):  # a zygote's child is not ours to reap
+                os.waitpid(process.pid, 0)
+        if self.zygote is not None:
+            for generation in [self.zygote.current, *self.zygote.retired]:
+                if generation is not None and generation.process.returncode is None:
+                    pids.append(generation.process.pid)
+                    generation.process.kill()
         return pids
 
 
-@pytest.fixture
-def pool():
-    pool = Pool()
+@pytest.fixture(params=["cold", "zygote"])
+def pool(request):
+    pool = Pool(zygote=request.param == "zygote")
     yield pool
     leaked = pool.leaked()
     assert not leaked, f"children outlived the test: {leaked}"

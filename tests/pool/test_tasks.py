@@ -323,8 +323,9 @@ def test_cwd_is_the_childs_working_directory(pool, run, tmp_path):
 
 def test_monitor_container_answers_usage(pool, run):
     async def scenario():
-        task = pool.script(containers=[MONITOR])
+        task = pool.callable(containers=[MONITOR])
         await pool.wait(task.start())
+        await pool.wait(task.get("spin", 0.05))
         usage = pool.next_event(task, "usage")
         await task.send("usage")
         (sample,) = await pool.wait(usage)

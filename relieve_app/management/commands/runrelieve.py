@@ -49,12 +49,20 @@ class Command(BaseCommand):
             help="What each child runs, as module:Class (RELIEVE_TASK, default: the django.tasks runner).",
         )
         parser.add_argument(
+            "--no-preload",
+            dest="preload",
+            action="store_false",
+            default=app_settings.RELIEVE_PRELOAD,
+            help="Start each child as a fresh interpreter rather than fork it from a process with "
+            "Django and the task loaded (RELIEVE_PRELOAD=False).",
+        )
+        parser.add_argument(
             "--reload",
             action="store_true",
             help="Replace the children, one at a time, whenever a .py file of the project changes.",
         )
 
-    def handle(self, *args, workers, queue_sizes, socket_path, script, reload, **options):
+    def handle(self, *args, workers, queue_sizes, socket_path, script, preload, reload, **options):
         if problems := refusal(sending=True):  # CannotDeliver is only a warning in the system checks
             raise CommandError(f"relieve cannot start: {problems}")
         self.log_to_stderr()
@@ -68,6 +76,7 @@ class Command(BaseCommand):
             workers=workers,
             queues=sizes,
             script=script,
+            preload=preload,
             reload_root=str(getattr(settings, "BASE_DIR", Path.cwd())) if reload else None,
             **database_options(),
         )

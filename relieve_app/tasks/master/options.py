@@ -29,6 +29,7 @@ SETTINGS = {
     "max_memory_mb": ("RELIEVE_MAX_MEMORY_MB", None),
     "usage_interval": ("RELIEVE_USAGE_INTERVAL", None),
     "script": ("RELIEVE_TASK", "--task"),
+    "preload": ("RELIEVE_PRELOAD", "--no-preload"),
     "host": ("RELIEVE_HOST", None),
     "heartbeat": ("RELIEVE_HEARTBEAT", None),
     "lease": ("RELIEVE_LEASE", None),
@@ -53,6 +54,7 @@ class Options:
     max_memory_mb: int  # ... or once its resident memory passes this many MiB (0: never)
     usage_interval: float  # how often children are asked for their memory
     script: str
+    preload: bool  # fork children from a zygote with Django and the task's module loaded (zygote.py)
     host: str  # the name this master registers under; empty: the machine's host name
     heartbeat: float  # how often the master renews its lease and those of the rows it runs
     lease: float  # a master silent this long is gone, and the rows it held are taken over

@@ -4,12 +4,16 @@ SIGHUP, or a changed ``.py`` file under ``runrelieve --reload``, asks for a relo
 replaced in turn: the one being replaced leaves the rotation, finishes what it holds and restarts;
 the others keep sending meanwhile, and jobs that arrive wait in the master's queue, so nothing is
 refused or lost. A new child imports the code afresh; the master's own code is not reloaded.
+The zygote the children are forked from (children.py) is restarted first: forked from the old one,
+a new child would run the code it had loaded.
 """
 
 import asyncio
 import logging
 import os
 from pathlib import Path
+
+from relieve_app.pool import ZygoteUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +48,11 @@ class Reloader:
         master = self.master
         tasks = [(lane, task) for lane in master.lanes.values() for task in lane.pool.tasks.values()]
         log.info("reloading %d children one at a time (%s)", len(tasks), reason)
+        if master.zygote is not None:
+            try:
+                await master.zygote.restart()
+            except ZygoteUnavailable as exc:
+                log.warning("the zygote could not restart (%s); the new children start cold", exc)
         for lane, task in tasks:
             if master.stopping:
                 return

@@ -89,6 +89,7 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
         self._recycling = set()
         self.usage = UsageBook()
         self.reloader = reloading.Reloader(self)
+        self.zygote = None  # forks the children when options.preload (children.py)
         self.started_at = None
         self._unserved = set()  # queues found in the table that this master has no children for
         self.paused = set()  # queues paused in the database, as last read (controlling.py)
@@ -141,6 +142,7 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
             await asyncio.gather(*(lane.pool.run() for lane in self.lanes.values()))
         except BootError as exc:
             await self._kill_children()
+            await self._stop_zygote()
             await self.recorder.stop()
             raise StartupError(f"the task {self.options.script} could not start: {exc.reason}") from exc
         await self.presence.join()
@@ -197,6 +199,7 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         await self._kill_children()
+        await self._stop_zygote()
         writes = dict(self._settling)
         while self.ledger.busy and loop.time() < deadline:  # outcomes still on their way in
             await asyncio.sleep(0.05)
@@ -275,6 +278,11 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
 
     async def _kill_children(self):
         await asyncio.gather(*(lane.pool.kill() for lane in self.lanes.values()), return_exceptions=True)
+
+    async def _stop_zygote(self):
+        """After the children: a child still running (one left to outlive the master) keeps running."""
+        if self.zygote is not None:
+            await self.zygote.stop()
 
     @property
     def stopping(self):

@@ -1,6 +1,7 @@
 """A CallableTask script with one member for every case the tests need."""
 
 import asyncio
+import importlib
 import os
 import signal
 import sys
@@ -41,6 +42,18 @@ class Calc:
 
     def add(self, a, b):
         return a + b
+
+    def loaded(self, module):
+        return module in sys.modules
+
+    def attribute(self, module, name):
+        return getattr(importlib.import_module(module), name)
+
+    def spin(self, seconds):
+        """Busy for ``seconds`` of CPU time: a forked child has used next to none before."""
+        end = time.process_time() + seconds
+        while time.process_time() < end:
+            pass
 
     def slow(self, seconds):
         time.sleep(seconds)
