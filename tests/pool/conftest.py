@@ -114,6 +114,10 @@ class Pool:
             process = getattr(task, "process", None)
             if process is None or process.returncode is not None or getattr(process, "exited", False):
                 continue  # a zygote's child whose code went with its zygote is exited all the same
+            if _exited_unreaped(process.pid):  # a child let go (``let_go``) is not waited for here
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(process.pid, 0)
+                continue
             try:
                 os.kill(process.pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -151,3 +155,12 @@ def run(pool):
         return asyncio.run(main())
 
     return run
+
+
+def _exited_unreaped(pid):
+    """Whether ``pid`` has exited and waits to be reaped (a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
