@@ -31,8 +31,12 @@ def restartable(master):
 
 
 def start_tasks(master, gate, count=TASKS):
+    """``count`` tasks held until ``gate`` exists, each started in its child: a row is RUNNING from
+    its claim, a moment before its child has the task, and a stop then gives it back unstarted."""
     master.start(workers=count, queues=[f"default={count}"])
-    results = [running(basic.wait_for_file.enqueue(str(gate))) for _ in range(count)]
+    markers = [gate.with_name(f"started-{n}") for n in range(count)]
+    results = [running(basic.wait_for_file.enqueue(str(gate), started=str(m))) for m in markers]
+    wait_until(lambda: all(m.exists() for m in markers), timeout=30, message="the children to start")
     children = {child["pid"] for child in master.status()["children"] if child["queue"] == "default"}
     return master.status()["owner"], results, children
 

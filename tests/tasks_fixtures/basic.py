@@ -32,8 +32,11 @@ def log_line(path, line, hold=0.0):
 
 
 @task
-def wait_for_file(path, timeout=60.0):
-    """Busy until ``path`` exists: holds a child for as long as a test needs."""
+def wait_for_file(path, timeout=60.0, started=None):
+    """Busy until ``path`` exists: holds a child for as long as a test needs. A file at ``started``
+    says the task runs in its child, which its row's RUNNING (the claim) does not yet."""
+    if started:
+        open(started, "w").close()
     deadline = time.monotonic() + timeout
     while not os.path.exists(path) and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -10,7 +10,7 @@ import logging
 import signal
 import time
 
-from relieve_app.pool import NotRunning, RelieveError, RemoteError, TaskExited
+from relieve_app.pool import CallDropped, NotRunning, RelieveError, RemoteError, TaskExited
 from relieve_app.pool.framing import FrameError
 from relieve_app.tasks import attempts, hooks
 from relieve_app.tasks.cancel import cancelled_error
@@ -30,7 +30,11 @@ class Dispatching:
 
     async def _attempt(self, lane, child, task_id):
         try:
-            job = await self.ledger.claim(task_id, lane.name, child.name)
+            self.claiming.add(task_id)
+            try:
+                job = await self.ledger.claim(task_id, lane.name, child.name)
+            finally:
+                self.claiming.discard(task_id)
             if job is None:  # finished, running elsewhere, in another queue, or gone
                 self._forget(task_id)
             elif "later" in job:  # its run_after is ahead (the database's clock), or its cap or rate holds it
@@ -54,24 +58,26 @@ class Dispatching:
         """Send the claimed task to its child at once, behind the one it runs (claimed ahead), so
         the child starts it the moment it is done, without waiting for the master; then take this
         task's turn. Cancelled, paused or stopped before the child started it, it is dropped there
-        and given back without an attempt."""
+        and given back without an attempt; one whose claim came back after that is never sent."""
+        if (reason := self._held_back(lane, job["id"])) is not None:
+            self._withdraw(job, child, reason)
+            return
         lock = lane.turn(child)
-        call = await self._send_ahead(child, job)
-        if call is not None:
-            self.ahead.add(job["id"])
+        self.ahead.add(job["id"])  # before the send: a stop waits until it is started or dropped
         try:
+            call = await self._send_ahead(child, job)
             reason = await self._turn(lane, child, job["id"], lock)
             if reason is not None:
                 if call is None or await self._dropped(lane, child, call, lock):
                     self._withdraw(job, child, reason)
                     return
                 await lock.acquire()  # it had started: its answer is an attempt's, like any other
+            try:
+                await self._run(lane, child, job, call)  # it leaves ``ahead`` once its call is sent
+            finally:
+                lock.release()
         finally:
-            self.ahead.discard(job["id"])  # from here on the lane knows it as the child's (_run)
-        try:
-            await self._run(lane, child, job, call)
-        finally:
-            lock.release()
+            self.ahead.discard(job["id"])
 
     async def _send_ahead(self, child, job):
         """The call of ``job`` in ``child``, sent now; None when the child does not run (it is sent
@@ -152,6 +158,8 @@ class Dispatching:
             try:
                 if call is None:
                     call = await child.submit("run", self._job_for(job))
+                lane.sent(child, call)
+                self.ahead.discard(task_id)  # a stop finds it in the lane with its call, to drop or hand over
                 pid = call.pid
                 answer = await child.answer(call, timeout=limit)
             except (TaskExited, TimeoutError, NotRunning):  # the child died, or is killed for its time
@@ -170,6 +178,9 @@ class Dispatching:
             with contextlib.suppress(RelieveError):
                 await child.kill(signal.SIGKILL)
             self._failed(job, child, attempts.error(TimeoutError, message), event="timeout", retry=True)
+            return
+        except CallDropped:  # a stop found it not started in its child yet (server._hand_over)
+            self._withdraw(job, child, "stop")
             return
         except RemoteError as exc:  # the child's script has no working run(): nothing to retry
             self._failed(job, child, attempts.error(RemoteError, str(exc)), retry=False)

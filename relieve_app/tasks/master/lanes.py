@@ -37,6 +37,7 @@ class Lane:
         self.busy = {}  # child name -> the task ids it holds: the one it runs, then the one ahead
         self.turns = {}  # child name -> the lock its held ids take in turn
         self.running = {}  # child name -> the task id handed to it, until it answers
+        self.calls = {}  # child name -> the call of that task in it, once sent (pool.Call)
         self.cancelled = set()  # held ids, not started, whose cancel was asked: they never start
         self.recall = asyncio.Event()  # set when a cancel, a pause or the stop may hold back an id
         self.wake = asyncio.Event()
@@ -108,10 +109,15 @@ class Lane:
         self._started[child.name] = time.monotonic()
         self.running[child.name] = task_id
 
+    def sent(self, child, call):
+        """The call of the task ``child`` runs now: what a stop drops, or hands over with the child."""
+        self.calls[child.name] = call
+
     def ran(self, child, seconds):
         """A task ran ``seconds`` in ``child``: the lane's average follows."""
         self._started.pop(child.name, None)
         self.running.pop(child.name, None)
+        self.calls.pop(child.name, None)
         if self.average is None:
             self.average = seconds
         else:

@@ -23,7 +23,7 @@ import logging
 import signal
 import time
 
-from relieve_app.pool import BootError
+from relieve_app.pool import BootError, RelieveError
 from relieve_app.tasks import owners
 from relieve_app.tasks.master import controlling, reloading, scheduling, wakeup
 from relieve_app.tasks.master.children import Children
@@ -47,6 +47,8 @@ from relieve_app.tasks.store.ledger import Ledger
 log = logging.getLogger(__name__)
 
 __all__ = ["Master", "Options", "StartupError", "run"]
+
+DROP_TIMEOUT = 2.0  # seconds a child gets at the stop to say whether it started its task
 
 
 class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Operations):
@@ -80,7 +82,8 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
         self._stopping = asyncio.Event()
         self._known = {}  # id -> (queue, priority, at): ready, waiting or running here; never twice
         self._running = set()  # claimed, in a child, or its answer being handled
-        self.ahead = set()  # sent to a child ahead of their turn, not yet started or dropped there
+        self.claiming = set()  # ids whose claim is on its way to the database
+        self.ahead = set()  # claimed, on their way to a child or waiting there: not known started yet
         self._settling = {}  # its attempt's outcome handed to the ledger, not yet committed: id -> write
         self._timers = {}
         self._capped = {}  # task path -> ids its concurrency cap holds back (holding.py)
@@ -222,26 +225,38 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
         id first, so the release at ``_leave`` leaves it alone and no master takes it but after
         its lease. The child, hearing its channel close, moves it the same way (``failsafe.py``).
 
-        Tasks sent ahead are first dropped in their child, or found started there, and answers
-        already sent are read: a child is let go only in the task it runs now, never in one it has
-        answered, whose outcome the master records."""
+        Claims on their way are waited for (one back after the stop is never sent), and tasks sent
+        ahead are dropped in their child or found started there. The call of each task a child
+        runs is then dropped too: sent, it may still wait in the child, which would exit without
+        starting it once let go, leaving its row held for a lease and run again. Dropped, it is
+        READY at once; found started, its child is let go, unless its answer has come, whose
+        outcome the master records."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while self.ahead and loop.time() < deadline:
+        while (self.claiming or self.ahead) and loop.time() < deadline:
             await asyncio.sleep(0.01)
+        in_children = [
+            (lane, name, task_id)
+            for lane in self.lanes.values()
+            for name, task_id in lane.running.items()
+            if task_id not in self.cancelling and name in lane.calls
+        ]
+        started = await asyncio.gather(
+            *(self._started_in(lane, name) for lane, name, _task_id in in_children)
+        )
         handed = {}
-        for lane in self.lanes.values():
-            for child in lane.pool.tasks.values():
-                if child.running and child.channel is not None:
-                    child.channel.read_waiting()
-            for name, task_id in list(lane.running.items()):
-                child = lane.pool.tasks.get(name)
-                if child is None or task_id in self.cancelling or not child.running or not child.in_flight:
-                    continue
-                pid = child.pid
-                if child.let_go():
-                    handed[task_id] = owners.detached_owner(self.owner, pid)
-                    log.info("task %s finishes in child %s (pid %s), let go", task_id, name, pid)
+        for (lane, name, task_id), keeps in zip(in_children, started, strict=True):
+            child = lane.pool.tasks.get(name)
+            if not keeps or child is None or not child.running or not child.in_flight:
+                continue
+            child.channel.read_waiting()  # an answer already sent is the master's to record
+            call = lane.calls.get(name)
+            if call is None or call.future.done():
+                continue
+            pid = child.pid
+            if child.let_go():
+                handed[task_id] = owners.detached_owner(self.owner, pid)
+                log.info("task %s finishes in child %s (pid %s), let go", task_id, name, pid)
         if not handed:
             return
         try:
@@ -256,6 +271,19 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
         else:
             if moved < len(handed):
                 log.info("%d of %d tasks let go had ended already", len(handed) - moved, len(handed))
+
+    async def _started_in(self, lane, name):
+        """Whether the call of the task child ``name`` runs has started there and runs on: False
+        once dropped before it started (``_run`` gives it back), or its child is gone."""
+        child, call = lane.pool.tasks.get(name), lane.calls.get(name)
+        if child is None or call is None:
+            return False
+        try:
+            return not await asyncio.wait_for(child.drop(call), DROP_TIMEOUT)
+        except TimeoutError:
+            return True  # a child too busy to answer is in its task
+        except RelieveError:
+            return False
 
     def _note_gone(self, predecessor):
         if predecessor is not None and predecessor not in self._gone:
