@@ -25,7 +25,7 @@ from django.tasks.signals import task_enqueued
 from django.utils.module_loading import import_string
 
 from relieve_app.models import TaskRecord
-from relieve_app.tasks import arguments, backpressure, client, retry, unique
+from relieve_app.tasks import arguments, backpressure, client, retry, rows, unique
 from relieve_app.tasks.rates import parse_rate
 
 
@@ -108,7 +108,7 @@ class RelieveBackend(BaseTaskBackend):
         else:
             backpressure.check(task.queue_name)  # QueueFull before any row is written
             # One INSERT: atomic on its own, and part of the caller's transaction when there is one.
-            row = TaskRecord.objects.create(**fields)
+            row = rows.create(**fields)
         Handover.on_commit(row)
         result = to_result(row, task)
         task_enqueued.send(type(self), task_result=result)

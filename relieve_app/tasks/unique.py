@@ -12,6 +12,7 @@ import json
 from django.db import IntegrityError, transaction
 
 from relieve_app.models import TaskRecord
+from relieve_app.tasks import rows
 
 TRIES = 5  # a key freed between the failed insert and the read: insert again
 
@@ -34,7 +35,7 @@ def insert(unique_key, fields):
     for _try in range(TRIES):
         try:
             with transaction.atomic():
-                return TaskRecord.objects.create(**fields, unique_key=unique_key), True
+                return rows.create(**fields, unique_key=unique_key), True
         except IntegrityError:
             found = waiting(unique_key)
             if found is not None:

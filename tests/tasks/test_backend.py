@@ -276,3 +276,33 @@ def test_limits_are_checked_when_the_task_is_declared(option, value):
     job.__qualname__ = "job"  # as if module-level
     with pytest.raises(InvalidTask, match=option):
         task(**{option: value})(job)
+
+
+def test_the_row_enqueue_writes_is_the_row_the_orm_writes():
+    from relieve_app.tasks import rows
+
+    fields = {
+        "task_path": basic.add.module_path,
+        "queue_name": "default",
+        "backend": "default",
+        "priority": 7,
+        "takes_context": False,
+        "run_after": timezone.now() + timedelta(minutes=1),
+        "timeout": 12.5,
+        "max_attempts": 3,
+        "concurrency": None,
+        "rate": "",
+        "args": [1, {"deep": ["é", None]}],
+        "kwargs": {"b": 2},
+    }
+    ours, theirs = rows.create(**fields), TaskRecord.objects.create(**fields)
+
+    assert ours.pk and ours.pk != theirs.pk and not ours._state.adding
+    mine, orm = TaskRecord.objects.get(pk=ours.pk), TaskRecord.objects.get(pk=theirs.pk)
+    names = [field.attname for field in TaskRecord._meta.concrete_fields if field.attname != "id"]
+    stamped = {"enqueued_at", "updated_at"}  # now(), a moment apart
+    assert {n: getattr(mine, n) for n in names if n not in stamped} == {
+        n: getattr(orm, n) for n in names if n not in stamped
+    }
+    assert all(getattr(mine, n) is not None for n in stamped if hasattr(mine, n))
+    assert (mine.status, mine.args) == (TaskRecord.Status.READY, [1, {"deep": ["é", None]}])
