@@ -24,6 +24,7 @@ from relieve_app.control import QueueFull, pause_queue, progress, resume_queue
 from relieve_app.models import MailOutcome, RelieveMaster, TaskRecord, TaskStart
 from relieve_app.monitor.why import why_waiting
 from relieve_app.tasks import client
+from relieve_app.tasks.master.lanes import AHEAD, SMOOTHING
 from tests.e2e.conftest import ROOT, MasterProcess, database_url, wait_until
 from tests.e2e.test_tasks import finished, running
 from tests.tasks_fixtures import basic, flow
@@ -178,6 +179,10 @@ def test_each_reason_a_task_waits(master, tmp_path, settings):
     )
     assert row(second).status == "READY" and row(second).worker_ids == []
 
+    # The tasks so far were short: the lane would claim the next one ahead for the child while the
+    # blocker has just started, and count it running. One long task puts its average past AHEAD.
+    long_ms = round(2 * AHEAD / SMOOTHING * 1000)
+    assert finished(basic.sleep_ms.enqueue(long_ms)).status == SUCCESSFUL
     busy_gate = tmp_path / "busy"
     blocker = running(basic.wait_for_file.enqueue(str(busy_gate)))
     ahead, mine = basic.add.enqueue(2, 2), basic.add.enqueue(3, 3)
