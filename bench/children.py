@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import own_process
+
 MIN_UPTIME = 1.2  # seconds: a child killed younger than the engine's MIN_UPTIME would count as a crash loop
 
 
@@ -64,12 +66,8 @@ def main():
 
 
 def run_one(mode, options):
-    argv = [sys.executable, __file__, "--one", mode, "--kills", str(options.kills)]
-    argv += ["--children", str(options.children)]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=1200)
-    if done.returncode:
-        raise SystemExit(f"{mode} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    arguments = ["--kills", options.kills, "--children", options.children]
+    return own_process.measure(__file__, [mode], arguments, timeout=1200)
 
 
 def measure(preload, options):

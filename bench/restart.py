@@ -23,6 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import own_process
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,12 +37,8 @@ def main():
         return
     figures = {}
     for failsafe in ("false", "true"):
-        argv = [sys.executable, __file__, "--one", failsafe]
-        argv += ["--tasks", str(options.tasks), "--seconds", str(options.seconds)]
-        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
-        if done.returncode:
-            raise SystemExit(f"the run with RELIEVE_FAILSAFE={failsafe} failed:\n{done.stderr[-3000:]}")
-        figures[failsafe] = found = json.loads(done.stdout.strip().splitlines()[-1])
+        arguments = ["--tasks", options.tasks, "--seconds", options.seconds]
+        figures[failsafe] = found = own_process.measure(__file__, [failsafe], arguments, timeout=600)
         print(
             f"RELIEVE_FAILSAFE={failsafe:5}  {found['tasks']} tasks of {options.seconds:g} s: "
             f"{found['starts']} starts, old master exited in {found['exit_s']:.1f} s, "

@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import own_process
+
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/relieve_tasks_bench")
 
 
@@ -62,13 +64,9 @@ def main():
 
 
 def run_one(backend, database, options):
-    argv = [sys.executable, __file__, "--one", backend, database]
-    argv += ["--processes", str(options.processes), "--drain", str(options.drain)]
-    argv += ["--samples", str(options.samples), "--db-samples", str(options.db_samples)]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=3600)
-    if done.returncode:
-        raise SystemExit(f"{backend} on {database} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    arguments = ["--processes", options.processes, "--drain", options.drain]
+    arguments += ["--samples", options.samples, "--db-samples", options.db_samples]
+    return own_process.measure(__file__, [backend, database], arguments, timeout=3600)
 
 
 def show(backend, database, figures):
