@@ -26,8 +26,8 @@ _HOMES = {
     "CloudWorker": "workers",
     "QueueWorker": "workers",
     "Worker": "workers",
-    "Zygote": "zygotes",
-    "ZygoteUnavailable": "zygotes",
+    "Zygote": "zygote_handle",
+    "ZygoteUnavailable": "zygote_handle",
 }
 __all__ = sorted(_HOMES)
 

@@ -4,7 +4,7 @@ ForkTask wraps a child you start yourself. ScriptTask starts ``container.py`` wi
 script to load, restarts it when asked, and backs off when it keeps dying young.
 CallableTask adds ``call`` and ``get`` on the script's methods.
 
-A ScriptTask given a ``zygote`` (``zygotes.Zygote``) has its child forked from that warm process
+A ScriptTask given a ``zygote`` (``zygote_handle.Zygote``) has its child forked from that warm process
 instead of started as a fresh interpreter, and falls back to the fresh start when the zygote
 cannot fork. Either way ``self.process`` has the same face: ``pid``, ``returncode``, ``wait()``,
 ``send_signal``, and ``stdout``/``stderr`` when an interface captures them. A forked child's
@@ -28,7 +28,7 @@ from pathlib import Path
 from .channel import CHANNEL_FD_ENV, Channel, ChannelClosed, Emitter
 from .errors import BootError, CallDropped, NotRunning, RelieveError, RemoteError, TaskExited
 from .family import clear_away, signal_family
-from .zygotes import ENGINE_ROOT, ZygoteUnavailable
+from .zygote_handle import ENGINE_ROOT, ZygoteUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class ScriptTask(Named, Emitter):
         self.cwd = cwd
         self.interfaces = list(interfaces)
         self.arguments = list(arguments)
-        self.zygote = zygote  # a zygotes.Zygote to fork the child from; None: a fresh interpreter
+        self.zygote = zygote  # a zygote_handle.Zygote to fork the child from; None: a fresh interpreter
         if name is not None:
             self.name = name
         self.restarts = 0

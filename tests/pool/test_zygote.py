@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from relieve_app.pool import CallableTask, Zygote, zygotes
-from relieve_app.pool.zygotes import ZygoteChild
+from relieve_app.pool import CallableTask, Zygote, zygote_handle
+from relieve_app.pool.zygote_handle import ZygoteChild
 from tests.pool.conftest import script_path
 
 pytestmark = pytest.mark.parametrize("pool", ["cold"], indirect=True)  # each test makes its own zygote
@@ -90,7 +90,7 @@ def test_children_still_restart_after_the_zygote_was_killed(pool, run, caplog):
             await task.stop()
             await zygote.stop()
 
-    with caplog.at_level(logging.WARNING, "relieve_app.pool.zygotes"):
+    with caplog.at_level(logging.WARNING, "relieve_app.pool.zygote_handle"):
         run(scenario())
     assert "died" in caplog.text and "starting a new one" in caplog.text
 
@@ -196,7 +196,7 @@ def forked_by(zygote_pid):
 def test_a_fork_answered_too_late_is_undone_and_the_cold_child_keeps_its_channel(pool, run, monkeypatch):
     """The zygote got the child's channel with the request: the child it forks after the spawn gave
     up must not live on beside the cold one, nor share its channel."""
-    monkeypatch.setattr(zygotes, "FORK_TIMEOUT", 0.5)
+    monkeypatch.setattr(zygote_handle, "FORK_TIMEOUT", 0.5)
 
     async def scenario():
         zygote = Zygote()
