@@ -33,6 +33,7 @@ def create(**fields):
     return row
 
 
+@cache
 def _columns():
     return [
         field
