@@ -27,6 +27,7 @@ _HOMES = {
     "QueueWorker": "workers",
     "Worker": "workers",
     "Zygote": "zygote_handle",
+    "fork_zygote": "zygote_handle",
     "ZygoteUnavailable": "zygote_handle",
 }
 __all__ = sorted(_HOMES)

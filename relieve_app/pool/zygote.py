@@ -219,13 +219,17 @@ def _id(data):
     return None
 
 
-def main():
-    sock = socket.socket(fileno=int(os.environ.pop(ZYGOTE_FD_ENV)))
-    items = json.loads(os.environ.pop(PRELOAD_ENV, "[]"))
+def run(sock, items):
+    """Serve ``sock`` with ``items`` preloaded, then end this process (never returns)."""
     Zygote(sock).serve(items)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def main():
+    sock = socket.socket(fileno=int(os.environ.pop(ZYGOTE_FD_ENV)))
+    run(sock, json.loads(os.environ.pop(PRELOAD_ENV, "[]")))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ children; ``spawn`` returns a ``ZygoteChild``, which looks like the ``asyncio.su
 cold start gives (``pid``, ``returncode``, ``wait()``, ``send_signal``, ``stdout``/``stderr``), so
 a ScriptTask treats both alike.
 
+A parent that has loaded what its children need can instead fork its first zygote from itself,
+``fork_zygote``, while it is one thread with no event loop: that zygote and every child it forks
+then share the parent's own pages, rather than each interpreter holding a copy of Django. Later
+zygotes (after a reload, or a death) are started fresh.
+
 A child's exit is seen by its pidfd (``os.pidfd_open`` + ``loop.add_reader``): it is seen even if
 the zygote, its parent, died meanwhile. The exit code is the one the zygote reports when it reaps
 the child; if the zygote is gone and cannot report it, ``returncode`` is ``None``.
@@ -20,6 +25,7 @@ so their exit codes are still reported, then exits without touching them.
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import logging
@@ -27,9 +33,12 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
+import traceback
 from pathlib import Path
 
+from . import zygote
 from .errors import RelieveError
 from .zygote import MAX_MESSAGE, PRELOAD_ENV, ZYGOTE_FD_ENV
 
@@ -214,11 +223,105 @@ class Generation:
             self.close()
 
 
+class Preforked:
+    """A zygote this process forked from itself (``fork_zygote``), with the face of the
+    ``asyncio.subprocess.Process`` a started one has: ``pid``, ``returncode``, ``wait()``, ``kill()``.
+
+    It is this process's own child, held by a pidfd from the fork on, so its pid names nobody else
+    until it is reaped here."""
+
+    def __init__(self, pid, sock):
+        self.pid = pid
+        self.sock = sock
+        self.returncode = None
+        self._pidfd = os.pidfd_open(pid)
+        self._exited = None
+
+    @property
+    def attached(self):
+        return self._exited is not None
+
+    def attach(self):
+        """Watch for its exit from the running loop (it was forked before there was one)."""
+        loop = asyncio.get_running_loop()
+        self._exited = loop.create_future()
+        loop.add_reader(self._pidfd, self._reap)
+        self._reap()
+
+    def _reap(self):
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        if pid == 0:
+            return
+        self.returncode = os.waitstatus_to_exitcode(status)
+        asyncio.get_running_loop().remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self._pidfd = None
+        self._exited.set_result(self.returncode)
+
+    async def wait(self):
+        return await asyncio.shield(self._exited)
+
+    def send_signal(self, sig):
+        if self._pidfd is not None:
+            signal.pidfd_send_signal(self._pidfd, sig)
+
+    def kill(self):
+        self.send_signal(signal.SIGKILL)
+
+    def discard(self):
+        """Never used (the parent did not start): close our end, so the zygote exits, and reap it."""
+        self.sock.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        os.close(self._pidfd)
+        self._pidfd = None
+
+
+def fork_zygote(preload):
+    """Fork a zygote from this process as it is now; None when that would not be safe (more than
+    one thread: a fork copies only the calling one, and any lock another holds stays held) or the
+    fork fails, and the zygote is then started fresh when first needed.
+
+    Call it before any thread, event loop or database connection exists: the zygote keeps what
+    this process has open, and a connection shared by two processes corrupts both sessions."""
+    if threading.active_count() != 1:
+        log.info("the zygote starts fresh: %s threads run here", threading.active_count())
+        return None
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    parent.set_inheritable(False)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()  # or the zygote would write what was buffered here once more
+    # This process's collections would otherwise visit, and so copy, every page the zygote shares.
+    gc.collect()
+    gc.freeze()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        log.warning("the zygote starts fresh: fork failed: %s", exc)
+        parent.close()
+        child.close()
+        return None
+    if pid == 0:
+        code = 1
+        try:
+            os.setsid()  # a terminal's Ctrl-C is the parent's to handle, as for a started zygote
+            parent.close()
+            zygote.run(child, list(preload))  # never returns
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    child.close()
+    parent.setblocking(False)
+    return Preforked(pid, parent)
+
+
 class Zygote:
     """A warm process that forks children with ``preload`` already imported; see the module docstring."""
 
-    def __init__(self, preload=(), *, env=None, python_path=(), start_timeout=START_TIMEOUT):
+    def __init__(self, preload=(), *, env=None, python_path=(), start_timeout=START_TIMEOUT, preforked=None):
         self.preload = list(preload)
+        self.preforked = preforked  # a fork_zygote() zygote, the first one used
         self.env = dict(env or {})
         # As a cold child's PYTHONPATH: this engine first, then the parent's folder.
         self.python_path = list(python_path) or [ENGINE_ROOT, os.getcwd()]
@@ -291,6 +394,10 @@ class Zygote:
             return self.current
 
     async def _start(self):
+        if self.preforked is not None:
+            preforked, self.preforked = self.preforked, None
+            preforked.attach()
+            return await self._ready(Generation(preforked, preforked.sock))
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         parent.set_inheritable(False)
         env = {
@@ -316,7 +423,10 @@ class Zygote:
         finally:
             child.close()
         parent.setblocking(False)
-        generation = Generation(process, parent)
+        return await self._ready(Generation(process, parent))
+
+    async def _ready(self, generation):
+        process = generation.process
         try:
             ready = await asyncio.wait_for(asyncio.shield(generation.ready), self.start_timeout)
         except (TimeoutError, ZygoteUnavailable) as exc:

@@ -47,3 +47,17 @@ def test_the_zygote_leaves_with_a_killed_master_and_the_children_leave_on_their_
     master.stop(signal.SIGKILL)
     wait_until(lambda: not alive(zygote), timeout=10, message="the zygote to exit")
     wait_until(lambda: not any(alive(pid) for pid in children), timeout=10, message="the orphans to exit")
+
+
+def command_line(pid):
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def test_the_zygote_is_forked_from_the_master_itself_so_they_share_what_django_loaded(master):
+    master.start(workers=1)
+    children = [c["pid"] for c in master.status()["children"]]
+    zygote = parent_of(children[0])
+    assert parent_of(zygote) == master.process.pid
+    # Forked, not started: the master's own command line, and its pages until either writes them.
+    assert command_line(zygote) == command_line(master.process.pid)
+    assert "zygote started" in master.output()

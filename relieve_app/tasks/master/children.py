@@ -2,7 +2,9 @@
 
 With ``preload`` on (RELIEVE_PRELOAD), every child is forked from the master's one zygote, which
 has Django set up and the task's module imported: a child killed answers again in milliseconds,
-and the children share those pages. A reload restarts the zygote first (reloading.py).
+and the children share those pages. The first zygote is forked from the master itself before its
+event loop (``server.run``), so the master's own copy of Django is shared too. A reload restarts
+the zygote first (reloading.py).
 """
 
 import logging
@@ -29,7 +31,8 @@ class Children:
 
     def _spawn_children(self):
         if self.options.preload and self.zygote is None:
-            self.zygote = Zygote(preloads(self.options.script))
+            self.zygote = Zygote(preloads(self.options.script), preforked=self.preforked)
+            self.preforked = None
         for lane in self.lanes.values():
             for index in range(lane.size):
                 child = CallableTask(

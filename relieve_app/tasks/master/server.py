@@ -23,10 +23,13 @@ import logging
 import signal
 import time
 
+from django.db import connections
+
+from relieve_app import pool
 from relieve_app.pool import BootError, RelieveError
 from relieve_app.tasks import owners
 from relieve_app.tasks.master import controlling, reloading, scheduling, wakeup
-from relieve_app.tasks.master.children import Children
+from relieve_app.tasks.master.children import Children, preloads
 from relieve_app.tasks.master.dispatching import Dispatching
 from relieve_app.tasks.master.endpoint import Endpoint
 from relieve_app.tasks.master.errors import StartupError
@@ -54,8 +57,9 @@ DROP_TIMEOUT = 2.0  # seconds a child gets at the stop to say whether it started
 class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Operations):
     """One master: its state, and how it starts and stops."""
 
-    def __init__(self, options):
+    def __init__(self, options, *, preforked=None):
         self.options = options
+        self.preforked = preforked  # the zygote run() forked before the loop; used by the first spawn
         self.identity = MasterIdentity.current(options.host)
         self.owner = self.identity.id
         self.lanes = {name: Lane(name, size) for name, size in options.sizes().items()}
@@ -325,4 +329,18 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
 
 def run(options):
     """Run a master until it is told to stop; raises StartupError when it cannot start."""
-    asyncio.run(Master(options).run())
+    preforked = fork_zygote(preloads(options.script)) if options.preload else None
+    try:
+        asyncio.run(Master(options, preforked=preforked).run())
+    finally:
+        if preforked is not None and not preforked.attached:
+            preforked.discard()
+
+
+def fork_zygote(preload):
+    """The zygote, forked from this process now, while it is one thread with Django loaded and no
+    event loop: the zygote and the children it forks share these pages instead of each loading
+    their own copy. No database connection may be open across the fork (the zygote would close it
+    as its own, ending this process's session), so any is closed first."""
+    connections.close_all()
+    return pool.fork_zygote(preload)

@@ -1,0 +1,36 @@
+"""A zygote forked from its parent (``fork_zygote``), which then shares the parent's pages."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.pool.conftest import ENGINE_ROOT, script_path
+
+
+def preforking(*flags):
+    """What tests/pool/scripts/preforking.py saw, run in a process of its own."""
+    env = {**os.environ, "PYTHONPATH": ENGINE_ROOT}
+    argv = [sys.executable, script_path("preforking.py"), *flags]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_a_zygote_forked_from_its_parent_has_what_the_parent_loaded_and_forks_children():
+    seen = preforking()
+    assert seen == {
+        "preforked": True,
+        "zygote_parent_is_us": True,
+        "zygote_session": True,
+        "child_parent_is_zygote": True,
+        "child_answers": 5,
+        "child_has_what_we_loaded": True,  # the parent's import, shared: nobody imported it again
+    }
+
+
+def test_a_parent_running_threads_starts_its_zygote_fresh_instead():
+    seen = preforking("--thread")
+    assert seen["preforked"] is False
+    assert seen["child_parent_is_zygote"] and seen["child_answers"] == 5
+    assert seen["child_has_what_we_loaded"] is False  # a fresh zygote, which preloaded nothing
