@@ -8,9 +8,10 @@ the body itself, goes out: the HTML part is a courtesy, never a reason to hold o
 
 In a child the master's zygote forked, the renderer is forked by that zygote too
 (``relieve_app.pool.zygote_spawn``), with Markdown imported and a converter warmed there once: it
-shares those pages with the zygote and every other renderer (about 2 MiB of PSS of its own instead
-of 23.5 MiB for a fresh interpreter). Anywhere else (a cold child, the web process, a zygote that is
-gone or does not answer) it is started as ``python -m relieve_app.contact.render_process``.
+shares those pages with the zygote and every other renderer (about 3 MiB of memory of its own
+instead of 11 for a fresh interpreter: bench/children.py). Anywhere else (a cold child, the web
+process, a zygote that is gone or does not answer) it is started as
+``python -m relieve_app.contact.render_process``.
 A warm renderer is the zygote's child, in neither the mail child's session nor its family
 (``relieve_app.pool.family``): when the child dies, its renderer reads end-of-file on stdin and exits,
 and one stuck in a render is ended by its CPU limit, as a cold renderer whose parent died is.
@@ -32,7 +33,7 @@ from relieve_app.pool.framing import FrameDecoder, FrameError, encode
 HTML_DOCUMENT = '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n<body>\n{}\n</body></html>\n'
 RENDER_TIMEOUT = 0.5  # seconds a render may take before the body goes out as text only
 START_TIMEOUT = 15.0  # seconds the renderer may take to import Markdown, on a loaded machine
-IDLE_TIMEOUT = 60.0  # a renderer unused this long is stopped: a quiet site keeps 20 MB less per child
+IDLE_TIMEOUT = 60.0  # a renderer unused this long is stopped: a quiet site keeps one process less per child
 SPAWN_TIMEOUT = 5.0  # seconds the zygote may take to fork a renderer (the first imports Markdown)
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 WARM_TARGET = "relieve_app.contact.render_process:main"

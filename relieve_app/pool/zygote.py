@@ -25,7 +25,7 @@ Each child gets a socketpair of its own to the zygote (``zygote_spawn.py`` holds
 closes its end when the child is reaped or closes its own). On it, and on the parent's socket too, a
 process may ask for a *helper*: a process of another job, forked warm like the children, so that it
 shares the zygote's pages instead of paying for an interpreter and its imports (the contact page's
-Markdown renderer, 23.5 MiB of PSS started fresh, is one)::
+Markdown renderer is one)::
 
     asker  -> {"op": "spawn", "id", "target": "pkg.mod:callable", "prepare": "pkg.mod:callable"}
               with the helper's stdin (a read end) then its stdout (a write end) attached
