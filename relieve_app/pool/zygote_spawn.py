@@ -136,12 +136,13 @@ class _Link:
             message = {"op": "spawn", "id": request_id, "target": target}
             if prepare is not None:
                 message["prepare"] = prepare
+            data = json.dumps(message).encode()
             stdin_read, stdin_write = os.pipe()
             stdout_read, stdout_write = os.pipe()
             ours = [stdin_write, stdout_read]
             try:
                 try:
-                    socket.send_fds(self.sock, [json.dumps(message).encode()], [stdin_read, stdout_write])
+                    socket.send_fds(self.sock, [data], [stdin_read, stdout_write])
                 finally:
                     os.close(stdin_read)  # the zygote has its copies, in the message
                     os.close(stdout_write)
@@ -153,7 +154,9 @@ class _Link:
                 reply, fds = None, []
             if reply is None and self.sock is not None:
                 log.warning(
-                    "the zygote did not answer a spawn within %gs; helpers start cold a while", timeout
+                    "the zygote did not answer a spawn within %gs; it is not asked again for %gs",
+                    timeout,
+                    QUIET_AFTER,
                 )
                 self.quiet_until = time.monotonic() + QUIET_AFTER
             if reply is None or reply.get("op") != "spawned" or len(fds) != 1:
