@@ -10,10 +10,17 @@ in turn, each once the one before is back: the restart is timed from the kill to
 heard the new child's ``relieve:started`` (the "at" of the TaskEvent "start" it records), p50.
 Then PSS and RSS of every child, from /proc/<pid>/smaps_rollup: the median, in MiB. PSS splits each
 page shared by N processes N ways, so the pages children share with the zygote count once among them.
+Then the renderers (``--mail-children``, 4): a master serving the mail queue alone, as bench/peers.py
+runs ours (``runrelieve --workers 4``), sends contact mails to a local SMTP sink until each mail
+child has rendered one, so each holds its Markdown renderer. Measured then: the median PSS of one
+renderer and its private memory (the pages no other process maps: what it costs of its own; its PSS
+also holds its share of the zygote's pages, there anyway), and the sum of PSS of the whole tree
+(master, zygote, children, renderers), in MiB.
 The cold run is the baseline, in the same run. The last line is for scripts (one line)::
 
-    children restart-p50-ms=… pss-per-child-mb=… rss-per-child-mb=…
-        cold-restart-p50-ms=… cold-pss-per-child-mb=…
+    children restart-p50-ms=… pss-per-child-mb=… rss-per-child-mb=… renderer-pss-mb=…
+        renderer-private-mb=… tree-pss-mb=… cold-restart-p50-ms=… cold-pss-per-child-mb=…
+        cold-renderer-pss-mb=… cold-renderer-private-mb=… cold-tree-pss-mb=…
 """
 
 import argparse
@@ -33,12 +40,15 @@ sys.path.insert(0, str(ROOT))
 from bench import own_process
 
 MIN_UPTIME = 1.2  # seconds: a child killed younger than the engine's MIN_UPTIME would count as a crash loop
+MAIL_ROUNDS = 20  # batches of mails sent before giving up on every mail child rendering one
+MAIL_BODY = "Hello **there**, a contact mail whose Markdown the child renders:\n\n- one\n- two\n"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--children", type=int, default=4)
+    parser.add_argument("--mail-children", type=int, default=4)
     parser.add_argument("--one", choices=["cold", "warm"], help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.one:
@@ -53,20 +63,40 @@ def main():
             f"({found['kills']} kills, {found['children']} children)",
             flush=True,
         )
+        print(
+            f"{'':28} PSS/renderer {found['renderer_pss_mb']:5.1f} MiB  "
+            f"private/renderer {found['renderer_private_mb']:5.1f} MiB  "
+            f"PSS of the tree {found['tree_pss_mb']:6.1f} MiB ({found['tree_processes']} processes, "
+            f"{found['mail_children']} mail children)",
+            flush=True,
+        )
     cold, warm = figures["cold"], figures["warm"]
     print(
         f"restart {cold['p50_ms'] / warm['p50_ms']:.1f}x faster, "
-        f"PSS per child {cold['pss_mb'] / warm['pss_mb']:.1f}x smaller with the zygote"
+        f"PSS per child {cold['pss_mb'] / warm['pss_mb']:.1f}x smaller, "
+        f"renderer's own memory {cold['renderer_private_mb'] / warm['renderer_private_mb']:.1f}x smaller, "
+        f"of the tree {cold['tree_pss_mb'] / warm['tree_pss_mb']:.1f}x smaller with the zygote"
     )
     print(
         f"children restart-p50-ms={warm['p50_ms']:.1f} pss-per-child-mb={warm['pss_mb']:.1f} "
-        f"rss-per-child-mb={warm['rss_mb']:.1f} cold-restart-p50-ms={cold['p50_ms']:.1f} "
-        f"cold-pss-per-child-mb={cold['pss_mb']:.1f}"
+        f"rss-per-child-mb={warm['rss_mb']:.1f} renderer-pss-mb={warm['renderer_pss_mb']:.1f} "
+        f"renderer-private-mb={warm['renderer_private_mb']:.1f} tree-pss-mb={warm['tree_pss_mb']:.1f} "
+        f"cold-restart-p50-ms={cold['p50_ms']:.1f} cold-pss-per-child-mb={cold['pss_mb']:.1f} "
+        f"cold-renderer-pss-mb={cold['renderer_pss_mb']:.1f} "
+        f"cold-renderer-private-mb={cold['renderer_private_mb']:.1f} "
+        f"cold-tree-pss-mb={cold['tree_pss_mb']:.1f}"
     )
 
 
 def run_one(mode, options):
-    arguments = ["--kills", options.kills, "--children", options.children]
+    arguments = [
+        "--kills",
+        options.kills,
+        "--children",
+        options.children,
+        "--mail-children",
+        options.mail_children,
+    ]
     return own_process.measure(__file__, [mode], arguments, timeout=1200)
 
 
@@ -79,15 +109,15 @@ def measure(preload, options):
 
     django.setup()
     call_command("migrate", verbosity=0)
-    master = start_master(env, folder, options.children)
+    from tests.processes import stop_all
+
+    master = start_master(env, folder, ["--queue", f"default={options.children}", "--queue", "mail=1"])
     try:
         kills = kill_in_turn([f"default{n}" for n in range(options.children)], options.kills)
         pids = [child["pid"] for child in children()]
         memory = [smaps_rollup(pid) for pid in pids]
         delays = restart_delays(kills)
     finally:
-        from tests.processes import stop_all
-
         stop_all([master])
     ordered = sorted(delays)
     return {
@@ -97,7 +127,63 @@ def measure(preload, options):
         "rss_mb": statistics.median(rss for _pss, rss in memory) / 1024,
         "kills": len(ordered),
         "children": len(pids),
+        **measure_renderers(env, folder, options.mail_children),
     }
+
+
+def measure_renderers(env, folder, count):
+    """A master of ``count`` mail children, each of which has rendered a mail: the PSS of its renderers
+    and of its whole tree."""
+    from relieve_app.contact.mailtask import send_contact_mail
+    from tests.processes import stop_all
+    from tests.smtp_sink import SMTPSink
+
+    with SMTPSink() as sink:
+        env = {**env, "BENCH_QUEUES": "mail", "EMAIL_URL": f"smtp://{sink.host}:{sink.port}"}
+        master = start_master(env, folder, ["--workers", str(count)])
+        try:
+            sent = 0
+            for round_ in range(MAIL_ROUNDS):
+                for n in range(count):
+                    job = {"emitter": "v@example.org", "recipient": "owner@example.com", "body": MAIL_BODY}
+                    send_contact_mail.enqueue({**job, "subject": f"mail {round_}.{n}"})
+                sent += count
+                sink.wait_for(sent, timeout=60)
+                mail_children, renderers, pids = tree_of(master.pid)
+                if len(mail_children) == count and len(renderers) == count:
+                    break  # each mail child keeps one renderer: each has rendered
+            else:
+                raise SystemExit(f"{len(renderers)} renderers for {len(mail_children)} mail children")
+            renderer_memory = [smaps_rollup(pid) for pid in renderers]
+            renderer_private = [private_memory(pid) for pid in renderers]
+            tree_pss = sum(smaps_rollup(pid)[0] for pid in pids)
+        finally:
+            stop_all([master])
+    return {
+        "renderer_pss_mb": statistics.median(pss for pss, _rss in renderer_memory) / 1024,
+        "renderer_private_mb": statistics.median(renderer_private) / 1024,
+        "tree_pss_mb": tree_pss / 1024,
+        "tree_processes": len(pids),
+        "mail_children": len(mail_children),
+    }
+
+
+def tree_of(master_pid):
+    """(the children the master reports, its renderers, every pid of its tree) from /proc: a renderer is
+    any process of the tree that is neither the master, a zygote (its other children) nor a child."""
+    from bench.peerbench.procs import tree
+
+    pids = tree([master_pid])
+    parents = {pid: parent_of(pid) for pid in pids}
+    mail_children = {child["pid"] for child in children() if child.get("running")}
+    zygotes = {pid for pid, parent in parents.items() if parent == master_pid} - mail_children
+    renderers = set(pids) - {master_pid} - zygotes - mail_children
+    return mail_children, sorted(renderers), pids
+
+
+def parent_of(pid):
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[1])
 
 
 def configure(folder, preload):
@@ -113,12 +199,12 @@ def configure(folder, preload):
     return dict(os.environ)
 
 
-def start_master(env, folder, count):
+def start_master(env, folder, options):
     from relieve_app.tasks import client
 
     log_path = folder / "master.log"
-    argv = [sys.executable, "manage.py", "runrelieve", "--queue", f"default={count}", "--queue", "mail=1"]
-    with open(log_path, "w") as log:
+    argv = [sys.executable, "manage.py", "runrelieve", *options]
+    with open(log_path, "a") as log:
         process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -181,6 +267,15 @@ def restart_delays(kills):
 
     wait_for(lambda: all(any(at > killed for at in starts(name)) for name, killed in kills))
     return [min(at for at in starts(name) if at > killed) - killed for name, killed in kills]
+
+
+def private_memory(pid):
+    """Private_Clean + Private_Dirty of ``pid`` in KiB: the pages it maps alone."""
+    return sum(
+        int(line.split()[1])
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+        if line.startswith(("Private_Clean:", "Private_Dirty:"))
+    )
 
 
 def smaps_rollup(pid):

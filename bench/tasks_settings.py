@@ -5,7 +5,8 @@ import os
 from project.settings import *  # noqa: F403
 from project.settings import INSTALLED_APPS
 
-QUEUES = ["default", "mail"]  # the contact mail task is declared on "mail"
+# The contact mail task is declared on "mail"; BENCH_QUEUES=mail serves it alone (as bench/peers.py does).
+QUEUES = os.environ.get("BENCH_QUEUES", "default,mail").split(",")
 
 if os.environ.get("BENCH_BACKEND") == "db":
     INSTALLED_APPS = [*INSTALLED_APPS, "django_tasks_db"]

@@ -5,6 +5,16 @@ runaway render cannot be interrupted from inside the process that runs it. So bo
 shape are not rendered at all (shape.py), and the rest are rendered in a separate process
 (render_process.py) that is killed when it misses its deadline. Either way the text part, which is
 the body itself, goes out: the HTML part is a courtesy, never a reason to hold or fail a message.
+
+In a child the master's zygote forked, the renderer is forked by that zygote too
+(``relieve_app.pool.zygote_spawn``), with Markdown imported and a converter warmed there once: it
+shares those pages with the zygote and every other renderer (about 3 MiB of memory of its own
+instead of 11 for a fresh interpreter: bench/children.py). Anywhere else (a cold child, the web
+process, a zygote that is gone or does not answer) it is started as
+``python -m relieve_app.contact.render_process``.
+A warm renderer is the zygote's child, in neither the mail child's session nor its family
+(``relieve_app.pool.family``): when the child dies, its renderer reads end-of-file on stdin and exits,
+and one stuck in a render is ended by its CPU limit, as a cold renderer whose parent died is.
 """
 
 import os
@@ -17,13 +27,17 @@ from pathlib import Path
 from typing import NamedTuple
 
 from relieve_app.contact.shape import too_complex
+from relieve_app.pool import zygote_spawn
 from relieve_app.pool.framing import FrameDecoder, FrameError, encode
 
 HTML_DOCUMENT = '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n<body>\n{}\n</body></html>\n'
 RENDER_TIMEOUT = 0.5  # seconds a render may take before the body goes out as text only
 START_TIMEOUT = 15.0  # seconds the renderer may take to import Markdown, on a loaded machine
-IDLE_TIMEOUT = 60.0  # a renderer unused this long is stopped: a quiet site keeps 20 MB less per child
+IDLE_TIMEOUT = 60.0  # a renderer unused this long is stopped: a quiet site keeps one process less per child
+SPAWN_TIMEOUT = 5.0  # seconds the zygote may take to fork a renderer (the first imports Markdown)
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+WARM_TARGET = "relieve_app.contact.render_process:main"
+WARM_PREPARE = "relieve_app.contact.render_process:prepare"
 
 
 class Rendered(NamedTuple):
@@ -86,7 +100,7 @@ class Renderer:
     def start(self):
         """Start the renderer process now, without waiting for it: the first render then waits less."""
         with self._lock:
-            if self.process is None or self.process.poll() is not None:
+            if not _running(self.process):
                 self._stop()
                 self._spawn()
 
@@ -103,7 +117,7 @@ class Renderer:
     # the process ----------------------------------------------------------------
 
     def _ensure_started(self):
-        if self.process is None or self.process.poll() is not None:
+        if not _running(self.process):
             self._stop()
             self._spawn()
         if not self._ready:
@@ -125,13 +139,9 @@ class Renderer:
             time.sleep(self.idle_timeout - idle)
 
     def _spawn(self):
-        env = {
-            **os.environ,
-            "PYTHONSAFEPATH": "1",
-            "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")])),
-        }
-        argv = [sys.executable, "-m", "relieve_app.contact.render_process"]
-        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.process = zygote_spawn.spawn(WARM_TARGET, prepare=WARM_PREPARE, timeout=SPAWN_TIMEOUT)
+        if self.process is None:
+            self.process = self._start_cold()
         os.set_blocking(self.process.stdin.fileno(), False)
         os.set_blocking(self.process.stdout.fileno(), False)
         self._decoder = FrameDecoder()
@@ -141,6 +151,17 @@ class Renderer:
             target=self._stop_when_idle, args=(self.process,), name="renderer-idle", daemon=True
         )
         self._idle_watch.start()
+
+    @staticmethod
+    def _start_cold():
+        """A fresh interpreter: where no zygote forked this process, or it cannot fork a renderer."""
+        env = {
+            **os.environ,
+            "PYTHONSAFEPATH": "1",
+            "PYTHONPATH": os.pathsep.join(filter(None, [PACKAGE_ROOT, os.environ.get("PYTHONPATH")])),
+        }
+        argv = [sys.executable, "-m", "relieve_app.contact.render_process"]
+        return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
 
     def _stop(self):
         process, self.process = self.process, None
@@ -188,6 +209,11 @@ class Renderer:
         process = self.process
         self._stop()
         return RenderError(f"the renderer exited with {process.returncode}")
+
+
+def _running(process):
+    """A Popen, or a zygote's Helper whose exit code may stay unknown (``exited`` says it ended)."""
+    return process is not None and process.poll() is None and not getattr(process, "exited", False)
 
 
 def render_once(body, timeout=RENDER_TIMEOUT):

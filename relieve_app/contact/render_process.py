@@ -1,6 +1,9 @@
 """The renderer process: Markdown bodies in on stdin, sanitised HTML out on stdout.
 
-Run by render.Renderer as ``python -m relieve_app.contact.render_process``; it imports nothing from Django.
+Run by render.Renderer: forked by the master's zygote when the child was (``main`` is the target of
+its spawn, ``prepare`` builds and warms a converter in the zygote once, shared copy-on-write by every
+renderer forked after it), else as ``python -m relieve_app.contact.render_process``, a fresh
+interpreter that imports Markdown itself. It imports nothing from Django.
 Frames are relieve_app.pool.framing's (length-prefixed JSON)::
 
     -> {"body": "<markdown>"}      <- {"html": "<fragment>"} or {"error": "<why>"}
@@ -19,6 +22,8 @@ from relieve_app.pool.framing import FrameDecoder, FrameError, encode
 
 CPU_BUDGET = 10  # CPU seconds one render may use before the kernel ends this process (SIGXCPU)
 READ_SIZE = 1 << 16
+
+_prepared = None  # the converter prepare() built, in the zygote, before this process was forked
 
 
 def limit_cpu(budget):
@@ -46,10 +51,21 @@ def write(fd, frame):
         data = data[os.write(fd, data) :]
 
 
-def serve(stdin=0, stdout=1):
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a SIGXCPU leaves no core file behind
+def warmed_converter():
     converter = Converter()
     converter.to_html("warm *up*")  # the first conversion loads the extensions' modules
+    return converter
+
+
+def prepare():
+    """Called once in the zygote: the renderers it forks find their converter built and warm."""
+    global _prepared
+    _prepared = warmed_converter()
+
+
+def serve(stdin=0, stdout=1):
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a SIGXCPU leaves no core file behind
+    converter = _prepared or warmed_converter()
     write(stdout, {"ready": True})
     decoder = FrameDecoder()
     while data := os.read(stdin, READ_SIZE):
@@ -60,8 +76,12 @@ def serve(stdin=0, stdout=1):
                 write(stdout, {"error": str(exc)})
 
 
-if __name__ == "__main__":
+def main():
     try:
         serve()
-    except (BrokenPipeError, KeyboardInterrupt):
+    except (BrokenPipeError, KeyboardInterrupt):  # its parent stopped reading, or a terminal's Ctrl-C
         sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

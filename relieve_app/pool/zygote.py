@@ -1,4 +1,5 @@
-"""The zygote: one warm process that forks tasks' children, run as ``python -m relieve_app.pool.zygote``.
+"""The zygote: one warm process that forks tasks' children, and their helpers, run as
+``python -m relieve_app.pool.zygote``.
 
 A child started fresh pays for an interpreter and for everything its script imports (Django: the
 settings, every app, every model) each time it starts. The zygote pays once: it imports what its
@@ -20,9 +21,29 @@ Then, one JSON object per packet (never pickle)::
     zygote -> {"op": "exit", "pid", "code"}  each child it reaps: the code as asyncio gives it
               (-N for signal N)
 
+Each child gets a socketpair of its own to the zygote (``zygote_spawn.py`` holds its end; the zygote
+closes its end when the child is reaped or closes its own). On it, and on the parent's socket too, a
+process may ask for a *helper*: a process of another job, forked warm like the children, so that it
+shares the zygote's pages instead of paying for an interpreter and its imports (the contact page's
+Markdown renderer is one)::
+
+    asker  -> {"op": "spawn", "id", "target": "pkg.mod:callable", "prepare": "pkg.mod:callable"}
+              with the helper's stdin (a read end) then its stdout (a write end) attached
+    zygote -> {"op": "spawned", "id", "pid"} with a pidfd of the helper attached (taken before the
+              zygote could reap it: it names no other process), or {"op": "spawn_failed", "id", "error"}
+    zygote -> {"op": "exited", "pid", "code"}  each helper of this asker it reaps, as "exit" for children
+
+``prepare`` (optional) is called in the zygote once per name, before the first helper that names it
+is forked: what it builds (a warmed Markdown converter) is then shared copy-on-write by every helper.
+It must start no thread. The helper leads its own session, has the signal handlers a fresh
+interpreter has, holds none of the zygote's sockets, runs ``target()`` with those pipes as its
+descriptors 0 and 1 (its stderr is the zygote's), and ends with ``os._exit`` (nothing the zygote
+buffered is written twice). A helper's exit is the asker's business: the parent never hears of it
+as a child's ``exit``.
+
 A preload that fails is reported and skipped: the child meets the same error when it loads its
 script, and reports it as a cold child would. The zygote stays single-threaded and holds nothing
-open but its socket when it forks. When the parent's end closes, the zygote exits and leaves its
+open but its sockets when it forks. When the parent's end closes, the zygote exits and leaves its
 children running: they lead their own sessions, and the parent watches them by pidfd.
 """
 
@@ -39,22 +60,33 @@ import sys
 import threading
 import traceback
 
+from . import zygote_spawn
+
 ZYGOTE_FD_ENV = "RELIEVE_ZYGOTE_FD"
 PRELOAD_ENV = "RELIEVE_ZYGOTE_PRELOAD"
 MAX_MESSAGE = 1 << 20  # one packet: a child's environment is far smaller
 MAX_FDS = 3  # the channel, stdout, stderr
+HELPER_FDS = 2  # its stdin, its stdout
+
+
+def resolve(spec):
+    """The object ``"pkg.module:attr.attr"`` names, its module imported."""
+    if not isinstance(spec, str):
+        raise ValueError(f"not a 'pkg.module:callable': {spec!r}")
+    module_name, _, attr = spec.partition(":")
+    target = importlib.import_module(module_name)
+    for part in filter(None, attr.split(".")):
+        target = getattr(target, part)
+    return target
 
 
 def preload(items):
     """Import (and call) each item; returns [[item, error], ...] for those that failed."""
     failed = []
     for item in items:
-        module_name, _, attr = item.partition(":")
         try:
-            target = importlib.import_module(module_name)
-            for part in filter(None, attr.split(".")):
-                target = getattr(target, part)
-            if attr:
+            target = resolve(item)
+            if ":" in item:
                 target()
         except BaseException as exc:  # SystemExit too: a preload must not end the zygote
             failed.append([item, f"{type(exc).__qualname__}: {exc}"])
@@ -62,10 +94,13 @@ def preload(items):
 
 
 class Zygote:
-    """Serves fork requests on ``sock`` until the parent closes it."""
+    """Serves fork requests on ``sock`` until the parent closes it, and its children's spawn requests."""
 
     def __init__(self, sock):
         self.sock = sock
+        self.spawn_ends = {}  # child pid -> the zygote's end of that child's spawn socket
+        self.helpers = {}  # helper pid -> the socket that asked for it, told of its exit
+        self.prepared = {}  # prepare name -> None once done, or the error it raised
         # The handlers a fresh interpreter has, before anything here changes one: each child gets them back.
         self.initial_handlers = {}
         for sig in signal.valid_signals():
@@ -75,10 +110,21 @@ class Zygote:
         for fd in (self.wakeup_read, self.wakeup_write):
             os.set_blocking(fd, False)
 
-    def send(self, message):
-        """Tell the parent; a parent gone is not an error here (the loop sees the EOF)."""
-        with contextlib.suppress(OSError):
-            self.sock.send(json.dumps(message).encode())
+    def send(self, message, sock=None, fds=()):
+        """Tell the parent (or the asker ``sock``); one gone is not an error here (the loop sees the EOF).
+        A child's socket does not block: what it has no room for is dropped. Returns whether it went."""
+        sock = self.sock if sock is None else sock
+        if sock.fileno() == -1:
+            return False
+        data = json.dumps(message).encode()
+        try:
+            if fds:
+                socket.send_fds(sock, [data], list(fds))
+            else:
+                sock.send(data)
+        except OSError:
+            return False
+        return True
 
     def serve(self, items):
         failed = preload(["relieve_app.pool.container", *items])  # the engine's own path, warm too
@@ -88,21 +134,28 @@ class Zygote:
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() through the wakeup fd
         self.send({"op": "ready", "pid": os.getpid(), "failed": failed, "threads": threading.active_count()})
         while True:
-            readable, _, _ = select.select([self.sock, self.wakeup_read], [], [])
+            readable, _, _ = select.select([self.sock, self.wakeup_read, *self.spawn_ends.values()], [], [])
             if self.wakeup_read in readable:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(self.wakeup_read, 4096):
                         pass
                 self.reap()
-            if self.sock in readable and not self.receive():
+            for sock in readable:
+                if (
+                    sock not in (self.sock, self.wakeup_read)
+                    and sock.fileno() != -1
+                    and not self.receive(sock)
+                ):
+                    self.close_spawn_end(sock)
+            if self.sock in readable and not self.receive(self.sock):
                 break
         self.reap()
 
-    def receive(self):
-        """Handle one packet; False once the parent has closed its end."""
+    def receive(self, sock):
+        """Handle one packet from the parent or a child; False once that end is closed."""
         try:
-            data, fds, _flags, _addr = socket.recv_fds(self.sock, MAX_MESSAGE, MAX_FDS)
-        except InterruptedError:
+            data, fds, _flags, _addr = socket.recv_fds(sock, MAX_MESSAGE, MAX_FDS)
+        except (InterruptedError, BlockingIOError):
             return True
         except OSError:
             return False
@@ -110,20 +163,33 @@ class Zygote:
             for fd in fds:
                 os.close(fd)
             return False
+        op = None
         try:
             request = json.loads(data)
-            if request.get("op") != "fork":
-                raise ValueError(f"unknown op {request.get('op')!r}")
-            pid = self.fork(request, fds)
+            op = request.get("op")
+            if op == "spawn":
+                self.spawn(request, fds, sock)
+            elif op == "fork" and sock is self.sock:
+                pid = self.fork(request, fds)
+                self.send({"op": "forked", "id": request.get("id"), "pid": pid})
+            else:
+                raise ValueError(f"unknown op {op!r}")
         except Exception as exc:
-            self.send({"op": "fork_failed", "id": _id(data), "error": f"{type(exc).__qualname__}: {exc}"})
-        else:
-            self.send({"op": "forked", "id": request.get("id"), "pid": pid})
+            failed = "fork_failed" if sock is self.sock and op != "spawn" else "spawn_failed"
+            self.send({"op": failed, "id": _id(data), "error": f"{type(exc).__qualname__}: {exc}"}, sock)
         finally:
             for fd in fds:
                 with contextlib.suppress(OSError):
                     os.close(fd)
         return True
+
+    def close_spawn_end(self, sock):
+        for pid, end in list(self.spawn_ends.items()):
+            if end is sock:
+                del self.spawn_ends[pid]
+        sock.close()
+
+    # children -----------------------------------------------------------------
 
     def fork(self, request, fds):
         streams = list(request.get("streams") or [])
@@ -132,25 +198,29 @@ class Zygote:
         env = request.get("env")
         if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
             raise ValueError("env must map names to strings")
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()  # or the child would write what the zygote had buffered once more
-        pid = os.fork()
+        zygote_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.flush()
+        try:
+            pid = os.fork()
+        except BaseException:
+            zygote_end.close()
+            child_end.close()
+            raise
         if pid == 0:
-            self.become_child(fds[0], dict(zip(streams, fds[1:], strict=True)), request)
+            zygote_end.close()
+            self.become_child(fds[0], dict(zip(streams, fds[1:], strict=True)), request, child_end)
+        child_end.close()
+        zygote_end.setblocking(False)  # a child that reads none of its reports must not stop the zygote
+        self.spawn_ends[pid] = zygote_end
         return pid
 
-    def become_child(self, channel_fd, streams, request):
+    def become_child(self, channel_fd, streams, request, spawn_end):
         """In the forked child: nothing of the zygote's left, then the container's own path."""
         try:
             os.setsid()  # its own session, as start_new_session gives a cold child: family.py counts on it
-            signal.set_wakeup_fd(-1)
-            for sig, handler in self.initial_handlers.items():
-                with contextlib.suppress(OSError, ValueError, TypeError):
-                    signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, set())
-            self.sock.close()
-            os.close(self.wakeup_read)
-            os.close(self.wakeup_write)
+            self.restore_signals()
+            self.close_zygote_ends()
+            zygote_spawn.attach(spawn_end)
             for name, fd in streams.items():
                 os.dup2(fd, 1 if name == "stdout" else 2)
                 os.close(fd)
@@ -178,6 +248,96 @@ class Zygote:
             code = 1
         _leave(code)
 
+    # helpers ------------------------------------------------------------------
+
+    def spawn(self, request, fds, asker):
+        """Fork a helper for ``asker``; its reply is sent here, with a pidfd of the helper."""
+        if len(fds) != HELPER_FDS:
+            raise ValueError(f"{len(fds)} descriptors, not a helper's stdin and stdout")
+        modules = len(sys.modules)
+        target = resolve(request.get("target"))
+        if not callable(target):
+            raise ValueError(f"{request.get('target')} is not callable")
+        prepared = self.prepare(request.get("prepare"))
+        if prepared or len(sys.modules) != modules:
+            gc.collect()
+            gc.freeze()  # what the helpers share stays out of their collections, as the preloads do
+        self.flush()
+        pid = os.fork()
+        if pid == 0:
+            self.become_helper(target, fds)
+        self.helpers[pid] = asker
+        pidfd = os.pidfd_open(pid)  # before the loop can reap it: this pidfd is of this helper only
+        try:
+            if not self.send({"op": "spawned", "id": request.get("id"), "pid": pid}, asker, [pidfd]):
+                os.kill(pid, signal.SIGKILL)  # its asker cannot hear of it: no one would ever use it
+        finally:
+            os.close(pidfd)
+
+    def prepare(self, name):
+        """Call ``prepare`` once per name; True when it ran now. One that failed fails every spawn
+        naming it, without running again."""
+        if name is None:
+            return False
+        if name not in self.prepared:
+            try:
+                resolve(name)()
+            except BaseException as exc:  # SystemExit too: a prepare must not end the zygote
+                self.prepared[name] = f"{type(exc).__qualname__}: {exc}"
+            else:
+                self.prepared[name] = None
+                return True
+        if self.prepared[name] is not None:
+            raise RuntimeError(f"prepare {name} failed: {self.prepared[name]}")
+        return False
+
+    def become_helper(self, target, fds):
+        """In the forked helper: its own session, the pipes as 0 and 1, nothing of the zygote's."""
+        code = 1
+        try:
+            os.setsid()
+            self.restore_signals()
+            self.close_zygote_ends()
+            for fd, number in zip(fds, (0, 1), strict=True):
+                if fd != number:
+                    os.dup2(fd, number)
+                    os.close(fd)
+            target()
+            code = 0
+        except SystemExit as exc:
+            code = _exit_code(exc)
+        except BaseException:
+            traceback.print_exc()
+        with contextlib.suppress(BaseException):
+            sys.stderr.flush()
+        os._exit(code)  # no exit functions, no flush of what the zygote's objects hold
+
+    # in a forked process ------------------------------------------------------
+
+    def restore_signals(self):
+        """The handlers and mask a fresh interpreter has."""
+        signal.set_wakeup_fd(-1)
+        for sig, handler in self.initial_handlers.items():
+            with contextlib.suppress(OSError, ValueError, TypeError):
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, set())
+
+    def close_zygote_ends(self):
+        """Every socket and pipe of the zygote's: a child holding another's spawn end would keep the
+        zygote from seeing that one's end of file."""
+        self.sock.close()
+        for end in self.spawn_ends.values():
+            end.close()
+        self.spawn_ends.clear()
+        self.helpers.clear()
+        os.close(self.wakeup_read)
+        os.close(self.wakeup_write)
+
+    @staticmethod
+    def flush():
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # or the forked process would write what the zygote had buffered once more
+
     def reap(self):
         while True:
             try:
@@ -186,7 +346,15 @@ class Zygote:
                 return
             if pid == 0:
                 return
-            self.send({"op": "exit", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
+            code = os.waitstatus_to_exitcode(status)
+            asker = self.helpers.pop(pid, None)
+            if asker is not None:  # a helper: its asker's to hear of, never the parent's as a child's exit
+                self.send({"op": "exited", "pid": pid, "code": code}, asker)
+                continue
+            end = self.spawn_ends.pop(pid, None)
+            if end is not None:
+                end.close()
+            self.send({"op": "exit", "pid": pid, "code": code})
 
 
 def _exit_code(exc):

@@ -1,4 +1,9 @@
-"""The renderer: Markdown in a process of its own, killed past its deadline, text only as the fallback."""
+"""The renderer: Markdown in a process of its own, killed past its deadline, text only as the fallback.
+
+Each test runs twice: with the renderer started cold (a fresh interpreter, as in a process no zygote
+forked) and forked warm by a zygote (as in a child of the master's zygote; here this test process is
+that zygote's parent, and asks it as a child does).
+"""
 
 import os
 import signal
@@ -11,6 +16,8 @@ from pathlib import Path
 import pytest
 
 from relieve_app.contact.render import Renderer
+from relieve_app.pool.zygote_spawn import Helper
+from tests.zygote_process import attached_zygote
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -21,14 +28,51 @@ NORMAL = "Hello **there**\r\n\r\n- one\r\n- two\r\n\r\n![tracker words](http://e
 SLOW = "``a`" * 20_000
 
 
+@pytest.fixture(params=["cold", "warm"])
+def start(request):
+    """How renderers start here: "cold", or "warm" with the zygote's Popen as ``start.zygote``."""
+    if request.param == "cold":
+        yield Start("cold", None)
+        return
+    with attached_zygote() as zygote:
+        yield Start("warm", zygote)
+
+
 @pytest.fixture
-def renderer():
+def warm():
+    with attached_zygote() as zygote:
+        yield Start("warm", zygote)
+
+
+class Start:
+    def __init__(self, kind, zygote):
+        self.kind = kind
+        self.zygote = zygote
+
+    def check(self, process):
+        """``process`` started the way this test asked for."""
+        if self.kind == "cold":
+            assert isinstance(process, subprocess.Popen)
+            assert parent_of(process.pid) == os.getpid()
+        else:
+            assert isinstance(process, Helper)
+            assert parent_of(process.pid) == self.zygote.pid
+
+
+def parent_of(pid):
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rfind(")") + 2 :].split()[1])
+
+
+@pytest.fixture
+def renderer(start):
     with Renderer(timeout=0.5) as renderer:
         yield renderer
 
 
-def test_normal_body_renders_text_and_sanitised_html(renderer):
+def test_normal_body_renders_text_and_sanitised_html(renderer, start):
     rendered = renderer.render(NORMAL)
+    start.check(renderer.process)
     assert rendered.text == "Hello **there**\n\n- one\n- two\n\n![tracker words](http://evil.example/t.png)"
     assert "<strong>there</strong>" in rendered.html and "<li>one</li>" in rendered.html
     assert "tracker words" in rendered.html and "evil.example" not in rendered.html
@@ -51,9 +95,10 @@ def test_bodies_markdown_cannot_render_go_out_as_text_only(renderer, body, reaso
     assert rendered.text == body
 
 
-def test_a_render_past_its_deadline_kills_the_renderer_and_the_next_one_starts_afresh(renderer):
+def test_a_render_past_its_deadline_kills_the_renderer_and_the_next_one_starts_afresh(renderer, start):
     renderer.render("warm *up*")
     first = renderer.process.pid
+    start.check(renderer.process)
 
     rendered = renderer.render(SLOW)
 
@@ -64,9 +109,10 @@ def test_a_render_past_its_deadline_kills_the_renderer_and_the_next_one_starts_a
     assert replacement != first
     assert "<em>back</em>" in renderer.render("*back*").html
     assert renderer.process.pid == replacement
+    start.check(renderer.process)  # the replacement started as the first did
 
 
-def test_an_idle_renderer_is_stopped_and_the_next_render_starts_another():
+def test_an_idle_renderer_is_stopped_and_the_next_render_starts_another(start):
     with Renderer(timeout=5, idle_timeout=0.5) as renderer:
         renderer.render("warm *up*")
         first = renderer.process
@@ -82,6 +128,7 @@ def test_an_idle_renderer_is_stopped_and_the_next_render_starts_another():
 
         assert "<em>again</em>" in renderer.render("*again*").html
         assert renderer.process.pid != first.pid
+        start.check(renderer.process)
 
 
 def test_a_renderer_killed_between_renders_is_replaced(renderer):
@@ -92,7 +139,7 @@ def test_a_renderer_killed_between_renders_is_replaced(renderer):
     assert "<em>again</em>" in renderer.render("*again*").html
 
 
-def test_a_renderer_killed_during_a_render_is_text_only_and_replaced():
+def test_a_renderer_killed_during_a_render_is_text_only_and_replaced(start):
     with Renderer(timeout=60) as renderer:
         renderer.render("warm *up*")
         pid = renderer.process.pid
@@ -107,7 +154,8 @@ def test_a_renderer_killed_during_a_render_is_text_only_and_replaced():
 
 
 def test_the_renderer_ends_itself_when_its_parent_goes_away(renderer):
-    """Its stdin closes: end of file. What a renderer sees when the child holding it is killed."""
+    """Its stdin closes: end of file. What a renderer sees when the child holding it is killed (a
+    warm one is not in the child's family: this is how it ends, see test_warm_renderer.py)."""
     renderer.render("warm *up*")
     process = renderer.process
     process.stdin.close()
@@ -143,10 +191,29 @@ def test_a_render_left_running_by_a_dead_parent_is_ended_by_its_cpu_limit():
     assert runaway.returncode == -signal.SIGXCPU
 
 
-def test_the_renderer_starts_from_any_working_directory(tmp_path, monkeypatch):
+def test_the_renderer_starts_from_any_working_directory(start, tmp_path, monkeypatch):
     """A web server or a master started elsewhere than the project's folder still renders HTML."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PYTHONPATH", raising=False)
     with Renderer(timeout=5) as renderer:
         rendered = renderer.render("*any*")
     assert rendered.fallback is None and "<em>any</em>" in rendered.html
+
+
+def test_a_renderer_the_zygote_refuses_starts_cold(warm, monkeypatch):
+    monkeypatch.setattr("relieve_app.contact.render.WARM_TARGET", "relieve_app.contact.no_such_module:main")
+    with Renderer(timeout=5) as renderer:
+        assert "<em>cold</em>" in renderer.render("*cold*").html
+        assert isinstance(renderer.process, subprocess.Popen)
+
+
+def test_a_renderer_whose_zygote_is_gone_starts_cold(warm):
+    with Renderer(timeout=5) as renderer:
+        renderer.render("*warm*")
+        warm.check(renderer.process)
+        warm.zygote.kill()
+        warm.zygote.wait()
+        os.kill(renderer.process.pid, signal.SIGKILL)
+        assert renderer.process.wait() is None  # no zygote is left to report its code
+        assert "<em>cold</em>" in renderer.render("*cold*").html
+        assert isinstance(renderer.process, subprocess.Popen)

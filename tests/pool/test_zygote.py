@@ -231,19 +231,25 @@ def process_state(pid):
 
 
 def test_a_forked_child_holds_what_a_cold_child_holds_and_nothing_of_the_zygote(pool, run):
+    """Besides a cold child's, one descriptor: its own spawn socket to the zygote (zygote_spawn.py).
+    Not another child's: the later children hold the same as the first."""
+
     async def scenario():
         zygote = Zygote(["xml.dom.minidom"])
         cold = pool.track(CallableTask(script_path("calc.py:Calc")))
-        forked = warm(pool, zygote)
+        forked = [warm(pool, zygote, name=f"warm{n}") for n in range(3)]
         try:
-            await pool.wait(asyncio.gather(cold.start(), forked.start()))
-            assert isinstance(forked.process, ZygoteChild)
-            for task in (cold, forked):  # each has served a call: its lane thread runs
+            await pool.wait(asyncio.gather(cold.start(), *(task.start() for task in forked)))
+            assert all(isinstance(task.process, ZygoteChild) for task in forked)
+            for task in (cold, *forked):  # each has served a call: its lane thread runs
                 assert await task.get("add", 1, 1) == 2
-            assert process_state(forked.pid) == process_state(cold.pid)
-            assert process_state(zygote.pid)["SigCgt"] != process_state(forked.pid)["SigCgt"]  # SIGCHLD
+            expected = process_state(cold.pid)
+            expected["descriptors"] = sorted([*expected["descriptors"], "socket"])
+            for task in forked:
+                assert process_state(task.pid) == expected
+            assert process_state(zygote.pid)["SigCgt"] != process_state(forked[0].pid)["SigCgt"]  # SIGCHLD
         finally:
-            await asyncio.gather(cold.stop(), forked.stop())
+            await asyncio.gather(cold.stop(), *(task.stop() for task in forked))
             await zygote.stop()
 
     run(scenario())

@@ -1,0 +1,89 @@
+"""A CallableTask script that asks its zygote for helper processes, and the helpers' targets.
+
+The zygote imports this file as ``tests.pool.scripts.helpers`` for the targets; the child loads it
+by path for ``Helpers``.
+"""
+
+import json
+import os
+import sys
+
+from relieve_app.pool import zygote_spawn
+
+MODULE = "tests.pool.scripts.helpers"
+ECHO = f"{MODULE}:echo"
+PREPARE = f"{MODULE}:prepare"
+
+prepared = []  # pid of the process each prepare() ran in
+
+
+def prepare():
+    prepared.append(os.getpid())
+
+
+def failing_prepare():
+    raise RuntimeError("cannot prepare")
+
+
+def echo():
+    """Answers each line of stdin with a JSON line: the line, and where this helper stands."""
+    with open(0, "rb", closefd=False) as stdin:
+        for line in stdin:
+            answer = {
+                "line": line.decode().strip(),
+                "pid": os.getpid(),
+                "ppid": os.getppid(),
+                "sid": os.getsid(0),
+                "prepared": prepared,
+            }
+            os.write(1, json.dumps(answer).encode() + b"\n")
+
+
+def fail():
+    sys.exit(7)
+
+
+class Helpers:
+    """Spawns helpers and talks to them, for the parent's calls."""
+
+    def __init__(self):
+        self.helpers = {}
+
+    def available(self):
+        return zygote_spawn.available()
+
+    def spawn(self, target=ECHO, prepare=PREPARE, timeout=zygote_spawn.SPAWN_TIMEOUT):
+        helper = zygote_spawn.spawn(target, prepare=prepare, timeout=timeout)
+        if helper is None:
+            return None
+        self.helpers[helper.pid] = helper
+        return helper.pid
+
+    def ask(self, pid, line):
+        helper = self.helpers[pid]
+        helper.stdin.write(line.encode() + b"\n")
+        answer = b""
+        while not answer.endswith(b"\n"):
+            data = helper.stdout.read(4096)
+            if not data:
+                return None
+            answer += data
+        return json.loads(answer)
+
+    def kill(self, pid):
+        helper = self.helpers[pid]
+        helper.kill()
+        return helper.wait(timeout=30)
+
+    def close(self, pid):
+        """Close its stdin, as a child's death does, and wait for its code."""
+        helper = self.helpers[pid]
+        helper.stdin.close()
+        return helper.wait(timeout=30)
+
+    def poll(self, pid):
+        helper = self.helpers[pid]
+        return [helper.poll(), helper.exited]
+
+    def pid(self):
+        return os.getpid()
