@@ -23,6 +23,34 @@ def check(task, args, kwargs):
     for key in kwargs:
         if not isinstance(key, str):
             _refuse(task, f"keyword {key!r}", f"is a {type(key).__name__}; keyword names are strings")
+    text = _encoded(args, kwargs)
+    if text is None:
+        _refuse_the_first(task, args, kwargs)
+    size = len(text) if text.isascii() else len(text.encode())
+    limit = app_settings.RELIEVE_MAX_ARGS_BYTES
+    if size > limit:
+        raise InvalidTask(
+            f"{task.module_path}: the arguments take {size} bytes as JSON, over RELIEVE_MAX_ARGS_BYTES "
+            f"({limit}); pass an id or a path, and let the task read the rest"
+        )
+    # Tuples become lists, as they will come back from the database.
+    args, kwargs = json.loads(text)
+    return args, kwargs
+
+
+def _encoded(args, kwargs):
+    """All the arguments as one JSON text, or None when one of them cannot be carried: one walk and
+    one encoding for all, as most calls refuse nothing; which one is at fault is looked for after."""
+    if any(_problem(value) for value in (*args, *kwargs.values())):
+        return None
+    try:
+        return _ENCODER.encode([args, kwargs])
+    except (TypeError, ValueError):
+        return None
+
+
+def _refuse_the_first(task, args, kwargs):
+    """InvalidTask naming the first argument that cannot be carried, and why."""
     for where, value in [*((f"argument {n}", a) for n, a in enumerate(args)), *kwargs.items()]:
         problem = _problem(value)
         if problem is None:
@@ -32,15 +60,7 @@ def check(task, args, kwargs):
                 problem = f"is not JSON ({exc}); pass ids, strings, numbers, lists and dicts, not objects"
         if problem is not None:
             _refuse(task, where, problem)
-    size = len(_ENCODER.encode([args, kwargs]).encode())
-    limit = app_settings.RELIEVE_MAX_ARGS_BYTES
-    if size > limit:
-        raise InvalidTask(
-            f"{task.module_path}: the arguments take {size} bytes as JSON, over RELIEVE_MAX_ARGS_BYTES "
-            f"({limit}); pass an id or a path, and let the task read the rest"
-        )
-    # Tuples become lists, as they will come back from the database.
-    return json.loads(json.dumps(args)), json.loads(json.dumps(kwargs))
+    raise AssertionError("the arguments were refused as a whole, and none of them alone")
 
 
 def _refuse(task, where, problem):

@@ -278,31 +278,54 @@ def test_limits_are_checked_when_the_task_is_declared(option, value):
         task(**{option: value})(job)
 
 
-def test_the_row_enqueue_writes_is_the_row_the_orm_writes():
+ROW_FIELDS = {
+    "task_path": basic.add.module_path,
+    "queue_name": "default",
+    "backend": "default",
+    "priority": 7,
+    "takes_context": False,
+    "run_after": None,
+    "timeout": 12.5,
+    "max_attempts": 3,
+    "concurrency": None,
+    "rate": "",
+    "args": [1, {"deep": ["é", None]}],
+    "kwargs": {"b": 2},
+}
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"run_after": timezone.now() + timedelta(minutes=1)},
+        # The same shape again with other values: a statement made once per task must not keep them.
+        {"priority": -3, "timeout": 0.25, "max_attempts": None, "rate": "5/s", "args": [], "kwargs": {}},
+        # A quote and a percent sign written into the SQL as literals must arrive as they were.
+        {"queue_name": "it's 100%s", "takes_context": True, "concurrency": 4, "unique_key": "k" * 64},
+    ],
+)
+def test_the_row_enqueue_writes_is_the_row_the_orm_writes(changes):
+    from django.test.utils import CaptureQueriesContext
+
     from relieve_app.tasks import rows
 
-    fields = {
-        "task_path": basic.add.module_path,
-        "queue_name": "default",
-        "backend": "default",
-        "priority": 7,
-        "takes_context": False,
-        "run_after": timezone.now() + timedelta(minutes=1),
-        "timeout": 12.5,
-        "max_attempts": 3,
-        "concurrency": None,
-        "rate": "",
-        "args": [1, {"deep": ["é", None]}],
-        "kwargs": {"b": 2},
-    }
-    ours, theirs = rows.create(**fields), TaskRecord.objects.create(**fields)
+    fields = ROW_FIELDS | changes
+    with CaptureQueriesContext(connection) as queries:
+        ours = rows.create(**fields)
+    theirs = TaskRecord.objects.create(**(fields | {"unique_key": None}))
 
+    # Its own statement, not the ORM's: the ORM names every column, NULL ones too.
+    assert len(queries) == 1 and '"lease_until"' not in queries[0]["sql"]
     assert ours.pk and ours.pk != theirs.pk and not ours._state.adding
     mine, orm = TaskRecord.objects.get(pk=ours.pk), TaskRecord.objects.get(pk=theirs.pk)
     names = [field.attname for field in TaskRecord._meta.concrete_fields if field.attname != "id"]
     stamped = {"enqueued_at", "updated_at"}  # now(), a moment apart
     assert {n: getattr(mine, n) for n in names if n not in stamped} == {
         n: getattr(orm, n) for n in names if n not in stamped
+    } | {"unique_key": fields.get("unique_key")}
+    assert all(getattr(mine, n) is not None for n in stamped)
+    # The row handed back is the one stored, as the ORM's create() hands back its own.
+    assert {n: getattr(ours, n) for n in names if n not in stamped} == {
+        n: getattr(mine, n) for n in names if n not in stamped
     }
-    assert all(getattr(mine, n) is not None for n in stamped if hasattr(mine, n))
-    assert (mine.status, mine.args) == (TaskRecord.Status.READY, [1, {"deep": ["é", None]}])
+    assert (mine.status, mine.args, mine.queue_name) == ("READY", fields["args"], fields["queue_name"])
