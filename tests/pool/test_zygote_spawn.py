@@ -1,6 +1,7 @@
 """Helpers a zygote forks warm at its children's request (zygote.py's "spawn", zygote_spawn.py)."""
 
 import asyncio
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -49,12 +50,21 @@ async def stop_all(zygote, *tasks):
     await zygote.stop()
 
 
+@contextlib.asynccontextmanager
+async def asked(pool):
+    """A zygote, and a child of it started to ask for helpers; all of them stopped at the end."""
+    zygote = Zygote()
+    task = asking(pool, zygote)
+    try:
+        await pool.wait(task.start())
+        yield zygote, task
+    finally:
+        await stop_all(zygote, task)
+
+
 def test_a_forked_child_gets_a_helper_forked_warm_by_its_zygote(pool, run):
     async def scenario():
-        zygote = Zygote()
-        task = asking(pool, zygote)
-        try:
-            await pool.wait(task.start())
+        async with asked(pool) as (zygote, task):
             assert isinstance(task.process, ZygoteChild)
             assert await task.get("available")
             first = await task.get("spawn")
@@ -69,8 +79,6 @@ def test_a_forked_child_gets_a_helper_forked_warm_by_its_zygote(pool, run):
             assert second != first
             assert (await task.get("ask", second, "again"))["prepared"] == [zygote.pid]  # prepared once
             assert (await task.get("ask", first, "still"))["line"] == "still"
-        finally:
-            await stop_all(zygote, task)
 
     run(scenario())
 
@@ -83,10 +91,7 @@ def test_a_helper_is_killed_through_its_process_and_its_exit_is_no_childs_exit(p
     )
 
     async def scenario():
-        zygote = Zygote()
-        task = asking(pool, zygote)
-        try:
-            await pool.wait(task.start())
+        async with asked(pool) as (_zygote, task):
             exits = pool.collect(task, "exit")
             helper = await task.get("spawn")
             assert await task.get("poll", helper) == [None, False]
@@ -95,32 +100,22 @@ def test_a_helper_is_killed_through_its_process_and_its_exit_is_no_childs_exit(p
             assert await task.get("pid") == task.pid  # the child lives on
             assert not exits
             assert not [message for message in heard if message.get("pid") == helper]
-        finally:
-            await stop_all(zygote, task)
 
     run(scenario())
 
 
 def test_a_helper_whose_stdin_closes_exits_with_its_own_code(pool, run):
     async def scenario():
-        zygote = Zygote()
-        task = asking(pool, zygote)
-        try:
-            await pool.wait(task.start())
+        async with asked(pool) as (_zygote, task):
             assert await task.get("close", await task.get("spawn")) == 0
             assert await task.get("close", await task.get("spawn", f"{MODULE}:fail", None)) == 7
-        finally:
-            await stop_all(zygote, task)
 
     run(scenario())
 
 
 def test_a_child_that_dies_leaves_its_helper_to_exit_on_end_of_file(pool, run):
     async def scenario():
-        zygote = Zygote()
-        task = asking(pool, zygote)
-        try:
-            await pool.wait(task.start())
+        async with asked(pool) as (zygote, task):
             helper = await task.get("spawn")
             await task.get("ask", helper, "up")
             assert parent_of(helper) == zygote.pid
@@ -131,18 +126,13 @@ def test_a_child_that_dies_leaves_its_helper_to_exit_on_end_of_file(pool, run):
             await ended(helper, pool)  # nobody killed it: its stdin's last writer went
             # The zygote closed its end of the dead child's spawn socket.
             await pool.eventually(lambda: sockets_of(zygote.pid) == sockets - 1)
-        finally:
-            await stop_all(zygote, task)
 
     run(scenario())
 
 
 def test_a_bad_target_or_a_failing_prepare_gives_none_and_the_zygote_serves_on(pool, run):
     async def scenario():
-        zygote = Zygote()
-        task = asking(pool, zygote)
-        try:
-            await pool.wait(task.start())
+        async with asked(pool) as (zygote, task):
             assert await task.get("spawn", "no_such_module:serve", None) is None
             assert await task.get("spawn", f"{MODULE}:nothing_here", None) is None
             assert await task.get("spawn", f"{MODULE}:MODULE", None) is None  # not callable
@@ -151,8 +141,6 @@ def test_a_bad_target_or_a_failing_prepare_gives_none_and_the_zygote_serves_on(p
             assert forked_by(zygote.pid) == {task.pid}
             helper = await task.get("spawn", ECHO, PREPARE)
             assert (await task.get("ask", helper, "fine"))["line"] == "fine"
-        finally:
-            await stop_all(zygote, task)
 
     run(scenario())
 
@@ -174,10 +162,7 @@ def test_no_helper_without_a_zygote(pool, run):
 
 def test_a_zygote_gone_gives_none_at_once(pool, run):
     async def scenario():
-        zygote = Zygote()
-        task = asking(pool, zygote)
-        try:
-            await pool.wait(task.start())
+        async with asked(pool) as (zygote, task):
             helper = await task.get("spawn")
             os.kill(zygote.pid, signal.SIGKILL)
             await pool.eventually(lambda: zygote.pid is None)
@@ -185,18 +170,13 @@ def test_a_zygote_gone_gives_none_at_once(pool, run):
             assert not await task.get("available")
             assert (await task.get("ask", helper, "orphan"))["line"] == "orphan"  # a helper outlives it
             assert await task.get("kill", helper) is None  # killed; no zygote left to report its code
-        finally:
-            await stop_all(zygote, task)
 
     run(scenario())
 
 
 def test_a_spawn_answered_too_late_gives_none_and_its_helper_goes(pool, run):
     async def scenario():
-        zygote = Zygote()
-        task = asking(pool, zygote)
-        try:
-            await pool.wait(task.start())
+        async with asked(pool) as (zygote, task):
             await task.get("close", await task.get("spawn"))  # the target's imports are done
             os.kill(zygote.pid, signal.SIGSTOP)
             try:
@@ -206,7 +186,5 @@ def test_a_spawn_answered_too_late_gives_none_and_its_helper_goes(pool, run):
             assert await task.get("spawn") is None  # a zygote that answered late is let be a while
             # The helper it forked late has nobody at the other end of its pipes: it leaves.
             await pool.eventually(lambda: forked_by(zygote.pid) == {task.pid})
-        finally:
-            await stop_all(zygote, task)
 
     run(scenario())
