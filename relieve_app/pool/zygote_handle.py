@@ -40,6 +40,7 @@ from pathlib import Path
 
 from . import zygote
 from .errors import RelieveError
+from .pidfd import SignalledByPidfd
 from .zygote import MAX_MESSAGE, PRELOAD_ENV, ZYGOTE_FD_ENV
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class ZygoteUnavailable(RelieveError):
     """No zygote could fork this child: start it cold."""
 
 
-class ZygoteChild:
+class ZygoteChild(SignalledByPidfd):
     """A child forked by a zygote, with the face of an ``asyncio.subprocess.Process``."""
 
     def __init__(self, generation, pid):
@@ -110,20 +111,6 @@ class ZygoteChild:
 
     async def wait(self):
         return await asyncio.shield(self._exited)
-
-    def send_signal(self, sig):
-        if self._exited.done():
-            return
-        if self._pidfd is not None:
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self._pidfd, sig)
-        # without a pidfd it was already gone: its pid may be another's by now
-
-    def terminate(self):
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self):
-        self.send_signal(signal.SIGKILL)
 
 
 class Generation:
@@ -223,7 +210,7 @@ class Generation:
             self.close()
 
 
-class Preforked:
+class Preforked(SignalledByPidfd):
     """A zygote this process forked from itself (``fork_zygote``), with the face of the
     ``asyncio.subprocess.Process`` a started one has: ``pid``, ``returncode``, ``wait()``, ``kill()``.
 
@@ -260,13 +247,6 @@ class Preforked:
 
     async def wait(self):
         return await asyncio.shield(self._exited)
-
-    def send_signal(self, sig):
-        if self._pidfd is not None:
-            signal.pidfd_send_signal(self._pidfd, sig)
-
-    def kill(self):
-        self.send_signal(signal.SIGKILL)
 
     def discard(self):
         """Never used (the parent did not start): close our end, so the zygote exits, and reap it."""

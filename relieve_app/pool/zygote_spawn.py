@@ -28,6 +28,8 @@ import subprocess
 import threading
 import time
 
+from .pidfd import SignalledByPidfd
+
 SPAWN_TIMEOUT = 5.0  # seconds: the first spawn of a target may import its modules in the zygote
 REPORT_WAIT = 1.0  # seconds an exited helper's code may take to come from a living zygote
 QUIET_AFTER = 30.0  # seconds without asking a zygote that did not answer in time
@@ -68,7 +70,7 @@ def spawn(target, *, prepare=None, timeout=SPAWN_TIMEOUT):
     return link.spawn(target, prepare, timeout)
 
 
-class Helper:
+class Helper(SignalledByPidfd):
     """A helper process the zygote forked for this process; used by one thread at a time, as a Popen."""
 
     def __init__(self, link, pid, pidfd, stdin_fd, stdout_fd):
@@ -95,17 +97,6 @@ class Helper:
                 raise subprocess.TimeoutExpired(f"helper {self.pid}", timeout)
             self._settle()
         return self.returncode
-
-    def send_signal(self, sig):
-        if self._pidfd is not None:  # once exited, the pid may be another's: nothing is sent
-            with contextlib.suppress(ProcessLookupError):
-                signal.pidfd_send_signal(self._pidfd, sig)
-
-    def terminate(self):
-        self.send_signal(signal.SIGTERM)
-
-    def kill(self):
-        self.send_signal(signal.SIGKILL)
 
     def _settle(self):
         self.returncode = self._link.exit_code(self.pid, REPORT_WAIT)
