@@ -30,3 +30,7 @@ class RelieveAppConfig(AppConfig):
         from relieve_app.contact import outcomes
 
         outcomes.register()
+        # PostgreSQL: every READY row the ORM creates tells the masters, on commit.
+        from relieve_app.tasks import notifying
+
+        notifying.connect()

@@ -87,8 +87,8 @@ def acknowledge_each(master, conn):
 
 def announced(master, tasks, timeout=5.0):
     """Whether the stand-in read exactly the submits enqueue() writes for ``tasks``, ``(id, hints)``
-    pairs, waiting for them (enqueue() waits for no reply); none on PostgreSQL, where the row's
-    trigger tells the masters instead of the socket."""
+    pairs, waiting for them (enqueue() waits for no reply); none on PostgreSQL, where the INSERT's
+    NOTIFY tells the masters instead of the socket."""
     from django.db import connection
 
     expected = []
@@ -108,7 +108,7 @@ def _postgresql():
     return connection.vendor == "postgresql"
 
 
-# enqueue()'s handover through the socket: on PostgreSQL the row's trigger tells the masters instead.
+# enqueue()'s handover through the socket: on PostgreSQL the INSERT's NOTIFY tells the masters instead.
 through_socket = pytest.mark.skipif(
-    _postgresql(), reason="on PostgreSQL the row's trigger tells the masters; this runs in the SQLite pass"
+    _postgresql(), reason="on PostgreSQL the INSERT's NOTIFY tells the masters; this runs in the SQLite pass"
 )

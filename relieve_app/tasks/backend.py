@@ -1,9 +1,10 @@
 """RelieveBackend: Django's ``django.tasks`` served by the relieve master's supervised children.
 
 ``enqueue()`` inserts a ``TaskRecord`` in the caller's transaction and, once that commits, the
-master hears of it without the request waiting for it: on PostgreSQL the row's trigger NOTIFYs
-every master; elsewhere the tasks of one transaction are written to the master's Unix socket over
-one connection, and no answer is awaited (at most RELIEVE_ACK_TIMEOUT to connect and write).
+master hears of it without the request waiting for it: on PostgreSQL the INSERT itself NOTIFYs
+every master (``notifying.py``); elsewhere the tasks of one transaction are written to the master's
+Unix socket over one connection, and no answer is awaited (at most RELIEVE_ACK_TIMEOUT to connect
+and write).
 With the master down, or a frame it did not take, the row simply waits for its sweep.
 Arguments must be JSON that both databases and the socket carry (``arguments.py``): anything else
 fails here, at ``enqueue()``, never later in a child. Results are read back from the table, which
@@ -188,7 +189,7 @@ class Handover:
     @classmethod
     def on_commit(cls, row):
         if connection.vendor == "postgresql":
-            return  # the row's trigger tells every master on commit (wakeup.py): no socket needed
+            return  # its INSERT told every master, delivered on commit (notifying.py): no socket needed
         pending = connection.run_on_commit if connection.in_atomic_block else None
         if pending:
             sids, last = pending[-1][0], pending[-1][1]

@@ -8,7 +8,8 @@ change (``"READY"``, ``[]``) are prepared once, by their fields' own ``get_db_pr
 PostgreSQL they are written into the SQL as the literals psycopg would send for them, as it binds
 on the client. A column left NULL is not named: the database writes NULL, as the ORM would have.
 Only the arguments, ``run_after``, the unique key and the timestamps are prepared at each call.
-The row is the ORM's (``test_the_row_enqueue_writes_is_the_row_the_orm_writes``).
+The row is the ORM's (``test_the_row_enqueue_writes_is_the_row_the_orm_writes``). On PostgreSQL
+the same statement NOTIFYs the masters of a READY row (``notifying.py``).
 """
 
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from django.db import connections, router
 from django.db.models.sql import InsertQuery
 
 from relieve_app.models import TaskRecord
+from relieve_app.tasks import notifying
 
 # The fields whose value changes from one call of a task to the next: parameters of the statement.
 PER_CALL = frozenset({"args", "kwargs", "run_after", "unique_key"})
@@ -44,8 +46,13 @@ def create(**fields):
         fields[name] = make()
     params = [field.get_db_prep_save(fields[field.attname], connection) for field in plan.prepared]
     params += plan.constants
+    sql = plan.sql
+    if plan.announcing_sql is not None:
+        extra = _announcement(plan, fields)
+        if extra is not None:
+            sql, params = plan.announcing_sql, [*params, *extra]
     with connection.cursor() as cursor:
-        cursor.execute(plan.sql, params)
+        cursor.execute(sql, params)
         if plan.returning:
             fields[plan.pk] = cursor.fetchone()[0]
         else:
@@ -55,6 +62,14 @@ def create(**fields):
     for name, make in plan.fresh:
         fields[name] = make()
     return TaskRecord.from_db(alias, None, [fields.get(name, value) for name, value in plan.row])
+
+
+def _announcement(plan, fields):
+    """The NOTIFY's parameters for this row (``notifying.parameters``), or None for none."""
+    values = {**plan.defaults, **fields}
+    if values["status"] != notifying.READY:
+        return None
+    return notifying.parameters(values["queue_name"], values["priority"], values["run_after"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +84,8 @@ class Plan:
     per_call: list  # (attname, default) of the defaults called at each call
     fresh: list  # (attname, list or dict): defaults the returned row holds as new objects
     row: list  # (attname, value unless the call has one) of every column, in the model's order
+    announcing_sql: str | None  # PostgreSQL: the statement that NOTIFYs for the row too
+    defaults: dict  # attname -> the value of a column the call does not give
 
 
 @lru_cache(maxsize=256)
@@ -121,9 +138,15 @@ def _plan(alias, vendor, constant, varying):
     count = len(prepared) + len(constants)
     if len(statements) != 1 or len(params) != count or sql.count("%s") != count:
         return None
+    announcing_sql = None
     if vendor == "postgresql":
         sql, constants = _inline(connection, sql, len(prepared), constants), []
-    return Plan(sql, returning, meta.pk.attname, prepared, constants, per_call, fresh, row)
+        if returning:
+            announcing_sql = notifying.announcing(sql)
+    defaults = {name: value for name, value in row if name not in given}
+    return Plan(
+        sql, returning, meta.pk.attname, prepared, constants, per_call, fresh, row, announcing_sql, defaults
+    )
 
 
 def _inline(connection, sql, kept, constants):

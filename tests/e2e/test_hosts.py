@@ -116,7 +116,7 @@ def test_a_web_server_on_a_host_without_a_master_is_served_at_once_over_notify(h
         took.append(time.monotonic() - posted)
 
     assert sorted(subjects(sink)) == [f"host-a {n}" for n in range(5)]
-    # host-a has no master, and needs none: enqueue() left the socket alone, the trigger told host-b's.
+    # host-a has no master, and needs none: enqueue() left the socket alone, its NOTIFY told host-b's.
     assert "stays queued" not in a.log("web.log")
     assert max(took) < float(SLOW_SWEEP) / 10, took  # woken by NOTIFY, not by a sweep
     print(f"POST on host-a to sent by host-b: {sorted(took)[len(took) // 2] * 1000:.0f} ms median")

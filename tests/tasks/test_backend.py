@@ -106,7 +106,7 @@ def test_a_rolled_back_enqueue_leaves_nothing_and_tells_nobody(fake_master):
     connection.vendor != "postgresql", reason="PostgreSQL's NOTIFY; runs in the PostgreSQL pass"
 )
 @pytest.mark.django_db(transaction=True)
-def test_on_postgresql_enqueue_leaves_the_socket_to_the_trigger(fake_master):
+def test_on_postgresql_enqueue_leaves_the_socket_to_notify(fake_master):
     master = fake_master(acknowledge_each)
     basic.add.enqueue(1, 2)
     assert received(master, 1, timeout=0.5) == []

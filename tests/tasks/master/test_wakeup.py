@@ -13,6 +13,7 @@ from relieve_app.contact import views
 from relieve_app.models import MailOutcome, TaskRecord
 from relieve_app.tasks.master import wakeup
 from relieve_app.tasks.master.listener import Listener
+from tests.tasks_fixtures import basic
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -104,7 +105,7 @@ def test_a_post_notifies_on_commit_and_a_rollback_notifies_nothing(settings, tmp
 
 @on_postgres
 def test_every_ready_row_inserted_is_announced_with_its_hints_and_no_other_is():
-    """The trigger: whatever inserts the row, the ORM here, as enqueue(), a retry or the admin do."""
+    """Whatever the ORM inserts, as a retry, the admin or a schedule do, is announced as enqueue() is."""
     later = timezone.now() + timedelta(hours=1)
 
     def insert():
@@ -135,6 +136,54 @@ def test_every_ready_row_inserted_is_announced_with_its_hints_and_no_other_is():
     assert (queue, row_id, hints["priority"]) == ("mail", deferred, 0)
     assert hints["run_after"] == pytest.approx(later.timestamp(), abs=1e-3)
     assert more == 0  # not the finished row, nor the one of a queue this listener does not hear
+
+
+@on_postgres
+def test_enqueue_announces_its_row_with_its_hints_and_a_rolled_back_savepoint_nothing():
+    """enqueue()'s INSERT carries the NOTIFY; a savepoint rolled back takes its NOTIFY with it."""
+    later = timezone.now() + timedelta(hours=1)
+    on_mail = basic.add.using(queue_name="mail")
+
+    def enqueue():
+        try:
+            with transaction.atomic():
+                plain = on_mail.enqueue(1, 2)
+                with pytest.raises(RuntimeError), transaction.atomic():
+                    on_mail.enqueue(3, 4)
+                    raise RuntimeError("this part is undone")
+                urgent = on_mail.using(priority=7).enqueue(5, 6)
+                deferred = on_mail.using(run_after=later).enqueue(7, 8)
+            return int(plain.id), int(urgent.id), int(deferred.id)
+        finally:
+            connections.close_all()
+
+    async def scenario():
+        heard, _listener, task = await start_listener()
+        ids = await asyncio.to_thread(enqueue)
+        got = [await heard.next() for _ in range(3)]
+        await asyncio.sleep(0.3)  # nothing more comes
+        more = heard.heard.qsize()
+        await stop_listener(task)
+        return ids, got, more
+
+    (plain, urgent, deferred), got, more = asyncio.run(scenario())
+    assert got[0] == ("mail", plain, {})
+    assert got[1] == ("mail", urgent, {"priority": 7})
+    queue, row_id, hints = got[2]
+    assert (queue, row_id, hints["priority"]) == ("mail", deferred, 0)
+    assert hints["run_after"] == pytest.approx(later.timestamp(), abs=1e-3)
+    assert more == 0
+    assert TaskRecord.objects.count() == 3
+
+
+@on_postgres
+def test_no_trigger_is_left_to_load_plpgsql_in_each_session():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass AND NOT tgisinternal",
+            [TaskRecord._meta.db_table],
+        )
+        assert cursor.fetchone()[0] == 0
 
 
 def notify(payload, channel="relieve_mail"):
