@@ -103,6 +103,28 @@ def test_a_post_notifies_on_commit_and_a_rollback_notifies_nothing(settings, tmp
     assert more == 0
 
 
+def assert_announced(write, later):
+    """``write()`` (in a thread) returns the ids of a plain row, one of priority 7 and one to run at
+    ``later``, all on "mail": each is heard with its hints, in that order, and nothing more."""
+
+    async def scenario():
+        heard, _listener, task = await start_listener()
+        ids = await asyncio.to_thread(write)
+        got = [await heard.next() for _ in range(3)]
+        await asyncio.sleep(0.3)  # nothing more comes
+        more = heard.heard.qsize()
+        await stop_listener(task)
+        return ids, got, more
+
+    (plain, urgent, deferred), got, more = asyncio.run(scenario())
+    assert got[0] == ("mail", plain, {})
+    assert got[1] == ("mail", urgent, {"priority": 7})
+    queue, row_id, hints = got[2]
+    assert (queue, row_id, hints["priority"]) == ("mail", deferred, 0)
+    assert hints["run_after"] == pytest.approx(later.timestamp(), abs=1e-3)
+    assert more == 0
+
+
 @on_postgres
 def test_every_ready_row_inserted_is_announced_with_its_hints_and_no_other_is():
     """Whatever the ORM inserts, as a retry, the admin or a schedule do, is announced as enqueue() is."""
@@ -120,22 +142,7 @@ def test_every_ready_row_inserted_is_announced_with_its_hints_and_no_other_is():
         finally:
             connections.close_all()
 
-    async def scenario():
-        heard, _listener, task = await start_listener()
-        ids = await asyncio.to_thread(insert)
-        got = [await heard.next() for _ in range(3)]
-        await asyncio.sleep(0.3)  # nothing more comes
-        more = heard.heard.qsize()
-        await stop_listener(task)
-        return ids, got, more
-
-    (plain, urgent, deferred), got, more = asyncio.run(scenario())
-    assert got[0] == ("mail", plain, {})
-    assert got[1] == ("mail", urgent, {"priority": 7})
-    queue, row_id, hints = got[2]
-    assert (queue, row_id, hints["priority"]) == ("mail", deferred, 0)
-    assert hints["run_after"] == pytest.approx(later.timestamp(), abs=1e-3)
-    assert more == 0  # not the finished row, nor the one of a queue this listener does not hear
+    assert_announced(insert, later)  # and not the finished row, nor the one of another queue
 
 
 @on_postgres
@@ -157,22 +164,7 @@ def test_enqueue_announces_its_row_with_its_hints_and_a_rolled_back_savepoint_no
         finally:
             connections.close_all()
 
-    async def scenario():
-        heard, _listener, task = await start_listener()
-        ids = await asyncio.to_thread(enqueue)
-        got = [await heard.next() for _ in range(3)]
-        await asyncio.sleep(0.3)  # nothing more comes
-        more = heard.heard.qsize()
-        await stop_listener(task)
-        return ids, got, more
-
-    (plain, urgent, deferred), got, more = asyncio.run(scenario())
-    assert got[0] == ("mail", plain, {})
-    assert got[1] == ("mail", urgent, {"priority": 7})
-    queue, row_id, hints = got[2]
-    assert (queue, row_id, hints["priority"]) == ("mail", deferred, 0)
-    assert hints["run_after"] == pytest.approx(later.timestamp(), abs=1e-3)
-    assert more == 0
+    assert_announced(enqueue, later)
     assert TaskRecord.objects.count() == 3
 
 
