@@ -228,6 +228,7 @@ TASKS = {
 # the `redis` package) or filecache:///var/tmp/relieve (no extra package; its increments are not atomic).
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
 
+log_level = env.str("RELIEVE_LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -238,9 +239,10 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain"},
     },
     "loggers": {
-        "relieve_app": {"handlers": ["console"], "level": env.str("RELIEVE_LOG_LEVEL", default="INFO")},
+        "relieve_app": {"handlers": ["console"], "level": log_level},
         # Django's "Task id=… state=…" lines, which the master logs, in the same timestamped form
-        # instead of through Django's bare DEBUG console.
-        "django.tasks": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        # instead of through Django's bare DEBUG console. Quietened with the master's own lines: at
+        # two a task, a busy master spends a share of its CPU writing them.
+        "django.tasks": {"handlers": ["console"], "level": log_level, "propagate": False},
     },
 }

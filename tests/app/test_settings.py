@@ -1,4 +1,5 @@
 import json
+import logging
 import os
 import shutil
 import stat
@@ -19,17 +20,27 @@ def load_settings(**env):
     """Import project.settings in a fresh interpreter, with `env` instead of this process's settings."""
     names = ["DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASES", "MAILERS", "CACHES"]
     app_names = ["RELIEVE_SOCKET", "RELIEVE_ACK_TIMEOUT", "CONTACT_RECIPIENT", "CONTACT_RATE_LIMIT"]
+    loggers = ["relieve_app", "django.tasks"]
     code = (
-        "import json, os, django\n"
+        "import json, logging, os, django\n"
         "os.environ['DJANGO_SETTINGS_MODULE'] = 'project.settings'\n"
         "import project.settings as s\n"
         "django.setup()\n"
         "from relieve_app.conf import app_settings as a\n"
         f"values = {{n: getattr(s, n) for n in {names!r}}}\n"
         f"values.update({{n: getattr(a, n) for n in {app_names!r}}})\n"
+        f"values['LOG_LEVELS'] = {{n: logging.getLogger(n).getEffectiveLevel() for n in {loggers!r}}}\n"
         "print(json.dumps(values, default=str))\n"
     )
-    ours = {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "EMAIL_URL", "CACHE_URL", *names, *app_names}
+    ours = {
+        "DJANGO_SETTINGS_MODULE",
+        "DATABASE_URL",
+        "EMAIL_URL",
+        "CACHE_URL",
+        "RELIEVE_LOG_LEVEL",
+        *names,
+        *app_names,
+    }
     clean = {key: value for key, value in os.environ.items() if key not in ours}
     result = subprocess.run(
         [sys.executable, "-c", code],
@@ -83,6 +94,7 @@ def test_environment_drives_the_settings(tmp_path):
         CONTACT_RECIPIENT="inbox@example.org",
         CONTACT_RATE_LIMIT="100/h",
         CACHE_URL="redis://cache.internal:6379/1",
+        RELIEVE_LOG_LEVEL="WARNING",
     )
 
     assert result.returncode == 0, result.stderr
@@ -106,6 +118,8 @@ def test_environment_drives_the_settings(tmp_path):
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": "redis://cache.internal:6379/1",
     }
+    # The master's own lines and Django's line per task state, quietened together.
+    assert loaded["LOG_LEVELS"] == {"relieve_app": logging.WARNING, "django.tasks": logging.WARNING}
 
 
 @pytest.mark.skipif((BASE_DIR / ".env").exists(), reason="a local .env replaces the defaults")
@@ -121,6 +135,7 @@ def test_defaults_suit_a_laptop():
     assert loaded["RELIEVE_SOCKET"] == str(BASE_DIR / "var" / "relieve.sock")
     assert loaded["CONTACT_RATE_LIMIT"] == "5/m"
     assert loaded["CACHES"]["default"]["BACKEND"] == "django.core.cache.backends.locmem.LocMemCache"
+    assert loaded["LOG_LEVELS"] == {"relieve_app": logging.INFO, "django.tasks": logging.INFO}
 
 
 # var/: made at start, only when a default in use lives there; importing settings writes nothing
