@@ -8,7 +8,8 @@ processes (relieve: that many children of the "default" queue, plus the master a
 "mail" child; django-tasks-db: that many `db_worker` processes at their default 1 s poll):
 - drain: ``--drain`` tasks enqueued in one transaction through ``enqueue()`` while the workers
   wait, timed from the first ``enqueue()`` to the last SUCCESSFUL row: tasks per second, for a
-  no-op task and for a 10 ms sleep;
+  no-op task and for a 10 ms sleep; for the sleep, also the seconds spent enqueueing and the rate
+  from the commit on, the time the workers had;
 - latency: one no-op task at a time, each after a random pause of 0.2 to 1.2 s (idle workers, as
   between real arrivals), from ``enqueue()`` to SUCCESSFUL as seen by polling the result every
   millisecond: p50 and p99.
@@ -16,10 +17,11 @@ Each (backend, database) pair runs in its own process, since a process has one T
 The master's own CPU time (its process, both threads, not its children) is read from /proc over
 the no-op drain: milliseconds of CPU per task.
 The last line is for scripts: ``tasks ours-per-s=… db-per-s=… ratio=… p50-ms ours=… db=…
-ratio-sqlite=… ratio-postgres=… sleep-efficiency=… master-cpu-ms-per-task=…`` (the no-op drain and
-latency, on the database where our ratio is lowest; sleep-efficiency: our 10 ms drain over what
-the children could do, ``--processes`` x 100/s, on the database where that drain is slower; the
-master's CPU per task on the database where it is highest).
+ratio-sqlite=… ratio-postgres=… sleep-efficiency=… sleep-efficiency-after-commit=…
+master-cpu-ms-per-task=…`` (the no-op drain and latency, on the database where our ratio is lowest;
+sleep-efficiency: our 10 ms drain over what the children could do, ``--processes`` x 100/s, on the
+database where that drain is slower, and the same from the commit on; the master's CPU per task on
+the database where it is highest).
 """
 
 import argparse
@@ -72,7 +74,8 @@ def run_one(backend, database, options):
 def show(backend, database, figures):
     print(
         f"{backend:8} {database:8} drain noop {figures['noop_per_s']:8.0f}/s  sleep-10ms "
-        f"{figures['sleep_per_s']:7.0f}/s  latency p50 {figures['p50_ms']:7.1f} ms  "
+        f"{figures['sleep_per_s']:7.0f}/s ({figures['sleep_enqueue_s']:.2f} s enqueueing, then "
+        f"{figures['sleep_after_commit_per_s']:.0f}/s)  latency p50 {figures['p50_ms']:7.1f} ms  "
         f"p99 {figures['p99_ms']:7.1f} ms  ({figures['samples']} samples)"
         + (f"  master cpu {figures['master_cpu_ms_per_task']:.2f} ms/task" if backend == "relieve" else ""),
         flush=True,
@@ -91,14 +94,17 @@ def summarise(figures):
         for db in databases
     )
     slower = min(databases, key=lambda db: figures["relieve", db]["sleep_per_s"])
-    efficiency = figures["relieve", slower]["sleep_per_s"] / (figures["relieve", slower]["children"] * 100)
+    could = figures["relieve", slower]["children"] * 100
+    efficiency = figures["relieve", slower]["sleep_per_s"] / could
+    after_commit = figures["relieve", slower]["sleep_after_commit_per_s"] / could
     cpu = max(figures["relieve", db]["master_cpu_ms_per_task"] for db in databases)
     print(f"(summary on {worst}, where the throughput ratio is lowest; 10 ms drain on {slower})")
     print(
         f"tasks ours-per-s={ours['noop_per_s']:.0f} db-per-s={theirs['noop_per_s']:.0f} "
         f"ratio={ours['noop_per_s'] / theirs['noop_per_s']:.1f} "
         f"p50-ms ours={ours['p50_ms']:.1f} db={theirs['p50_ms']:.1f} "
-        f"{ratios} sleep-efficiency={efficiency:.2f} master-cpu-ms-per-task={cpu:.2f}"
+        f"{ratios} sleep-efficiency={efficiency:.2f} sleep-efficiency-after-commit={after_commit:.2f} "
+        f"master-cpu-ms-per-task={cpu:.2f}"
     )
 
 
@@ -118,9 +124,9 @@ def measure(backend, database, options):
         from bench import bench_tasks
 
         cpu_before = cpu_seconds(workers[0].pid)
-        noop = drain(bench_tasks.noop, options.drain, backend)
+        noop, _enqueueing, _after = drain(bench_tasks.noop, options.drain, backend)
         master_cpu = cpu_seconds(workers[0].pid) - cpu_before
-        sleep = drain(bench_tasks.sleep_10ms, options.drain, backend)
+        sleep, sleep_enqueueing, sleep_after_commit = drain(bench_tasks.sleep_10ms, options.drain, backend)
         samples = latencies(bench_tasks.noop, options.samples if backend == "relieve" else options.db_samples)
     finally:
         stop_workers(workers)
@@ -132,6 +138,8 @@ def measure(backend, database, options):
     return {
         "noop_per_s": noop,
         "sleep_per_s": sleep,
+        "sleep_enqueue_s": sleep_enqueueing,
+        "sleep_after_commit_per_s": sleep_after_commit,
         "p50_ms": statistics.median(ordered) * 1000,
         "p99_ms": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] * 1000,
         "samples": len(ordered),
@@ -223,15 +231,19 @@ def successful_count(backend, ids):
 
 
 def drain(task, count, backend):
-    """Tasks per second: ``count`` enqueued in one transaction, until the last one is SUCCESSFUL."""
+    """``count`` enqueued in one transaction, until the last one is SUCCESSFUL: (tasks per second
+    from the first ``enqueue()``, seconds until the commit, tasks per second from the commit: the
+    time the workers had, as they see no task before it)."""
     from django.db import transaction
 
     started = time.perf_counter()
     with transaction.atomic():
         ids = [task.enqueue().id for _ in range(count)]
+    committed = time.perf_counter()
     while successful_count(backend, ids) < count:
         time.sleep(0.05)
-    return count / (time.perf_counter() - started)
+    ended = time.perf_counter()
+    return count / (ended - started), committed - started, count / (ended - committed)
 
 
 def latencies(task, samples):
