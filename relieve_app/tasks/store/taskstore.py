@@ -129,27 +129,39 @@ def _ready_rows(ids):
 
     The claim runs for every few tasks: its SQL is compiled once per size of id list (rounded up
     to a power of two, the list padded with its last id) instead of by the ORM at every call.
+
+    On SQLite the rows are read by primary key alone and their status is checked here. SQLite has
+    no statistics on a table unless someone runs ANALYZE, and without them a status in the WHERE
+    clause makes it read through an index on status: every READY row of the table at each claim
+    (1.5 ms for 8 ids with 20,000 waiting, 57 µs by primary key). Its transaction holds the write
+    lock, so the status read here is the one the UPDATE finds. PostgreSQL keeps the status in the
+    query, where SKIP LOCKED needs it; its planner reads by primary key once autovacuum has
+    analyzed the table.
     """
     size = 1 << max(len(ids) - 1, 0).bit_length()
-    sql = _claim_sql(connection.vendor, size)
+    by_key_only = connection.vendor == "sqlite"
+    sql = _claim_sql(connection.vendor, size, by_key_only)
     padded = [*ids, *[ids[-1]] * (size - len(ids))]
-    for row in TaskRecord.objects.raw(sql, [*padded, Status.READY]):
+    for row in TaskRecord.objects.raw(sql, padded if by_key_only else [*padded, Status.READY]):
+        if row.status != Status.READY:
+            continue
         row.wait = _seconds(row.wait)
         yield row
 
 
 @cache
-def _claim_sql(vendor, size):
+def _claim_sql(vendor, size, by_key_only):
     sentinels = list(range(-size, 0))
+    ready = {} if by_key_only else {"status": Status.READY}
     query = (
         TaskRecord.objects.select_for_update(skip_locked=True)
-        .filter(pk__in=sentinels, status=Status.READY)
+        .filter(pk__in=sentinels, **ready)
         .annotate(wait=_WAIT)
         .order_by()
         .query
     )
     sql, params = query.sql_with_params()
-    if list(params) != [*sentinels, Status.READY]:  # the padding above relies on this order
+    if list(params) != [*sentinels, *ready.values()]:  # the padding above relies on this order
         raise RuntimeError(f"unexpected parameters in the claim's query: {params!r}")
     return sql
 
