@@ -139,10 +139,9 @@ def _ready_rows(ids):
     analyzed the table.
     """
     size = 1 << max(len(ids) - 1, 0).bit_length()
-    by_key_only = connection.vendor == "sqlite"
-    sql = _claim_sql(connection.vendor, size, by_key_only)
+    sql, condition = _claim_sql(connection.vendor, size)
     padded = [*ids, *[ids[-1]] * (size - len(ids))]
-    for row in TaskRecord.objects.raw(sql, padded if by_key_only else [*padded, Status.READY]):
+    for row in TaskRecord.objects.raw(sql, [*padded, *condition]):
         if row.status != Status.READY:
             continue
         row.wait = _seconds(row.wait)
@@ -150,9 +149,10 @@ def _ready_rows(ids):
 
 
 @cache
-def _claim_sql(vendor, size, by_key_only):
+def _claim_sql(vendor, size):
+    """The claim's SQL for ``size`` ids, and the parameters that follow them (the status, but on SQLite)."""
     sentinels = list(range(-size, 0))
-    ready = {} if by_key_only else {"status": Status.READY}
+    ready = {} if vendor == "sqlite" else {"status": Status.READY}
     query = (
         TaskRecord.objects.select_for_update(skip_locked=True)
         .filter(pk__in=sentinels, **ready)
@@ -161,9 +161,10 @@ def _claim_sql(vendor, size, by_key_only):
         .query
     )
     sql, params = query.sql_with_params()
-    if list(params) != [*sentinels, *ready.values()]:  # the padding above relies on this order
+    condition = tuple(ready.values())
+    if list(params) != [*sentinels, *condition]:  # the padding above relies on this order
         raise RuntimeError(f"unexpected parameters in the claim's query: {params!r}")
-    return sql
+    return sql, condition
 
 
 def _seconds(wait):
