@@ -95,6 +95,8 @@ def _database(url):
     name = config["NAME"]
     if name and name != ":memory:" and not Path(name).is_absolute():
         config["NAME"] = str(BASE_DIR / name)
+    # Django's backend, with a request first in line for the write lock (relieve_app/sqlite3/base.py).
+    config["ENGINE"] = "relieve_app.sqlite3"
     config["OPTIONS"] = {
         # WAL lets the web process and the relieve master read while the other writes.
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",

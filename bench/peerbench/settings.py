@@ -14,3 +14,8 @@ INSTALLED_APPS = [*INSTALLED_APPS, *SYSTEM.apps]
 PEERBENCH_ENQUEUE = SYSTEM.enqueue
 
 globals().update(SYSTEM.settings(REDIS_URL))
+
+# On SQLite the peers run Django's own engine, as their users would; relieve_app.sqlite3 (requests
+# first in line for the write lock, the master yielding) is part of what is measured of ours.
+if SYSTEM.peer and DATABASES["default"]["ENGINE"] == "relieve_app.sqlite3":  # noqa: F405
+    DATABASES["default"]["ENGINE"] = "django.db.backends.sqlite3"  # noqa: F405

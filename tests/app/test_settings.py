@@ -68,7 +68,7 @@ def test_sqlite_runs_in_wal_mode():
 
 def test_sqlite_test_database_is_a_file():
     database = settings.DATABASES["default"]
-    if database["ENGINE"] != "django.db.backends.sqlite3":
+    if not database["ENGINE"].endswith("sqlite3"):
         pytest.skip("the database is not SQLite")
     assert Path(database["TEST"]["NAME"]).is_absolute()
     assert database["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
@@ -131,6 +131,7 @@ def test_defaults_suit_a_laptop():
     assert loaded["DEBUG"] is True
     assert loaded["SECRET_KEY"]
     assert loaded["DATABASES"]["default"]["NAME"] == str(BASE_DIR / "var" / "db.sqlite3")
+    assert loaded["DATABASES"]["default"]["ENGINE"] == "relieve_app.sqlite3"  # requests first to the lock
     assert loaded["MAILERS"]["default"]["BACKEND"] == "django.core.mail.backends.console.EmailBackend"
     assert loaded["RELIEVE_SOCKET"] == str(BASE_DIR / "var" / "relieve.sock")
     assert loaded["CONTACT_RATE_LIMIT"] == "5/m"

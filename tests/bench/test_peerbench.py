@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,28 @@ def test_last_line_compares_ours_with_the_best_peer_on_each_figure():
 def test_every_system_names_a_hand_over_or_is_ours():
     for system in SYSTEMS.values():
         assert system.enqueue or system.path == OURS.path, system.name
+
+
+@pytest.mark.parametrize(
+    ("system", "engine"),
+    [("relieve", "relieve_app.sqlite3"), ("django-tasks-db", "django.db.backends.sqlite3")],
+)
+def test_on_sqlite_ours_runs_its_engine_and_a_peer_djangos(system, engine, tmp_path):
+    """relieve_app.sqlite3 is part of what is measured of ours; a peer runs what its users would."""
+    code = (
+        "import os\n"
+        "os.environ['DJANGO_SETTINGS_MODULE'] = 'bench.peerbench.settings'\n"
+        "from django.conf import settings\n"
+        "print(settings.DATABASES['default']['ENGINE'])\n"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PEERBENCH_SYSTEM": system,
+        "DATABASE_URL": f"sqlite:///{tmp_path}/b.sqlite3",
+    }
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == engine

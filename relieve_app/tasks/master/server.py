@@ -27,6 +27,7 @@ from django.db import connections
 
 from relieve_app import pool
 from relieve_app.pool import BootError, RelieveError
+from relieve_app.sqlite3 import base as sqlite3_base
 from relieve_app.tasks import owners
 from relieve_app.tasks.master import controlling, reloading, scheduling, wakeup
 from relieve_app.tasks.master.children import Children, preloads
@@ -329,6 +330,7 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
 
 def run(options):
     """Run a master until it is told to stop; raises StartupError when it cannot start."""
+    sqlite3_base.yield_to_requests()  # on SQLite the requests go first to the write lock, children too
     preforked = fork_zygote(preloads(options.script)) if options.preload else None
     try:
         asyncio.run(Master(options, preforked=preforked).run())
