@@ -4,12 +4,13 @@ SQLite has one write lock per database. A connection that finds it taken waits i
 handler, which sleeps 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, then 100 ms between its tries. The
 relieve master writes again as soon as it has committed, so a request that missed the lock a few
 times sleeps 25-100 ms while the master takes it between those tries: under a drain, the contact
-POST's p99 on SQLite was 80-1,000 ms, nearly all of it spent in ``BEGIN IMMEDIATE``.
+POST's p99 on SQLite was 250-1,000 ms in most runs, nearly all of it spent in ``BEGIN IMMEDIATE``.
 
 Here a transaction that begins IMMEDIATE (the project's ``transaction_mode``) tries again every
-half millisecond, up to the connection's ``timeout``. The master and the processes it forks keep
-SQLite's own backoff (``yield_to_requests``): when a request and the master both wait, the request
-gets the lock first. Everything else is Django's backend.
+half millisecond, up to the connection's ``timeout``. The master keeps SQLite's own backoff, and so
+do the zygote and the children it forks (``yield_to_requests``, before the fork): when a request and
+the master both wait, the request gets the lock first. A child started cold, without the zygote,
+asks as a request does. Everything else is Django's backend.
 """
 
 import sqlite3
