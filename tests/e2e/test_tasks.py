@@ -73,11 +73,18 @@ def test_higher_priority_runs_first_while_every_child_is_busy(master, tmp_path):
         for name, priority in [("low", -5), ("first3", 3), ("top", 10), ("zero", 0), ("second3", 3)]
     ]
     assert all(TaskRecord.objects.get(pk=r.id).status == READY for r in waiting)
+    # enqueue() does not wait for the master: the order is among the tasks it has heard of when the
+    # child is free, so the child is freed once the master holds all five.
+    wait_until(lambda: queued(master, "default") == 5, message="the master to hold the five tasks")
     gate.touch()
 
     assert finished(blocker).status == SUCCESSFUL
     assert [finished(r).status for r in waiting] == [SUCCESSFUL] * 5
     assert order.read_text().split() == ["top", "first3", "second3", "zero", "low"]
+
+
+def queued(master, queue):
+    return next(q["queued"] for q in master.status()["queues"] if q["name"] == queue)
 
 
 def test_run_after_is_never_early_and_survives_a_master_restart(master):
