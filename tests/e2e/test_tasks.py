@@ -8,6 +8,7 @@ import signal
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.tasks import TaskResultStatus
 from django.utils import timezone
 
@@ -85,6 +86,27 @@ def test_higher_priority_runs_first_while_every_child_is_busy(master, tmp_path):
 
 def queued(master, queue):
     return next(q["queued"] for q in master.status()["queues"] if q["name"] == queue)
+
+
+def test_a_task_held_behind_one_that_turns_out_long_runs_in_the_next_free_child(master, tmp_path):
+    master.start(workers=1, queues=["default=2"])
+    warm = [basic.add.enqueue(n, n) for n in range(20)]
+    assert [finished(r).status for r in warm] == [SUCCESSFUL] * 20  # short on average: claims go ahead
+    long_gate, medium_gate = tmp_path / "long", tmp_path / "medium"
+    with transaction.atomic():  # heard of together, in priority order: the long one takes default0,
+        # the medium one default1, and the quick one is claimed ahead behind the long one
+        long = basic.wait_for_file.using(priority=2).enqueue(str(long_gate))
+        medium = basic.wait_for_file.using(priority=1).enqueue(str(medium_gate))
+        quick = basic.add.enqueue(1, 2)
+    running(long), running(medium)
+    medium_gate.touch()
+
+    assert finished(quick, timeout=15).status == SUCCESSFUL  # while the long one still runs
+    medium.refresh()
+    assert quick.worker_ids == medium.worker_ids  # given back by default0, and its claim undone there
+    assert TaskRecord.objects.get(pk=long.id).status == TaskResultStatus.RUNNING
+    long_gate.touch()
+    assert finished(long).status == SUCCESSFUL
 
 
 def test_run_after_is_never_early_and_survives_a_master_restart(master):

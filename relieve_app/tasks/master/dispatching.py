@@ -14,6 +14,7 @@ from relieve_app.pool import CallDropped, NotRunning, RelieveError, RemoteError,
 from relieve_app.pool.framing import FrameError
 from relieve_app.tasks import attempts, hooks
 from relieve_app.tasks.cancel import cancelled_error
+from relieve_app.tasks.master.lanes import GIVE_BACK
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,15 @@ class Dispatching:
             task_id, child = pair
             self._running.add(task_id)
             self._spawn(self._attempt(lane, child, task_id))
+
+    async def _give_back_loop(self, lane):
+        """Wake the ids held behind a task that turned out long (``Lane.overrun``): they go back to
+        the heap, for the next free child. One look every half ``GIVE_BACK``, not a timer a task."""
+        while not self._stopping.is_set():
+            if lane.holds_behind_overrun():
+                lane.recall.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), GIVE_BACK / 2)
 
     async def _attempt(self, lane, child, task_id):
         try:
@@ -98,12 +108,16 @@ class Dispatching:
                 return lane.died_in(child, call.pid)
 
     async def _turn(self, lane, child, task_id, lock):
-        """None once ``lock`` is held and the child runs; else why the task must not start."""
+        """None once ``lock`` is held and the child runs; else why the task must not start: among
+        the reasons, "behind" a task of the child's that turned out long (``_give_back_loop``)."""
         acquire = asyncio.ensure_future(lock.acquire())
         try:
             while (reason := self._held_back(lane, task_id)) is None:
                 if acquire.done() and child.running:
                     return None
+                if not acquire.done() and lane.overrun(child):
+                    reason = "behind"
+                    break
                 lane.recall.clear()
                 recall = asyncio.ensure_future(lane.recall.wait())
                 try:
@@ -134,13 +148,20 @@ class Dispatching:
 
     def _withdraw(self, job, child, reason):
         """A claim never started: its attempt is undone; cancelled it ends FAILED, else READY again
-        (for this master once its queue is resumed, for any master after a stop)."""
+        (for this master once its queue is resumed, for any master after a stop, for the next free
+        child when it was held behind a long task)."""
         task_id = job["id"]
         if reason == "cancel":
             log.warning("task %s cancelled before it started", task_id)
             error = cancelled_error("cancelled before it started")
             self._settle(task_id, self.ledger.outcome(task_id, child.name, "withdrawn", error, "cancel"))
             return
+        if reason == "behind":
+            log.debug(
+                "task %s given back by %s, whose task runs long: the next free child takes it",
+                task_id,
+                child.name,
+            )
         written = self.ledger.outcome(task_id, child.name, "withdrawn", None)
         self._settle(task_id, written, then=lambda: self._ready(task_id))
 

@@ -9,7 +9,9 @@ ones: they are claimed while the current task runs, so the child starts each as 
 instead of waiting for the database, and the claims of a busy lane reach the database in groups.
 A child holds as many ahead as fit in ``AHEAD`` seconds of the lane's average task (at most
 ``MAX_AHEAD``): each was the most urgent when claimed, and a task that arrives more urgent still
-waits for at most those ``AHEAD`` seconds of short tasks. Tasks that take longer, or a lane with no
+waits for at most those ``AHEAD`` seconds of short tasks. The ids a child holds behind a task that
+has run ``GIVE_BACK`` are given back to the heap (``overrun``): they go to the next free child
+rather than wait for a task that turned out long. Tasks that take longer, or a lane with no
 task finished yet, get no claim ahead: an id then waits in the heap for a free child, where urgency
 still decides.
 
@@ -27,6 +29,8 @@ from relieve_app.pool import CloudWorker
 AHEAD = 0.05  # seconds: a lane whose tasks take less than this on average claims ahead per child
 MAX_AHEAD = 4  # ids a child holds beyond the one it runs, however short the tasks
 SMOOTHING = 0.2  # weight of the newest run time in the lane's average
+GIVE_BACK = 4 * AHEAD  # seconds a task runs before the ids held behind it go back to the heap: a
+# margin over AHEAD, so that a short task slowed by a busy machine does not make them change child
 
 
 class Lane:
@@ -96,6 +100,19 @@ class Lane:
             self.wake.clear()
             await self.wake.wait()
         return None
+
+    def overrun(self, child):
+        """Whether the task ``child`` runs has run ``GIVE_BACK`` seconds: the ids it holds behind
+        that task go back to the heap."""
+        started = self._started.get(child.name)
+        return started is not None and time.monotonic() - started >= GIVE_BACK
+
+    def holds_behind_overrun(self):
+        """Whether a child holds ids behind a task that has run ``GIVE_BACK`` seconds."""
+        return any(
+            len(self.busy.get(child.name, ())) > 1 and self.overrun(child)
+            for child in self.pool.strategy.tasks
+        )
 
     def turn(self, child):
         """The lock a child's held ids take in turn: one task at a time in the child."""

@@ -164,6 +164,7 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
         self.started_at = time.time()
         for lane in self.lanes.values():
             self._spawn(self._dispatch_loop(lane))
+            self._spawn(self._give_back_loop(lane))
         self._spawn(self._sweep_loop())
         self._spawn(self.presence.run(self._stopping))
         self._spawn(controlling.control_loop(self, self._stopping))

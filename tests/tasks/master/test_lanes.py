@@ -3,7 +3,8 @@
 import asyncio
 from dataclasses import dataclass
 
-from relieve_app.tasks.master.lanes import AHEAD, MAX_AHEAD, Lane
+from relieve_app.tasks.master import lanes
+from relieve_app.tasks.master.lanes import AHEAD, GIVE_BACK, MAX_AHEAD, Lane
 
 
 @dataclass
@@ -93,3 +94,24 @@ def test_a_child_that_does_not_run_gets_nothing():
     lane = lane_of(Child("a", running=False))
     lane.push(1, 0, 1.0)
     assert take(lane) is None
+
+
+def test_what_a_child_holds_behind_its_task_goes_back_once_that_task_has_run_give_back_seconds(monkeypatch):
+    lane = lane_of(Child("a"))
+    child = lane.pool.strategy.tasks[0]
+    lane.push(1, 0, 1.0)
+    lane.push(2, 0, 2.0)
+    assert take(lane) == (1, child)
+    lane.started(child, 1)
+    lane.average = AHEAD / 10  # short tasks: the next id is claimed ahead, behind the first
+    assert take(lane) == (2, child)
+    now = [100.0]
+    monkeypatch.setattr(lanes.time, "monotonic", lambda: now[0])  # no event loop runs from here on
+    lane.started(child, 1)
+    assert not lane.overrun(child) and not lane.holds_behind_overrun()
+    now[0] += GIVE_BACK
+    assert lane.overrun(child) and lane.holds_behind_overrun() and GIVE_BACK > AHEAD
+    lane.release(child, 2)  # given back: nothing held behind it any more
+    assert lane.overrun(child) and not lane.holds_behind_overrun()
+    lane.ran(child, GIVE_BACK)
+    assert not lane.overrun(child)
