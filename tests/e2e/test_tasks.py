@@ -98,7 +98,8 @@ def test_a_task_held_behind_one_that_turns_out_long_runs_in_the_next_free_child(
         long = basic.wait_for_file.using(priority=2).enqueue(str(long_gate))
         medium = basic.wait_for_file.using(priority=1).enqueue(str(medium_gate))
         quick = basic.add.enqueue(1, 2)
-    running(long), running(medium)
+    running(long)
+    running(medium)
     medium_gate.touch()
 
     assert finished(quick, timeout=15).status == SUCCESSFUL  # while the long one still runs
