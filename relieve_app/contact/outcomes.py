@@ -7,7 +7,7 @@ it, and a message that failed for good is told to the site owner once that is co
 
 from relieve_app.contact import notify
 from relieve_app.models import MailOutcome
-from relieve_app.tasks import hooks
+from relieve_app.tasks import bulk, hooks
 
 MAIL_TASK = "relieve_app.contact.mailtask.send_contact_mail"  # send_contact_mail.module_path
 
@@ -19,12 +19,11 @@ def register():
 
 
 def mirror(changes):
-    """Every message of these changes takes its task's state: one SELECT, one UPDATE per message."""
-    outcomes = dict(
-        MailOutcome.objects.filter(task_result__in=[change.task.pk for change in changes]).values_list(
-            "task_result", "pk"
-        )
-    )
+    """Every message of these changes takes its task's state: one SELECT, and one UPDATE run for
+    each message, in the changes' order (one statement for each run of changes that write the same
+    fields: usually all of them)."""
+    outcomes = bulk.pairs(MailOutcome, "task_result", "id", [change.task.pk for change in changes])
+    updates = []  # [(field names, [(outcome id, values)])]
     for change in changes:
         outcome_id = outcomes.get(change.task.pk)
         if outcome_id is None:
@@ -32,13 +31,18 @@ def mirror(changes):
         fields = _fields(change)
         if change.state != hooks.RELEASED:
             fields["attempts"] = change.task.attempts
-        MailOutcome.objects.filter(pk=outcome_id).update(updated_at=change.at, **fields)
+        fields["updated_at"] = change.at
+        if not updates or updates[-1][0] != tuple(fields):
+            updates.append((tuple(fields), []))
+        updates[-1][1].append((outcome_id, list(fields.values())))
         change.notes["outcome_id"] = outcome_id
         if change.event is not None:
             change.event["outcome_id"] = outcome_id
             change.event["payload"]["id"] = outcome_id
             if "message" in fields:
                 change.event["payload"]["message"] = fields["message"]
+    for names, items in updates:
+        bulk.update_each(MailOutcome, names, items)
 
 
 def _fields(change):

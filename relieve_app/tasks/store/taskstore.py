@@ -21,7 +21,7 @@ from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
 from relieve_app.models import PausedQueue, TaskEvent, TaskRecord
-from relieve_app.tasks import hooks, limits
+from relieve_app.tasks import bulk, hooks, limits
 from relieve_app.tasks.cancel import cancelled_error
 from relieve_app.tasks.store import leases
 from relieve_app.tasks.store.recorder import reads_only
@@ -275,7 +275,7 @@ def finish(held, outcomes, owner=None, committed=None):
         )
         changes = [change for change in changes if change.task.pk in written]
     hooks.run_in_transaction([change for change in changes if hooks.followed(change.task.task_path)])
-    insert_many([_event_row(change) for change in changes if change.event is not None], EVENT_FIELDS)
+    bulk.insert_many([_event_row(change) for change in changes if change.event is not None], EVENT_FIELDS)
     for change in changes:
         if change.state == hooks.RELEASED:
             continue  # back to READY: neither an outcome for after_commit nor a finish to announce
@@ -399,60 +399,11 @@ def ready_queues():
 def save_many(rows, fields, only_if, owner=None):
     """One UPDATE statement run for many rows, each with its own values, each only while its
     status is still ``only_if`` (and, given ``owner``, the row is still that master's, as it was
-    before this write); returns how many rows it changed.
-
-    ``bulk_update`` builds a CASE per field and row, which costs the master more time in Python
-    than the database spends on the writes; the fields still convert their values themselves.
-    """
-    if not rows:
-        return 0
-    meta = TaskRecord._meta
-    columns = [meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
-    sql = (
-        f"UPDATE {quote(meta.db_table)} SET {assignments} "
-        f"WHERE {quote(meta.pk.column)} = %s AND {quote(meta.get_field('status').column)} = %s"
-    )
-    condition = [str(only_if)]
-    if owner is not None:
-        sql += f" AND {quote(meta.get_field('owner').column)} = %s"
-        condition.append(owner)
-    prepared = zip(rows, _prepared(rows, columns), strict=True)
-    params = [[*values, row.pk, *condition] for row, values in prepared]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
-        return cursor.rowcount
-
-
-def insert_many(rows, fields):
-    """One INSERT statement run for many rows: as ``save_many``, for what ``bulk_create`` costs."""
-    if not rows:
-        return
-    meta = type(rows[0])._meta
-    columns = [meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    names = ", ".join(quote(column.column) for column in columns)
-    sql = f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, _prepared(rows, columns))
-
-
-def _prepared(rows, columns):
-    """Each row's values of ``columns`` as the database takes them, row by row.
-
-    The rows of one group mostly share their values (one status, one ``now``, one owner): a value
-    that is the same object in every row is converted once.
-    """
-    converted = []
-    for column in columns:
-        values = [getattr(row, column.attname) for row in rows]
-        first = values[0]
-        if all(value is first for value in values):
-            converted.append([column.get_db_prep_save(first, connection)] * len(values))
-        else:
-            converted.append([column.get_db_prep_save(value, connection) for value in values])
-    return [list(values) for values in zip(*converted, strict=True)]
+    before this write); returns how many rows it changed."""
+    where = {"status": only_if} if owner is None else {"status": only_if, "owner": owner}
+    attnames = [TaskRecord._meta.get_field(name).attname for name in fields]
+    items = [(row.pk, [getattr(row, attname) for attname in attnames]) for row in rows]
+    return bulk.update_each(TaskRecord, fields, items, where=where)
 
 
 def _announce(signal, row):

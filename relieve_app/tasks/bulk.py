@@ -1,0 +1,80 @@
+"""Many rows read or written by one plain statement: the master's hot path, without the ORM's cost.
+
+On the master's database thread, an ORM ``update()`` or ``values_list()`` spends longer compiling
+its query than the database spends running it, ``bulk_update`` builds a CASE per field and row, and
+``bulk_create`` a statement per batch. Here each statement is made from the model's own fields and
+run once per row (``executemany``); every value is converted by its field (``get_db_prep_save``),
+as the ORM would. The task store writes task state with it, and an app's hooks their own rows in
+the same transaction (``contact/outcomes.py``).
+"""
+
+from django.db import connection
+
+
+def insert_many(rows, fields):
+    """One INSERT run for each of ``rows`` (model instances of one model), of their ``fields``."""
+    if not rows:
+        return
+    meta = type(rows[0])._meta
+    columns = [meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    names = ", ".join(quote(column.column) for column in columns)
+    sql = f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
+    values = [[getattr(row, column.attname) for column in columns] for row in rows]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, _converted(columns, values))
+
+
+def update_each(model, fields, items, where=None):
+    """``UPDATE … SET fields WHERE pk = …`` run for each ``(pk, values)`` of ``items``, each only
+    where the row's fields also equal ``where`` (a dict); returns how many rows it changed."""
+    if not items:
+        return 0
+    meta = model._meta
+    columns = [meta.get_field(name) for name in fields]
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+    condition = []
+    for name, value in (where or {}).items():
+        field = meta.get_field(name)
+        sql += f" AND {quote(field.column)} = %s"
+        condition.append(field.get_db_prep_save(value, connection))
+    converted = _converted(columns, [values for _pk, values in items])
+    params = [[*values, pk, *condition] for (pk, _values), values in zip(items, converted, strict=True)]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+        return cursor.rowcount
+
+
+def pairs(model, key, value, keys):
+    """``{key: value}`` of ``model``'s rows whose field ``key`` is among ``keys``: one SELECT."""
+    if not keys:
+        return {}
+    meta = model._meta
+    quote = connection.ops.quote_name
+    key_field, value_field = meta.get_field(key), meta.get_field(value)
+    sql = (
+        f"SELECT {quote(key_field.column)}, {quote(value_field.column)} FROM {quote(meta.db_table)} "
+        f"WHERE {quote(key_field.column)} IN ({', '.join(['%s'] * len(keys))})"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(keys))
+        return dict(cursor.fetchall())
+
+
+def _converted(columns, rows):
+    """Each row's values (in ``columns``' order) as the database takes them.
+
+    The rows of one group mostly share their values (one status, one ``now``, one owner): a value
+    that is the same object in every row is converted once.
+    """
+    converted = []
+    for index, column in enumerate(columns):
+        values = [row[index] for row in rows]
+        first = values[0]
+        if all(value is first for value in values):
+            converted.append([column.get_db_prep_save(first, connection)] * len(values))
+        else:
+            converted.append([column.get_db_prep_save(value, connection) for value in values])
+    return [list(values) for values in zip(*converted, strict=True)]

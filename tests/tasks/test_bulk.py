@@ -1,0 +1,90 @@
+"""Plain statements for many rows: the same rows the ORM would read and write."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
+from relieve_app.tasks import bulk
+
+pytestmark = pytest.mark.django_db
+
+
+def task(**fields):
+    return TaskRecord.objects.create(task_path="tests.tasks_fixtures.basic.add", backend="default", **fields)
+
+
+def outcome(task_result, subject="hello"):
+    return MailOutcome.objects.create(
+        emitter="v@example.org", recipient="o@example.com", subject=subject, body="b", task_result=task_result
+    )
+
+
+def test_update_each_writes_each_row_its_own_values_converted_by_its_fields():
+    first, second, untouched = task(), task(), task()
+    at = timezone.now() - timedelta(minutes=1)
+
+    changed = bulk.update_each(
+        TaskRecord,
+        ["status", "worker_ids", "updated_at"],
+        [(first.pk, ["RUNNING", ["default0"], at]), (second.pk, ["FAILED", [], at])],
+    )
+
+    assert changed == 2
+    rows = {row.pk: row for row in TaskRecord.objects.all()}
+    assert (rows[first.pk].status, rows[first.pk].worker_ids, rows[first.pk].updated_at) == (
+        "RUNNING",
+        ["default0"],
+        at,
+    )
+    assert (rows[second.pk].status, rows[second.pk].worker_ids) == ("FAILED", [])
+    assert rows[untouched.pk].status == "READY"
+
+
+def test_update_each_changes_only_the_rows_that_match_where_and_counts_them():
+    mine, theirs = task(status="RUNNING", owner="me"), task(status="RUNNING", owner="them")
+
+    changed = bulk.update_each(
+        TaskRecord,
+        ["status"],
+        [(mine.pk, ["SUCCESSFUL"]), (theirs.pk, ["SUCCESSFUL"])],
+        where={"status": "RUNNING", "owner": "me"},
+    )
+
+    assert changed == 1
+    assert dict(TaskRecord.objects.values_list("owner", "status")) == {"me": "SUCCESSFUL", "them": "RUNNING"}
+
+
+def test_nothing_to_write_or_read_runs_no_statement(django_assert_num_queries):
+    with django_assert_num_queries(0):
+        assert bulk.update_each(TaskRecord, ["status"], []) == 0
+        assert bulk.pairs(MailOutcome, "task_result", "id", []) == {}
+        bulk.insert_many([], ["event"])
+
+
+def test_pairs_maps_a_foreign_key_to_the_rows_that_hold_it():
+    with_outcome, without = task(), task()
+    mail = outcome(with_outcome)
+
+    assert bulk.pairs(MailOutcome, "task_result", "id", [with_outcome.pk, without.pk]) == {
+        with_outcome.pk: mail.pk
+    }
+
+
+def test_insert_many_writes_what_the_orm_would_read_back():
+    row = task()
+    at = timezone.now()
+    events = [
+        TaskEvent(
+            task_name="mail0", event="info", payload={"n": n, "text": "é"}, created_at=at, task_result=row
+        )
+        for n in range(3)
+    ]
+
+    bulk.insert_many(events, ["task_name", "event", "payload", "created_at", "task_result"])
+
+    stored = TaskEvent.objects.filter(task_result=row).order_by("pk")
+    assert [(event.payload, event.created_at, event.task_name) for event in stored] == [
+        ({"n": n, "text": "é"}, at, "mail0") for n in range(3)
+    ]
