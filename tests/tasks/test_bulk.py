@@ -54,6 +54,9 @@ def test_update_each_changes_only_the_rows_that_match_where_and_counts_them():
 
     assert changed == 1
     assert dict(TaskRecord.objects.values_list("owner", "status")) == {"me": "SUCCESSFUL", "them": "RUNNING"}
+    # One row alone takes the other path (execute, not executemany): counted the same way.
+    assert bulk.update_each(TaskRecord, ["status"], [(theirs.pk, ["FAILED"])], where={"owner": "me"}) == 0
+    assert bulk.update_each(TaskRecord, ["status"], [(theirs.pk, ["FAILED"])], where={"owner": "them"}) == 1
 
 
 def test_nothing_to_write_or_read_runs_no_statement(django_assert_num_queries):
