@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run superuser test docs test-sqlite test-postgres chromium lint format bench bench-peers bench-peers-quick bench-tasks bench-children clean
+.PHONY: install run superuser test docs test-sqlite test-postgres chromium lint format bench bench-peers bench-peers-quick bench-tasks bench-children bench-mail-drain clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
@@ -99,6 +99,9 @@ bench-tasks: install
 
 bench-children: install
 	nice -n 10 $(PY) bench/children.py
+
+bench-mail-drain: install
+	nice -n 10 $(PY) bench/mail_drain.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,122 @@
+"""What a contact mail costs each process of a real `runrelieve`: a drain of mails, CPU per mail.
+
+Usage:
+    nice -n 10 .venv/bin/python bench/mail_drain.py [--mails 2000] [--children 4]
+        [--databases sqlite,postgres]
+
+For each database (a fresh SQLite file; a fresh PostgreSQL database at BENCH_PG_URL), a master of
+``--children`` mail children (``runrelieve --workers N``) sends to a local SMTP sink that answers at
+once. A few mails first, so that every child has its SMTP connection and its renderer; then
+``--mails`` contact messages are stored as the contact view stores them (the ``MailOutcome`` and its
+task, ``contact.views.enqueue``), in one transaction, and timed from the commit to the last one in
+the sink. The CPU time of each process of the master's tree is read from /proc before and after:
+milliseconds of CPU per mail for the master (its event loop and its database thread), the
+children, and their renderers. The last line is for scripts (one line)::
+
+    mail-drain <database>-per-s=… <database>-master-ms=… <database>-children-ms=… <database>-renderers-ms=… …
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import own_process
+from bench.tasks import cpu_seconds, fresh_postgres
+
+PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/relieve_mail_drain_bench")
+WARM_UP = 8  # mails sent before the clock starts: each child opens its SMTP connection and renderer
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mails", type=int, default=2000)
+    parser.add_argument("--children", type=int, default=4)
+    parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.one:
+        print(json.dumps(measure(options.one, options)))
+        return
+    figures = {}
+    for database in options.databases.split(","):
+        arguments = ["--mails", options.mails, "--children", options.children]
+        figures[database] = found = own_process.measure(__file__, [database], arguments, timeout=1200)
+        print(
+            f"{database:8} {found['per_s']:6.0f} mails/s; CPU per mail: master {found['master_ms']:.2f} ms, "
+            f"children {found['children_ms']:.2f} ms, renderers {found['renderers_ms']:.2f} ms",
+            flush=True,
+        )
+    line = [
+        f"{database}-{key.replace('_', '-')}={value:.{0 if key == 'per_s' else 2}f}"
+        for database, found in figures.items()
+        for key, value in found.items()
+    ]
+    print("mail-drain " + " ".join(line))
+
+
+def measure(database, options):
+    from bench import children as bench_children
+
+    (ROOT / "var").mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="mail-drain-", dir=ROOT / "var"))
+    env = bench_children.configure(folder, preload=True)
+    if database == "postgres":
+        fresh_postgres(PG_URL)
+        os.environ["DATABASE_URL"] = env["DATABASE_URL"] = PG_URL
+    os.environ["CONTACT_RECIPIENT"] = env["CONTACT_RECIPIENT"] = "owner@example.com"
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    from django.db import transaction
+
+    from relieve_app.contact.views import enqueue
+    from tests.processes import stop_all
+    from tests.smtp_sink import SMTPSink
+
+    def mail(subject):
+        return {"emitter": "visitor@example.org", "subject": subject, "body": bench_children.MAIL_BODY}
+
+    with SMTPSink() as sink:
+        env = {**env, "BENCH_QUEUES": "mail", "EMAIL_URL": f"smtp://{sink.host}:{sink.port}"}
+        master = bench_children.start_master(env, folder, ["--workers", str(options.children)])
+        try:
+            for n in range(WARM_UP):
+                enqueue(mail(f"warm-up {n}"))
+            sink.wait_for(WARM_UP, timeout=60)
+            time.sleep(1)  # the warm-up's outcomes written
+            _children, _renderers, pids = bench_children.tree_of(master.pid)
+            before = {pid: cpu_seconds(pid) for pid in pids}
+            with transaction.atomic():
+                for n in range(options.mails):
+                    enqueue(mail(f"mail {n}"))
+            started = time.perf_counter()
+            sink.wait_for(WARM_UP + options.mails, timeout=600)
+            elapsed = time.perf_counter() - started
+            time.sleep(0.5)  # the last outcomes written
+            children, renderers, pids = bench_children.tree_of(master.pid)
+            used = {pid: cpu_seconds(pid) - before.get(pid, 0) for pid in pids}
+        finally:
+            stop_all([master])
+
+    def per_mail(group):
+        return sum(used[pid] for pid in group) * 1000 / options.mails
+
+    return {
+        "per_s": options.mails / elapsed,
+        "master_ms": per_mail([master.pid]),
+        "children_ms": per_mail(children),
+        "renderers_ms": per_mail(renderers),
+    }
+
+
+if __name__ == "__main__":
+    main()
