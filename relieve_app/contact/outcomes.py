@@ -29,8 +29,7 @@ def mirror(changes):
         if outcome_id is None:
             continue
         fields = _fields(change)
-        if change.state != hooks.RELEASED:
-            fields["attempts"] = change.task.attempts
+        fields["attempts"] = change.task.attempts
         fields["updated_at"] = change.at
         if not updates or updates[-1][0] != tuple(fields):
             updates.append((tuple(fields), []))
@@ -56,7 +55,10 @@ def _fields(change):
     if change.state in (hooks.RETRYING, hooks.FAILED):
         status = Status.FAILED if change.state == hooks.FAILED else Status.RETRYING
         return {"status": status, "error": (change.error or {}).get("message", "")}
-    return {"status": Status.RETRYING}  # RELEASED: READY again, for any master
+    # RELEASED: READY again, for any master. A claim undone before its child took it (given back,
+    # paused) counts no attempt: a message never tried is queued again, not retrying.
+    tried = change.task.worker_ids
+    return {"status": Status.RETRYING if tried else Status.QUEUED, "task_name": tried[-1] if tried else ""}
 
 
 def tell_owner(change, record):

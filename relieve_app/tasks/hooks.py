@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 RUNNING = "running"  # claimed by a master and handed to a child (``worker``)
 RETRYING = "retrying"  # the attempt failed (``error``); READY again, for another attempt later
-RELEASED = "released"  # taken back from a master that stopped or died; READY again
+RELEASED = "released"  # READY again: taken back from a master that stopped, or a claim given back unstarted
 SUCCEEDED = "succeeded"  # the attempt returned ``value``
 FAILED = "failed"  # the attempt failed for good (``error``)
 

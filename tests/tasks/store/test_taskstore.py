@@ -216,6 +216,26 @@ def test_a_mail_outcome_is_written_with_its_task():
     assert TaskEvent.objects.filter(outcome=outcome, task_result=task).count() == 2
 
 
+def test_a_mail_claim_given_back_before_its_child_took_it_leaves_the_message_as_it_was():
+    task = record(queue="mail", path=MAIL_TASK)
+    outcome = MailOutcome.objects.create(
+        emitter="a@example.org", recipient="me@example.com", subject="s", body="b", task_result=task
+    )
+    held = {}
+    claim((task.pk, "mail", "mail0"), held=held)
+    taskstore.apply(held, [(task.pk, "mail0", "withdrawn", None, None, None)], [], ME, 60)
+    outcome.refresh_from_db()
+    assert (outcome.status, outcome.attempts, outcome.task_name) == ("queued", 0, "")
+
+    error = {"exception_class_path": "relieve_app.retry.RetryLater", "message": "421 busy (SMTP 421)"}
+    claim((task.pk, "mail", "mail1"), held=held)
+    taskstore.apply(held, [(task.pk, "mail1", "failure", error, "error", 0.0)], [], ME, 60)
+    claim((task.pk, "mail", "mail0"), held=held)
+    taskstore.apply(held, [(task.pk, "mail0", "withdrawn", None, None, None)], [], ME, 60)
+    outcome.refresh_from_db()  # tried once, by mail1: retrying, as its task says
+    assert (outcome.status, outcome.attempts, outcome.task_name) == ("retrying", 1, "mail1")
+
+
 def test_the_sweep_takes_back_rows_no_live_attempt_holds_and_lists_ready_ones():
     mine, lost = record("RUNNING", owner=ME), record("RUNNING", owner=ME)
     crashed = record("RUNNING", owner="gone:9:9")
