@@ -20,10 +20,12 @@ Plain methods run one at a time on a lane thread, so the event loop keeps servin
 the channel; ``async def`` methods run on the loop. An exception that nothing can
 receive is sent as ``error [message, stack]``; outside a call it ends the child.
 
-When the channel closes (the parent stopped, or died) an idle child exits at once. One whose lane
-is in a call asks the script's ``orphaned()``, if it has one: a true answer lets the call run to
-its end (its reply has nowhere to go; the script records what it must itself), then the child
-exits; anything else ends the child at once, cutting the call.
+When the channel closes (the parent stopped, or died), the lane starts no call any more: those
+waiting on it are never run. A child whose lane is in a call asks the script's ``orphaned()``, if
+it has one: a true answer lets the call run to its end (its reply has nowhere to go; the script
+records what it must itself). Then the script's ``parent_gone()``, if it has one, is called:
+answers already written may never have been read, and the script may keep what it must of them.
+Then the child exits: at once, or after the call ``orphaned()`` kept.
 """
 
 import asyncio
@@ -85,6 +87,7 @@ class Container:
         self._exit = None
         self._calling = False  # the lane thread is in a call whose reply has not been posted
         self._orphaned = False  # the channel closed during that call, and the script keeps it running
+        self._gone = False  # the channel closed: the lane starts no call any more
 
     @classmethod
     def from_env(cls):
@@ -200,7 +203,9 @@ class Container:
                 if call_id in self._dropped:
                     self._dropped.discard(call_id)
                     continue  # answered when it was dropped
-            self._calling = True
+                if self._gone:  # no parent would hear its answer: a call not started never starts
+                    return
+                self._calling = True
             try:
                 result = member(*args)
                 if inspect.isawaitable(result):
@@ -234,11 +239,22 @@ class Container:
     # ending -----------------------------------------------------------------
 
     def _parent_gone(self):
-        """The channel closed: end now, unless the lane is in a call the script keeps running."""
+        """The channel closed: no call starts from now on. The call in progress, if any, runs on
+        when the script's ``orphaned()`` keeps it; the script's ``parent_gone()`` may then keep what
+        its parent may not have read; the child ends now, or after the call it kept."""
+        with self._drops:
+            self._gone = True
+            calling = self._calling
         hook = getattr(self.target, "orphaned", None)
-        if self._calling and callable(hook):
+        if calling and callable(hook):
             try:
                 self._orphaned = bool(hook())
+            except Exception as exc:
+                traceback.print_exception(exc)
+        gone = getattr(self.target, "parent_gone", None)
+        if callable(gone):
+            try:
+                gone()
             except Exception as exc:
                 traceback.print_exception(exc)
         if not self._orphaned or not self._calling:  # the call may have ended meanwhile

@@ -27,6 +27,7 @@ import time
 
 from django.db import connection, transaction
 
+from relieve_app.models import TaskRecord
 from relieve_app.tasks import attempts, hooks, owners
 from relieve_app.tasks.store import leases, taskstore
 
@@ -92,24 +93,7 @@ class Detached:
         os._exit(1)
 
     def _end(self, entry):
-        worker = (self.job.get("worker_ids") or [self.owner])[-1]
-        committed = self._record((self.job["id"], worker, *entry))
-        for change in committed.values():
-            _after_commit(change)
-
-    def _record(self, entry):
-        committed = {}
-        try:
-            _write(taskstore.finish, {}, [entry], self.owner, committed)
-        except hooks.HookFailed as exc:  # as the ledger does: the hook's error, written without it
-            task_id, worker = entry[:2]
-            refused = (task_id, worker, "failure", exc.as_error(), "error", None, (exc.hook,))
-            _write(taskstore.finish, {}, [refused], self.owner, committed)
-        except Exception:
-            log.exception("the outcome of task %s could not be recorded; it runs again", entry[0])
-        finally:
-            connection.close()
-        return committed
+        _end(self.job, self.owner, entry)
 
     def _renew(self):
         try:
@@ -130,6 +114,64 @@ class Detached:
                     return
         finally:
             connection.close()
+
+
+def record_unheard(answered):
+    """``(job, answer)`` pairs this child answered for a master that is gone, which may never have
+    read them: each is recorded here, as the master would have, while its row still shows that
+    attempt RUNNING under that master. A row another master took back first runs again there.
+
+    Asked on the child's event loop, where Django refuses to query: the writes run on a thread.
+    """
+    _on_a_thread(_record_unheard, answered)
+
+
+def _record_unheard(answered):
+    from relieve_app.conf import app_settings
+
+    for job, answer in answered:
+        if not job.get("owner") or not job.get("lease"):
+            continue  # RELIEVE_FAILSAFE off: the master does not say who it is
+        try:
+            if not _write(_unheard, job):
+                continue  # read and recorded by its master, or taken back by another
+            log.info("task %s: its master went before it read the answer; the child records it", job["id"])
+            _end(job, job["owner"], attempts.answered(job, answer, *_rules(app_settings)))
+        except Exception:
+            log.exception("the answer of task %s could not be recorded; it may run again", job["id"])
+
+
+def _unheard(job):
+    """Whether ``job``'s row is still RUNNING for that attempt under the master that claimed it."""
+    worker_ids = (
+        TaskRecord.objects.filter(pk=job["id"], status=TaskRecord.Status.RUNNING, owner=job["owner"])
+        .values_list("worker_ids", flat=True)
+        .first()
+    )
+    return worker_ids is not None and len(worker_ids) == job["attempt"]
+
+
+def _end(job, owner, entry):
+    """Record an attempt's end for the row ``owner`` holds, then what the hooks do once committed."""
+    worker = (job.get("worker_ids") or [owner])[-1]
+    committed = _record((job["id"], worker, *entry), owner)
+    for change in committed.values():
+        _after_commit(change)
+
+
+def _record(entry, owner):
+    committed = {}
+    try:
+        _write(taskstore.finish, {}, [entry], owner, committed)
+    except hooks.HookFailed as exc:  # as the ledger does: the hook's error, written without it
+        task_id, worker = entry[:2]
+        refused = (task_id, worker, "failure", exc.as_error(), "error", None, (exc.hook,))
+        _write(taskstore.finish, {}, [refused], owner, committed)
+    except Exception:
+        log.exception("the outcome of task %s could not be recorded; it runs again", entry[0])
+    finally:
+        connection.close()
+    return committed
 
 
 def _on_a_thread(fn, *args):

@@ -13,7 +13,8 @@ too), or returns something that is not JSON fails on its own; the child goes on 
 (the master ends the task FAILED once its attempts are spent).
 
 Should the master go while a task runs (stopped to be restarted, or killed), ``orphaned()`` lets
-the child finish it and record its end itself (``failsafe.py``).
+the child finish it and record its end itself (``failsafe.py``). A master killed before it read the
+child's last answers loses them with it: ``parent_gone()`` records those the master had not.
 """
 
 import json
@@ -21,9 +22,14 @@ import os
 import threading
 import time
 import traceback
+from collections import deque
 from datetime import datetime
 
 from relieve_app.tasks.retry import RetryLater, backoff, exception_classes
+
+# Answers kept for a master that may go before reading them: more than a child can give unread,
+# the one it runs and those its master claimed ahead for it (``master/lanes.py``'s MAX_AHEAD, 4).
+UNHEARD = 8
 
 
 def setup_django():
@@ -71,6 +77,18 @@ class Runner:
         self._job = None  # the job the lane thread runs now
         self._started = None  # when it started, by time.monotonic()
         self._detached = None  # failsafe.Detached: that job's master went, this child holds its row
+        self._answered = deque(maxlen=UNHEARD)  # (job, answer) of the last attempts, for parent_gone()
+
+    def parent_gone(self):
+        """The channel to the master closed (``pool/container.py``): the answers it may not have
+        read are recorded here, where the row still says it waits for them (``failsafe.py``)."""
+        from relieve_app.tasks.failsafe import record_unheard
+
+        with self._lock:
+            answered = list(self._answered)
+            self._answered.clear()
+        if answered:
+            record_unheard(answered)
 
     def orphaned(self):
         """The master went during a task (``pool/container.py``): keep running it, if its row could
@@ -92,6 +110,9 @@ class Runner:
                 self._job, detached, self._detached = None, self._detached, None
         if detached is not None:
             detached.finish(answer)
+        else:
+            with self._lock:
+                self._answered.append((job, answer))
         return answer
 
     def _run(self, job):

@@ -131,3 +131,26 @@ def test_without_failsafe_a_stop_waits_its_grace_then_cuts_the_task_short(restar
 
     result = finished(result)
     assert result.status == TaskResultStatus.SUCCESSFUL and len(result.worker_ids) == 2
+
+
+def test_an_answer_its_killed_master_never_read_is_recorded_by_its_child(restartable, tmp_path):
+    master, gate = restartable, tmp_path / "gate"
+    _first, [result], [child] = start_tasks(master, gate, count=1)
+
+    master.process.send_signal(signal.SIGSTOP)  # frozen: the child's answer waits, unread, in the socket
+    try:
+        gate.touch()
+        time.sleep(1.0)  # the task ends 20 ms after the gate and its child answers
+        assert TaskRecord.objects.get(pk=result.id).status == TaskRecord.Status.RUNNING
+    finally:
+        master.stop(signal.SIGKILL)
+
+    result = finished(result)  # no master runs: the child recorded its own answer
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == child
+    assert len(result.worker_ids) == 1
+    wait_until(lambda: not alive(child), timeout=10, message="the child to exit")
+    master.start(workers=1, queues=["default=1"])
+    time.sleep(1.0)  # a sweep and a takeover would have run by now
+    assert TaskRecord.objects.get(pk=result.id).worker_ids == result.worker_ids
+    assert not TaskEvent.objects.filter(event="takeover").exists()
+    assert TaskEvent.objects.filter(event="info", task_result_id=result.id).count() == 1

@@ -631,3 +631,29 @@ def test_a_child_let_go_whose_script_does_not_keep_the_call_or_that_is_idle_exit
         assert not (tmp_path / "done").exists()  # the call was cut short
 
     run(main())
+
+
+def test_a_child_let_go_starts_none_of_the_calls_waiting_on_its_lane(pool, run, tmp_path):
+    async def main():
+        task = pool.callable("orphanable.py:Orphanable", arguments=[True, 0.5])
+        await pool.wait(task.start())
+        pid = task.pid
+        first, second = tmp_path / "first", tmp_path / "second"
+        first.mkdir()
+        second.mkdir()
+        (second / "gate").touch()
+        answers = [asyncio.ensure_future(task.get("work", str(folder))) for folder in (first, second)]
+        await pool.eventually((first / "started").exists)
+        await asyncio.sleep(0.2)  # the second call waits on the child's lane
+
+        assert task.let_go()
+        (first / "gate").touch()  # the first call ends while its script decides to keep it
+        for answer in answers:
+            with pytest.raises(TaskExited):
+                await pool.wait(answer)
+        await pool.eventually(lambda: not _alive(pid))
+        assert (first / "done").exists()
+        assert not (second / "started").exists()  # nobody would hear its answer: never started
+        assert (first / "parent-gone").read_text() == "first"  # told once the kept call ended
+
+    run(main())
