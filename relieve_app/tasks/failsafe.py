@@ -129,26 +129,30 @@ def record_unheard(answered):
 def _record_unheard(answered):
     from relieve_app.conf import app_settings
 
-    for job, answer in answered:
-        if not job.get("owner") or not job.get("lease"):
-            continue  # RELIEVE_FAILSAFE off: the master does not say who it is
-        try:
-            if not _write(_unheard, job):
-                continue  # read and recorded by its master, or taken back by another
-            log.info("task %s: its master went before it read the answer; the child records it", job["id"])
-            _end(job, job["owner"], attempts.answered(job, answer, *_rules(app_settings)))
-        except Exception:
-            log.exception("the answer of task %s could not be recorded; it may run again", job["id"])
+    kept = [(job, answer) for job, answer in answered if job.get("owner") and job.get("lease")]
+    if not kept:
+        return  # RELIEVE_FAILSAFE off: the master does not say who it is
+    try:  # one read, tried once: a child whose master stopped cleanly must not wait on a database away
+        waiting = _unheard([job for job, _answer in kept])
+    except Exception as exc:
+        log.warning("could not check the last answers of this child (%s); a master may run them again", exc)
+        return
+    finally:
+        connection.close()
+    for job, answer in kept:
+        if (job["id"], job["owner"], job["attempt"]) not in waiting:
+            continue  # recorded by its master, or taken back by another
+        log.info("task %s: its master went before it read the answer; the child records it", job["id"])
+        _end(job, job["owner"], attempts.answered(job, answer, *_rules(app_settings)))
 
 
-def _unheard(job):
-    """Whether ``job``'s row is still RUNNING for that attempt under the master that claimed it."""
-    worker_ids = (
-        TaskRecord.objects.filter(pk=job["id"], status=TaskRecord.Status.RUNNING, owner=job["owner"])
-        .values_list("worker_ids", flat=True)
-        .first()
-    )
-    return worker_ids is not None and len(worker_ids) == job["attempt"]
+def _unheard(jobs):
+    """``(id, owner, attempt)`` of the rows of ``jobs`` still RUNNING: the answer of a job whose
+    claim is among them was never recorded."""
+    rows = TaskRecord.objects.filter(
+        pk__in={job["id"] for job in jobs}, status=TaskRecord.Status.RUNNING
+    ).values_list("pk", "owner", "worker_ids")
+    return {(pk, owner, len(worker_ids)) for pk, owner, worker_ids in rows}
 
 
 def _end(job, owner, entry):
