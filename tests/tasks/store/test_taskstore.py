@@ -192,11 +192,17 @@ def test_an_outcome_for_a_task_no_longer_running_is_dropped():
     assert not TaskEvent.objects.exists()
 
 
-def test_a_mail_outcome_is_written_with_its_task():
+def mail_task():
+    """A contact mail's task, READY, and its message."""
     task = record(queue="mail", path=MAIL_TASK)
     outcome = MailOutcome.objects.create(
         emitter="a@example.org", recipient="me@example.com", subject="s", body="b", task_result=task
     )
+    return task, outcome
+
+
+def test_a_mail_outcome_is_written_with_its_task():
+    task, outcome = mail_task()
     held = {}
     claim((task.pk, "mail", "mail0"), held=held)
     outcome.refresh_from_db()
@@ -217,10 +223,7 @@ def test_a_mail_outcome_is_written_with_its_task():
 
 
 def test_a_mail_claim_given_back_before_its_child_took_it_leaves_the_message_as_it_was():
-    task = record(queue="mail", path=MAIL_TASK)
-    outcome = MailOutcome.objects.create(
-        emitter="a@example.org", recipient="me@example.com", subject="s", body="b", task_result=task
-    )
+    task, outcome = mail_task()
     held = {}
     claim((task.pk, "mail", "mail0"), held=held)
     taskstore.apply(held, [(task.pk, "mail0", "withdrawn", None, None, None)], [], ME, 60)
