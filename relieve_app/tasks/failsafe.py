@@ -136,9 +136,7 @@ def _record_unheard(answered):
         waiting = _unheard([job for job, _answer in kept])
     except Exception as exc:
         log.warning("could not check the last answers of this child (%s); a master may run them again", exc)
-        return
-    finally:
-        connection.close()
+        return  # the thread's end closes the connection (_on_a_thread)
     for job, answer in kept:
         if (job["id"], job["owner"], job["attempt"]) not in waiting:
             continue  # recorded by its master, or taken back by another
