@@ -9,7 +9,10 @@ as typed. Such values are written here, in a form every reader decodes back to t
 """
 
 import base64
+import email.policy
+import functools
 import unicodedata
+from email.headerregistry import HeaderRegistry
 
 from django.core.mail import EmailMultiAlternatives
 from django.utils.encoding import punycode
@@ -100,11 +103,37 @@ def unquote(local):
     return "".join(chars)
 
 
+class KeptHeaderClasses(HeaderRegistry):
+    """email's registry makes a new class for each header it parses (a subclass of two shared ones,
+    which each new class is added to), though the class for a name is the same each time. Made once
+    per name instead, a contact mail costs its child a fifth less CPU, and the child holds fewer
+    pages of its own (bench/README.md, "Header classes made once")."""
+
+    def __init__(self):
+        super().__init__()
+        self.made = {}
+
+    def __getitem__(self, name):
+        key = name.lower()
+        made = self.made.get(key)
+        if made is None:
+            made = self.made[key] = super().__getitem__(name)
+        return made
+
+
+@functools.lru_cache(maxsize=8)
+def keeping_header_classes(policy):
+    """``policy`` with a KeptHeaderClasses; a policy with a header factory of its own, as it is."""
+    if type(getattr(policy, "header_factory", None)) is not HeaderRegistry:
+        return policy
+    return policy.clone(header_factory=KeptHeaderClasses())
+
+
 class ContactMessage(EmailMultiAlternatives):
     """EmailMultiAlternatives whose Subject and Reply-To carry the visitor's text as typed."""
 
-    def message(self, **kwargs):
-        msg = super().message(**kwargs)
+    def message(self, *, policy=email.policy.default):
+        msg = super().message(policy=keeping_header_classes(policy))
         headers = [subject_header(str(self.subject))]
         if len(self.reply_to) == 1:  # Django writes all of them in one header: only one is ours
             headers.append(reply_to_header(str(self.reply_to[0])))

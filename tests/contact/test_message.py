@@ -5,12 +5,14 @@ which decodes encoded-words as mail readers do.
 """
 
 import email.policy
+import re
+from email.headerregistry import HeaderRegistry
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relieve_app.contact.message import encoded_words, plain
+from relieve_app.contact.message import ContactMessage, encoded_words, keeping_header_classes, plain
 from tests.contact.test_mail import SENT, make_job, send
 
 pytestmark = pytest.mark.timeout(300)
@@ -98,3 +100,42 @@ def test_encoded_words_fit_a_line_and_plain_text_has_nothing_to_decode(text):
     assert all(len(line) <= 78 - len("Subject: ") for line in encoded_words(text).split("\n"))
     if plain(text):
         assert "=?" not in text and text.isascii()
+
+
+class StockHeaders(HeaderRegistry):
+    """The stock registry, under a name keeping_header_classes leaves alone."""
+
+
+def contact_message(subject="Question"):
+    message = ContactMessage(
+        subject=subject,
+        body="text",
+        from_email="site@example.com",
+        to=["me@example.com"],
+        reply_to=["v@example.org"],
+    )
+    message.attach_alternative("<p>text</p>", "text/html")
+    return message
+
+
+def test_each_header_name_gets_one_class_for_every_mail():
+    first, second = (contact_message().message(policy=email.policy.SMTP) for _ in range(2))
+    for name in ("From", "To", "Reply-To", "Subject", "Content-Type"):
+        assert type(first[name]) is type(second[name]), name
+
+
+def test_a_policy_with_a_header_factory_of_its_own_is_left_as_it_is():
+    own = email.policy.SMTP.clone(header_factory=StockHeaders())
+    assert keeping_header_classes(own) is own
+    first, second = (contact_message().message(policy=own) for _ in range(2))
+    assert type(first["To"]) is not type(second["To"])  # the stock registry's way
+
+
+@pytest.mark.parametrize("subject", SUBJECTS)
+def test_the_kept_classes_write_the_mail_the_stock_ones_do(subject):
+    """Byte for byte, but for the Date, the Message-ID and the MIME boundary, which change each time."""
+    changing = re.compile(rb"(Date|Message-ID): [^\r\n]*|={15}\d+==")
+    stock = email.policy.SMTP.clone(header_factory=StockHeaders())
+    kept = contact_message(subject).message(policy=email.policy.SMTP).as_bytes()
+    made = contact_message(subject).message(policy=stock).as_bytes()
+    assert changing.sub(b"", kept) == changing.sub(b"", made)
