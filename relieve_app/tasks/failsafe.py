@@ -154,11 +154,14 @@ def _unheard(jobs):
 
 
 def _end(job, owner, entry):
-    """Record an attempt's end for the row ``owner`` holds, then what the hooks do once committed."""
+    """Record an attempt's end for the row ``owner`` holds, then what the hooks do once committed.
+    Its connection is closed after: the thread that asks may live on without a master to serve."""
     worker = (job.get("worker_ids") or [owner])[-1]
-    committed = _record((job["id"], worker, *entry), owner)
-    for change in committed.values():
-        _after_commit(change)
+    try:
+        for change in _record((job["id"], worker, *entry), owner).values():
+            _after_commit(change)
+    finally:
+        connection.close()
 
 
 def _record(entry, owner):
@@ -171,8 +174,6 @@ def _record(entry, owner):
         _write(taskstore.finish, {}, [refused], owner, committed)
     except Exception:
         log.exception("the outcome of task %s could not be recorded; it runs again", entry[0])
-    finally:
-        connection.close()
     return committed
 
 
@@ -235,8 +236,6 @@ def _after_commit(change):
         log.exception(
             "a hook of %s failed after the commit of task %s", change.task.task_path, change.task.pk
         )
-    finally:
-        connection.close()
 
 
 async def _awaited(awaitable):
