@@ -358,3 +358,12 @@ def test_a_reload_runs_the_changed_code_of_the_task_module(master, tmp_path, pre
         assert output.count("zygote started") == 2  # at the start, and again for the reload
     else:
         assert "zygote" not in output
+
+
+def test_a_master_that_dies_of_a_fatal_signal_says_where(master):
+    master.start(workers=1)
+    os.kill(master.process.pid, signal.SIGSEGV)
+    assert master.process.wait(20) == -signal.SIGSEGV
+    output = master.output()
+    assert "Fatal Python error: Segmentation fault" in output
+    assert "runrelieve.py" in output  # the main thread's stack, down to the command

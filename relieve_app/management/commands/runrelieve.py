@@ -1,5 +1,6 @@
 """python manage.py runrelieve: the master that runs every queue's tasks, the contact mail included."""
 
+import faulthandler
 import logging
 import sys
 from pathlib import Path
@@ -66,6 +67,9 @@ class Command(BaseCommand):
         if problems := refusal(sending=True):  # CannotDeliver is only a warning in the system checks
             raise CommandError(f"relieve cannot start: {problems}")
         self.log_to_stderr()
+        # A master that dies of a fatal signal (SIGSEGV in a C extension, say) prints every thread's
+        # stack first; the zygote and the children it forks keep the handler.
+        faulthandler.enable()
         warn_about_dev_mail()
         try:
             sizes = queues.sizes(queue_sizes)
