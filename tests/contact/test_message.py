@@ -124,6 +124,21 @@ def test_each_header_name_gets_one_class_for_every_mail():
         assert type(first[name]) is type(second[name]), name
 
 
+def test_a_header_every_mail_repeats_is_parsed_once_and_its_own_ones_each_time():
+    first, second = (contact_message().message(policy=email.policy.SMTP) for _ in range(2))
+    for name in ("From", "To", "Reply-To", "MIME-Version"):
+        assert first[name] is second[name], name
+    assert first["Message-ID"] is not second["Message-ID"]
+    assert first.get_payload(0)["Content-Type"] is second.get_payload(0)["Content-Type"]
+
+
+def test_the_parsed_headers_kept_are_bounded():
+    registry = keeping_header_classes(email.policy.SMTP).header_factory
+    for n in range(3 * registry.KEPT_VALUES):
+        contact_message(f"Question {n}").message(policy=email.policy.SMTP).as_bytes()
+    assert registry.parsed.cache_info().currsize == registry.KEPT_VALUES
+
+
 def test_a_policy_with_a_header_factory_of_its_own_is_left_as_it_is():
     own = email.policy.SMTP.clone(header_factory=StockHeaders())
     assert keeping_header_classes(own) is own
