@@ -132,6 +132,17 @@ def test_a_header_every_mail_repeats_is_parsed_once_and_its_own_ones_each_time()
     assert first.get_payload(0)["Content-Type"] is second.get_payload(0)["Content-Type"]
 
 
+def test_a_kept_header_is_folded_once_for_each_form_of_line():
+    registry = keeping_header_classes(email.policy.SMTP).header_factory
+    stock = HeaderRegistry()
+    value = ", ".join(f"reader{n} <reader{n}@example.com>" for n in range(4))
+    header = registry("To", value)
+    assert header.fold(policy=email.policy.SMTP) is header.fold(policy=email.policy.SMTP)
+    for policy in (email.policy.SMTP, email.policy.default, email.policy.SMTP.clone(max_line_length=40)):
+        assert header.fold(policy=policy) == stock("To", value).fold(policy=policy)
+    assert header.fold(policy=email.policy.SMTP) != header.fold(policy=email.policy.default)
+
+
 def test_the_parsed_headers_kept_are_bounded():
     registry = keeping_header_classes(email.policy.SMTP).header_factory
     for n in range(3 * registry.KEPT_VALUES):
