@@ -129,7 +129,7 @@ class KeptHeaderClasses(HeaderRegistry):
     one can stand in many mails (bench/README.md, "Repeated headers parsed once").
     """
 
-    KEPT_VALUES = 32  # a mail sets about fifteen, a third of them its own (Subject, Date, Message-ID)
+    KEPT_VALUES = 32  # a contact mail parses 16 headers, 4 its own (Subject, Date, Message-ID, boundary)
 
     def __init__(self):
         super().__init__()
