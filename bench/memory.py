@@ -77,7 +77,7 @@ def measure(options):
                 job = {"emitter": "v@example.org", "recipient": "owner@example.com"}
                 send_contact_mail.enqueue({**job, "subject": f"mail {n}", "body": bench_children.MAIL_BODY})
             sink.wait_for(options.mails, timeout=300)
-            row = finished(memory_probe.probe.enqueue().id, TaskRecord)
+            row = finished(memory_probe.probe.enqueue().id)
         finally:
             stop_all([master])
     if row.status != TaskRecord.Status.SUCCESSFUL or "error" in (row.return_value or {}):
@@ -85,11 +85,13 @@ def measure(options):
     return row.return_value
 
 
-def finished(pk, model, timeout=300):
+def finished(pk, timeout=300):
+    from relieve_app.models import TaskRecord
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = model.objects.get(pk=pk)
-        if row.status in model.FINISHED:
+        row = TaskRecord.objects.get(pk=pk)
+        if row.status in TaskRecord.FINISHED:
             return row
         time.sleep(0.2)
     raise SystemExit(f"the probe did not finish within {timeout} s")

@@ -145,7 +145,7 @@ class KeptHeaderClasses(HeaderRegistry):
         return made
 
     def __call__(self, name, value):
-        if type(value) is str and type(name) is str:  # a subclass may carry more than its text
+        if type(value) is str:  # a str subclass may carry more than its text
             return self.parsed(name, value)
         return super().__call__(name, value)
 
