@@ -77,6 +77,28 @@ def test_a_claim_reads_its_rows_by_primary_key_however_many_wait():
     assert "INTEGER PRIMARY KEY" in plan, plan
 
 
+def test_the_rows_a_claim_reads_are_the_rows_the_orm_reads():
+    """The claim reads its rows with a plain cursor and the converters found once: every field, the
+    JSON, dates and booleans included, is what the ORM gives, and ``wait`` is seconds."""
+    later = timezone.now() + timedelta(minutes=5)
+    rows = [
+        record(args=[1, {"a": [None, "é"]}], kwargs={"k": 2.5}, takes_context=True, priority=-3),
+        record(run_after=later, errors=[{"exception_class_path": "x.Y", "traceback": "t"}]),
+        record("RUNNING", owner="other:2:2", worker_ids=["default0"], lease_until=later),
+    ]
+    with transaction.atomic():
+        read = {row.pk: row for row in taskstore._ready_rows([row.pk for row in rows])}
+
+    assert sorted(read) == [rows[0].pk, rows[1].pk]  # not the RUNNING one
+    for row in rows[:2]:
+        fresh = TaskRecord.objects.get(pk=row.pk)
+        for field in TaskRecord._meta.concrete_fields:
+            assert getattr(read[row.pk], field.attname) == getattr(fresh, field.attname), field.name
+        assert read[row.pk]._state.db == fresh._state.db and not read[row.pk]._state.adding
+    assert read[rows[0].pk].wait is None
+    assert 290 < read[rows[1].pk].wait <= 300.001
+
+
 def test_a_claim_in_a_paused_queue_takes_nothing_and_says_paused():
     row = record()
     PausedQueue.objects.create(name="default")
