@@ -54,7 +54,11 @@ class Recorder:
         return asyncio.wrap_future(self._put(fn, args, attempts=None))
 
     async def stop(self, timeout=None):
-        """Finish what is queued, then end the thread; after ``timeout`` stop retrying lost writes."""
+        """Finish what is queued, then end the thread; after ``timeout`` stop retrying lost writes.
+
+        When it returns, the thread has closed its connection and ended: the process may exit
+        without a thread of its own still inside the database driver.
+        """
         done = Future()
         self._queue.put((None, (), done, None))
         try:
@@ -62,6 +66,7 @@ class Recorder:
         except TimeoutError:
             self._abandon.set()
             await asyncio.wrap_future(done)
+        self._thread.join()  # it was told once its connection closed: only its return is left
 
     def _put(self, fn, args, attempts):
         future = Future()
@@ -69,8 +74,9 @@ class Recorder:
         return future
 
     def _serve(self):
+        stop = []
         try:
-            while True:
+            while not stop:
                 batch = [self._queue.get()]
                 while len(batch) < MAX_BATCH:
                     try:
@@ -84,12 +90,12 @@ class Recorder:
                 ]
                 for group in _groups(work):
                     self._run(group)
-                if stop:
-                    for _fn, _args, future, _attempts in stop:
-                        future.set_result(None)
-                    return
         finally:
-            connection.close()
+            try:
+                connection.close()
+            finally:
+                for _fn, _args, future, _attempts in stop:
+                    future.set_result(None)
 
     def _run(self, batch):
         """Writes in one short transaction; a read alone, outside any (it never holds a write lock).

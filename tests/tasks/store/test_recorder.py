@@ -2,9 +2,10 @@
 
 import asyncio
 import threading
+import time
 
 import pytest
-from django.db import OperationalError, transaction
+from django.db import OperationalError, connection, transaction
 
 from relieve_app.contact import notify
 from relieve_app.contact.outcomes import MAIL_TASK
@@ -118,3 +119,30 @@ def test_stop_gives_up_an_outcome_write_the_database_never_takes():
             await lost
 
     asyncio.run(scenario())
+
+
+def test_stop_returns_once_the_thread_closed_its_connection_and_ended(monkeypatch):
+    """The master exits right after stop(): no thread of its may still be closing its connection
+    (on SQLite the last close checkpoints the WAL) while the interpreter finalizes."""
+    closed = []
+
+    class SlowToClose:
+        def __getattr__(self, name):
+            return getattr(connection, name)
+
+        def close(self):
+            time.sleep(0.3)
+            connection.close()
+            closed.append(threading.current_thread().name)
+
+    monkeypatch.setattr(recorder, "connection", SlowToClose())
+
+    async def scenario():
+        rec = recorder.Recorder().start()
+        await asyncio.wait_for(rec.submit(TaskRecord.objects.count), 10)
+        await asyncio.wait_for(rec.stop(), 10)
+        return rec
+
+    rec = asyncio.run(scenario())
+    assert closed == ["relieve-recorder"]
+    assert not rec._thread.is_alive()
