@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from relieve_app.contact.message import ContactMessage, encoded_words, keeping_header_classes, plain
+from relieve_app.contact.message import BOUNDARY, ContactMessage, encoded_words, keeping_header_classes, plain
 from tests.contact.test_mail import SENT, make_job, send
 
 pytestmark = pytest.mark.timeout(300)
@@ -106,10 +106,10 @@ class StockHeaders(HeaderRegistry):
     """The stock registry, under a name keeping_header_classes leaves alone."""
 
 
-def contact_message(subject="Question"):
+def contact_message(subject="Question", body="text"):
     message = ContactMessage(
         subject=subject,
-        body="text",
+        body=body,
         from_email="site@example.com",
         to=["me@example.com"],
         reply_to=["v@example.org"],
@@ -160,8 +160,37 @@ def test_a_policy_with_a_header_factory_of_its_own_is_left_as_it_is():
 @pytest.mark.parametrize("subject", SUBJECTS)
 def test_the_kept_classes_write_the_mail_the_stock_ones_do(subject):
     """Byte for byte, but for the Date, the Message-ID and the MIME boundary, which change each time."""
-    changing = re.compile(rb"(Date|Message-ID): [^\r\n]*|={15}\d+==")
+    changing = re.compile(rb"(Date|Message-ID): [^\r\n]*|={15}\w+==")
     stock = email.policy.SMTP.clone(header_factory=StockHeaders())
     kept = contact_message(subject).message(policy=email.policy.SMTP).as_bytes()
     made = contact_message(subject).message(policy=stock).as_bytes()
     assert changing.sub(b"", kept) == changing.sub(b"", made)
+
+
+def test_every_mail_has_the_processs_boundary_parsed_once():
+    first, second = (contact_message().message(policy=email.policy.SMTP) for _ in range(2))
+    assert first.get_boundary() == BOUNDARY and first["Content-Type"] is second["Content-Type"]
+    read = email.message_from_bytes(first.as_bytes(), policy=email.policy.default)
+    assert [part.get_content().replace("\r\n", "\n") for part in read.iter_parts()] == [
+        "text\n",
+        "<p>text</p>\n",
+    ]
+
+
+def test_a_body_that_holds_the_boundary_gets_another_and_arrives_whole():
+    body = f"--{BOUNDARY}\n\n--{BOUNDARY}--\nafter"
+    message = contact_message(body=body).message(policy=email.policy.SMTP)
+    read = email.message_from_bytes(message.as_bytes(), policy=email.policy.default)
+    assert read.get_boundary() not in (None, BOUNDARY)
+    assert [part.get_content().replace("\r\n", "\n") for part in read.iter_parts()] == [
+        f"{body}\n",
+        "<p>text</p>\n",
+    ]
+
+
+def test_a_mail_with_an_attachment_leaves_its_nested_boundaries_to_email():
+    message = contact_message()
+    message.attach("notes.txt", "notes", "text/plain")
+    read = email.message_from_bytes(message.message(policy=email.policy.SMTP).as_bytes())
+    boundaries = [part.get_boundary() for part in read.walk() if part.is_multipart()]
+    assert len(boundaries) == 2 and len(set(boundaries)) == 2 and BOUNDARY not in boundaries
