@@ -30,6 +30,7 @@ from relieve_app.contact.mailtask import send_contact_mail
 from relieve_app.contact.payload import BadBody
 from relieve_app.control import QueueFull
 from relieve_app.models import MailOutcome
+from relieve_app.tasks import bulk
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ def enqueue(cleaned_data):
     }
     with transaction.atomic():
         result = send_contact_mail.enqueue(job)
-        return MailOutcome.objects.create(**job, task_result_id=int(result.id))
+        return bulk.create(MailOutcome, **job, task_result_id=int(result.id))
 
 
 @csrf_exempt  # read-only: the middleware's 403 would hide the 405 a POST deserves

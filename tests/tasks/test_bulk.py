@@ -91,3 +91,37 @@ def test_insert_many_writes_what_the_orm_would_read_back():
     assert [(event.payload, event.created_at, event.task_name) for event in stored] == [
         ({"n": n, "text": "é"}, at, "mail0") for n in range(3)
     ]
+
+
+def test_create_writes_the_row_the_orms_create_writes(django_assert_num_queries):
+    values = {"emitter": "v@example.org", "recipient": "o@example.com", "subject": "é " * 40, "body": "**b**"}
+    delivering, before = task(), timezone.now()
+    with django_assert_num_queries(1):
+        ours = bulk.create(MailOutcome, **values, task_result=delivering)
+    theirs = MailOutcome.objects.create(**values, task_result=ours.task_result)
+
+    assert ours.pk and not ours._state.adding and ours._state.db == "default"
+    read, orms = MailOutcome.objects.get(pk=ours.pk), MailOutcome.objects.get(pk=theirs.pk)
+    changing = {"id", "reference", "created_at", "updated_at"}
+    for field in MailOutcome._meta.concrete_fields:
+        if field.name not in changing:
+            assert getattr(read, field.attname) == getattr(orms, field.attname), field.name
+        assert getattr(read, field.attname) == getattr(ours, field.attname), field.name
+    assert len(read.reference) == len(orms.reference) and read.reference != orms.reference
+    assert before <= read.created_at <= read.updated_at <= timezone.now()
+
+
+def test_create_leaves_to_the_orm_a_model_whose_saves_are_listened_to():
+    from django.db.models.signals import post_save
+
+    heard = []
+
+    def listener(sender, instance, created, **kwargs):
+        heard.append((instance.subject, created))
+
+    post_save.connect(listener, sender=MailOutcome)
+    try:
+        bulk.create(MailOutcome, emitter="v@example.org", recipient="o@example.com", subject="s", body="b")
+    finally:
+        post_save.disconnect(listener, sender=MailOutcome)
+    assert heard == [("s", True)]
