@@ -175,9 +175,10 @@ def keep_boundary(msg):
     """
     if not msg.is_multipart() or msg.get_boundary() is not None:
         return
-    parts = msg.get_payload()
-    if any(part.is_multipart() or BOUNDARY in part.get_payload() for part in parts):
-        return
+    for part in msg.get_payload():
+        payload = part.get_payload()
+        if part.is_multipart() or not isinstance(payload, str) or BOUNDARY in payload:
+            return
     msg.set_boundary(BOUNDARY)
 
 

@@ -12,25 +12,32 @@ does, for a request's hot path (the contact view's ``MailOutcome``).
 from functools import cache
 
 from django.db import connection, connections, router
+from django.db.models import Model
 from django.db.models.signals import post_save, pre_save
 
 
 def create(model, **values):
     """As ``model.objects.create(**values)``: one ``INSERT ... RETURNING`` made once per model and
     database, where the ORM compiles its insert again at each call (the contact page stores a
-    ``MailOutcome`` at each POST with it). Every column is written, each value prepared by its
-    field as the ORM prepares it (``pre_save``: ``auto_now`` and the like). A model with ``save()``
-    signal receivers, an expression among the values, or a database that cannot return the id
-    goes through the ORM as before."""
+    ``MailOutcome`` at each POST with it). Every column but the id is written, each value prepared
+    by its field as the ORM prepares it (``pre_save``: ``auto_now`` and the like).
+
+    Whatever this would not do as the ORM does goes through the ORM: a model with a ``save()`` of
+    its own or with receivers of its save signals, a column the database fills (a generated one, a
+    ``db_default``), an id given, an expression among the values, a database that cannot return the
+    id of a row it inserts."""
     alias = router.db_for_write(model)
     target = connections[alias]
     instance = model(**values)
-    plain = not any(hasattr(value, "resolve_expression") for value in values.values())
-    listened = pre_save.has_listeners(model) or post_save.has_listeners(model)
-    if listened or not plain or not target.features.can_return_columns_from_insert:
+    statement = _insert(model, alias)
+    if (
+        statement is None
+        or not target.features.can_return_columns_from_insert
+        or _orm_does_more(model, values)
+    ):
         instance.save(force_insert=True, using=alias)
         return instance
-    fields, sql = _insert(model, alias)
+    fields, sql = statement
     params = [field.get_db_prep_save(field.pre_save(instance, True), target) for field in fields]
     with target.cursor() as cursor:
         cursor.execute(sql, params)
@@ -39,11 +46,29 @@ def create(model, **values):
     return instance
 
 
+def _orm_does_more(model, values):
+    """Whether the ORM's save of this row does more than an INSERT: the model's own ``save()``,
+    receivers of its save signals, an id given, an expression to resolve."""
+    pk = model._meta.pk
+    return (
+        model.save is not Model.save
+        or pre_save.has_listeners(model)
+        or post_save.has_listeners(model)
+        or bool({"pk", pk.name, pk.attname} & values.keys())
+        or any(hasattr(value, "resolve_expression") for value in values.values())
+    )
+
+
 @cache
 def _insert(model, alias):
-    """The columns ``create`` writes and its statement, for ``model`` on ``alias``."""
+    """The columns ``create`` writes and its statement, for ``model`` on ``alias``; None when the
+    id is not the database's to choose, or a column is the database's to fill."""
     meta = model._meta
+    if meta.auto_field is None or meta.pk is not meta.auto_field:
+        return None
     fields = [field for field in meta.concrete_fields if field is not meta.auto_field]
+    if any(field.generated or field.has_db_default() for field in fields):
+        return None
     quote = connections[alias].ops.quote_name
     names = ", ".join(quote(field.column) for field in fields)
     placeholders = ", ".join(["%s"] * len(fields))

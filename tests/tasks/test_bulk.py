@@ -125,3 +125,19 @@ def test_create_leaves_to_the_orm_a_model_whose_saves_are_listened_to():
     finally:
         post_save.disconnect(listener, sender=MailOutcome)
     assert heard == [("s", True)]
+
+
+def test_create_leaves_to_the_orm_an_id_given_and_a_model_with_a_save_of_its_own(monkeypatch):
+    given = bulk.create(MailOutcome, id=4242, emitter="v@example.org", recipient="o@example.com", subject="s")
+    assert given.pk == 4242 and MailOutcome.objects.filter(pk=4242).exists()
+
+    saved = []
+    stock_save = MailOutcome.save
+
+    def own_save(self, *args, **kwargs):
+        saved.append(self.subject)
+        return stock_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(MailOutcome, "save", own_save)
+    row = bulk.create(MailOutcome, emitter="v@example.org", recipient="o@example.com", subject="own")
+    assert saved == ["own"] and MailOutcome.objects.get(pk=row.pk).subject == "own"
