@@ -70,13 +70,13 @@ def _insert(model, alias):
     if any(field.generated or field.has_db_default() for field in fields):
         return None
     quote = connections[alias].ops.quote_name
-    names = ", ".join(quote(field.column) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES ({placeholders})"
-        f" RETURNING {quote(meta.pk.column)}"
-    )
-    return fields, sql
+    return fields, f"{_insert_sql(meta, fields, quote)} RETURNING {quote(meta.pk.column)}"
+
+
+def _insert_sql(meta, columns, quote):
+    """``INSERT INTO table (columns) VALUES (%s, ...)`` for ``columns`` (fields) of ``meta``'s table."""
+    names = ", ".join(quote(column.column) for column in columns)
+    return f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
 
 
 def insert_many(rows, fields):
@@ -85,11 +85,8 @@ def insert_many(rows, fields):
         return
     meta = type(rows[0])._meta
     columns = [meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    names = ", ".join(quote(column.column) for column in columns)
-    sql = f"INSERT INTO {quote(meta.db_table)} ({names}) VALUES ({', '.join(['%s'] * len(columns))})"
     values = [[getattr(row, column.attname) for column in columns] for row in rows]
-    _run(sql, _converted(columns, values))
+    _run(_insert_sql(meta, columns, connection.ops.quote_name), _converted(columns, values))
 
 
 def update_each(model, fields, items, where=None):
