@@ -15,6 +15,7 @@ from relieve_app.pool.framing import FrameError
 from relieve_app.tasks import attempts, hooks
 from relieve_app.tasks.cancel import cancelled_error
 from relieve_app.tasks.master.lanes import GIVE_BACK
+from relieve_app.tasks.store.ledger import GATHER
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,15 @@ class Dispatching:
             task_id, child = pair
             self._running.add(task_id)
             self._spawn(self._attempt(lane, child, task_id))
+
+    def _may_gather(self):
+        """Whether the ledger may wait ``GATHER`` for more writes before it starts a group: other
+        tasks are in hand, and in every queue with tasks in hand a child holds twice that much work
+        ahead, so a claim that waits still reaches it before it runs out."""
+        if len(self._running) < 2:
+            return False
+        busy = [lane for lane in self.lanes.values() if any(lane.busy.values())]
+        return bool(busy) and all(lane.covers(2 * GATHER) for lane in busy)
 
     async def _give_back_loop(self, lane):
         """Wake the ids held behind a task that turned out long (``Lane.overrun``): they go back to

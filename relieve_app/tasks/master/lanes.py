@@ -81,6 +81,10 @@ class Lane:
             return 1
         return 1 + min(MAX_AHEAD, max(1, int(AHEAD / max(self.average, 1e-6))))
 
+    def covers(self, seconds):
+        """Whether the ids a child holds ahead are ``seconds`` of work or more, by the average."""
+        return self.average is not None and (self.depth() - 1) * self.average >= seconds
+
     def _short(self, name):
         """Whether this child's next task may be claimed ahead: the lane's tasks are short, and the
         one it runs is not an exception that has already run longer."""

@@ -66,7 +66,9 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
         self.lanes = {name: Lane(name, size) for name, size in options.sizes().items()}
         self.recorder = recorder.Recorder()
         self.lease = options.lease
-        self.ledger = Ledger(self.recorder, self.owner, self.lease, durable=options.durable)
+        self.ledger = Ledger(
+            self.recorder, self.owner, self.lease, durable=options.durable, expecting=self._may_gather
+        )
         self.presence = Presence(
             self.recorder,
             self.identity,

@@ -5,6 +5,13 @@ one, the database work of a few children already outweighs the tasks themselves;
 a burst costs a handful of statements. While one group is in the recorder, new entries wait
 for the next; so a quiet master writes each at once and a busy one in ever larger groups.
 
+When its children have work enough ahead (``expecting``, see ``Dispatching._may_gather``), the
+ledger also waits a moment (``GATHER``) before it starts a group: a child's outcome, the claim of
+the task it gets next and the other children's come within a few milliseconds, and written together
+they cost one transaction instead of several. The tasks the children hold ahead keep them busy
+meanwhile. Otherwise (a lone task, tasks too short or too long to be held ahead) each write starts
+at once, as above.
+
 Within a group, outcomes are written before claims: a task is claimed again only after the
 outcome of its previous attempt was recorded (a retry), never the other way round. A group
 that holds an outcome is retried until the database takes it (``Recorder.persist``): an
@@ -25,17 +32,22 @@ from relieve_app.tasks.store.recorder import never_commits
 
 log = logging.getLogger(__name__)
 
+GATHER = 0.002  # seconds a busy master waits for more entries before it starts a group
+
 
 class LedgerClosed(Exception):
     """The master stopped before this write reached the database."""
 
 
 class Ledger:
-    def __init__(self, recorder, owner, lease, durable=True):
+    def __init__(self, recorder, owner, lease, durable=True, expecting=None, gather=GATHER):
         self.recorder = recorder
         self.owner = owner
         self.lease = lease
         self.durable = durable
+        self.expecting = expecting  # () -> whether more entries are on their way; None: never wait
+        self.gather = gather
+        self._gathering = None  # the timer that starts the next group, while a busy master waits
         self._claims = []  # (request, future)
         self._outcomes = []  # (outcome, future)
         self._writing = None
@@ -61,6 +73,7 @@ class Ledger:
     def close(self):
         """No more writes: whatever has not reached the recorder fails with LedgerClosed."""
         self._closed = True
+        self._stop_gathering()
         self._claims.extend((entry, future) for _kind, entry, future in self._alone)
         self._alone.clear()
         for entries in (self._claims, self._outcomes):
@@ -75,12 +88,27 @@ class Ledger:
             future.set_exception(LedgerClosed("the master is stopping"))
             return future
         entries.append((entry, future))
-        self._flush()
+        if self._writing is not None or self._gathering is not None:
+            return future  # it goes with the next group
+        if self.expecting is not None and self.expecting():
+            self._gathering = asyncio.get_running_loop().call_later(self.gather, self._gathered)
+        else:
+            self._flush()
         return future
+
+    def _gathered(self):
+        self._gathering = None
+        self._flush()
+
+    def _stop_gathering(self):
+        if self._gathering is not None:
+            self._gathering.cancel()
+            self._gathering = None
 
     def _flush(self):
         if self._writing is not None or self._closed:
             return
+        self._stop_gathering()  # a group starts now: whatever waited goes in it
         if self._alone:
             kind, entry, future = self._alone.pop(0)
             claims, outcomes = ([(entry, future)], []) if kind == "claim" else ([], [(entry, future)])

@@ -115,3 +115,14 @@ def test_what_a_child_holds_behind_its_task_goes_back_once_that_task_has_run_giv
     assert lane.overrun(child) and not lane.holds_behind_overrun()
     lane.ran(child, GIVE_BACK)
     assert not lane.overrun(child)
+
+
+def test_a_lane_covers_a_wait_only_with_that_much_work_held_ahead():
+    lane = lane_of(Child("a"))
+    assert not lane.covers(0.004)  # no task ran yet: nothing is held ahead
+    lane.average = 0.0003
+    assert not lane.covers(0.004)  # MAX_AHEAD tasks of 0.3 ms: 1.2 ms of work
+    lane.average = 0.008
+    assert lane.covers(0.004)
+    lane.average = AHEAD
+    assert not lane.covers(0.004)  # tasks this long are not held ahead at all
