@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.peerbench import procs, report
+from bench.peerbench import procs, report, trial
 from bench.peerbench.runner import Results
 from bench.peerbench.systems import OURS, SYSTEMS
 
@@ -62,9 +62,34 @@ def test_machine_busy_counts_the_cpu_time_spent_meanwhile():
     assert procs.machine_busy() - before >= 0.25  # at least this process's own work, whatever else ran
 
 
+def test_the_systems_cpu_leaves_out_what_the_benchmarks_own_process_spent():
+    """The clients and the SMTP sink run in the benchmark's process: their work is no system's."""
+
+    class Sink:
+        arrivals = {"a": [1.0], "b": [2.0]}
+
+        def wait_received(self, names, timeout, quiet):
+            return len(names)
+
+    class Sampler:
+        rss = pss = processes = 0
+
+        def finish(self):
+            pass
+
+    busy = procs.machine_busy(), time.process_time()
+    spun = time.process_time()
+    while time.process_time() - spun < 0.3:
+        pass
+    found = trial._measure(Sink(), Sampler(), ["a", "b"], [], 10, busy)
+    # 0.3 s of this process's CPU over 2 messages: at least 150 ms each in the machine's, none in the system's
+    assert found["cpu_ms"] >= 140
+    assert found["cpu_ms"] - found["system_cpu_ms"] >= 150
+
+
 def runs(post_p50, per_s, rss):
     flood = {"post_p50": post_p50, "post_p99": post_p50, "per_s": per_s, "rss": rss * report.MiB}
-    flood.update(pss=rss * report.MiB, processes=5, accepted=10, delivered=10, cpu_ms=5.0)
+    flood.update(pss=rss * report.MiB, processes=5, accepted=10, delivered=10, cpu_ms=5.0, system_cpu_ms=4.0)
     paced = {"sink_p50": 0.01, "sink_p99": 0.02, "accepted": 10, "delivered": 10}
     return {"flood": [flood], "paced": [paced]}
 
