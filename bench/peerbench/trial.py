@@ -81,9 +81,9 @@ def drain(stack, sink, backlog, during, clients, timeout, watch=contextlib.nullc
     sampler.start()
     with watch(stack):  # a profiler, when asked for
         sink.wait_received(names, timeout=60, at_least=1)  # the drain has begun
-        busy = procs.machine_busy(), time.process_time()
+        since = procs.machine_busy(), time.process_time()
         posts = post_all(stack.web_port, stack.system.path, subjects("during", during), clients)
-        return _measure(sink, sampler, names, posts, timeout, busy)
+        return _measure(sink, sampler, names, posts, timeout, since)
 
 
 def flood(stack, sink, count, clients, timeout):
@@ -91,20 +91,21 @@ def flood(stack, sink, count, clients, timeout):
     sink.clear()
     sampler = MemorySampler(stack)
     sampler.start()
-    busy = procs.machine_busy(), time.process_time()
+    since = procs.machine_busy(), time.process_time()
     posts = post_all(stack.web_port, stack.system.path, subjects("flood", count), clients)
-    return _measure(sink, sampler, [post.subject for post in _accepted(posts)], posts, timeout, busy)
+    return _measure(sink, sampler, [post.subject for post in _accepted(posts)], posts, timeout, since)
 
 
-def _measure(sink, sampler, counted, posts, timeout, busy):
+def _measure(sink, sampler, counted, posts, timeout, since):
     """Wait for every message; the rate over `counted` (first to last arrival), the latency of `posts`,
-    and the CPU time per message since `busy` (``procs.machine_busy()`` and this process's own CPU
+    and the CPU time per message since `since` (``procs.machine_busy()`` and this process's own CPU
     time when the drain began): the machine's, and the system's (the machine's less this process's)."""
     known = set(counted)
     names = counted + [post.subject for post in _accepted(posts) if post.subject not in known]
     delivered = sink.wait_received(names, timeout=timeout, quiet=30)
-    cpu_seconds = procs.machine_busy() - busy[0]
-    harness_seconds = time.process_time() - busy[1]  # every thread of this one: clients, sink, sampler
+    machine_since, own_since = since
+    cpu_seconds = procs.machine_busy() - machine_since
+    harness_seconds = time.process_time() - own_since  # every thread of this one: clients, sink, sampler
     sampler.finish()
     arrivals = sorted(sink.arrivals[name][0] for name in counted if sink.arrivals.get(name))
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")

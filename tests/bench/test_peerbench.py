@@ -77,11 +77,11 @@ def test_the_systems_cpu_leaves_out_what_the_benchmarks_own_process_spent():
         def finish(self):
             pass
 
-    busy = procs.machine_busy(), time.process_time()
+    since = procs.machine_busy(), time.process_time()
     spun = time.process_time()
     while time.process_time() - spun < 0.3:
         pass
-    found = trial._measure(Sink(), Sampler(), ["a", "b"], [], 10, busy)
+    found = trial._measure(Sink(), Sampler(), ["a", "b"], [], 10, since)
     # 0.3 s of this process's CPU over 2 messages: at least 150 ms each in the machine's, none in the system's
     assert found["cpu_ms"] >= 140
     assert found["cpu_ms"] - found["system_cpu_ms"] >= 150

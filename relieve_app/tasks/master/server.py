@@ -67,7 +67,7 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
         self.recorder = recorder.Recorder()
         self.lease = options.lease
         self.ledger = Ledger(
-            self.recorder, self.owner, self.lease, durable=options.durable, expecting=self._may_gather
+            self.recorder, self.owner, self.lease, durable=options.durable, may_gather=self._may_gather
         )
         self.presence = Presence(
             self.recorder,

@@ -5,7 +5,7 @@ one, the database work of a few children already outweighs the tasks themselves;
 a burst costs a handful of statements. While one group is in the recorder, new entries wait
 for the next; so a quiet master writes each at once and a busy one in ever larger groups.
 
-When its children have work enough ahead (``expecting``, see ``Dispatching._may_gather``), the
+When its children have work enough ahead (``may_gather``, see ``Dispatching._may_gather``), the
 ledger also waits a moment (``GATHER``) before it starts a group: a child's outcome, the claim of
 the task it gets next and the other children's come within a few milliseconds, and written together
 they cost one transaction instead of several. The tasks the children hold ahead keep them busy
@@ -40,14 +40,14 @@ class LedgerClosed(Exception):
 
 
 class Ledger:
-    def __init__(self, recorder, owner, lease, durable=True, expecting=None, gather=GATHER):
+    def __init__(self, recorder, owner, lease, durable=True, may_gather=None, gather=GATHER):
         self.recorder = recorder
         self.owner = owner
         self.lease = lease
         self.durable = durable
-        self.expecting = expecting  # () -> whether more entries are on their way; None: never wait
+        self.may_gather = may_gather  # () -> whether a group may wait ``gather`` for more; None: never
         self.gather = gather
-        self._gathering = None  # the timer that starts the next group, while a busy master waits
+        self._gathering = None  # the timer that starts the next group; never set while one is written
         self._claims = []  # (request, future)
         self._outcomes = []  # (outcome, future)
         self._writing = None
@@ -73,7 +73,9 @@ class Ledger:
     def close(self):
         """No more writes: whatever has not reached the recorder fails with LedgerClosed."""
         self._closed = True
-        self._stop_gathering()
+        if self._gathering is not None:
+            self._gathering.cancel()
+            self._gathering = None
         self._claims.extend((entry, future) for _kind, entry, future in self._alone)
         self._alone.clear()
         for entries in (self._claims, self._outcomes):
@@ -90,7 +92,7 @@ class Ledger:
         entries.append((entry, future))
         if self._writing is not None or self._gathering is not None:
             return future  # it goes with the next group
-        if self.expecting is not None and self.expecting():
+        if self.may_gather is not None and self.may_gather():
             self._gathering = asyncio.get_running_loop().call_later(self.gather, self._gathered)
         else:
             self._flush()
@@ -100,15 +102,9 @@ class Ledger:
         self._gathering = None
         self._flush()
 
-    def _stop_gathering(self):
-        if self._gathering is not None:
-            self._gathering.cancel()
-            self._gathering = None
-
     def _flush(self):
         if self._writing is not None or self._closed:
             return
-        self._stop_gathering()  # a group starts now: whatever waited goes in it
         if self._alone:
             kind, entry, future = self._alone.pop(0)
             claims, outcomes = ([(entry, future)], []) if kind == "claim" else ([], [(entry, future)])

@@ -36,10 +36,10 @@ def new_tasks(count):
     ]
 
 
-def run(scenario, gather, expecting):
+def run(scenario, gather, may_gather):
     async def main():
         rec = CountingRecorder().start()
-        ledger = Ledger(rec, OWNER, 60, expecting=lambda: expecting[0], gather=gather)
+        ledger = Ledger(rec, OWNER, 60, may_gather=lambda: may_gather[0], gather=gather)
         try:
             return await scenario(rec, ledger)
         finally:
@@ -51,12 +51,12 @@ def run(scenario, gather, expecting):
 
 def test_an_outcome_and_the_next_claim_gathered_go_in_one_group():
     first, second = new_tasks(2)
-    expecting = [False]
+    may_gather = [False]
 
     async def scenario(rec, ledger):
         job = await asyncio.wait_for(ledger.claim(first, "mail", "mail0"), 10)
         assert job["id"] == first
-        expecting[0] = True  # the children have work ahead: the writes below may wait for each other
+        may_gather[0] = True  # the children have work ahead: the writes below may wait for each other
         written = ledger.outcome(first, "mail0", "success", {"message": "sent"})
         claimed = ledger.claim(second, "mail", "mail1")
         assert ledger.busy and rec.groups == 1  # gathering: nothing handed over yet
@@ -64,7 +64,7 @@ def test_an_outcome_and_the_next_claim_gathered_go_in_one_group():
         await asyncio.wait_for(written, 10)
         return rec.groups, next_job, ledger.busy
 
-    groups, next_job, busy = run(scenario, gather=0.1, expecting=expecting)
+    groups, next_job, busy = run(scenario, gather=0.1, may_gather=may_gather)
     assert groups == 2  # the first claim, then the outcome and the next claim together
     assert next_job["id"] == second
     assert not busy
@@ -80,7 +80,7 @@ def test_without_work_ahead_each_write_starts_at_once():
         await asyncio.wait_for(ledger.outcome(task, "mail0", "success", {"message": "sent"}), 10)
         return rec.groups
 
-    assert run(scenario, gather=LONG, expecting=[False]) == 2
+    assert run(scenario, gather=LONG, may_gather=[False]) == 2
     assert TaskRecord.objects.get(pk=task).status == "SUCCESSFUL"
 
 
@@ -96,7 +96,7 @@ def test_writes_that_come_while_a_group_is_written_go_in_the_next_at_once():
         await asyncio.wait_for(asyncio.gather(outcome, later), 10)
         return rec.groups
 
-    assert run(scenario, gather=LONG, expecting=[False]) == 4
+    assert run(scenario, gather=LONG, may_gather=[False]) == 4
     assert TaskRecord.objects.get(pk=third).status == "RUNNING"
 
 
@@ -105,7 +105,7 @@ def test_a_stop_fails_what_was_still_gathering():
 
     async def scenario(rec, ledger):
         await asyncio.wait_for(ledger.claim(task, "mail", "mail0"), 10)
-        ledger.expecting = lambda: True
+        ledger.may_gather = lambda: True
         written = ledger.outcome(task, "mail0", "success", {"message": "sent"})
         ledger.close()
         with pytest.raises(Exception, match="stopped before writing it"):
@@ -113,5 +113,5 @@ def test_a_stop_fails_what_was_still_gathering():
         await asyncio.sleep(0.2)  # a window that was not cancelled would write it now
         return rec.groups
 
-    assert run(scenario, gather=0.05, expecting=[False]) == 1
+    assert run(scenario, gather=0.05, may_gather=[False]) == 1
     assert TaskRecord.objects.get(pk=task).status == "RUNNING"
