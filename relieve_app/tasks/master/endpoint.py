@@ -5,6 +5,7 @@ its reply is ``{"ok": true, "result": ...}`` or ``{"ok": false, "error": {"type"
 unless the request says ``"reply": false``.
 An operation is a ``handle_<op>`` method of the object given as ``operations``; anything else,
 and any frame that cannot be read, gets an error reply: bad input never costs the master.
+The connections themselves, a burst of them included, are served by ``connections.py``.
 """
 
 import asyncio
@@ -16,7 +17,8 @@ import socket
 import stat
 from pathlib import Path
 
-from relieve_app.pool.framing import FrameDecoder, FrameError, encode
+from relieve_app.pool.framing import FrameError
+from relieve_app.tasks.master.connections import Acceptor
 from relieve_app.tasks.master.errors import StartupError
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ class Endpoint:
         self.path = Path(path)
         self.operations = operations
         self.client_timeout = client_timeout
-        self.server = None
+        self.acceptor = None
 
     def check(self):
         """Everything about the path that can be known before a child starts: fail now, with the fix."""
@@ -77,45 +79,33 @@ class Endpoint:
         )
 
     async def listen(self):
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         previous = os.umask(0o177)  # the socket is born 0600: only this user may talk to the master
         try:
-            # asyncio's default backlog of 100 turns a burst of clients away (EAGAIN): take the kernel's most.
-            self.server = await asyncio.start_unix_server(
-                self._serve, str(self.path), backlog=socket.SOMAXCONN
-            )
+            sock.bind(str(self.path))
+            # The kernel's longest queue: a burst of clients waits there, not in the master's memory.
+            sock.listen(socket.SOMAXCONN)
         except OSError as exc:  # what check() could not foresee, e.g. the folder changed meanwhile
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:  # claim() found it free: someone bound it since
+                raise StartupError(
+                    f"{self.path} was taken while this master started: another relieve master may "
+                    "answer there; stop it first or use --socket"
+                ) from exc
             raise StartupError(f"cannot listen on {self.path}: {exc.strerror or exc}{FIX}") from exc
         finally:
             os.umask(previous)
         os.chmod(self.path, 0o600)
+        sock.setblocking(False)
+        self.acceptor = Acceptor(asyncio.get_running_loop(), sock, self.reply, self.client_timeout)
+        self.acceptor.start()
 
     def close(self):
-        if self.server is not None:
-            self.server.close()
+        if self.acceptor is not None:
+            self.acceptor.close()
+            self.acceptor = None
             with contextlib.suppress(OSError):
                 self.path.unlink()
-
-    async def _serve(self, reader, writer):
-        decoder = FrameDecoder()
-        try:
-            while True:
-                data = await asyncio.wait_for(reader.read(65536), self.client_timeout)
-                if not data:
-                    return
-                for frame in decoder.feed(data):
-                    answer = self.reply(frame)
-                    # A client that waits for no answer (``client.announce``) may be gone already.
-                    if not (isinstance(frame, dict) and frame.get("reply") is False):
-                        writer.write(encode(answer))
-                # A client that sends but never reads must not hold the connection forever.
-                await asyncio.wait_for(writer.drain(), self.client_timeout)
-        except (TimeoutError, ConnectionError):
-            writer.transport.abort()  # idle, gone, or not reading: drop the replies it would not take
-        finally:
-            writer.close()  # flushes what is left, unless the client does not read it either:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), self.client_timeout)
-            writer.transport.abort()  # then drop it; a no-op once closed
 
     def reply(self, frame):
         if isinstance(frame, FrameError):

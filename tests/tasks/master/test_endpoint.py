@@ -1,12 +1,18 @@
 """Endpoint.check(): what is wrong with the socket path is said before any child starts, with the fix;
-and requests that want no reply."""
+requests that want no reply; and bursts of clients, served a few connections at a time."""
 
 import asyncio
+import logging
 import os
+import resource
+import socket
+import time
 
 import pytest
 
+from relieve_app.pool.framing import encode
 from relieve_app.tasks import client
+from relieve_app.tasks.master import connections
 from relieve_app.tasks.master.endpoint import MAX_SOCKET_PATH, Endpoint
 from relieve_app.tasks.master.errors import StartupError
 
@@ -54,6 +60,18 @@ def test_a_path_too_long_for_af_unix_says_so(tmp_path):
         check(tmp_path / ("x" * 120) / "r.sock")
 
 
+def test_a_path_bound_after_the_claim_is_left_to_its_owner_and_said(tmp_path):
+    path = tmp_path / "r.sock"
+    endpoint = Endpoint(path, operations=None)
+    endpoint.claim()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as other:
+        other.bind(str(path))
+        other.listen()
+        with pytest.raises(StartupError, match="was taken while this master started"):
+            asyncio.run(endpoint.listen())
+        assert path.exists()  # the other one's socket is still there
+
+
 class Taker:
     """Operations that note each submitted id."""
 
@@ -85,3 +103,71 @@ def test_a_burst_announced_without_waiting_is_taken_whole_though_its_client_is_g
 
     asyncio.run(main())
     assert operations.taken == ids
+
+
+def open_descriptors():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_clients_queued_while_the_master_was_busy_are_served_a_few_connections_at_a_time(tmp_path, settings):
+    path = tmp_path / "r.sock"
+    settings.RELIEVE_SOCKET = str(path)
+    operations = Taker()
+    ids = list(range(1, 2001))  # each announced on a connection of its own, as web requests do
+    most_open = 0
+
+    async def main():
+        nonlocal most_open
+        endpoint = Endpoint(path, operations)
+        await endpoint.listen()
+        before = open_descriptors()
+        try:
+            for task_id in ids:  # the loop is held here: every client waits in the socket's queue
+                assert client.announce([(task_id, {})])
+            deadline = time.monotonic() + 30
+            while len(operations.taken) < len(ids) and time.monotonic() < deadline:
+                await asyncio.sleep(0)
+                most_open = max(most_open, open_descriptors() - before)
+        finally:
+            endpoint.close()
+
+    asyncio.run(main())
+    assert operations.taken == ids  # every one, in the order they connected
+    assert most_open <= connections.max_open()
+
+
+def test_a_master_out_of_descriptors_waits_then_serves_every_client(tmp_path, settings, caplog):
+    path = tmp_path / "r.sock"
+    settings.RELIEVE_SOCKET = str(path)
+    operations = Taker()
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+    clients = []
+
+    async def main():
+        endpoint = Endpoint(path, operations)
+        await endpoint.listen()
+        try:
+            # 15 clients connect and send, and stay connected; 5 descriptors are left to accept with
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_descriptors() + 20, limit[1]))
+            for task_id in range(1, 16):
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(str(path))
+                sock.sendall(encode({"op": "submit", "args": {"id": task_id}, "reply": False}))
+                clients.append(sock)
+            await asyncio.sleep(0.5)
+            assert 0 < len(operations.taken) < 15  # as many as it had descriptors for
+            for sock in clients:
+                sock.close()  # each end of input frees the master's side of it
+            deadline = time.monotonic() + 10
+            while len(operations.taken) < 15 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+            endpoint.close()
+
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(main())
+    assert sorted(operations.taken) == list(range(1, 16))
+    warnings = [r for r in caplog.records if "limit of open files" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING, caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
