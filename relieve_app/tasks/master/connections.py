@@ -180,12 +180,20 @@ class Connection:
                 self.ended = True
                 break
             self.deadline = time.monotonic() + self.acceptor.timeout
-            for frame in self.decoder.feed(data):
-                answer = self.acceptor.reply(frame)
-                # A client that waits for no answer (``client.announce``) may be gone already.
-                if not (isinstance(frame, dict) and frame.get("reply") is False):
-                    self.out += _encoded(answer)
+            try:
+                self._answer(data)
+            except Exception:  # a fault costs this connection, never the master's other work
+                log.exception("serving a client of the master's socket failed; its connection is closed")
+                self.close()
+                return
         self._write()
+
+    def _answer(self, data):
+        for frame in self.decoder.feed(data):
+            answer = self.acceptor.reply(frame)
+            # A client that waits for no answer (``client.announce``) may be gone already.
+            if not (isinstance(frame, dict) and frame.get("reply") is False):
+                self.out += _encoded(answer)
 
     def _write(self):
         if self.sock is None:

@@ -171,3 +171,40 @@ def test_a_master_out_of_descriptors_waits_then_serves_every_client(tmp_path, se
     warnings = [r for r in caplog.records if "limit of open files" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING, caplog.text
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+
+
+def test_a_fault_serving_one_client_closes_its_connection_and_the_next_is_served(tmp_path, caplog):
+    path = str(tmp_path / "r.sock")
+    taken = []
+
+    def reply(frame):
+        if frame["args"]["id"] == 1:
+            raise RuntimeError("a fault")
+        taken.append(frame["args"]["id"])
+        return {"ok": True, "result": None}
+
+    async def main():
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+            server.bind(path)
+            server.listen()
+            server.setblocking(False)
+            acceptor = connections.Acceptor(asyncio.get_running_loop(), server, reply, timeout=5)
+            acceptor.start()
+            try:
+                answers = []
+                for task_id in (1, 2):
+                    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                        sock.settimeout(5)
+                        sock.connect(path)
+                        sock.sendall(encode({"op": "submit", "args": {"id": task_id}}))
+                        sock.shutdown(socket.SHUT_WR)
+                        answers.append(await asyncio.to_thread(sock.recv, 4096))
+                return answers, len(acceptor.open)
+            finally:
+                acceptor.close()
+
+    answers, still_open = asyncio.run(main())
+    assert answers[0] == b""  # closed without an answer
+    assert answers[1].endswith(b'{"ok":true,"result":null}') and taken == [2]
+    assert still_open == 0
+    assert "its connection is closed" in caplog.text
