@@ -16,7 +16,7 @@ import logging
 import resource
 import time
 
-from relieve_app.pool.framing import FrameDecoder, FrameError, encode
+from relieve_app.pool.framing import FrameDecoder
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +39,12 @@ def max_open():
 
 
 class Acceptor:
-    """Accepts from a listening, non-blocking socket and serves each connection with ``reply``."""
+    """Accepts from a listening, non-blocking socket and serves each connection with ``answer``."""
 
-    def __init__(self, loop, sock, reply, timeout):
+    def __init__(self, loop, sock, answer, timeout):
         self.loop = loop
         self.sock = sock
-        self.reply = reply  # frame (a dict, or the FrameError it was) -> the reply to send
+        self.answer = answer  # frame (a dict, or the FrameError it was) -> bytes to send, or None
         self.timeout = timeout
         self.max_open = max_open()
         self.open = set()
@@ -190,10 +190,9 @@ class Connection:
 
     def _answer(self, data):
         for frame in self.decoder.feed(data):
-            answer = self.acceptor.reply(frame)
-            # A client that waits for no answer (``client.announce``) may be gone already.
-            if not (isinstance(frame, dict) and frame.get("reply") is False):
-                self.out += _encoded(answer)
+            reply = self.acceptor.answer(frame)
+            if reply is not None:
+                self.out += reply
 
     def _write(self):
         if self.sock is None:
@@ -229,10 +228,3 @@ class Connection:
             else:
                 loop.remove_writer(self.fd)
             self.writing = write
-
-
-def _encoded(answer):
-    try:
-        return encode(answer)
-    except FrameError as exc:
-        return encode({"ok": False, "error": {"type": "ReplyTooLarge", "message": str(exc)}})

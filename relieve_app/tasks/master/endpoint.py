@@ -17,7 +17,7 @@ import socket
 import stat
 from pathlib import Path
 
-from relieve_app.pool.framing import FrameError
+from relieve_app.pool.framing import FrameError, encode
 from relieve_app.tasks.master.connections import Acceptor
 from relieve_app.tasks.master.errors import StartupError
 
@@ -97,7 +97,7 @@ class Endpoint:
             os.umask(previous)
         os.chmod(self.path, 0o600)
         sock.setblocking(False)
-        self.acceptor = Acceptor(asyncio.get_running_loop(), sock, self.reply, self.client_timeout)
+        self.acceptor = Acceptor(asyncio.get_running_loop(), sock, self.answer, self.client_timeout)
         self.acceptor.start()
 
     def close(self):
@@ -106,6 +106,17 @@ class Endpoint:
             self.acceptor = None
             with contextlib.suppress(OSError):
                 self.path.unlink()
+
+    def answer(self, frame):
+        """The framed reply to send for ``frame``; None for a request that wants none."""
+        reply = self.reply(frame)
+        # A client that waits for no answer (``client.announce``) may be gone already.
+        if isinstance(frame, dict) and frame.get("reply") is False:
+            return None
+        try:
+            return encode(reply)
+        except FrameError as exc:
+            return encode(error("ReplyTooLarge", str(exc)))
 
     def reply(self, frame):
         if isinstance(frame, FrameError):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from relieve_app.pool.framing import encode
+from relieve_app.pool.framing import FrameDecoder, encode
 from relieve_app.tasks import client
 from relieve_app.tasks.master import connections
 from relieve_app.tasks.master.endpoint import MAX_SOCKET_PATH, Endpoint
@@ -177,18 +177,18 @@ def test_a_fault_serving_one_client_closes_its_connection_and_the_next_is_served
     path = str(tmp_path / "r.sock")
     taken = []
 
-    def reply(frame):
+    def answer(frame):
         if frame["args"]["id"] == 1:
             raise RuntimeError("a fault")
         taken.append(frame["args"]["id"])
-        return {"ok": True, "result": None}
+        return encode({"ok": True, "result": None})
 
     async def main():
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
             server.bind(path)
             server.listen()
             server.setblocking(False)
-            acceptor = connections.Acceptor(asyncio.get_running_loop(), server, reply, timeout=5)
+            acceptor = connections.Acceptor(asyncio.get_running_loop(), server, answer, timeout=5)
             acceptor.start()
             try:
                 answers = []
@@ -208,3 +208,12 @@ def test_a_fault_serving_one_client_closes_its_connection_and_the_next_is_served
     assert answers[1].endswith(b'{"ok":true,"result":null}') and taken == [2]
     assert still_open == 0
     assert "its connection is closed" in caplog.text
+
+
+def test_a_reply_too_large_for_a_frame_is_answered_as_an_error():
+    class Huge:
+        def handle_dump(self):
+            return "x" * (2 << 20)
+
+    [reply] = FrameDecoder().feed(Endpoint("unused.sock", Huge()).answer({"op": "dump", "args": {}}))
+    assert reply["ok"] is False and reply["error"]["type"] == "ReplyTooLarge", reply
