@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import children as bench_children
 from bench import own_process
 from bench.tasks import successful_count
 
@@ -60,8 +61,6 @@ def main():
 
 
 def measure(mode, options):
-    from bench import children as bench_children
-
     (ROOT / "var").mkdir(exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="socket-burst-", dir=ROOT / "var"))
     env = bench_children.configure(folder, preload=True)
@@ -79,7 +78,7 @@ def measure(mode, options):
     master = bench_children.start_master(env, folder, ["--workers", str(options.children)])
     try:
         time.sleep(1)  # its children up
-        idle_mb, _fds = private_mb(master.pid), descriptors(master.pid)
+        idle_mb = private_mb(master.pid)
         started = time.monotonic()
         ids = []
         with transaction.atomic():
@@ -102,12 +101,7 @@ def measure(mode, options):
 
 
 def private_mb(pid):
-    kib = 0
-    with open(f"/proc/{pid}/smaps_rollup") as rollup:
-        for line in rollup:
-            if line.startswith(("Private_Clean:", "Private_Dirty:")):
-                kib += int(line.split()[1])
-    return kib / 1024
+    return bench_children.private_memory(pid) / 1024
 
 
 def descriptors(pid):
