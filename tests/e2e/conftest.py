@@ -35,8 +35,9 @@ class MasterProcess:
         self.env = env
         self.process = None
 
-    def start(self, workers=2, timeout=30, queues=()):
-        """``queues`` like ``["default=1"]``: children per queue, as ``--queue`` takes them."""
+    def start(self, workers=2, timeout=30, queues=(), options=()):
+        """``queues`` like ``["default=1"]``: children per queue, as ``--queue`` takes them; ``options``
+        any other arguments of the command."""
         log = open(self.log_path, "a")  # noqa: SIM115 - the child process owns it until it exits
         argv = [
             sys.executable,
@@ -47,6 +48,7 @@ class MasterProcess:
             "--socket",
             self.socket_path,
             *(f"--queue={queue}" for queue in queues),
+            *options,
         ]
         self.process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()

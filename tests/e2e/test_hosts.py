@@ -50,6 +50,7 @@ def hosts(transactional_db, network, tmp_path):
             deployment.socket_database_url(connection.settings_dict),
             sink,
             RELIEVE_SWEEP_INTERVAL=SLOW_SWEEP,
+            RELIEVE_LOG_LEVEL="DEBUG",  # the master's "task N done by" lines, which done_by() reads
         )
         sites = {
             "host-a": deployment.Site(a, "host-a", tmp_path / "a", env),

@@ -278,3 +278,23 @@ def test_the_masters_log_lines_all_carry_a_time_django_tasks_ones_too(master):
     lines = [line for line in master.output().splitlines() if f"Task id={result.id}" in line]
     assert lines and all(stamped.match(line) for line in lines), lines
     assert all(" django.tasks: " in line for line in lines)
+
+
+def test_verbosity_0_leaves_a_busy_masters_log_to_warnings_and_errors(master):
+    """No line a task (as db_worker's -v 0 and Celery's WARNING level), but a task that fails is said."""
+    master.start(workers=1, queues=["default=1"], options=["--verbosity", "0"])
+    done = finished(basic.add.enqueue(2, 3))
+    failed = finished(basic.fail.enqueue("no good"))
+    assert done.status == SUCCESSFUL and failed.status == FAILED
+    wait_until(lambda: f"Task id={failed.id} path=" in master.output(), message="the failure's line")
+    output = master.output()
+    assert f"Task id={done.id} " not in output
+    assert next(line for line in output.splitlines() if f"Task id={failed.id} " in line).split()[2] == "ERROR"
+    assert " INFO " not in output and " DEBUG " not in output, output
+
+
+def test_verbosity_2_adds_the_masters_debug_lines(master):
+    master.start(workers=1, queues=["default=1"], options=["-v", "2"])
+    done = finished(basic.add.enqueue(2, 3))
+    wait_until(lambda: f"task {done.id} done by " in master.output(), message="the master's debug line")
+    assert " DEBUG relieve_app." in master.output()

@@ -63,10 +63,11 @@ class Command(BaseCommand):
             help="Replace the children, one at a time, whenever a .py file of the project changes.",
         )
 
-    def handle(self, *args, workers, queue_sizes, socket_path, script, preload, reload, **options):
+    def handle(self, *args, workers, queue_sizes, socket_path, script, preload, reload, verbosity, **options):
         if problems := refusal(sending=True):  # CannotDeliver is only a warning in the system checks
             raise CommandError(f"relieve cannot start: {problems}")
         self.log_to_stderr()
+        log_at(verbosity)
         # A master that dies of a fatal signal (SIGSEGV in a C extension, say) prints every thread's
         # stack first; the zygote and the children it forks keep the handler.
         faulthandler.enable()
@@ -101,6 +102,15 @@ class Command(BaseCommand):
         logger.addHandler(handler)
         if logger.level == logging.NOTSET:
             logger.setLevel(logging.INFO)
+
+
+def log_at(verbosity):
+    """-v 0 keeps warnings and errors only: no line a task, as db_worker's -v 0 and Celery's WARNING.
+    -v 2 and 3 add the debug lines. -v 1, the default, leaves the levels LOGGING sets."""
+    level = {0: logging.WARNING, 2: logging.DEBUG, 3: logging.DEBUG}.get(verbosity)
+    if level is not None:
+        for name in ("relieve_app", "django.tasks"):
+            logging.getLogger(name).setLevel(level)
 
 
 def database_options():

@@ -237,7 +237,8 @@ class Dispatching:
         kind, payload, event, retry_in = attempts.answered(job, answer, *self._retry_rules())
         if kind == "success":
             self._settle(task_id, self.ledger.outcome(task_id, child.name, "success", payload))
-            log.info("task %s done by %s (attempt %s)", task_id, child.name, job["attempt"])
+            # Django's "Task id=… state=SUCCESSFUL" line says it at INFO; which child, at DEBUG.
+            log.debug("task %s done by %s (attempt %s)", task_id, child.name, job["attempt"])
         elif retry_in is None or not self._stopping.is_set():  # a retry cut short by the stop: released
             self._record_failure(job, child, payload, event, retry_in)
 
