@@ -12,7 +12,8 @@ class Ours(System):
         return {"TASKS": MAIL_ONLY, **self.extra}
 
     def worker_commands(self, python, workers):
-        return [manage(python, "runrelieve", "--workers", str(workers))]
+        # -v 0, no line a task, as db_worker runs with --verbosity 0 and Celery at --loglevel WARNING
+        return [manage(python, "runrelieve", "--workers", str(workers), "--verbosity", "0")]
 
 
 OURS = Ours(
