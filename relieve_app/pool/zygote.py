@@ -33,6 +33,13 @@ Markdown renderer is one)::
               zygote could reap it: it names no other process), or {"op": "spawn_failed", "id", "error"}
     zygote -> {"op": "exited", "pid", "code"}  each helper of this asker it reaps, as "exit" for children
 
+With ``"share": true`` the helper is *shared*: the zygote keeps at most one per target, forks it on the
+first such request, and hands it each asker's pipes in turn, so that several children's helpers cost
+one process (a few MiB of its own, bench/children.py) instead of one each. Its descriptor 0 is then a
+SOCK_SEQPACKET socket on which each packet, ``{"op": "client"}``, carries an asker's two pipe ends
+(``shared_helper.py`` serves them); each asker gets a pidfd of that same process, and each hears of its
+exit. It ends once its last asker has closed its pipes.
+
 ``prepare`` (optional) is called in the zygote once per name, before the first helper that names it
 is forked: what it builds (a warmed Markdown converter) is then shared copy-on-write by every helper.
 It must start no thread. The helper leads its own session, has the signal handlers a fresh
@@ -99,7 +106,8 @@ class Zygote:
     def __init__(self, sock):
         self.sock = sock
         self.spawn_ends = {}  # child pid -> the zygote's end of that child's spawn socket
-        self.helpers = {}  # helper pid -> the socket that asked for it, told of its exit
+        self.helpers = {}  # helper pid -> the sockets that asked for it, each told of its exit
+        self.shared = {}  # target -> (pid, the zygote's end of its client socket) of its shared helper
         self.prepared = {}  # prepare name -> None once done, or the error it raised
         # The handlers a fresh interpreter has, before anything here changes one: each child gets them back.
         self.initial_handlers = {}
@@ -187,6 +195,9 @@ class Zygote:
         for pid, end in list(self.spawn_ends.items()):
             if end is sock:
                 del self.spawn_ends[pid]
+        for askers in self.helpers.values():  # a shared helper outlives many of its askers
+            if sock in askers:
+                askers.remove(sock)
         sock.close()
 
     # children -----------------------------------------------------------------
@@ -251,28 +262,79 @@ class Zygote:
     # helpers ------------------------------------------------------------------
 
     def spawn(self, request, fds, asker):
-        """Fork a helper for ``asker``; its reply is sent here, with a pidfd of the helper."""
+        """Fork a helper for ``asker`` (or hand it the shared one); its reply is sent here, with a
+        pidfd of the helper."""
         if len(fds) != HELPER_FDS:
             raise ValueError(f"{len(fds)} descriptors, not a helper's stdin and stdout")
+        name, prepare = request.get("target"), request.get("prepare")
+        pid = self.share(name, prepare, fds) if request.get("share") else self.fork_helper(name, prepare, fds)
+        askers = self.helpers.setdefault(pid, [])
+        if asker not in askers:
+            askers.append(asker)
+        pidfd = os.pidfd_open(pid)  # before the loop can reap it: this pidfd is of this helper only
+        try:
+            sent = self.send({"op": "spawned", "id": request.get("id"), "pid": pid}, asker, [pidfd])
+            if not sent and not request.get("share"):  # a shared one drops the pipes of an asker gone
+                os.kill(pid, signal.SIGKILL)  # its asker cannot hear of it: no one would ever use it
+        finally:
+            os.close(pidfd)
+
+    def fork_helper(self, name, prepare, fds, close=()):
+        """Fork a helper running ``name()`` with ``fds`` as its descriptors 0 and 1, and without the
+        descriptors ``close``; its pid."""
         modules = len(sys.modules)
-        target = resolve(request.get("target"))
+        target = resolve(name)
         if not callable(target):
-            raise ValueError(f"{request.get('target')} is not callable")
-        prepared = self.prepare(request.get("prepare"))
+            raise ValueError(f"{name} is not callable")
+        prepared = self.prepare(prepare)
         if prepared or len(sys.modules) != modules:
             gc.collect()
             gc.freeze()  # what the helpers share stays out of their collections, as the preloads do
         self.flush()
         pid = os.fork()
         if pid == 0:
+            for fd in close:
+                os.close(fd)
             self.become_helper(target, fds)
-        self.helpers[pid] = asker
-        pidfd = os.pidfd_open(pid)  # before the loop can reap it: this pidfd is of this helper only
+        return pid
+
+    def share(self, name, prepare, fds):
+        """Hand the asker's pipes ``fds`` to the shared helper of ``name``, forked first if there is
+        none or it is gone; its pid."""
+        if name in self.shared:
+            pid, clients = self.shared[name]
+            if self.hand_over(clients, fds):
+                return pid
+            self.forget_shared(name)  # exiting, or stuck with its socket full: the next one serves
+        clients, helper_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            if not self.send({"op": "spawned", "id": request.get("id"), "pid": pid}, asker, [pidfd]):
-                os.kill(pid, signal.SIGKILL)  # its asker cannot hear of it: no one would ever use it
+            # Neither the zygote's end nor the asker's pipes stay open in it: it is handed those.
+            pid = self.fork_helper(name, prepare, [helper_end.fileno()], close=[clients.fileno(), *fds])
+        except BaseException:
+            clients.close()
+            raise
         finally:
-            os.close(pidfd)
+            helper_end.close()
+        clients.setblocking(False)  # a helper busy in a long call must not stop the zygote
+        self.shared[name] = (pid, clients)
+        self.helpers[pid] = []  # a helper's end is never a child's exit, even with no asker to tell
+        if not self.hand_over(clients, fds):
+            os.kill(pid, signal.SIGKILL)  # no asker will ever reach it
+            self.forget_shared(name)
+            raise RuntimeError(f"the shared helper {name} took no asker")
+        return pid
+
+    @staticmethod
+    def hand_over(clients, fds):
+        try:
+            socket.send_fds(clients, [b'{"op": "client"}'], list(fds))
+        except OSError:
+            return False
+        return True
+
+    def forget_shared(self, name):
+        _pid, clients = self.shared.pop(name)
+        clients.close()
 
     def prepare(self, name):
         """Call ``prepare`` once per name; True when it ran now. One that failed fails every spawn
@@ -292,13 +354,13 @@ class Zygote:
         return False
 
     def become_helper(self, target, fds):
-        """In the forked helper: its own session, the pipes as 0 and 1, nothing of the zygote's."""
+        """In the forked helper: its own session, ``fds`` as 0 (and 1), nothing of the zygote's."""
         code = 1
         try:
             os.setsid()
             self.restore_signals()
             self.close_zygote_ends()
-            for fd, number in zip(fds, (0, 1), strict=True):
+            for fd, number in zip(fds, (0, 1), strict=False):
                 if fd != number:
                     os.dup2(fd, number)
                     os.close(fd)
@@ -330,6 +392,9 @@ class Zygote:
             end.close()
         self.spawn_ends.clear()
         self.helpers.clear()
+        for _pid, clients in self.shared.values():
+            clients.close()
+        self.shared.clear()
         os.close(self.wakeup_read)
         os.close(self.wakeup_write)
 
@@ -347,9 +412,12 @@ class Zygote:
             if pid == 0:
                 return
             code = os.waitstatus_to_exitcode(status)
-            asker = self.helpers.pop(pid, None)
-            if asker is not None:  # a helper: its asker's to hear of, never the parent's as a child's exit
-                self.send({"op": "exited", "pid": pid, "code": code}, asker)
+            askers = self.helpers.pop(pid, None)
+            if askers is not None:  # a helper: its askers' to hear of, never the parent's as a child's exit
+                for asker in askers:
+                    self.send({"op": "exited", "pid": pid, "code": code}, asker)
+                for name in [name for name, (shared, _) in self.shared.items() if shared == pid]:
+                    self.forget_shared(name)
                 continue
             end = self.spawn_ends.pop(pid, None)
             if end is not None:

@@ -14,8 +14,14 @@ descriptor that is not its own. A process forked from the child without an exec 
 A helper is the zygote's child, not this process's: it is in neither its session nor its family
 (``family.py``), and is watched by a pidfd the zygote took before it could reap it. Its exit code
 is the one the zygote reports; ``returncode`` stays None when the zygote is gone and cannot tell.
+
+``spawn(..., share=True)`` asks for the zygote's one helper of that target, shared with every other
+process that asks for it (``zygote.py``): the Helper's pipes are this process's own, the process is
+not. ``release()`` gives the pipes back and leaves the process to the others; ``kill()`` ends it for
+all of them.
 """
 
+import collections
 import contextlib
 import itertools
 import json
@@ -61,20 +67,23 @@ def available():
     return link is not None and link.owner == os.getpid() and link.sock is not None
 
 
-def spawn(target, *, prepare=None, timeout=SPAWN_TIMEOUT):
+def spawn(target, *, prepare=None, timeout=SPAWN_TIMEOUT, share=False):
     """A ``Helper`` forked by this process's zygote, running ``target()`` ("pkg.module:callable"),
-    or None (see the module docstring). ``prepare`` is called once in the zygote first. Thread-safe."""
+    or None (see the module docstring). ``prepare`` is called once in the zygote first. ``share``:
+    the zygote's one helper of ``target``, which serves every process that asks (``shared_helper.py``).
+    Thread-safe."""
     link = _link
     if link is None or link.owner != os.getpid():
         return None
-    return link.spawn(target, prepare, timeout)
+    return link.spawn(target, prepare, timeout, share)
 
 
 class Helper(SignalledByPidfd):
     """A helper process the zygote forked for this process; used by one thread at a time, as a Popen."""
 
-    def __init__(self, link, pid, pidfd, stdin_fd, stdout_fd):
+    def __init__(self, link, pid, pidfd, stdin_fd, stdout_fd, shared=False):
         self.pid = pid
+        self.shared = shared  # the zygote's one helper of its target, which other processes use too
         self.returncode = None  # once exited: its code, or None if the zygote could not report it
         self.stdin = open(stdin_fd, "wb", buffering=0)  # noqa: SIM115 - closed by its owner, as a Popen's
         self.stdout = open(stdout_fd, "rb", buffering=0)  # noqa: SIM115
@@ -103,6 +112,16 @@ class Helper(SignalledByPidfd):
         os.close(self._pidfd)
         self._pidfd = None
 
+    def release(self):
+        """Close this process's pipes to the helper and stop watching it, without ending it: a
+        shared helper drops this asker and serves on (one that has no asker left ends)."""
+        self.stdin.close()
+        self.stdout.close()
+        if self._pidfd is not None:
+            os.close(self._pidfd)
+            self._pidfd = None
+            self._link.unwatch(self.pid)
+
     def __repr__(self):
         return f"<Helper pid={self.pid} returncode={self.returncode}>"
 
@@ -115,11 +134,11 @@ class _Link:
         self.owner = os.getpid()
         self.lock = threading.Lock()
         self.ids = itertools.count(1)
-        self.watched = set()  # pids of the Helpers not yet settled: only their codes are kept
+        self.watched = collections.Counter()  # pid -> Helpers not yet settled: only their codes are kept
         self.codes = {}  # pid -> code the zygote reported
         self.quiet_until = 0.0
 
-    def spawn(self, target, prepare, timeout):
+    def spawn(self, target, prepare, timeout, share):
         with self.lock:
             if self.sock is None or time.monotonic() < self.quiet_until:
                 return None
@@ -127,6 +146,8 @@ class _Link:
             message = {"op": "spawn", "id": request_id, "target": target}
             if prepare is not None:
                 message["prepare"] = prepare
+            if share:
+                message["share"] = True
             data = json.dumps(message).encode()
             stdin_read, stdin_write = os.pipe()
             stdout_read, stdout_write = os.pipe()
@@ -156,8 +177,8 @@ class _Link:
                 for fd in [*ours, *fds]:
                     os.close(fd)
                 return None
-            self.watched.add(reply["pid"])
-            return Helper(self, reply["pid"], fds[0], stdin_write, stdout_read)
+            self.watched[reply["pid"]] += 1
+            return Helper(self, reply["pid"], fds[0], stdin_write, stdout_read, share)
 
     def exit_code(self, pid, wait):
         """The code the zygote reports for helper ``pid``, waited for up to ``wait`` seconds."""
@@ -168,8 +189,20 @@ class _Link:
                 if message is None:
                     break
                 self._other(message, fds)
-            self.watched.discard(pid)
-            return self.codes.pop(pid, None)
+            code = self.codes.get(pid)
+            self._unwatch(pid)
+            return code
+
+    def unwatch(self, pid):
+        with self.lock:
+            self._unwatch(pid)
+
+    def _unwatch(self, pid):
+        """One Helper of ``pid`` fewer; its code is forgotten with the last."""
+        self.watched[pid] -= 1
+        if self.watched[pid] <= 0:
+            del self.watched[pid]
+            self.codes.pop(pid, None)
 
     def _reply(self, request_id, deadline):
         """The answer to ``request_id``; what comes before it is handled on the way."""

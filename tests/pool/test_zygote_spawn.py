@@ -26,6 +26,16 @@ def sockets_of(pid):
     return sum(os.readlink(fd).startswith("socket:") for fd in Path(f"/proc/{pid}/fd").iterdir())
 
 
+def kinds_of_fds(pid):
+    """How many sockets and pipes ``pid`` holds, past its standard output and error."""
+    kinds = {"socket": 0, "pipe": 0}
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        kind = os.readlink(fd).partition(":")[0]
+        if kind in kinds and fd.name not in ("1", "2"):
+            kinds[kind] += 1
+    return kinds
+
+
 async def ended(pid, pool):
     """Waits, by a pidfd of its own, until ``pid`` (not this process's child) has exited."""
     try:
@@ -186,5 +196,61 @@ def test_a_spawn_answered_too_late_gives_none_and_its_helper_goes(pool, run):
             assert await task.get("spawn") is None  # a zygote that answered late is let be a while
             # The helper it forked late has nobody at the other end of its pipes: it leaves.
             await pool.eventually(lambda: forked_by(zygote.pid) == {task.pid})
+
+    run(scenario())
+
+
+def test_askers_of_a_shared_helper_share_one_process_and_each_hears_of_its_end(pool, run):
+    async def scenario():
+        async with asked(pool) as (zygote, first):
+            second = asking(pool, zygote)
+            await pool.wait(second.start())
+            try:
+                shared = await first.get("spawn_shared")
+                assert await second.get("spawn_shared") == shared  # one process for both
+                assert parent_of(shared) == zygote.pid
+                # Its socket to the zygote, and two pipes for each asker: nothing else of the zygote's.
+                assert kinds_of_fds(shared) == {"socket": 1, "pipe": 4}
+                assert await first.get("ask_frame", shared, {"n": 1}) == {"echo": {"n": 1}, "pid": shared}
+                assert await second.get("ask_frame", shared, {"n": 2}) == {"echo": {"n": 2}, "pid": shared}
+
+                await first.get("release", shared)  # one asker lets go: the other is served on
+                assert (await second.get("ask_frame", shared, {"n": 3}))["echo"] == {"n": 3}
+                assert await first.get("spawn_shared") == shared  # and the same one is handed over again
+
+                assert await second.get("kill", shared) == -signal.SIGKILL  # ended for both askers
+                assert await first.get("wait", shared) == -signal.SIGKILL  # each told of its end
+                following = await first.get("spawn_shared")
+                assert following != shared
+                assert await first.get("ask_frame", following, {"n": 4}) == {
+                    "echo": {"n": 4},
+                    "pid": following,
+                }
+
+                await first.get("release", following)  # its last asker let go: it ends on its own
+                await ended(following, pool)
+                assert forked_by(zygote.pid) == {first.pid, second.pid}
+            finally:
+                await second.stop()
+
+    run(scenario())
+
+
+def test_a_shared_helper_outlives_an_asker_that_dies(pool, run):
+    async def scenario():
+        async with asked(pool) as (zygote, first):
+            second = asking(pool, zygote)
+            await pool.wait(second.start())
+            try:
+                shared = await first.get("spawn_shared")
+                assert await second.get("spawn_shared") == shared
+                exited = pool.next_event(first, "exit")
+                os.kill(first.pid, signal.SIGKILL)
+                await pool.wait(exited)
+                assert (await second.get("ask_frame", shared, {"n": 1}))["echo"] == {"n": 1}
+                os.kill(second.pid, signal.SIGKILL)  # its last asker dies: it reads end-of-file and ends
+                await ended(shared, pool)
+            finally:
+                await second.stop()
 
     run(scenario())

@@ -8,10 +8,12 @@ import json
 import os
 import sys
 
-from relieve_app.pool import zygote_spawn
+from relieve_app.pool import shared_helper, zygote_spawn
+from relieve_app.pool.framing import FrameDecoder, encode
 
 MODULE = "tests.pool.scripts.helpers"
 ECHO = f"{MODULE}:echo"
+SHARED_ECHO = f"{MODULE}:shared_echo"
 PREPARE = f"{MODULE}:prepare"
 
 prepared = []  # pid of the process each prepare() ran in
@@ -39,6 +41,11 @@ def echo():
             os.write(1, json.dumps(answer).encode() + b"\n")
 
 
+def shared_echo():
+    """A shared helper: answers each asker's frame with it, and this helper's pid."""
+    shared_helper.serve(lambda request: {"echo": request, "pid": os.getpid()}, hello={"hello": os.getpid()})
+
+
 def fail():
     sys.exit(7)
 
@@ -58,6 +65,38 @@ class Helpers:
             return None
         self.helpers[helper.pid] = helper
         return helper.pid
+
+    def spawn_shared(self, target=SHARED_ECHO):
+        """The zygote's shared helper of ``target``: its pid, once it said hello to this asker."""
+        helper = zygote_spawn.spawn(target, share=True)
+        if helper is None:
+            return None
+        assert helper.shared
+        helper.decoder = FrameDecoder()
+        self.helpers[helper.pid] = helper
+        assert self._frame(helper) == {"hello": helper.pid}
+        return helper.pid
+
+    def ask_frame(self, pid, request):
+        helper = self.helpers[pid]
+        helper.stdin.write(encode(request))
+        return self._frame(helper)
+
+    @staticmethod
+    def _frame(helper):
+        while True:
+            data = helper.stdout.read(4096)
+            if not data:
+                return None
+            if frames := helper.decoder.feed(data):
+                (frame,) = frames
+                return frame
+
+    def release(self, pid):
+        self.helpers.pop(pid).release()
+
+    def wait(self, pid):
+        return self.helpers[pid].wait(timeout=30)
 
     def ask(self, pid, line):
         helper = self.helpers[pid]
