@@ -7,14 +7,17 @@ shape are not rendered at all (shape.py), and the rest are rendered in a separat
 the body itself, goes out: the HTML part is a courtesy, never a reason to hold or fail a message.
 
 In a child the master's zygote forked, the renderer is forked by that zygote too
-(``relieve_app.pool.zygote_spawn``), with Markdown imported and a converter warmed there once: it
-shares those pages with the zygote and every other renderer (about 3 MiB of memory of its own
-instead of 11 for a fresh interpreter: bench/children.py). Anywhere else (a cold child, the web
-process, a zygote that is gone or does not answer) it is started as
+(``relieve_app.pool.zygote_spawn``), with Markdown imported and a converter warmed there once, and
+the zygote's children share that one renderer: it shares its pages with the zygote (about 3 MiB of
+memory of its own instead of 11 for a fresh interpreter), and one renderer for all the mail children
+instead of one each keeps 8 MiB less in a master of four (bench/children.py). A render takes about
+half a millisecond, so the children rarely wait for each other; one that waits behind a render killed
+at its deadline asks for a new renderer and sends its body once more. Anywhere else (a cold child, the
+web process, a zygote that is gone or does not answer) a renderer of its own is started as
 ``python -m relieve_app.contact.render_process``.
-A warm renderer is the zygote's child, in neither the mail child's session nor its family
-(``relieve_app.pool.family``): when the child dies, its renderer reads end-of-file on stdin and exits,
-and one stuck in a render is ended by its CPU limit, as a cold renderer whose parent died is.
+A warm renderer is the zygote's child, in neither a mail child's session nor its family
+(``relieve_app.pool.family``): once every child using it has died or let it go, it reads end-of-file
+and exits, and one stuck in a render is ended by its CPU limit, as a cold renderer whose parent died is.
 """
 
 import os
@@ -33,10 +36,10 @@ from relieve_app.pool.framing import FrameDecoder, FrameError, encode
 HTML_DOCUMENT = '<!DOCTYPE html>\n<html><head><meta charset="utf-8"></head>\n<body>\n{}\n</body></html>\n'
 RENDER_TIMEOUT = 0.5  # seconds a render may take before the body goes out as text only
 START_TIMEOUT = 15.0  # seconds the renderer may take to import Markdown, on a loaded machine
-IDLE_TIMEOUT = 60.0  # a renderer unused this long is stopped: a quiet site keeps one process less per child
+IDLE_TIMEOUT = 60.0  # a renderer unused this long is let go: a quiet site keeps no renderer running
 SPAWN_TIMEOUT = 5.0  # seconds the zygote may take to fork a renderer (the first imports Markdown)
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-WARM_TARGET = "relieve_app.contact.render_process:main"
+WARM_TARGET = "relieve_app.contact.render_process:serve_shared"
 WARM_PREPARE = "relieve_app.contact.render_process:prepare"
 
 
@@ -50,12 +53,20 @@ class RenderError(Exception):
     """The renderer gave no HTML: it failed, died or missed its deadline."""
 
 
-class Renderer:
-    """Renders bodies in one renderer process, started on first use, replaced when killed, and
-    stopped after ``idle_timeout`` seconds without a render (the next render starts another).
+class RendererDied(RenderError):
+    """The renderer process ended while this one waited for it."""
 
-    Thread-safe; one render at a time. `close()` stops the process; a renderer whose parent died
-    reads end-of-file and exits on its own.
+    def __init__(self, message, shared):
+        super().__init__(message)
+        self.shared = shared  # another child's deadline may have ended it
+
+
+class Renderer:
+    """Renders bodies in one renderer process, started on first use, replaced when killed, and let go
+    after ``idle_timeout`` seconds without a render (the next render starts or asks for another).
+
+    Thread-safe; one render at a time. `close()` stops the process, or lets go of a shared one; a
+    renderer whose parent died reads end-of-file and exits on its own.
     """
 
     def __init__(self, timeout=RENDER_TIMEOUT, start_timeout=START_TIMEOUT, idle_timeout=IDLE_TIMEOUT):
@@ -87,8 +98,7 @@ class Renderer:
                 request = encode({"body": text})
             except FrameError as exc:
                 raise RenderError(f"the body cannot be sent to the renderer: {exc}") from None
-            self._ensure_started()
-            reply = self._exchange(request, self.timeout)
+            reply = self._started_exchange(request)
             if reply is None:
                 self._stop()
                 self._spawn()  # its start overlaps this mail's sending, not the next render
@@ -106,7 +116,7 @@ class Renderer:
 
     def close(self):
         with self._lock:
-            self._stop()
+            self._release()
 
     def __enter__(self):
         return self
@@ -115,6 +125,18 @@ class Renderer:
         self.close()
 
     # the process ----------------------------------------------------------------
+
+    def _started_exchange(self, request):
+        """The reply to ``request`` (None past the deadline). A shared renderer may end while this
+        one waits, at another child's deadline: then once more, on the one the zygote gives next."""
+        try:
+            self._ensure_started()
+            return self._exchange(request, self.timeout)
+        except RendererDied as exc:
+            if not exc.shared:
+                raise
+        self._ensure_started()
+        return self._exchange(request, self.timeout)
 
     def _ensure_started(self):
         if not _running(self.process):
@@ -134,12 +156,14 @@ class Renderer:
                     return
                 idle = time.monotonic() - self._last_used
                 if idle >= self.idle_timeout:
-                    self._stop()
+                    self._release()
                     return
             time.sleep(self.idle_timeout - idle)
 
     def _spawn(self):
-        self.process = zygote_spawn.spawn(WARM_TARGET, prepare=WARM_PREPARE, timeout=SPAWN_TIMEOUT)
+        self.process = zygote_spawn.spawn(
+            WARM_TARGET, prepare=WARM_PREPARE, timeout=SPAWN_TIMEOUT, share=True
+        )
         if self.process is None:
             self.process = self._start_cold()
         os.set_blocking(self.process.stdin.fileno(), False)
@@ -171,6 +195,14 @@ class Renderer:
         process.wait()
         process.stdin.close()
         process.stdout.close()
+
+    def _release(self):
+        """Let go of the process: a shared one serves the other children on; any other is stopped."""
+        if getattr(self.process, "shared", False):
+            process, self.process = self.process, None
+            process.release()
+        else:
+            self._stop()
 
     def _exchange(self, request, timeout):
         """Write `request`, then return the next frame; None when `timeout` passes first."""
@@ -208,7 +240,9 @@ class Renderer:
     def _died(self):
         process = self.process
         self._stop()
-        return RenderError(f"the renderer exited with {process.returncode}")
+        return RendererDied(
+            f"the renderer exited with {process.returncode}", getattr(process, "shared", False)
+        )
 
 
 def _running(process):
@@ -217,6 +251,6 @@ def _running(process):
 
 
 def render_once(body, timeout=RENDER_TIMEOUT):
-    """Render one body with a renderer of its own, for one-off use (Mail keeps one)."""
+    """Render one body with a Renderer of its own, for one-off use (Mail keeps one)."""
     with Renderer(timeout=timeout) as renderer:
         return renderer.render(body)

@@ -1,16 +1,18 @@
 """The renderer process: Markdown bodies in on stdin, sanitised HTML out on stdout.
 
-Run by render.Renderer: forked by the master's zygote when the child was (``main`` is the target of
-its spawn, ``prepare`` builds and warms a converter in the zygote once, shared copy-on-write by every
-renderer forked after it), else as ``python -m relieve_app.contact.render_process``, a fresh
-interpreter that imports Markdown itself. It imports nothing from Django.
+Run by render.Renderer: forked by the master's zygote when the child was, as the one renderer that
+zygote's children share (``serve_shared`` is the target of its spawn, ``relieve_app.pool.shared_helper``
+its loop; ``prepare`` builds and warms a converter in the zygote once, shared copy-on-write by the
+renderers forked after it), else as ``python -m relieve_app.contact.render_process``, a fresh
+interpreter of one mail's own that imports Markdown itself. It imports nothing from Django.
 Frames are relieve_app.pool.framing's (length-prefixed JSON)::
 
     -> {"body": "<markdown>"}      <- {"html": "<fragment>"} or {"error": "<why>"}
     <- {"ready": true}             once, first, when the imports are done
 
 A parent that stops waiting kills this process. One that dies leaves it to read end-of-file and
-exit; if it is then stuck in a render, its CPU limit ends it.
+exit (a shared renderer, once every child using it has); if it is then stuck in a render, its CPU
+limit ends it.
 """
 
 import os
@@ -18,6 +20,7 @@ import resource
 import sys
 
 from relieve_app.contact.markup import Converter
+from relieve_app.pool import shared_helper
 from relieve_app.pool.framing import FrameDecoder, FrameError, encode
 
 CPU_BUDGET = 10  # CPU seconds one render may use before the kernel ends this process (SIGXCPU)
@@ -63,9 +66,19 @@ def prepare():
     _prepared = warmed_converter()
 
 
-def serve(stdin=0, stdout=1):
+def converter_here():
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a SIGXCPU leaves no core file behind
-    converter = _prepared or warmed_converter()
+    return _prepared or warmed_converter()
+
+
+def serve_shared():
+    """The zygote's one renderer, serving every mail child that asks for it (zygote_spawn's share)."""
+    converter = converter_here()
+    shared_helper.serve(lambda request: answer(converter, request), hello={"ready": True})
+
+
+def serve(stdin=0, stdout=1):
+    converter = converter_here()
     write(stdout, {"ready": True})
     decoder = FrameDecoder()
     while data := os.read(stdin, READ_SIZE):

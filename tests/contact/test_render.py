@@ -59,6 +59,11 @@ class Start:
             assert parent_of(process.pid) == self.zygote.pid
 
 
+def gone(pid):
+    """Ended and reaped, by whichever process is its parent."""
+    return not Path(f"/proc/{pid}").exists()
+
+
 def parent_of(pid):
     stat = Path(f"/proc/{pid}/stat").read_text()
     return int(stat[stat.rfind(")") + 2 :].split()[1])
@@ -122,9 +127,11 @@ def test_an_idle_renderer_is_stopped_and_the_next_render_starts_another(start):
         assert renderer.process is first
 
         deadline = time.monotonic() + 30
-        while (renderer.process is not None or first.returncode is None) and time.monotonic() < deadline:
-            time.sleep(0.05)  # the watch lets go of the process before it has reaped it
-        assert renderer.process is None and first.returncode is not None  # stopped and reaped
+        while (renderer.process is not None or not gone(first.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the watch lets go of the process before it is reaped
+        assert renderer.process is None and gone(
+            first.pid
+        )  # ended (a shared one: its last asker left), reaped
 
         assert "<em>again</em>" in renderer.render("*again*").html
         assert renderer.process.pid != first.pid
@@ -140,17 +147,53 @@ def test_a_renderer_killed_between_renders_is_replaced(renderer):
 
 
 def test_a_renderer_killed_during_a_render_is_text_only_and_replaced(start):
+    """A renderer of its own that dies in a render gives text only; a shared one, which another
+    child's deadline may have ended, is asked once more, and only a second death gives text only."""
     with Renderer(timeout=60) as renderer:
         renderer.render("warm *up*")
-        pid = renderer.process.pid
-        killer = threading.Timer(0.5, os.kill, (pid, signal.SIGKILL))
+        killed = []
+        rendering = threading.Event()
+
+        def kill_each_renderer():
+            while not rendering.is_set():
+                process = renderer.process
+                if process is not None and process.pid not in killed:
+                    time.sleep(0.5)
+                    killed.append(process.pid)
+                    os.kill(process.pid, signal.SIGKILL)
+                time.sleep(0.05)
+
+        killer = threading.Thread(target=kill_each_renderer)
         killer.start()
-        rendered = renderer.render(SLOW)  # the kill comes long before its end
+        rendered = renderer.render(SLOW)  # each kill comes long before its end
+        rendering.set()
         killer.join()
 
         assert rendered.html is None
         assert "exited with -9" in rendered.fallback
+        assert len(killed) == (1 if start.kind == "cold" else 2)
         assert "<em>again</em>" in renderer.render("*again*").html
+
+
+def test_a_shared_renderer_ended_at_another_childs_deadline_renders_once_more(warm):
+    """Two askers of the zygote's one renderer: a body that waited behind one killed at its deadline
+    is sent again to the next renderer, and gets its HTML."""
+    with Renderer(timeout=0.5) as slow, Renderer(timeout=5) as quick:
+        slow.render("warm *up*")
+        quick.render("warm *up*")
+        assert slow.process.pid == quick.process.pid  # one process for both
+        first = slow.process.pid
+        results = {}
+        thread = threading.Thread(target=lambda: results.update(slow=slow.render(SLOW)))
+        thread.start()
+        time.sleep(0.2)  # the slow render is under way: the quick one waits behind it
+        rendered = quick.render("*quick*")
+        thread.join()
+
+        assert results["slow"].html is None and "took over 0.5s" in results["slow"].fallback
+        assert rendered.fallback is None and "<em>quick</em>" in rendered.html
+        assert gone(first) and quick.process.pid != first
+        warm.check(quick.process)
 
 
 def test_the_renderer_ends_itself_when_its_parent_goes_away(renderer):

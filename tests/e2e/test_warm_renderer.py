@@ -20,7 +20,7 @@ def stat_of(pid):
     """(state, ppid, sid) of a process, or None once it is gone (a zombie is gone for our purpose)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or between it and the read
         return None
     fields = stat[stat.rfind(")") + 2 :].split()
     return None if fields[0] == "Z" else (fields[0], int(fields[1]), int(fields[3]))
@@ -81,3 +81,32 @@ def test_the_mail_childs_renderer_is_forked_by_the_zygote_and_replaced_warm(mast
     # replacement starts no renderer before its first mail.)
     os.kill(mail_child, signal.SIGKILL)
     wait_until(lambda: stat_of(replacement) is None, timeout=30, message="the renderer to end")
+
+
+def test_the_mail_children_share_one_renderer_which_outlives_any_one_of_them(master, smtp_sink):
+    master.start(workers=2)
+    mail_children = lambda: {  # noqa: E731
+        child["name"]: child for child in master.status()["children"] if child["queue"] == "mail"
+    }
+    names = set(mail_children())
+    assert len(names) == 2
+    pids = {child["pid"] for child in master.status()["children"]}
+    zygote = stat_of(mail_children()["mail0"]["pid"])[1]
+    renderers = lambda: forked_by(zygote) - pids  # noqa: E731
+    web = Client()
+
+    ids = []
+    while not all(child["done"] for child in mail_children().values()):  # each child has sent one
+        assert len(ids) < 60, mail_children()
+        for n in range(len(ids), len(ids) + 6):  # a burst: the least busy child is not always the first
+            ids.append(post(web, f"mail {n}", f"Mail **{n}**, long enough for the form."))
+        sent(smtp_sink, len(ids), ids)
+    by_subject = sent(smtp_sink, len(ids), ids)
+    for n in range(len(ids)):
+        assert f"<strong>{n}</strong>" in by_subject[f"mail {n}"].get_body(("html",)).get_content()
+    (renderer,) = renderers()  # one for both children
+
+    os.kill(mail_children()["mail0"]["pid"], signal.SIGKILL)  # one child dies: the other still has it
+    ids.append(post(web, "after", "Rendered by the *same* renderer, long enough for the form."))
+    assert "<em>same</em>" in sent(smtp_sink, len(ids), ids)["after"].get_body(("html",)).get_content()
+    assert stat_of(renderer) is not None
