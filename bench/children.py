@@ -12,10 +12,11 @@ Then PSS and RSS of every child, from /proc/<pid>/smaps_rollup: the median, in M
 page shared by N processes N ways, so the pages children share with the zygote count once among them.
 Then the renderers (``--mail-children``, 4): a master serving the mail queue alone, as bench/peers.py
 runs ours (``runrelieve --workers 4``), sends contact mails to a local SMTP sink until each mail
-child has rendered one, so each holds its Markdown renderer. Measured then: the median PSS of one
-renderer and its private memory (the pages no other process maps: what it costs of its own; its PSS
-also holds its share of the zygote's pages, there anyway), and the sum of PSS of the whole tree
-(master, zygote, children, renderers), in MiB.
+child has sent one, so each has asked for a Markdown renderer (forked warm, the zygote's children
+share one; started cold, each has its own). Measured then: the median PSS of one renderer and its
+private memory (the pages no other process maps: what it costs of its own; its PSS also holds its
+share of the zygote's pages, there anyway), and the sum of PSS of the whole tree (master, zygote,
+children, renderers), in MiB.
 The cold run is the baseline, in the same run. The last line is for scripts (one line)::
 
     children restart-p50-ms=… pss-per-child-mb=… rss-per-child-mb=… renderer-pss-mb=…
@@ -67,7 +68,7 @@ def main():
             f"{'':28} PSS/renderer {found['renderer_pss_mb']:5.1f} MiB  "
             f"private/renderer {found['renderer_private_mb']:5.1f} MiB  "
             f"PSS of the tree {found['tree_pss_mb']:6.1f} MiB ({found['tree_processes']} processes, "
-            f"{found['mail_children']} mail children)",
+            f"{found['mail_children']} mail children, {plural(found['renderers'], 'renderer')})",
             flush=True,
         )
     cold, warm = figures["cold"], figures["warm"]
@@ -86,6 +87,10 @@ def main():
         f"cold-renderer-private-mb={cold['renderer_private_mb']:.1f} "
         f"cold-tree-pss-mb={cold['tree_pss_mb']:.1f}"
     )
+
+
+def plural(count, noun):
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def run_one(mode, options):
@@ -150,10 +155,10 @@ def measure_renderers(env, folder, count):
                 sent += count
                 sink.wait_for(sent, timeout=60)
                 mail_children, renderers, pids = tree_of(master.pid)
-                if len(mail_children) == count and len(renderers) == count:
-                    break  # each mail child keeps one renderer: each has rendered
+                if len(mail_children) == count and all(child["done"] for child in children()):
+                    break  # each mail child has rendered a mail
             else:
-                raise SystemExit(f"{len(renderers)} renderers for {len(mail_children)} mail children")
+                raise SystemExit(f"not every one of {len(mail_children)} mail children sent a mail")
             renderer_memory = [smaps_rollup(pid) for pid in renderers]
             renderer_private = [private_memory(pid) for pid in renderers]
             tree_pss = sum(smaps_rollup(pid)[0] for pid in pids)
@@ -165,6 +170,7 @@ def measure_renderers(env, folder, count):
         "tree_pss_mb": tree_pss / 1024,
         "tree_processes": len(pids),
         "mail_children": len(mail_children),
+        "renderers": len(renderers),
     }
 
 
