@@ -2,6 +2,7 @@
 sent, MailRefused for a refusal the server means (5xx), RetryLater for anything worth another try."""
 
 import pytest
+from django.core.mail.backends import smtp as smtp_backend
 
 from relieve_app.contact.mailtask import MailRefused, send_contact_mail
 from relieve_app.contact.render import render_once
@@ -152,3 +153,25 @@ def test_line_break_in_a_header_is_refused_without_a_crash(mail, smtp_sink, fiel
     (message,) = smtp_sink.wait_for(1)
     assert message["Bcc"] is None
     assert smtp_sink.envelopes[0].rcpt_tos == ["me@example.com"]
+
+
+def test_each_address_is_parsed_once_however_many_mails_and_a_bad_one_fails_each_time(
+    mail, smtp_sink, monkeypatch
+):
+    parsed = []
+    parse = smtp_backend.AddressHeader.value_parser
+
+    def counted(value):
+        parsed.append(value)
+        return parse(value)
+
+    monkeypatch.setattr(smtp_backend.AddressHeader, "value_parser", staticmethod(counted))
+    for number in range(3):
+        assert send(make_job(subject=f"Hello {number}")) == SENT
+    assert len(smtp_sink.wait_for(3)) == 3
+    assert sorted(parsed) == sorted([FROM, "me@example.com"])  # From and To, once each
+
+    for _ in range(2):
+        with pytest.raises(RetryLater, match="must be a single address"):
+            send(make_job(recipient="me@example.com, other@example.com"))
+    assert parsed.count("me@example.com, other@example.com") == 2
