@@ -6,12 +6,13 @@ Usage:
 
 For each database (a fresh SQLite file; a fresh PostgreSQL database at BENCH_PG_URL), a master of
 ``--children`` mail children (``runrelieve --workers N``) sends to a local SMTP sink that answers at
-once. A few mails first, so that every child has its SMTP connection and its renderer; then
-``--mails`` contact messages are stored as the contact view stores them (the ``MailOutcome`` and its
-task, ``contact.views.enqueue``), in one transaction, and timed from the commit to the last one in
-the sink. The CPU time of each process of the master's tree is read from /proc before and after:
-milliseconds of CPU per mail for the master (its event loop and its database thread), the
-children, and their renderers. The last line is for scripts (one line)::
+once. A few mails first, so that every child has its SMTP connection and has asked for a
+renderer; then ``--mails`` contact messages are stored as the contact view stores them (the
+``MailOutcome`` and its task, ``contact.views.enqueue``), in one transaction, and timed from the
+commit to the last one in the sink. The CPU time of each process of the master's tree is read from
+/proc before and after: milliseconds of CPU per mail for the master (its event loop and its database
+thread), the children, and the Markdown renderer they share (one each when started cold). The last
+line is for scripts (one line)::
 
     mail-drain <database>-per-s=… <database>-master-ms=… <database>-children-ms=… <database>-renderers-ms=… …
 """
@@ -31,7 +32,7 @@ from bench import own_process
 from bench.tasks import cpu_seconds, fresh_postgres
 
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/relieve_mail_drain_bench")
-WARM_UP = 8  # mails sent before the clock starts: each child opens its SMTP connection and renderer
+WARM_UP = 8  # mails sent before the clock starts: each child connects to SMTP, asks for a renderer
 
 
 def main():
