@@ -200,57 +200,54 @@ def test_a_spawn_answered_too_late_gives_none_and_its_helper_goes(pool, run):
     run(scenario())
 
 
+@contextlib.asynccontextmanager
+async def sharing(pool):
+    """A zygote, and two children of it handed its one shared echo helper: (zygote, first, second, pid)."""
+    async with asked(pool) as (zygote, first):
+        second = asking(pool, zygote)
+        await pool.wait(second.start())
+        try:
+            shared = await first.get("spawn_shared")
+            assert await second.get("spawn_shared") == shared  # one process for both
+            yield zygote, first, second, shared
+        finally:
+            await second.stop()
+
+
 def test_askers_of_a_shared_helper_share_one_process_and_each_hears_of_its_end(pool, run):
     async def scenario():
-        async with asked(pool) as (zygote, first):
-            second = asking(pool, zygote)
-            await pool.wait(second.start())
-            try:
-                shared = await first.get("spawn_shared")
-                assert await second.get("spawn_shared") == shared  # one process for both
-                assert parent_of(shared) == zygote.pid
-                # Its socket to the zygote, and two pipes for each asker: nothing else of the zygote's.
-                assert kinds_of_fds(shared) == {"socket": 1, "pipe": 4}
-                assert await first.get("ask_frame", shared, {"n": 1}) == {"echo": {"n": 1}, "pid": shared}
-                assert await second.get("ask_frame", shared, {"n": 2}) == {"echo": {"n": 2}, "pid": shared}
+        async with sharing(pool) as (zygote, first, second, shared):
+            assert parent_of(shared) == zygote.pid
+            # Its socket to the zygote, and two pipes for each asker: nothing else of the zygote's.
+            assert kinds_of_fds(shared) == {"socket": 1, "pipe": 4}
+            assert await first.get("ask_frame", shared, {"n": 1}) == {"echo": {"n": 1}, "pid": shared}
+            assert await second.get("ask_frame", shared, {"n": 2}) == {"echo": {"n": 2}, "pid": shared}
 
-                await first.get("release", shared)  # one asker lets go: the other is served on
-                assert (await second.get("ask_frame", shared, {"n": 3}))["echo"] == {"n": 3}
-                assert await first.get("spawn_shared") == shared  # and the same one is handed over again
+            await first.get("release", shared)  # one asker lets go: the other is served on
+            assert (await second.get("ask_frame", shared, {"n": 3}))["echo"] == {"n": 3}
+            assert await first.get("spawn_shared") == shared  # and the same one is handed over again
 
-                assert await second.get("kill", shared) == -signal.SIGKILL  # ended for both askers
-                assert await first.get("wait", shared) == -signal.SIGKILL  # each told of its end
-                following = await first.get("spawn_shared")
-                assert following != shared
-                assert await first.get("ask_frame", following, {"n": 4}) == {
-                    "echo": {"n": 4},
-                    "pid": following,
-                }
+            assert await second.get("kill", shared) == -signal.SIGKILL  # ended for both askers
+            assert await first.get("wait", shared) == -signal.SIGKILL  # each told of its end
+            following = await first.get("spawn_shared")
+            assert following != shared
+            assert (await first.get("ask_frame", following, {"n": 4}))["pid"] == following
 
-                await first.get("release", following)  # its last asker let go: it ends on its own
-                await ended(following, pool)
-                assert forked_by(zygote.pid) == {first.pid, second.pid}
-            finally:
-                await second.stop()
+            await first.get("release", following)  # its last asker let go: it ends on its own
+            await ended(following, pool)
+            assert forked_by(zygote.pid) == {first.pid, second.pid}
 
     run(scenario())
 
 
 def test_a_shared_helper_outlives_an_asker_that_dies(pool, run):
     async def scenario():
-        async with asked(pool) as (zygote, first):
-            second = asking(pool, zygote)
-            await pool.wait(second.start())
-            try:
-                shared = await first.get("spawn_shared")
-                assert await second.get("spawn_shared") == shared
-                exited = pool.next_event(first, "exit")
-                os.kill(first.pid, signal.SIGKILL)
-                await pool.wait(exited)
-                assert (await second.get("ask_frame", shared, {"n": 1}))["echo"] == {"n": 1}
-                os.kill(second.pid, signal.SIGKILL)  # its last asker dies: it reads end-of-file and ends
-                await ended(shared, pool)
-            finally:
-                await second.stop()
+        async with sharing(pool) as (_zygote, first, second, shared):
+            exited = pool.next_event(first, "exit")
+            os.kill(first.pid, signal.SIGKILL)
+            await pool.wait(exited)
+            assert (await second.get("ask_frame", shared, {"n": 1}))["echo"] == {"n": 1}
+            os.kill(second.pid, signal.SIGKILL)  # its last asker dies: it reads end-of-file and ends
+            await ended(shared, pool)
 
     run(scenario())
