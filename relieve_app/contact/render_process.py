@@ -4,11 +4,11 @@ Run by render.Renderer: forked by the master's zygote when the child was, as the
 zygote's children share (``serve_shared`` is the target of its spawn, ``relieve_app.pool.shared_helper``
 its loop; ``prepare`` builds and warms a converter in the zygote once, shared copy-on-write by the
 renderers forked after it), else as ``python -m relieve_app.contact.render_process``, a fresh
-interpreter of one mail's own that imports Markdown itself. It imports nothing from Django.
+interpreter of one Renderer's own that imports Markdown itself. It imports nothing from Django.
 Frames are relieve_app.pool.framing's (length-prefixed JSON)::
 
     -> {"body": "<markdown>"}      <- {"html": "<fragment>"} or {"error": "<why>"}
-    <- {"ready": true}             once, first, when the imports are done
+    <- {"ready": true}             once, first, when the imports are done (the shared one: to each child)
 
 A parent that stops waiting kills this process. One that dies leaves it to read end-of-file and
 exit (a shared renderer, once every child using it has); if it is then stuck in a render, its CPU
