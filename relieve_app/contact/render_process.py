@@ -1,7 +1,7 @@
 """The renderer process: Markdown bodies in on stdin, sanitised HTML out on stdout.
 
 Run by render.Renderer: forked by the master's zygote when the child was, as the one renderer that
-zygote's children share (``serve_shared`` is the target of its spawn, ``relieve_app.pool.shared_helper``
+zygote's children share (``serve_shared`` is the target of its spawn, ``relieve_app.pool.helper_loop``
 its loop; ``prepare`` builds and warms a converter in the zygote once, shared copy-on-write by the
 renderers forked after it), else as ``python -m relieve_app.contact.render_process``, a fresh
 interpreter of one Renderer's own that imports Markdown itself. It imports nothing from Django.
@@ -15,16 +15,14 @@ exit (a shared renderer, once every child using it has); if it is then stuck in 
 limit ends it.
 """
 
-import os
 import resource
 import sys
 
 from relieve_app.contact.markup import Converter
-from relieve_app.pool import shared_helper
-from relieve_app.pool.framing import FrameDecoder, FrameError, encode
+from relieve_app.pool import helper_loop
+from relieve_app.pool.framing import FrameError
 
 CPU_BUDGET = 10  # CPU seconds one render may use before the kernel ends this process (SIGXCPU)
-READ_SIZE = 1 << 16
 
 _prepared = None  # the converter prepare() built, in the zygote, before this process was forked
 
@@ -48,12 +46,6 @@ def answer(converter, request):
         return {"error": f"{type(exc).__name__}: {exc}"[:200]}
 
 
-def write(fd, frame):
-    data = encode(frame)
-    while data:
-        data = data[os.write(fd, data) :]
-
-
 def warmed_converter():
     converter = Converter()
     converter.to_html("warm *up*")  # the first conversion loads the extensions' modules
@@ -74,19 +66,13 @@ def converter_here():
 def serve_shared():
     """The zygote's one renderer, serving every mail child that asks for it (zygote_spawn's share)."""
     converter = converter_here()
-    shared_helper.serve(lambda request: answer(converter, request), hello={"ready": True})
+    helper_loop.serve_shared(lambda request: answer(converter, request), hello={"ready": True})
 
 
-def serve(stdin=0, stdout=1):
+def serve():
+    """A renderer of one Renderer's own, on stdin and stdout."""
     converter = converter_here()
-    write(stdout, {"ready": True})
-    decoder = FrameDecoder()
-    while data := os.read(stdin, READ_SIZE):
-        for request in decoder.feed(data):
-            try:
-                write(stdout, answer(converter, request))
-            except FrameError as exc:  # the HTML outgrew a frame
-                write(stdout, {"error": str(exc)})
+    helper_loop.serve_one(lambda request: answer(converter, request), hello={"ready": True})
 
 
 def main():

@@ -37,7 +37,7 @@ With ``"share": true`` the helper is *shared*: the zygote keeps at most one per 
 first such request, and hands it each asker's pipes in turn, so that several children's helpers cost
 one process (a few MiB of its own, bench/children.py) instead of one each. Its descriptor 0 is then a
 SOCK_SEQPACKET socket on which each packet, ``{"op": "client"}``, carries an asker's two pipe ends
-(``shared_helper.py`` serves them); each asker gets a pidfd of that same process, and each hears of its
+(``helper_loop.py`` serves them); each asker gets a pidfd of that same process, and each hears of its
 exit. It ends once its last asker has closed its pipes.
 
 ``prepare`` (optional) is called in the zygote once per name, before the first helper that names it

@@ -70,7 +70,7 @@ def available():
 def spawn(target, *, prepare=None, timeout=SPAWN_TIMEOUT, share=False):
     """A ``Helper`` forked by this process's zygote, running ``target()`` ("pkg.module:callable"),
     or None (see the module docstring). ``prepare`` is called once in the zygote first. ``share``:
-    the zygote's one helper of ``target``, which serves every process that asks (``shared_helper.py``).
+    the zygote's one helper of ``target``, which serves every process that asks (``helper_loop.py``).
     Thread-safe."""
     link = _link
     if link is None or link.owner != os.getpid():

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-from relieve_app.pool import shared_helper, zygote_spawn
+from relieve_app.pool import helper_loop, zygote_spawn
 from relieve_app.pool.framing import FrameDecoder, encode
 
 MODULE = "tests.pool.scripts.helpers"
@@ -43,7 +43,8 @@ def echo():
 
 def shared_echo():
     """A shared helper: answers each asker's frame with it, and this helper's pid."""
-    shared_helper.serve(lambda request: {"echo": request, "pid": os.getpid()}, hello={"hello": os.getpid()})
+    pid = os.getpid()
+    helper_loop.serve_shared(lambda request: {"echo": request, "pid": pid}, hello={"hello": pid})
 
 
 def fail():

@@ -1,11 +1,12 @@
-"""The loop of a shared helper (``zygote_spawn.spawn(..., share=True)``): one process answering
-several askers' frames, one request at a time.
+"""The loop of a helper that answers frames (``relieve_app.pool.framing``'s): ``serve_one`` for the
+one asker at the other end of its stdin and stdout, ``serve_shared`` for every asker of a shared
+helper (``zygote_spawn.spawn(..., share=True)``), one request at a time.
 
-Its descriptor 0 is the zygote's socket: each packet hands over one asker's pipes, the read end of
-what it writes, then the write end of what it reads (``zygote.py``). Each asker is sent ``hello``
-first, then one answer per request, in ``relieve_app.pool.framing``'s frames. An asker leaves by
-closing its end; the helper ends once none is left and the zygote has handed over no other, or the
-zygote is gone and its last asker has left.
+A shared helper's descriptor 0 is the zygote's socket: each packet hands over one asker's pipes,
+the read end of what it writes, then the write end of what it reads (``zygote.py``). Each asker is
+sent ``hello`` first, then one answer per request. An asker leaves by closing its end; the helper
+ends once none is left and the zygote has handed over no other, or the zygote is gone and its last
+asker has left.
 
 Requests are answered in turn: an asker whose request waits behind a long one waits as long. An
 asker that gives up on one kills the process, for all of them; the others see end-of-file and ask
@@ -50,7 +51,16 @@ class _Asker:
                 os.close(fd)
 
 
-def serve(answer, hello=None, zygote_fd=0):
+def serve_one(answer, hello=None, requests=0, answers=1):
+    """Answer the requests read from ``requests`` on ``answers`` with ``answer(request)`` until the
+    asker closes its end or stops reading."""
+    asker = _Asker(requests, answers)
+    if hello is None or asker.write(hello):
+        while _answer(asker, answer):
+            pass
+
+
+def serve_shared(answer, hello=None, zygote_fd=0):
     """Answer each asker's requests with ``answer(request)`` (a dict, or a FrameError for a frame
     that could not be read) until no asker is left; returns then."""
     zygote = socket.socket(fileno=zygote_fd)
