@@ -180,6 +180,7 @@ RELIEVE_FROM_ENV = {
     "RELIEVE_RETRY_DELAY": env.float,
     "RELIEVE_MAX_RETRY_DELAY": env.float,
     "RELIEVE_SWEEP_INTERVAL": env.float,
+    "RELIEVE_MAX_HELD": env.int,
     "RELIEVE_CALL_TIMEOUT": env.float,
     "RELIEVE_GRACE": env.float,
     "RELIEVE_FAILSAFE": env.bool,

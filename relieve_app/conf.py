@@ -45,6 +45,9 @@ DEFAULTS = {
     # Periodic tasks: name -> {"task", "cron" | "every", ...} (tasks/schedule/, README "Periodic tasks").
     "RELIEVE_SCHEDULE": {},
     "RELIEVE_SWEEP_INTERVAL": 30.0,
+    # Ready ids a master keeps in memory per queue; a deeper backlog waits in the table, read again
+    # as the master works through what it holds (tasks/master/queueing.py).
+    "RELIEVE_MAX_HELD": 10_000,
     "RELIEVE_CALL_TIMEOUT": 60.0,
     "RELIEVE_GRACE": 10.0,
     # A graceful stop leaves each child in a task running, to finish it and record its end itself
@@ -90,6 +93,7 @@ RULES = {
     "RELIEVE_RETRY_DELAY": ("seconds", 0),
     "RELIEVE_MAX_RETRY_DELAY": ("seconds", 0),
     "RELIEVE_SWEEP_INTERVAL": ("seconds", 0.1),
+    "RELIEVE_MAX_HELD": ("int", 1),
     "RELIEVE_CALL_TIMEOUT": ("seconds", 0.1),
     "RELIEVE_GRACE": ("seconds", 0),
     "RELIEVE_FAILSAFE": ("bool", None),

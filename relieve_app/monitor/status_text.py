@@ -55,6 +55,9 @@ def table(children):
     ]
 
 
+MORE = " here and more in the database (RELIEVE_MAX_HELD)"
+
+
 def render(state, socket_path):
     lines = []
     paused = set(state.get("paused") or ())
@@ -72,7 +75,8 @@ def render(state, socket_path):
             lines.append(
                 f"queue {queue['name']}: {state_word}{_count(queue['children'], 'child', 'children')} "
                 f"({queue['available']} taking work), "
-                f"{queue['queued']} queued, {queue['sending']} running"
+                f"{queue['queued']} queued{MORE if queue.get('more_in_table') else ''}, "
+                f"{queue['sending']} running"
             )
         lines.append(f"{master['retrying']} waiting to retry, {master['settling']} outcomes being recorded")
         lines += table(master["children"])

@@ -8,6 +8,7 @@ import signal
 from datetime import timedelta
 
 import pytest
+from django.core.management import call_command
 from django.db import transaction
 from django.tasks import TaskResultStatus
 from django.utils import timezone
@@ -86,6 +87,42 @@ def test_higher_priority_runs_first_while_every_child_is_busy(master, tmp_path):
 
 def queued(master, queue):
     return next(q["queued"] for q in master.status()["queues"] if q["name"] == queue)
+
+
+def heard(master, result):
+    """Make sure the master has handled the arrival of ``result``: its answer to a submit comes
+    after it did (``enqueue()``'s own note to it is not answered)."""
+    row = TaskRecord.objects.get(pk=result.id)
+    client.request(
+        "submit", socket_path=master.socket_path, id=row.pk, queue=row.queue_name, priority=row.priority
+    )
+
+
+def test_a_backlog_past_max_held_waits_in_the_table_and_runs_most_urgent_first(master, tmp_path, capsys):
+    """RELIEVE_MAX_HELD=4: of 20 tasks the master holds 4, the rest wait in the table; two urgent
+    ones heard of last take the place of the least urgent. Once the child is free, what waits in
+    the table is read as the lane empties, long before the next sweep (60 s)."""
+    master.env.update(RELIEVE_MAX_HELD="4", RELIEVE_SWEEP_INTERVAL="60")
+    master.start(workers=1, queues=["default=1"])
+    gate, order = tmp_path / "gate", tmp_path / "order.txt"
+    blocker = running(basic.wait_for_file.enqueue(str(gate)))
+    with transaction.atomic():
+        backlog = [basic.log_line.enqueue(str(order), f"low{n}") for n in range(20)]
+    for result in backlog:
+        heard(master, result)
+    assert queued(master, "default") == 4
+    urgent = [basic.log_line.using(priority=5).enqueue(str(order), f"urgent{n}") for n in range(2)]
+    for result in urgent:
+        heard(master, result)
+    assert queued(master, "default") == 4
+    assert TaskRecord.objects.filter(status=READY).count() == 22
+    call_command("relievestatus", "--socket", str(master.socket_path))
+    assert "4 queued here and more in the database (RELIEVE_MAX_HELD)" in capsys.readouterr().out
+    gate.touch()
+
+    assert finished(blocker).status == SUCCESSFUL
+    assert [finished(r, timeout=30).status for r in urgent + backlog] == [SUCCESSFUL] * 22
+    assert order.read_text().split() == ["urgent0", "urgent1", *(f"low{n}" for n in range(20))]
 
 
 def test_a_task_held_behind_one_that_turns_out_long_runs_in_the_next_free_child(master, tmp_path):

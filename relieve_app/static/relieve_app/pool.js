@@ -63,7 +63,9 @@
       var queues = master.queues.map(function (queue) {
         var word = (queue.paused || paused.indexOf(queue.name) >= 0) ? "paused, " : "";
         return "Queue " + queue.name + ": " + word + queue.children + (queue.children === 1 ? " child (" : " children (") + queue.available +
-          " taking work), " + queue.queued + " queued, " + queue.sending + " running.";
+          " taking work), " + queue.queued + " queued" +
+          (queue.more_in_table ? " here and more in the database (RELIEVE_MAX_HELD)" : "") +
+          ", " + queue.sending + " running.";
       });
       box.appendChild(el("p", {"class": "master-line", "data-master": String(master.pid)}, [
         "Up " + duration(master.uptime) + (master.reloading ? ", reloading its children" : "") +

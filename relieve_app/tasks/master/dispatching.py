@@ -27,6 +27,7 @@ class Dispatching:
         """Pair the lane's most urgent ready id with a child to take it (``Lane.next``)."""
         while (pair := await lane.next(self._stopping)) is not None:
             task_id, child = pair
+            self._taken(lane)
             self._running.add(task_id)
             self._spawn(self._attempt(lane, child, task_id))
 

@@ -17,6 +17,9 @@ still decides.
 
 An id held ahead is not started yet: a cancel, a pause of the queue or the master's stop takes it
 back before it reaches the child (``recall``, ``cancelled``), and its claim counts no attempt.
+
+The heap holds a bounded number of ids (RELIEVE_MAX_HELD, ``queueing.py``): to take a more urgent
+one when it is full, the least urgent go back to the table (``make_room``).
 """
 
 import asyncio
@@ -51,6 +54,7 @@ class Lane:
         # that attempt ended without an answer (the process died, or was killed at its timeout)
         self._heap = []
         self._order = itertools.count()  # ties keep arrival order
+        self._floor = None  # no id in the heap is less urgent than this (priority, at) key
         self.paused = False  # a paused queue keeps its ids and hands none out (tasks/pausing.py)
 
     def __len__(self):
@@ -59,7 +63,23 @@ class Lane:
     def push(self, task_id, priority, at):
         """Ready now: ``priority`` higher first, then ``at`` (a Unix time) earlier first."""
         heapq.heappush(self._heap, (-priority, at, next(self._order), task_id))
+        if self._floor is None or (-priority, at) > self._floor:
+            self._floor = (-priority, at)
         self.wake.set()
+
+    def make_room(self, priority, at, count):
+        """Take out up to ``count`` of the least urgent ids, each less urgent than ``(priority, at)``,
+        and return them; none when nothing held is less urgent. The heap, sorted, stays a heap."""
+        key = (-priority, at)
+        if not self._heap or self._floor is None or self._floor <= key:
+            return []
+        self._heap.sort()
+        dropped = []
+        while self._heap and len(dropped) < count and self._heap[-1][:2] > key:
+            dropped.append(self._heap.pop()[-1])
+        self._floor = self._heap[-1][:2] if self._heap else None
+        self.cancelled.difference_update(dropped)
+        return dropped
 
     def free_child(self):
         """A running child with nothing to do; else the one holding the fewest ids whose next task

@@ -21,6 +21,7 @@ SETTINGS = {
     "retry_delay": ("RELIEVE_RETRY_DELAY", None),
     "max_retry_delay": ("RELIEVE_MAX_RETRY_DELAY", None),
     "sweep_interval": ("RELIEVE_SWEEP_INTERVAL", None),
+    "max_held": ("RELIEVE_MAX_HELD", None),
     "call_timeout": ("RELIEVE_CALL_TIMEOUT", None),
     "grace": ("RELIEVE_GRACE", None),
     "failsafe": ("RELIEVE_FAILSAFE", None),
@@ -59,6 +60,7 @@ class Options:
     heartbeat: float  # how often the master renews its lease and those of the rows it runs
     lease: float  # a master silent this long is gone, and the rows it held are taken over
     durable: bool  # PostgreSQL: wait for the disk at every claim and outcome (see taskstore.apply)
+    max_held: int = conf.DEFAULTS["RELIEVE_MAX_HELD"]  # ready ids held per queue; the rest wait in the table
     lock_path: str | None = None  # SQLite: the file whose lock makes this the database's only master
     database: str = ""  # named in messages about the lock
     listen: dict | None = None  # PostgreSQL: parameters of the LISTEN connection for wake-ups

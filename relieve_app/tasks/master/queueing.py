@@ -1,4 +1,13 @@
-"""The ids a master holds: each once, ready in its lane now or after a delay."""
+"""The ids a master holds: each once, ready in its lane now or after a delay.
+
+A lane holds at most RELIEVE_MAX_HELD ready ids (``options.max_held``). Past that, an id heard of
+over the socket or from NOTIFY stays in the table, where its row is committed READY, unless it is
+more urgent than some the lane holds: a quarter of those then go back to the table to make room.
+The queue is marked as having rows left there (``_left``), and once its lane is down to half, the
+master sweeps at once (``_refill``) instead of at its next interval. A backlog of millions of tasks
+thus costs the master the memory of ``max_held`` ids a queue (a third of a KiB each), and each sweep
+reads at most that many rows a queue.
+"""
 
 import asyncio
 import time
@@ -8,15 +17,35 @@ class Queueing:
     """Part of ``Master``: ``_known`` holds every id this master has, ready, waiting or running."""
 
     def enqueue(self, task_id, queue="default", priority=0, delay=0.0, at=None):
-        """Take a task id unless this master already has it; ready now, or after ``delay`` seconds."""
+        """Take a task id unless this master already has it, or its lane is full of more urgent
+        ones; ready now, or after ``delay`` seconds."""
         if task_id in self._known or queue not in self.lanes:
             return False
-        self._known[task_id] = (queue, priority, time.time() + delay if at is None else at)
+        at = time.time() + delay if at is None else at
+        if delay <= 0 and not self._room_in(self.lanes[queue], priority, at):
+            return False
+        self._known[task_id] = (queue, priority, at)
         if delay > 0:
             self._later(task_id, delay)
         else:
             self._ready(task_id)
         return True
+
+    def _room_in(self, lane, priority, at):
+        """Whether ``lane`` may take one more ready id, after giving the least urgent it holds back
+        to the table if this one is more urgent than they are."""
+        if len(lane) < self.options.max_held:
+            return True
+        self._left.add(lane.name)
+        dropped = lane.make_room(priority, at, max(1, self.options.max_held // 4))
+        for task_id in dropped:
+            self._known.pop(task_id, None)
+        return bool(dropped)
+
+    def _taken(self, lane):
+        """An id left ``lane`` for a child: with rows left in the table, read them once it is half empty."""
+        if lane.name in self._left and len(lane) <= self.options.max_held // 2:
+            self._refill.set()
 
     def _ready(self, task_id):
         queue, priority, at = self._known[task_id]

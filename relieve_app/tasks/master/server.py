@@ -88,6 +88,8 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
         self.endpoint = Endpoint(options.socket_path, self, client_timeout=options.client_timeout)
         self._stopping = asyncio.Event()
         self._known = {}  # id -> (queue, priority, at): ready, waiting or running here; never twice
+        self._left = set()  # queues whose lane was full: READY rows of theirs wait in the table
+        self._refill = asyncio.Event()  # set when such a lane is down to half: sweep now (queueing.py)
         self._running = set()  # claimed, in a child, or its answer being handled
         self.claiming = set()  # ids whose claim is on its way to the database
         self.ahead = set()  # claimed, on their way to a child or waiting there: not known started yet

@@ -19,6 +19,7 @@ def of_master(master, now=None):
             "children": lane.size,
             "available": len(lane.pool.strategy.tasks),
             "queued": len(lane),
+            "more_in_table": lane.name in master._left,  # past RELIEVE_MAX_HELD: the rest wait there
             "sending": len(lane.busy),
             "paused": lane.name in master.paused,
         }

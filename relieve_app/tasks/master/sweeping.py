@@ -1,8 +1,8 @@
 """Finding work the socket did not bring: the periodic sweep of the table, and PostgreSQL's wake-ups."""
 
 import asyncio
-import contextlib
 import logging
+from collections import Counter
 
 from relieve_app.tasks.store import taskstore
 
@@ -15,12 +15,23 @@ class Sweeping:
 
     async def _sweep_loop(self):
         while not self._stopping.is_set():
+            self._refill.clear()
             try:
                 await self.sweep()
             except Exception:
                 log.exception("sweep failed; trying again in %.0fs", self.options.sweep_interval)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.options.sweep_interval)
+            await self._until_next_sweep()
+
+    async def _until_next_sweep(self):
+        """The sweep interval, cut short by the stop, or by a lane that is down to half with rows of
+        its queue left in the table (``queueing.py``)."""
+        waits = [asyncio.ensure_future(event.wait()) for event in (self._stopping, self._refill)]
+        try:
+            interval = self.options.sweep_interval
+            await asyncio.wait(waits, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def sweep(self):
         """Take in READY rows nobody here has: left by a crash, a down master, a lost ack or a retry.
@@ -32,10 +43,18 @@ class Sweeping:
         exclusive = self.lock is not None
         known, gone = set(self._known), set(self._gone)
         await self.recorder.submit(taskstore.take_back, known, self.owner, exclusive, gone)
-        rows = await self.recorder.submit(taskstore.waiting, set(self._known), set(self.lanes))
+        # Each lane is read up to the room it has; a full one keeps its mark until it is half empty.
+        rooms = {name: self.options.max_held - len(lane) for name, lane in self.lanes.items()}
+        rooms = {name: room for name, room in rooms.items() if room > 0}
+        self._left.difference_update(rooms)
+        rows = await self.recorder.submit(taskstore.waiting, set(self._known), rooms)
+        read = Counter(row[1] for row in rows)
+        self._left.update(name for name, room in rooms.items() if read[name] >= room)
+        # Due from now on: a row read from the table goes behind the ids of its priority this master
+        # holds already (heard of over the socket when they arrived), in the table's order.
         found = 0
-        for task_id, queue, priority, delay, enqueued in rows:
-            found += self.enqueue(task_id, queue, priority, delay, at=enqueued.timestamp() + delay)
+        for task_id, queue, priority, delay, _enqueued in rows:
+            found += self.enqueue(task_id, queue, priority, delay)
         for queue in set(await self.recorder.submit(taskstore.ready_queues)) - set(self.lanes):
             if queue not in self._unserved:
                 self._unserved.add(queue)

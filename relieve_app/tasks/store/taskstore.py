@@ -379,24 +379,62 @@ def take_back(known, owner, exclusive=False, gone=()):
 @reads_only
 def waiting(known, queues=None):
     """READY rows this master lacks: ``(id, queue, priority, seconds until due, enqueued)``, the
-    longest waiting first, read per queue of ``queues`` (None: all), so a backlog in a queue this
-    master does not serve costs it nothing. Due times are judged by the database's clock; read
-    outside any transaction, so the sweep never holds SQLite's write lock."""
+    most urgent first (the highest priority, then the longest waiting), read per queue of ``queues``
+    (None: all), so a backlog in a queue this master does not serve costs it nothing:
+    ``SWEEP_LIMIT`` rows of each beyond ``known``, or as many as ``queues`` gives a queue, when it
+    maps names to numbers. Due times are judged by the database's clock; read outside any
+    transaction, so the sweep never holds SQLite's write lock."""
     known = set(known)
-    ready = TaskRecord.objects.filter(status=Status.READY)
+    limits = queues if isinstance(queues, dict) else dict.fromkeys(queues or [None], SWEEP_LIMIT)
     found = []
-    for part in [ready] if queues is None else [ready.filter(queue_name=name) for name in sorted(queues)]:
-        found.extend(
-            part.annotate(wait=_WAIT)
-            .order_by("enqueued_at", "pk")
-            .values_list("pk", "queue_name", "priority", "wait", "enqueued_at")[: SWEEP_LIMIT + len(known)]
-        )
-    found.sort(key=lambda row: (row[4], row[0]))
+    for name, limit in sorted(limits.items(), key=lambda item: item[0] or ""):
+        found.extend(_most_urgent(name, limit, known))
+    found.sort(key=lambda row: (-row[2], row[4], row[0]))
     return [
         (pk, queue, priority, max(wait.total_seconds(), 0.0) if wait is not None else 0.0, enqueued)
         for pk, queue, priority, wait, enqueued in found
-        if pk not in known
     ]
+
+
+def _most_urgent(queue, limit, known):
+    """Up to ``limit`` READY rows of ``queue`` (None: every queue) not in ``known``: those of the
+    lowest priority present only once every higher one's are read. The higher priorities are read
+    in the order of the ready index (due now first, then by due time, on SQLite; the other way on
+    PostgreSQL), each in a few probes; then the queue's oldest first, in the order of another. A
+    queue of one priority, the usual case, takes that last read alone."""
+    ready = TaskRecord.objects.filter(status=Status.READY)
+    if queue is not None:
+        ready = ready.filter(queue_name=queue)
+    levels = ready_priorities(queue) if queue is not None else []
+    parts = [ready.filter(priority=level).order_by("run_after", "pk") for level in levels[:-1]]
+    parts.append(ready.order_by("enqueued_at", "pk"))
+    found, skip = [], set(known)
+    for part in parts:
+        fields = ("pk", "queue_name", "priority", "wait", "enqueued_at")
+        rows = part.annotate(wait=_WAIT).values_list(*fields)[: limit - len(found) + len(skip)]
+        fresh = [row for row in rows if row[0] not in skip][: limit - len(found)]
+        found.extend(fresh)
+        skip.update(row[0] for row in fresh)
+        if len(found) >= limit:
+            break
+    return found
+
+
+@reads_only
+def ready_priorities(queue):
+    """The priorities of ``queue``'s READY rows, highest first: one probe of the ready index each."""
+    table = TaskRecord._meta.db_table
+    where = "status = %s AND queue_name = %s"
+    sql = (
+        f"WITH RECURSIVE seen(level) AS ("
+        f" SELECT MAX(priority) FROM {table} WHERE {where}"
+        f" UNION ALL SELECT (SELECT MAX(priority) FROM {table} WHERE {where} AND priority < seen.level)"
+        f" FROM seen WHERE seen.level IS NOT NULL"
+        f") SELECT level FROM seen WHERE level IS NOT NULL"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Status.READY, queue, Status.READY, queue])
+        return [row[0] for row in cursor.fetchall()]
 
 
 @reads_only

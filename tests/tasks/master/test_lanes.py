@@ -126,3 +126,19 @@ def test_a_lane_covers_a_wait_only_with_that_much_work_held_ahead():
     assert lane.covers(0.004)
     lane.average = AHEAD
     assert not lane.covers(0.004)  # tasks this long are not held ahead at all
+
+
+def test_a_full_lane_gives_back_its_least_urgent_ids_for_a_more_urgent_one_and_none_for_others():
+    lane = lane_of(Child("a"))
+    for task_id, priority, at in [(1, 0, 1.0), (2, 5, 2.0), (3, 0, 3.0), (4, 0, 4.0), (5, 1, 5.0)]:
+        lane.push(task_id, priority, at)
+    lane.cancelled.add(4)
+
+    assert lane.make_room(0, 9.0, 2) == []  # no more urgent than the least urgent held
+    assert lane.make_room(0, 2.5, 2) == [4, 3]  # older than 3 and 4, as urgent: they go first
+    assert lane.cancelled == set()  # a cancel of an id given back is the table's now
+    assert lane.make_room(3, 9.0, 10) == [1, 5]  # only those less urgent, however many are asked for
+    assert len(lane) == 1
+    assert [take(lane)[0]] == [2]  # still a heap, most urgent first
+    lane.push(6, 0, 6.0)
+    assert lane.make_room(1, 0.5, 1) == [6]  # a push less urgent than all is seen as the least urgent

@@ -363,3 +363,18 @@ def test_a_retry_counts_as_a_start_of_the_rate():
 
     [answer] = claim((row.pk, "default", "default0"))
     assert 3590 < answer["later"] <= 3600
+
+
+def test_a_sweep_given_room_reads_the_most_urgent_rows_then_the_oldest():
+    now = timezone.now()
+    old = [record(enqueued_at=now - timedelta(minutes=10 - n)) for n in range(4)]
+    urgent = [record(priority=5, enqueued_at=now), record(priority=2, enqueued_at=now)]
+    elsewhere = record(queue="mail", priority=9)
+
+    rows = taskstore.waiting({urgent[0].pk}, {"default": 3})
+    assert [row[0] for row in rows] == [urgent[1].pk, old[0].pk, old[1].pk]  # the held one skipped
+    assert taskstore.ready_priorities("default") == [5, 2, 0]
+    assert [row[0] for row in taskstore.waiting((), {"default": 1, "mail": 1})] == [
+        elsewhere.pk,
+        urgent[0].pk,
+    ]
