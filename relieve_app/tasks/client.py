@@ -135,13 +135,17 @@ def announce(tasks):
 
 
 def _not_handed(ids, exc):
-    more = f" and {len(ids) - 1} more" if len(ids) > 1 else ""
+    if len(ids) == 1:
+        tasks, verb, rest = f"Task {ids[0]}", "was", "it stays"
+    else:
+        tasks, verb, rest = f"Tasks {ids[0]} and {len(ids) - 1} more", "were", "they stay"
     logger.warning(
-        "Task %s%s was not handed to the relieve master at %s (%s); it stays queued for the master's sweep.",
-        ids[0],
-        more,
+        "%s %s not handed to the relieve master at %s (%s); %s queued for the master's sweep.",
+        tasks,
+        verb,
         app_settings.RELIEVE_SOCKET,
         exc,
+        rest,
     )
 
 

@@ -129,7 +129,13 @@ def test_a_master_that_never_answers_does_not_hold_enqueue(fake_master, settings
 def test_enqueue_succeeds_with_the_master_down(master_socket, caplog):
     result = basic.noop.enqueue()
     assert TaskRecord.objects.get(pk=result.id).status == "READY"
-    assert "stays queued for the master's sweep" in caplog.text
+    assert f"Task {result.id} was not handed" in caplog.text
+    assert "it stays queued for the master's sweep" in caplog.text
+
+    with transaction.atomic():
+        results = [basic.noop.enqueue() for _ in range(3)]
+    assert f"Tasks {results[0].id} and 2 more were not handed" in caplog.text
+    assert "they stay queued for the master's sweep" in caplog.text
 
 
 @pytest.mark.parametrize(
