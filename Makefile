@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: install run superuser test docs test-sqlite test-postgres chromium lint format bench bench-peers bench-peers-quick bench-tasks bench-children bench-mail-drain bench-memory bench-socket-burst clean
+.PHONY: install run superuser test docs test-sqlite test-postgres chromium lint format bench bench-peers bench-peers-quick bench-tasks bench-children bench-mail-drain bench-memory bench-backlog bench-socket-burst clean
 
 $(VENV)/.installed: requirements.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 12))' || \
@@ -105,6 +105,9 @@ bench-mail-drain: install
 
 bench-memory: install
 	nice -n 10 $(PY) bench/memory.py
+
+bench-backlog: install
+	nice -n 10 $(PY) bench/backlog.py
 
 bench-socket-burst: install
 	nice -n 10 $(PY) bench/socket_burst.py

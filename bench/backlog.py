@@ -1,0 +1,133 @@
+"""A backlog far deeper than the master holds: its memory and its drain, RELIEVE_MAX_HELD against
+a master that holds every id it hears of.
+
+Usage:
+    nice -n 10 .venv/bin/python bench/backlog.py [--tasks 100000] [--batch 500] [--children 4]
+
+Each mode boots its own master (``--children`` children on "default") on a fresh SQLite file. The
+queue is paused; ``--tasks`` no-op tasks are enqueued through ``enqueue()``, ``--batch`` to a
+transaction, each transaction's ids written to the master's socket as a web process writes them;
+then the queue is resumed and drained. Read from /proc: the master's private memory (the pages no
+other process maps) before, once it holds what it heard of, and after the drain; its CPU time per
+task over the drain. Modes: ``held`` (RELIEVE_MAX_HELD as configured, 10,000 by default) and the
+baseline ``all`` (a limit no backlog reaches: every id heard of is held, as before the limit). The
+last line is for scripts (one line)::
+
+    backlog tasks=… held-mb=… held-mb-all=… after-mb=… after-mb-all=… per-s=… per-s-all=…
+        master-cpu-ms=… master-cpu-ms-all=… ratio-after-mb=…
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import own_process
+from bench.tasks import cpu_seconds
+
+EVERYTHING = 10**9  # RELIEVE_MAX_HELD no backlog reaches
+MODES = {"held": None, "all": EVERYTHING}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--children", type=int, default=4)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.one:
+        print(json.dumps(measure(MODES[options.one], options)))
+        return
+    figures = {}
+    for mode in MODES:
+        arguments = ["--tasks", options.tasks, "--batch", options.batch, "--children", options.children]
+        figures[mode] = found = own_process.measure(__file__, [mode], arguments, timeout=3600)
+        print(
+            f"{mode:5} master private {found['before_mb']:.1f} MiB idle, {found['held_mb']:.1f} holding, "
+            f"{found['after_mb']:.1f} after; drain {found['per_s']:.0f} tasks/s, "
+            f"master {found['cpu_ms']:.3f} ms CPU a task",
+            flush=True,
+        )
+    held, every = figures["held"], figures["all"]
+    print(
+        f"backlog tasks={options.tasks} held-mb={held['held_mb']:.1f} held-mb-all={every['held_mb']:.1f} "
+        f"after-mb={held['after_mb']:.1f} after-mb-all={every['after_mb']:.1f} "
+        f"per-s={held['per_s']:.0f} per-s-all={every['per_s']:.0f} "
+        f"master-cpu-ms={held['cpu_ms']:.3f} master-cpu-ms-all={every['cpu_ms']:.3f} "
+        f"ratio-after-mb={held['after_mb'] / every['after_mb']:.2f}"
+    )
+
+
+def private_mb(pid):
+    """Private_Clean + Private_Dirty of /proc/<pid>/smaps_rollup, in MiB."""
+    kib = 0
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        name, _, rest = line.partition(":")
+        if name in ("Private_Clean", "Private_Dirty"):
+            kib += int(rest.split()[0])
+    return kib / 1024
+
+
+def measure(max_held, options):
+    from bench import children as bench_children
+
+    (ROOT / "var").mkdir(exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="backlog-", dir=ROOT / "var"))
+    env = bench_children.configure(folder, preload=True)
+    os.environ["BENCH_QUEUES"] = env["BENCH_QUEUES"] = "default"
+    os.environ["RELIEVE_LOG_LEVEL"] = env["RELIEVE_LOG_LEVEL"] = "WARNING"
+    if max_held is not None:
+        env["RELIEVE_MAX_HELD"] = str(max_held)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    from django.db import transaction
+
+    from bench.bench_tasks import noop
+    from relieve_app.control import pause_queue, resume_queue
+    from relieve_app.models import TaskRecord
+    from relieve_app.tasks import client
+    from tests.processes import stop_all
+
+    master = bench_children.start_master(env, folder, ["--workers", str(options.children)])
+    try:
+        pause_queue("default")
+        time.sleep(1.5)  # the master reads the pause
+        before = private_mb(master.pid)
+        for start in range(0, options.tasks, options.batch):
+            with transaction.atomic():
+                for _ in range(min(options.batch, options.tasks - start)):
+                    noop.enqueue()
+        client.request("ping")
+        time.sleep(1)  # the last frames handled
+        held = private_mb(master.pid)
+        cpu = cpu_seconds(master.pid)
+        started = time.perf_counter()
+        resume_queue("default")
+        while TaskRecord.objects.filter(status="SUCCESSFUL").count() < options.tasks:
+            time.sleep(0.2)
+        elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(master.pid) - cpu
+        after = private_mb(master.pid)
+    finally:
+        stop_all([master])
+    return {
+        "before_mb": before,
+        "held_mb": held,
+        "after_mb": after,
+        "per_s": options.tasks / elapsed,
+        "cpu_ms": cpu * 1000 / options.tasks,
+    }
+
+
+if __name__ == "__main__":
+    main()
