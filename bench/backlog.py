@@ -9,9 +9,11 @@ queue is paused; ``--tasks`` no-op tasks are enqueued through ``enqueue()``, ``-
 transaction, each transaction's ids written to the master's socket as a web process writes them;
 then the queue is resumed and drained. Read from /proc: the master's private memory (the pages no
 other process maps) before, once it holds what it heard of, and after the drain; its CPU time per
-task over the drain. Modes: ``held`` (RELIEVE_MAX_HELD as configured, 10,000 by default) and the
-baseline ``all`` (a limit no backlog reaches: every id heard of is held, as before the limit). The
-last line is for scripts (one line)::
+task from the first enqueue to the end of the drain (a master that holds everything takes each id
+in as it hears of it, before the drain; one that holds 10,000 reads most of them during it). Modes:
+``held`` (RELIEVE_MAX_HELD as configured, 10,000 by default) and the baseline ``all`` (a limit no
+backlog reaches: every id heard of is held, as before the limit). The last line is for scripts
+(one line)::
 
     backlog tasks=… held-mb=… held-mb-all=… after-mb=… after-mb-all=… per-s=… per-s-all=…
         master-cpu-ms=… master-cpu-ms-all=… ratio-after-mb=…
@@ -103,6 +105,7 @@ def measure(max_held, options):
         pause_queue("default")
         time.sleep(1.5)  # the master reads the pause
         before = private_mb(master.pid)
+        cpu = cpu_seconds(master.pid)
         for start in range(0, options.tasks, options.batch):
             with transaction.atomic():
                 for _ in range(min(options.batch, options.tasks - start)):
@@ -110,7 +113,6 @@ def measure(max_held, options):
         client.request("ping")
         time.sleep(1)  # the last frames handled
         held = private_mb(master.pid)
-        cpu = cpu_seconds(master.pid)
         started = time.perf_counter()
         resume_queue("default")
         while TaskRecord.objects.filter(status="SUCCESSFUL").count() < options.tasks:
