@@ -125,6 +125,19 @@ def test_a_backlog_past_max_held_waits_in_the_table_and_runs_most_urgent_first(m
     assert order.read_text().split() == ["urgent0", "urgent1", *(f"low{n}" for n in range(20))]
 
 
+def test_a_master_started_on_a_backlog_past_max_held_reads_it_as_it_goes(master, tmp_path):
+    """Enqueued with no master up: the start-up sweep takes 4 of 30, and the rest are read as the
+    lane empties, long before the next sweep (60 s), the most urgent first."""
+    order = tmp_path / "order.txt"
+    backlog = [basic.log_line.enqueue(str(order), f"low{n}") for n in range(28)]
+    urgent = [basic.log_line.using(priority=3).enqueue(str(order), f"urgent{n}") for n in range(2)]
+    master.env.update(RELIEVE_MAX_HELD="4", RELIEVE_SWEEP_INTERVAL="60")
+    master.start(workers=1, queues=["default=1"])
+
+    assert [finished(r, timeout=30).status for r in urgent + backlog] == [SUCCESSFUL] * 30
+    assert order.read_text().split() == ["urgent0", "urgent1", *(f"low{n}" for n in range(28))]
+
+
 def test_a_task_held_behind_one_that_turns_out_long_runs_in_the_next_free_child(master, tmp_path):
     master.start(workers=1, queues=["default=2"])
     warm = [basic.add.enqueue(n, n) for n in range(20)]

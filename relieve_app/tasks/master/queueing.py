@@ -12,6 +12,8 @@ reads at most that many rows a queue.
 import asyncio
 import time
 
+from relieve_app.tasks.store import taskstore
+
 
 class Queueing:
     """Part of ``Master``: ``_known`` holds every id this master has, ready, waiting or running."""
@@ -43,8 +45,9 @@ class Queueing:
         return bool(dropped)
 
     def _taken(self, lane):
-        """An id left ``lane`` for a child: with rows left in the table, read them once it is half empty."""
-        if lane.name in self._left and len(lane) <= self.options.max_held // 2:
+        """An id left ``lane`` for a child: with rows left in the table, read them once it is half
+        empty (half of what one sweep reads, when the limit is higher)."""
+        if lane.name in self._left and len(lane) <= min(self.options.max_held, taskstore.SWEEP_LIMIT) // 2:
             self._refill.set()
 
     def _ready(self, task_id):

@@ -43,9 +43,10 @@ class Sweeping:
         exclusive = self.lock is not None
         known, gone = set(self._known), set(self._gone)
         await self.recorder.submit(taskstore.take_back, known, self.owner, exclusive, gone)
-        # Each lane is read up to the room it has; a full one keeps its mark until it is half empty.
+        # Each lane is read up to the room it has (SWEEP_LIMIT at most a sweep, whatever the limit);
+        # a full one keeps its mark until it is half empty.
         rooms = {name: self.options.max_held - len(lane) for name, lane in self.lanes.items()}
-        rooms = {name: room for name, room in rooms.items() if room > 0}
+        rooms = {name: min(room, taskstore.SWEEP_LIMIT) for name, room in rooms.items() if room > 0}
         self._left.difference_update(rooms)
         rows = await self.recorder.submit(taskstore.waiting, set(self._known), rooms)
         read = Counter(row[1] for row in rows)
@@ -53,7 +54,7 @@ class Sweeping:
         # Due from now on: a row read from the table goes behind the ids of its priority this master
         # holds already (heard of over the socket when they arrived), in the table's order.
         found = 0
-        for task_id, queue, priority, delay, _enqueued in rows:
+        for task_id, queue, priority, delay in rows:
             found += self.enqueue(task_id, queue, priority, delay)
         for queue in set(await self.recorder.submit(taskstore.ready_queues)) - set(self.lanes):
             if queue not in self._unserved:

@@ -378,8 +378,8 @@ def take_back(known, owner, exclusive=False, gone=()):
 
 @reads_only
 def waiting(known, queues=None):
-    """READY rows this master lacks: ``(id, queue, priority, seconds until due, enqueued)``, the
-    most urgent first (the highest priority, then the longest waiting), read per queue of ``queues``
+    """READY rows this master lacks: ``(id, queue, priority, seconds until due)``, the most urgent
+    first (the highest priority, then, within a queue, the longest waiting), read per queue of ``queues``
     (None: all), so a backlog in a queue this master does not serve costs it nothing:
     ``SWEEP_LIMIT`` rows of each beyond ``known``, or as many as ``queues`` gives a queue, when it
     maps names to numbers. Due times are judged by the database's clock; read outside any
@@ -389,10 +389,10 @@ def waiting(known, queues=None):
     found = []
     for name, limit in sorted(limits.items(), key=lambda item: item[0] or ""):
         found.extend(_most_urgent(name, limit, known))
-    found.sort(key=lambda row: (-row[2], row[4], row[0]))
+    found.sort(key=lambda row: -row[2])  # stable: each queue's rows stay in the order read
     return [
-        (pk, queue, priority, max(wait.total_seconds(), 0.0) if wait is not None else 0.0, enqueued)
-        for pk, queue, priority, wait, enqueued in found
+        (pk, queue, priority, max(wait.total_seconds(), 0.0) if wait is not None else 0.0)
+        for pk, queue, priority, wait in found
     ]
 
 
@@ -410,7 +410,7 @@ def _most_urgent(queue, limit, known):
     parts.append(ready.order_by("enqueued_at", "pk"))
     found, skip = [], set(known)
     for part in parts:
-        fields = ("pk", "queue_name", "priority", "wait", "enqueued_at")
+        fields = ("pk", "queue_name", "priority", "wait")
         rows = part.annotate(wait=_WAIT).values_list(*fields)[: limit - len(found) + len(skip)]
         fresh = [row for row in rows if row[0] not in skip][: limit - len(found)]
         found.extend(fresh)

@@ -279,7 +279,7 @@ def test_due_times_are_the_databases_and_a_row_stamped_ahead_is_still_listed():
     ahead = record(
         enqueued_at=timezone.now() + timedelta(hours=1), updated_at=timezone.now() + timedelta(hours=1)
     )
-    rows = {pk: wait for pk, _queue, _priority, wait, _enqueued in taskstore.waiting(())}
+    rows = {pk: wait for pk, _queue, _priority, wait in taskstore.waiting(())}
     # SQLite's clock reads in milliseconds: its "now" may be up to 1 ms behind the one above.
     assert 80 < rows[soon.pk] <= 90.001 and rows[ahead.pk] == 0.0
 
