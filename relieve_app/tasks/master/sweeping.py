@@ -1,4 +1,6 @@
-"""Finding work the socket did not bring: the periodic sweep of the table, and PostgreSQL's wake-ups."""
+"""Finding work the socket did not bring: the sweep of the table (periodic, and at once for a lane
+that is half empty with rows of its queue left in the table, ``queueing.py``), and PostgreSQL's
+wake-ups."""
 
 import asyncio
 import logging
@@ -10,8 +12,8 @@ log = logging.getLogger(__name__)
 
 
 class Sweeping:
-    """Part of ``Master``: rows left READY by a crash, a down master, a lost ack or a retry; and
-    notifications of rows committed on other hosts."""
+    """Part of ``Master``: rows left READY by a crash, a down master, a lost ack, a retry or a full
+    lane; and notifications of rows committed on other hosts."""
 
     async def _sweep_loop(self):
         while not self._stopping.is_set():
