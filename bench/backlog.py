@@ -68,13 +68,9 @@ def main():
 
 
 def private_mb(pid):
-    """Private_Clean + Private_Dirty of /proc/<pid>/smaps_rollup, in MiB."""
-    kib = 0
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        name, _, rest = line.partition(":")
-        if name in ("Private_Clean", "Private_Dirty"):
-            kib += int(rest.split()[0])
-    return kib / 1024
+    from bench.children import private_memory
+
+    return private_memory(pid) / 1024
 
 
 def measure(max_held, options):
