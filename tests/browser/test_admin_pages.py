@@ -144,12 +144,14 @@ def test_the_pool_page_shows_running_tasks_with_their_progress_and_how_full_queu
     admin_page, master, settings, tmp_path, shot
 ):
     from tests.e2e.test_tasks import finished, running
-    from tests.tasks_fixtures import flow
+    from tests.tasks_fixtures import basic, flow
 
     settings.RELIEVE_MAX_READY = {"mail": 50}
+    master.env["RELIEVE_MAX_HELD"] = "2"
     master.start(workers=1, queues=["default=1"])
     gate = tmp_path / "gate"
     result = running(flow.progressing.enqueue(str(gate), 4))
+    waiting = [basic.noop.enqueue() for _ in range(5)]  # behind it: 2 held, 3 left in the table
     admin_page.goto("/admin/")
     admin_page.click(".app-relieve_app tr.model-pool a")
 
@@ -157,7 +159,11 @@ def test_the_pool_page_shows_running_tasks_with_their_progress_and_how_full_queu
     expect(row.locator("progress")).to_have_attribute("value", "4")
     expect(row).to_contain_text("4 of 4 (100%): step 4")
     expect(admin_page.locator("#relieve-fullness")).to_contain_text("Queue mail: 0 of at most 50 ready.")
+    expect(admin_page.locator("#relieve-masters .master-line")).to_contain_text(
+        "Queue default: 1 child (1 taking work), 2 queued here and more in the database (RELIEVE_MAX_HELD)"
+    )
     shot("progress")
     gate.touch()
     assert finished(result).return_value == 4
+    assert [finished(r).status for r in waiting] == ["SUCCESSFUL"] * 5
     expect(admin_page.locator("#relieve-tasks")).to_contain_text("No task is running.")
