@@ -5,6 +5,7 @@ that fails, and RetryLater."""
 import os
 import re
 import signal
+import time
 from datetime import timedelta
 
 import pytest
@@ -136,6 +137,23 @@ def test_a_master_started_on_a_backlog_past_max_held_reads_it_as_it_goes(master,
 
     assert [finished(r, timeout=30).status for r in urgent + backlog] == [SUCCESSFUL] * 30
     assert order.read_text().split() == ["urgent0", "urgent1", *(f"low{n}" for n in range(28))]
+
+
+def test_rows_due_later_do_not_call_for_a_sweep_at_each_task(master):
+    """Rows due in an hour fill a sweep's read but no lane: tasks run meanwhile must not make the
+    master read the table again and again (RELIEVE_MAX_HELD=4, the next sweep in 60 s)."""
+    later = basic.noop.using(run_after=timezone.now() + timedelta(hours=1))
+    deferred = [later.enqueue() for _ in range(40)]
+    master.env.update(RELIEVE_MAX_HELD="4", RELIEVE_SWEEP_INTERVAL="60")
+    master.start(workers=1, queues=["default=1"])
+    wait_until(lambda: "sweep: 4 waiting tasks picked up" in master.output(), message="the start-up sweep")
+    assert finished(basic.noop.enqueue()).status == SUCCESSFUL
+    time.sleep(0.5)  # on PostgreSQL, the sweep of LISTEN's first connection too
+    sweeps = master.output().count("waiting tasks picked up")
+
+    assert [finished(basic.noop.enqueue()).status for _ in range(10)] == [SUCCESSFUL] * 10
+    assert master.output().count("waiting tasks picked up") == sweeps
+    assert TaskRecord.objects.filter(pk__in=[r.id for r in deferred], status=READY).count() == 40
 
 
 def test_a_task_held_behind_one_that_turns_out_long_runs_in_the_next_free_child(master, tmp_path):

@@ -51,7 +51,9 @@ class Sweeping:
         rooms = {name: min(room, taskstore.SWEEP_LIMIT) for name, room in rooms.items() if room > 0}
         self._left.difference_update(rooms)
         rows = await self.recorder.submit(taskstore.waiting, set(self._known), rooms)
-        read = Counter(row[1] for row in rows)
+        # Only rows due now fill a lane: rows due later are held on timers (as many as a sweep
+        # reads), and must not call for sweep after sweep while the lane stays empty.
+        read = Counter(queue for _id, queue, _priority, delay in rows if delay <= 0)
         self._left.update(name for name, room in rooms.items() if read[name] >= room)
         # Due from now on: a row read from the table goes behind the ids of its priority this master
         # holds already (heard of over the socket when they arrived), in the table's order.
