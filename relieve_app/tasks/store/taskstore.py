@@ -423,33 +423,32 @@ def _most_urgent(queue, limit, known):
 @reads_only
 def ready_priorities(queue):
     """The priorities of ``queue``'s READY rows, highest first: one probe of the ready index each."""
-    table = TaskRecord._meta.db_table
-    where = "status = %s AND queue_name = %s"
-    sql = (
-        f"WITH RECURSIVE seen(level) AS ("
-        f" SELECT MAX(priority) FROM {table} WHERE {where}"
-        f" UNION ALL SELECT (SELECT MAX(priority) FROM {table} WHERE {where} AND priority < seen.level)"
-        f" FROM seen WHERE seen.level IS NOT NULL"
-        f") SELECT level FROM seen WHERE level IS NOT NULL"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [Status.READY, queue, Status.READY, queue])
-        return [row[0] for row in cursor.fetchall()]
+    return _distinct_ready("priority", highest_first=True, queue=queue)
 
 
 @reads_only
 def ready_queues():
     """The queues that hold READY rows, one probe of the ready index per queue, however many rows."""
-    table, status, queue = TaskRecord._meta.db_table, "status", "queue_name"
+    return _distinct_ready("queue_name")
+
+
+def _distinct_ready(column, highest_first=False, queue=None):
+    """The distinct values of ``column`` among READY rows (of ``queue``, given one), in order: a
+    recursive query that jumps from one value to the next in the ready index, instead of reading
+    every row."""
+    table = TaskRecord._meta.db_table
+    where, params = "status = %s", [Status.READY]
+    if queue is not None:
+        where, params = f"{where} AND queue_name = %s", [*params, queue]
+    pick, beyond = ("MAX", "<") if highest_first else ("MIN", ">")
+    step = f"SELECT {pick}({column}) FROM {table} WHERE {where}"
     sql = (
-        f"WITH RECURSIVE seen(name) AS ("
-        f" SELECT MIN({queue}) FROM {table} WHERE {status} = %s"
-        f" UNION ALL SELECT (SELECT MIN({queue}) FROM {table} WHERE {status} = %s AND {queue} > seen.name)"
-        f" FROM seen WHERE seen.name IS NOT NULL"
-        f") SELECT name FROM seen WHERE name IS NOT NULL"
+        f"WITH RECURSIVE seen(found) AS ({step}"
+        f" UNION ALL SELECT ({step} AND {column} {beyond} seen.found) FROM seen WHERE seen.found IS NOT NULL"
+        f") SELECT found FROM seen WHERE found IS NOT NULL"
     )
     with connection.cursor() as cursor:
-        cursor.execute(sql, [Status.READY, Status.READY])
+        cursor.execute(sql, params * 2)
         return [row[0] for row in cursor.fetchall()]
 
 
