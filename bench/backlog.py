@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import own_process
+from bench.children import private_memory
 from bench.tasks import cpu_seconds
 
 EVERYTHING = 10**9  # RELIEVE_MAX_HELD no backlog reaches
@@ -67,12 +68,6 @@ def main():
     )
 
 
-def private_mb(pid):
-    from bench.children import private_memory
-
-    return private_memory(pid) / 1024
-
-
 def measure(max_held, options):
     from bench import children as bench_children
 
@@ -100,7 +95,7 @@ def measure(max_held, options):
     try:
         pause_queue("default")
         time.sleep(1.5)  # the master reads the pause
-        before = private_mb(master.pid)
+        before = private_memory(master.pid) / 1024
         cpu = cpu_seconds(master.pid)
         for start in range(0, options.tasks, options.batch):
             with transaction.atomic():
@@ -108,14 +103,14 @@ def measure(max_held, options):
                     noop.enqueue()
         client.request("ping")
         time.sleep(1)  # the last frames handled
-        held = private_mb(master.pid)
+        held = private_memory(master.pid) / 1024
         started = time.perf_counter()
         resume_queue("default")
         while TaskRecord.objects.filter(status="SUCCESSFUL").count() < options.tasks:
             time.sleep(0.2)
         elapsed = time.perf_counter() - started
         cpu = cpu_seconds(master.pid) - cpu
-        after = private_mb(master.pid)
+        after = private_memory(master.pid) / 1024
     finally:
         stop_all([master])
     return {
