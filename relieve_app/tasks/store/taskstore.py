@@ -15,7 +15,7 @@ from datetime import timedelta
 from functools import cache, partial
 
 from django.db import connection, transaction
-from django.db.models import DurationField, ExpressionWrapper, F
+from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 Status = TaskRecord.Status
 SWEEP_LIMIT = 10_000  # rows one sweep takes in; the next sweep takes the rest
 _WAIT = ExpressionWrapper(F("run_after") - Now(), output_field=DurationField())  # None: due now
+_DUE = Q(run_after__isnull=True) | Q(run_after__lte=Now())
 
 
 class ClaimLost(Exception):
@@ -378,17 +379,47 @@ def take_back(known, owner, exclusive=False, gone=()):
 
 @reads_only
 def waiting(known, queues=None):
-    """READY rows this master lacks: ``(id, queue, priority, seconds until due)``, the most urgent
+    """READY rows due now this master lacks: ``(id, queue, priority, 0.0)``, the most urgent
     first (the highest priority, then, within a queue, the longest waiting), read per queue of ``queues``
     (None: all), so a backlog in a queue this master does not serve costs it nothing:
     ``SWEEP_LIMIT`` rows of each beyond ``known``, or as many as ``queues`` gives a queue, when it
-    maps names to numbers. Due times are judged by the database's clock; read outside any
-    transaction, so the sweep never holds SQLite's write lock."""
+    maps names to numbers. Rows due later are ``due_within``'s. Due times are judged by the
+    database's clock; read outside any transaction, so the sweep never holds SQLite's write lock."""
     known = set(known)
-    limits = queues if isinstance(queues, dict) else dict.fromkeys(queues or [None], SWEEP_LIMIT)
     found = []
-    for name, limit in sorted(limits.items(), key=lambda item: item[0] or ""):
+    for name, limit in _limits(queues):
         found.extend(_most_urgent(name, limit, known))
+    return _by_priority(found)
+
+
+@reads_only
+def due_within(known, queues, seconds):
+    """READY rows this master lacks that fall due in the next ``seconds`` (not before): as many as
+    ``queues`` maps each queue's name to, the highest priority first, then the soonest due. Each
+    priority is one range of the ready index, however many rows are due now or long after."""
+    known = set(known)
+    until = timezone.now() + timedelta(seconds=seconds)
+    found = []
+    for name, limit in _limits(queues):
+        later = TaskRecord.objects.filter(status=Status.READY, queue_name=name)
+        later = later.filter(run_after__gt=Now(), run_after__lte=until).annotate(wait=_WAIT)
+        fresh = []
+        for level in ready_priorities(name):
+            rows = later.filter(priority=level).order_by("run_after", "pk")
+            rows = rows.values_list("pk", "queue_name", "priority", "wait")[: limit - len(fresh) + len(known)]
+            fresh.extend([row for row in rows if row[0] not in known][: limit - len(fresh)])
+            if len(fresh) >= limit:
+                break
+        found.extend(fresh)
+    return _by_priority(found)
+
+
+def _limits(queues):
+    limits = queues if isinstance(queues, dict) else dict.fromkeys(queues or [None], SWEEP_LIMIT)
+    return sorted(limits.items(), key=lambda item: item[0] or "")
+
+
+def _by_priority(found):
     found.sort(key=lambda row: -row[2])  # stable: each queue's rows stay in the order read
     return [
         (pk, queue, priority, max(wait.total_seconds(), 0.0) if wait is not None else 0.0)
@@ -397,12 +428,12 @@ def waiting(known, queues=None):
 
 
 def _most_urgent(queue, limit, known):
-    """Up to ``limit`` READY rows of ``queue`` (None: every queue) not in ``known``: those of the
-    lowest priority present only once every higher one's are read. The higher priorities are read
-    in the order of the ready index (due now first, then by due time, on SQLite; the other way on
-    PostgreSQL), each in a few probes; then the queue's oldest first, in the order of another. A
-    queue of one priority, the usual case, takes that last read alone."""
-    ready = TaskRecord.objects.filter(status=Status.READY)
+    """Up to ``limit`` READY rows of ``queue`` (None: every queue) due now and not in ``known``:
+    the lowest priority's only once every higher one's are read. The higher priorities are read in
+    the order of the ready index (rows never deferred first on SQLite, last on PostgreSQL, the
+    others by due time), each in a few probes; then the queue's oldest first, in the order of
+    another. A queue of one priority, the usual case, takes that last read alone."""
+    ready = TaskRecord.objects.filter(_DUE, status=Status.READY)
     if queue is not None:
         ready = ready.filter(queue_name=queue)
     levels = ready_priorities(queue) if queue is not None else []
@@ -410,10 +441,9 @@ def _most_urgent(queue, limit, known):
     parts.append(ready.order_by("enqueued_at", "pk"))
     found, skip = [], set(known)
     for part in parts:
-        fields = ("pk", "queue_name", "priority", "wait")
-        rows = part.annotate(wait=_WAIT).values_list(*fields)[: limit - len(found) + len(skip)]
+        rows = part.values_list("pk", "queue_name", "priority")[: limit - len(found) + len(skip)]
         fresh = [row for row in rows if row[0] not in skip][: limit - len(found)]
-        found.extend(fresh)
+        found.extend((*row, None) for row in fresh)  # due now: no wait
         skip.update(row[0] for row in fresh)
         if len(found) >= limit:
             break

@@ -279,9 +279,10 @@ def test_due_times_are_the_databases_and_a_row_stamped_ahead_is_still_listed():
     ahead = record(
         enqueued_at=timezone.now() + timedelta(hours=1), updated_at=timezone.now() + timedelta(hours=1)
     )
-    rows = {pk: wait for pk, _queue, _priority, wait in taskstore.waiting(())}
+    assert taskstore.waiting(()) == [(ahead.pk, "default", 0, 0.0)]
+    rows = taskstore.due_within((), {"default": 10}, 100)
     # SQLite's clock reads in milliseconds: its "now" may be up to 1 ms behind the one above.
-    assert 80 < rows[soon.pk] <= 90.001 and rows[ahead.pk] == 0.0
+    assert [row[0] for row in rows] == [soon.pk] and 80 < rows[0][3] <= 90.001
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="asynchronous commit is PostgreSQL's")
@@ -378,3 +379,22 @@ def test_a_sweep_given_room_reads_the_most_urgent_rows_then_the_oldest():
         elsewhere.pk,
         urgent[0].pk,
     ]
+
+
+def test_rows_due_later_are_read_apart_and_only_within_the_time_asked():
+    now = timezone.now()
+    due = [record(), record(run_after=now - timedelta(seconds=5)), record(priority=3)]
+    soon = [record(run_after=now + timedelta(seconds=50)), record(run_after=now + timedelta(seconds=30))]
+    urgent = record(priority=3, run_after=now + timedelta(seconds=55))
+    later = [
+        record(run_after=now + timedelta(hours=1)),
+        record(priority=3, run_after=now + timedelta(hours=2)),
+    ]
+
+    assert {row[0] for row in taskstore.waiting((), {"default": 10})} == {row.pk for row in due}
+    read = taskstore.due_within({soon[0].pk}, {"default": 10}, 60)
+    assert [row[0] for row in read] == [urgent.pk, soon[1].pk]  # the highest priority, then soonest
+    assert [row[0] for row in taskstore.due_within((), {"default": 2}, 60)] == [urgent.pk, soon[1].pk]
+    assert {row[0] for row in taskstore.due_within((), {"default": 10}, 3 * 3600)} == {
+        row.pk for row in [*soon, urgent, *later]
+    }
