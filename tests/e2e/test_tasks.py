@@ -140,10 +140,11 @@ def test_a_master_started_on_a_backlog_past_max_held_reads_it_as_it_goes(master,
 
 
 def test_rows_due_later_do_not_call_for_a_sweep_at_each_task(master):
-    """Rows due in an hour fill a sweep's read but no lane: tasks run meanwhile must not make the
-    master read the table again and again (RELIEVE_MAX_HELD=4, the next sweep in 60 s)."""
-    later = basic.noop.using(run_after=timezone.now() + timedelta(hours=1))
-    deferred = [later.enqueue() for _ in range(40)]
+    """Rows due within two sweeps are read and held on timers, as many as RELIEVE_MAX_HELD (4), the
+    rest left in the table; they fill no lane, so tasks run meanwhile must not make the master read
+    the table again and again (the next sweep in 60 s)."""
+    soon = basic.noop.using(run_after=timezone.now() + timedelta(seconds=100))
+    deferred = [soon.enqueue() for _ in range(40)]
     master.env.update(RELIEVE_MAX_HELD="4", RELIEVE_SWEEP_INTERVAL="60")
     master.start(workers=1, queues=["default=1"])
     wait_until(lambda: "sweep: 4 waiting tasks picked up" in master.output(), message="the start-up sweep")
@@ -153,7 +154,54 @@ def test_rows_due_later_do_not_call_for_a_sweep_at_each_task(master):
 
     assert [finished(basic.noop.enqueue()).status for _ in range(10)] == [SUCCESSFUL] * 10
     assert master.output().count("waiting tasks picked up") == sweeps
+    assert master.status()["retrying"] == 4
     assert TaskRecord.objects.filter(pk__in=[r.id for r in deferred], status=READY).count() == 40
+
+
+def test_tasks_due_beyond_two_sweeps_wait_in_the_table_and_still_start_on_time(master):
+    """A master holds on timers only what is due within two sweeps (5 s at least): rows due in an
+    hour, read at start-up or heard of over the socket, cost it nothing, and one due in 8 s is read
+    by a sweep in time to start when due, not a sweep later."""
+    an_hour = basic.noop.using(run_after=timezone.now() + timedelta(hours=1))
+    early = [an_hour.enqueue() for _ in range(20)]
+    master.start(workers=1, queues=["default=1"])  # the sweep every second: 5 s ahead
+    late = [an_hour.enqueue() for _ in range(20)]
+    due_at = timezone.now() + timedelta(seconds=8)
+    soon = basic.add.using(run_after=due_at).enqueue(2, 3)
+    assert finished(basic.noop.enqueue()).status == SUCCESSFUL  # heard of after the deferred ones
+    assert master.status()["retrying"] == 0
+
+    wait_until(lambda: master.status()["retrying"] == 1, timeout=10, message="the row due soon held")
+    assert finished(soon).status == SUCCESSFUL and soon.return_value == 5
+    assert due_at <= soon.started_at <= due_at + timedelta(seconds=3)
+    assert master.status()["retrying"] == 0
+    waiting = TaskRecord.objects.filter(pk__in=[r.id for r in early + late], status=READY)
+    assert waiting.count() == 40
+
+
+def test_an_urgent_task_due_later_is_read_before_it_is_due_though_its_lane_is_full(master, tmp_path):
+    """RELIEVE_MAX_HELD=4 and a sweep every second (5 s ahead): a task due in 8 s is too far ahead
+    to be held when heard of; a sweep reads it onto a timer before it is due, though the lane is
+    full of a backlog, and once due it takes the place of the least urgent held there."""
+    master.env.update(RELIEVE_MAX_HELD="4")
+    master.start(workers=1, queues=["default=1"])
+    gate, order = tmp_path / "gate", tmp_path / "order.txt"
+    blocker = running(basic.wait_for_file.enqueue(str(gate)))
+    with transaction.atomic():
+        backlog = [basic.log_line.enqueue(str(order), f"low{n}") for n in range(10)]
+    for result in backlog:
+        heard(master, result)
+    due_at = timezone.now() + timedelta(seconds=8)
+    urgent = basic.log_line.using(priority=5, run_after=due_at).enqueue(str(order), "urgent")
+    client.request("ping", socket_path=master.socket_path)
+    assert queued(master, "default") == 4 and master.status()["retrying"] == 0
+
+    wait_until(lambda: master.status()["retrying"] == 1, timeout=10, message="the urgent task on a timer")
+    wait_until(lambda: timezone.now() > due_at + timedelta(seconds=0.5), message="the urgent task due")
+    gate.touch()
+    assert finished(blocker).status == SUCCESSFUL
+    assert [finished(r, timeout=30).status for r in [urgent, *backlog]] == [SUCCESSFUL] * 11
+    assert order.read_text().split() == ["urgent", *(f"low{n}" for n in range(10))]
 
 
 def test_a_task_held_behind_one_that_turns_out_long_runs_in_the_next_free_child(master, tmp_path):
@@ -259,6 +307,22 @@ def test_a_task_raising_retry_later_runs_again_until_it_succeeds(master):
     result = finished(contextual.flaky.enqueue(3))
     assert result.status == SUCCESSFUL and result.return_value == 3 and result.attempts == 3
     assert [e.exception_class_path for e in result.errors] == ["relieve_app.retry.RetryLater"] * 2
+
+
+def test_a_retry_due_beyond_two_sweeps_is_let_go_to_the_table_and_read_back_in_time(master):
+    master.start(workers=1)  # the sweep every second: 5 s ahead
+    result = contextual.retry_once_after.enqueue(7)
+
+    def first_attempt_recorded():
+        row = TaskRecord.objects.get(pk=result.id)
+        return row.status == READY and len(row.errors) == 1 and row
+
+    row = wait_until(first_attempt_recorded, message="the first attempt's RetryLater recorded")
+    time.sleep(0.3)  # the outcome's commit seen by the master too
+    assert master.status()["retrying"] == 0  # not held on a timer for 7 s
+    result = finished(result)
+    assert result.status == SUCCESSFUL and result.attempts == 2
+    assert row.run_after <= result.last_attempted_at <= row.run_after + timedelta(seconds=3)
 
 
 def test_a_raising_task_fails_at_once_with_its_traceback(master):

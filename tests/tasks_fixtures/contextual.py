@@ -37,6 +37,13 @@ def flaky(context, succeed_on):
     return context.attempt
 
 
+@task(takes_context=True)
+def retry_once_after(context, delay):
+    if context.attempt == 1:
+        raise RetryLater("once more", delay=delay)
+    return context.attempt
+
+
 @task
 def count_outcomes(subject):
     """The ORM inside a child."""

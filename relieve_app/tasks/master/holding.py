@@ -11,9 +11,9 @@ class Holding:
     """Part of ``Master``: ``_capped`` maps a task path to the ids its cap holds back here."""
 
     def _hold(self, task_id, answer):
-        if answer.get("held") == "concurrency" and answer.get("path"):
+        on_timer = self._later(task_id, max(answer["later"], 0.01))  # else let go, to a later sweep
+        if on_timer and answer.get("held") == "concurrency" and answer.get("path"):
             self._capped.setdefault(answer["path"], set()).add(task_id)
-        self._later(task_id, max(answer["later"], 0.01))
 
     def _free_when_settled(self, job):
         """Once the outcome of ``job`` (a capped task's attempt) is committed, wake what it held."""
@@ -27,7 +27,5 @@ class Holding:
 
     def _free_capped(self, path):
         for task_id in self._capped.pop(path, ()):
-            timer = self._timers.pop(task_id, None)
-            if timer is not None and task_id in self._known:
-                timer.cancel()
+            if task_id in self._known and self._unlater(task_id):
                 self._ready(task_id)

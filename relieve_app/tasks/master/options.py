@@ -12,6 +12,7 @@ from relieve_app.tasks.attempts import retry_after
 from relieve_app.tasks.master.errors import StartupError
 
 MIB = 2**20
+MIN_HOLD_AHEAD = 5.0  # seconds: how far ahead a master holds ids due later, however often it sweeps
 
 # option -> (the setting it reads, the command-line flag that may stand for it)
 SETTINGS = {
@@ -80,6 +81,12 @@ class Options:
     @property
     def max_memory(self):
         return self.max_memory_mb * MIB
+
+    @property
+    def hold_ahead(self):
+        """Seconds ahead within which an id due later is held on a timer: two sweeps' worth, so a
+        sweep reads each row before it is due even when the one before it came late."""
+        return max(2 * self.sweep_interval, MIN_HOLD_AHEAD)
 
     def check(self):
         """The settings' rules, held against the values this master was given."""

@@ -7,6 +7,12 @@ The queue is marked as having rows left there (``_left``), and once its lane is 
 master sweeps at once (``_refill``) instead of at its next interval. A backlog of millions of tasks
 thus costs the master the memory of ``max_held`` ids a queue (a third of a KiB each), and each sweep
 reads at most that many rows a queue.
+
+Ids due later (a ``run_after`` ahead, a retry's delay, a rate's wait) are held on timers only when
+due within ``Options.hold_ahead`` (twice the sweep interval, at least ``MIN_HOLD_AHEAD``), and at
+most ``max_held`` a queue. The others stay READY in the table, and the sweep that comes once they
+are due within that time reads them. A million tasks deferred to tomorrow cost the master nothing
+today, and each is still put on its timer before it is due.
 """
 
 import asyncio
@@ -28,9 +34,8 @@ class Queueing:
             return False
         self._known[task_id] = (queue, priority, at)
         if delay > 0:
-            self._later(task_id, delay)
-        else:
-            self._ready(task_id)
+            return self._later(task_id, delay)
+        self._ready(task_id)
         return True
 
     def _room_in(self, lane, priority, at):
@@ -55,12 +60,36 @@ class Queueing:
         self.lanes[queue].push(task_id, priority, at)
 
     def _later(self, task_id, delay):
-        def due():
-            self._timers.pop(task_id, None)
-            if task_id in self._known:
-                self._ready(task_id)
+        """Ready in ``delay`` seconds, on a timer; or, when that is further than the master holds
+        ahead or the queue has its fill of timers, let go: its row waits READY for a sweep."""
+        queue = self._known[task_id][0]
+        if delay > self.options.hold_ahead or self._deferred[queue] >= self.options.max_held:
+            self._forget(task_id)
+            return False
 
-        self._timers[task_id] = asyncio.get_running_loop().call_later(delay, due)
+        def due():
+            self._unlater(task_id)
+            if task_id not in self._known:
+                return
+            _, priority, at = self._known[task_id]
+            if self._room_in(self.lanes[queue], priority, at):
+                self._ready(task_id)
+            else:
+                self._forget(task_id)
+
+        self._unlater(task_id)
+        self._timers[task_id] = (queue, asyncio.get_running_loop().call_later(delay, due))
+        self._deferred[queue] += 1
+        return True
+
+    def _unlater(self, task_id):
+        """Take ``task_id`` off its timer, if it has one; whether it had."""
+        queue, timer = self._timers.pop(task_id, (None, None))
+        if timer is None:
+            return False
+        timer.cancel()
+        self._deferred[queue] -= 1
+        return True
 
     def _forget(self, task_id):
         self._known.pop(task_id, None)

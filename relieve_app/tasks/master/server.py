@@ -22,6 +22,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections import Counter
 
 from django.db import connections
 
@@ -94,7 +95,8 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
         self.claiming = set()  # ids whose claim is on its way to the database
         self.ahead = set()  # claimed, on their way to a child or waiting there: not known started yet
         self._settling = {}  # its attempt's outcome handed to the ledger, not yet committed: id -> write
-        self._timers = {}
+        self._timers = {}  # id -> (queue, timer): due within options.hold_ahead (queueing.py)
+        self._deferred = Counter()  # queue -> its ids on timers, at most options.max_held
         self._capped = {}  # task path -> ids its concurrency cap holds back (holding.py)
         self._background = set()
         self._calls = {}  # tasks per child since it started
@@ -197,7 +199,7 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
             )
         self._stopping.set()
         self.endpoint.close()
-        for timer in self._timers.values():
+        for _queue, timer in self._timers.values():
             timer.cancel()
         for lane in self.lanes.values():
             lane.wake.set()

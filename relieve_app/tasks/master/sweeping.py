@@ -51,10 +51,14 @@ class Sweeping:
         rooms = {name: min(room, taskstore.SWEEP_LIMIT) for name, room in rooms.items() if room > 0}
         self._left.difference_update(rooms)
         rows = await self.recorder.submit(taskstore.waiting, set(self._known), rooms)
-        # Only rows due now fill a lane: rows due later are held on timers (as many as a sweep
-        # reads), and must not call for sweep after sweep while the lane stays empty.
-        read = Counter(queue for _id, queue, _priority, delay in rows if delay <= 0)
+        read = Counter(queue for _id, queue, _priority, _delay in rows)
         self._left.update(name for name, room in rooms.items() if read[name] >= room)
+        # Rows due within ``hold_ahead`` go on timers, as many as a queue has timers left, full
+        # lane or not: the rest wait in the table for the sweeps before they are due (queueing.py).
+        timers = {name: self.options.max_held - self._deferred[name] for name in self.lanes}
+        timers = {name: min(room, taskstore.SWEEP_LIMIT) for name, room in timers.items() if room > 0}
+        ahead = self.options.hold_ahead
+        rows += await self.recorder.submit(taskstore.due_within, set(self._known), timers, ahead)
         # Due from now on: a row read from the table goes behind the ids of its priority this master
         # holds already (heard of over the socket when they arrived), in the table's order.
         found = 0
