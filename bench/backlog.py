@@ -73,17 +73,15 @@ def main():
     if options.deferred:
         deferred(options)
         return
-    figures = {}
-    for mode in MODES:
-        arguments = ["--tasks", options.tasks, "--batch", options.batch, "--children", options.children]
-        figures[mode] = found = own_process.measure(__file__, [mode], arguments, timeout=3600)
-        print(
-            f"{mode:5} master private {found['before_mb']:.1f} MiB idle, {found['held_mb']:.1f} holding, "
+    held, every = _each_mode(
+        MODES,
+        ["--tasks", options.tasks, "--batch", options.batch, "--children", options.children],
+        lambda found: (
+            f"master private {found['before_mb']:.1f} MiB idle, {found['held_mb']:.1f} holding, "
             f"{found['after_mb']:.1f} after; drain {found['per_s']:.0f} tasks/s, "
-            f"master {found['cpu_ms']:.3f} ms CPU a task",
-            flush=True,
-        )
-    held, every = figures["held"], figures["all"]
+            f"master {found['cpu_ms']:.3f} ms CPU a task"
+        ),
+    )
     print(
         f"backlog tasks={options.tasks} held-mb={held['held_mb']:.1f} held-mb-all={every['held_mb']:.1f} "
         f"after-mb={held['after_mb']:.1f} after-mb-all={every['after_mb']:.1f} "
@@ -94,24 +92,43 @@ def main():
 
 
 def deferred(options):
-    figures = {}
-    for mode in DEFERRED_MODES:
-        arguments = ["--deferred", "--tasks", options.tasks, "--ready", options.ready]
-        figures[mode] = found = own_process.measure(
-            __file__, [mode], [*arguments, "--batch", options.batch], timeout=3600
-        )
-        print(
-            f"{mode:5} master private {found['before_mb']:.1f} MiB idle, {found['held_mb']:.1f} holding "
-            f"{options.tasks} due in a day; {options.ready} due now drained at {found['per_s']:.0f} tasks/s",
-            flush=True,
-        )
-    held, every = figures["held"], figures["all"]
+    held, every = _each_mode(
+        DEFERRED_MODES,
+        ["--deferred", "--tasks", options.tasks, "--ready", options.ready, "--batch", options.batch],
+        lambda found: (
+            f"master private {found['before_mb']:.1f} MiB idle, {found['held_mb']:.1f} holding "
+            f"{options.tasks} due in a day; {options.ready} due now drained at {found['per_s']:.0f} tasks/s"
+        ),
+    )
     print(
         f"backlog-deferred tasks={options.tasks} held-mb={held['held_mb']:.1f} "
         f"held-mb-all={every['held_mb']:.1f} "
         f"per-s={held['per_s']:.0f} per-s-all={every['per_s']:.0f} sweep-read-ms={held['read_ms']:.0f} "
         f"ratio-held-mb={held['held_mb'] / every['held_mb']:.2f}"
     )
+
+
+def _each_mode(modes, arguments, describe):
+    """Each mode measured in a process of its own, its line printed as it ends: (held, all)."""
+    figures = {}
+    for mode in modes:
+        figures[mode] = found = own_process.measure(__file__, [mode], arguments, timeout=3600)
+        print(f"{mode:5} {describe(found)}", flush=True)
+    return figures["held"], figures["all"]
+
+
+def _enqueue(task, options):
+    """``--tasks`` of ``task``, ``--batch`` to a transaction, and their ids handled by the master."""
+    from django.db import transaction
+
+    from relieve_app.tasks import client
+
+    for start in range(0, options.tasks, options.batch):
+        with transaction.atomic():
+            for _ in range(min(options.batch, options.tasks - start)):
+                task.enqueue()
+    client.request("ping")
+    time.sleep(1)  # the last frames handled
 
 
 def measure_deferred(overrides, options):
@@ -123,24 +140,17 @@ def measure_deferred(overrides, options):
 
     from bench.bench_tasks import noop
     from relieve_app.models import TaskRecord
-    from relieve_app.tasks import client
-    from relieve_app.tasks.store import taskstore
+    from relieve_app.tasks.store import ready_rows
     from tests.processes import stop_all
 
     master = _start(env, folder, options)
     try:
         before = private_memory(master.pid) / 1024
-        tomorrow = noop.using(run_after=timezone.now() + timedelta(days=1))
-        for start in range(0, options.tasks, options.batch):
-            with transaction.atomic():
-                for _ in range(min(options.batch, options.tasks - start)):
-                    tomorrow.enqueue()
-        client.request("ping")
-        time.sleep(1)  # the last frames handled
+        _enqueue(noop.using(run_after=timezone.now() + timedelta(days=1)), options)
         held = private_memory(master.pid) / 1024
         started = time.perf_counter()
-        taskstore.waiting((), {"default": taskstore.SWEEP_LIMIT})
-        taskstore.due_within((), {"default": taskstore.SWEEP_LIMIT}, 60)
+        ready_rows.waiting((), {"default": ready_rows.SWEEP_LIMIT})
+        ready_rows.due_within((), {"default": ready_rows.SWEEP_LIMIT}, 60)
         read = time.perf_counter() - started
         started = time.perf_counter()
         with transaction.atomic():
@@ -176,12 +186,10 @@ def _start(env, folder, options):
 
 def measure(overrides, options):
     env, folder = _setup(overrides)
-    from django.db import transaction
 
     from bench.bench_tasks import noop
     from relieve_app.control import pause_queue, resume_queue
     from relieve_app.models import TaskRecord
-    from relieve_app.tasks import client
     from tests.processes import stop_all
 
     master = _start(env, folder, options)
@@ -190,12 +198,7 @@ def measure(overrides, options):
         time.sleep(1.5)  # the master reads the pause
         before = private_memory(master.pid) / 1024
         cpu = cpu_seconds(master.pid)
-        for start in range(0, options.tasks, options.batch):
-            with transaction.atomic():
-                for _ in range(min(options.batch, options.tasks - start)):
-                    noop.enqueue()
-        client.request("ping")
-        time.sleep(1)  # the last frames handled
+        _enqueue(noop, options)
         held = private_memory(master.pid) / 1024
         started = time.perf_counter()
         resume_queue("default")
