@@ -99,18 +99,25 @@ def heard(master, result):
     )
 
 
-def test_a_backlog_past_max_held_waits_in_the_table_and_runs_most_urgent_first(master, tmp_path, capsys):
-    """RELIEVE_MAX_HELD=4: of 20 tasks the master holds 4, the rest wait in the table; two urgent
-    ones heard of last take the place of the least urgent. Once the child is free, what waits in
-    the table is read as the lane empties, long before the next sweep (60 s)."""
-    master.env.update(RELIEVE_MAX_HELD="4", RELIEVE_SWEEP_INTERVAL="60")
+def behind_one_child(master, tmp_path, count, **env):
+    """A master holding at most 4 ids, its one child busy until ``gate`` exists, and ``count`` tasks
+    heard of behind it, each writing its name to ``order`` as it runs."""
+    master.env.update(RELIEVE_MAX_HELD="4", **env)
     master.start(workers=1, queues=["default=1"])
     gate, order = tmp_path / "gate", tmp_path / "order.txt"
     blocker = running(basic.wait_for_file.enqueue(str(gate)))
     with transaction.atomic():
-        backlog = [basic.log_line.enqueue(str(order), f"low{n}") for n in range(20)]
+        backlog = [basic.log_line.enqueue(str(order), f"low{n}") for n in range(count)]
     for result in backlog:
         heard(master, result)
+    return gate, order, blocker, backlog
+
+
+def test_a_backlog_past_max_held_waits_in_the_table_and_runs_most_urgent_first(master, tmp_path, capsys):
+    """RELIEVE_MAX_HELD=4: of 20 tasks the master holds 4, the rest wait in the table; two urgent
+    ones heard of last take the place of the least urgent. Once the child is free, what waits in
+    the table is read as the lane empties, long before the next sweep (60 s)."""
+    gate, order, blocker, backlog = behind_one_child(master, tmp_path, 20, RELIEVE_SWEEP_INTERVAL="60")
     assert queued(master, "default") == 4
     urgent = [basic.log_line.using(priority=5).enqueue(str(order), f"urgent{n}") for n in range(2)]
     for result in urgent:
@@ -183,14 +190,7 @@ def test_an_urgent_task_due_later_is_read_before_it_is_due_though_its_lane_is_fu
     """RELIEVE_MAX_HELD=4 and a sweep every second (5 s ahead): a task due in 8 s is too far ahead
     to be held when heard of; a sweep reads it onto a timer before it is due, though the lane is
     full of a backlog, and once due it takes the place of the least urgent held there."""
-    master.env.update(RELIEVE_MAX_HELD="4")
-    master.start(workers=1, queues=["default=1"])
-    gate, order = tmp_path / "gate", tmp_path / "order.txt"
-    blocker = running(basic.wait_for_file.enqueue(str(gate)))
-    with transaction.atomic():
-        backlog = [basic.log_line.enqueue(str(order), f"low{n}") for n in range(10)]
-    for result in backlog:
-        heard(master, result)
+    gate, order, blocker, backlog = behind_one_child(master, tmp_path, 10)
     due_at = timezone.now() + timedelta(seconds=8)
     urgent = basic.log_line.using(priority=5, run_after=due_at).enqueue(str(order), "urgent")
     client.request("ping", socket_path=master.socket_path)
