@@ -18,7 +18,7 @@ today, and each is still put on its timer before it is due.
 import asyncio
 import time
 
-from relieve_app.tasks.store import taskstore
+from relieve_app.tasks.store import ready_rows
 
 
 class Queueing:
@@ -52,7 +52,7 @@ class Queueing:
     def _taken(self, lane):
         """An id left ``lane`` for a child: with rows left in the table, read them once it is half
         empty (half of what one sweep reads, when the limit is higher)."""
-        if lane.name in self._left and len(lane) <= min(self.options.max_held, taskstore.SWEEP_LIMIT) // 2:
+        if lane.name in self._left and len(lane) <= min(self.options.max_held, ready_rows.SWEEP_LIMIT) // 2:
             self._refill.set()
 
     def _ready(self, task_id):

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections import Counter
 
-from relieve_app.tasks.store import taskstore
+from relieve_app.tasks.store import ready_rows, taskstore
 
 log = logging.getLogger(__name__)
 
@@ -48,23 +48,23 @@ class Sweeping:
         # Each lane is read up to the room it has (SWEEP_LIMIT at most a sweep, whatever the limit);
         # a full one keeps its mark until it is half empty.
         rooms = {name: self.options.max_held - len(lane) for name, lane in self.lanes.items()}
-        rooms = {name: min(room, taskstore.SWEEP_LIMIT) for name, room in rooms.items() if room > 0}
+        rooms = {name: min(room, ready_rows.SWEEP_LIMIT) for name, room in rooms.items() if room > 0}
         self._left.difference_update(rooms)
-        rows = await self.recorder.submit(taskstore.waiting, set(self._known), rooms)
+        rows = await self.recorder.submit(ready_rows.waiting, set(self._known), rooms)
         read = Counter(queue for _id, queue, _priority, _delay in rows)
         self._left.update(name for name, room in rooms.items() if read[name] >= room)
         # Rows due within ``hold_ahead`` go on timers, as many as a queue has timers left, full
         # lane or not: the rest wait in the table for the sweeps before they are due (queueing.py).
         timers = {name: self.options.max_held - self._deferred[name] for name in self.lanes}
-        timers = {name: min(room, taskstore.SWEEP_LIMIT) for name, room in timers.items() if room > 0}
+        timers = {name: min(room, ready_rows.SWEEP_LIMIT) for name, room in timers.items() if room > 0}
         ahead = self.options.hold_ahead
-        rows += await self.recorder.submit(taskstore.due_within, set(self._known), timers, ahead)
+        rows += await self.recorder.submit(ready_rows.due_within, set(self._known), timers, ahead)
         # Due from now on: a row read from the table goes behind the ids of its priority this master
         # holds already (heard of over the socket when they arrived), in the table's order.
         found = 0
         for task_id, queue, priority, delay in rows:
             found += self.enqueue(task_id, queue, priority, delay)
-        for queue in set(await self.recorder.submit(taskstore.ready_queues)) - set(self.lanes):
+        for queue in set(await self.recorder.submit(ready_rows.ready_queues)) - set(self.lanes):
             if queue not in self._unserved:
                 self._unserved.add(queue)
                 log.warning("tasks wait in queue %r, which this master does not serve", queue)

@@ -15,8 +15,6 @@ from datetime import timedelta
 from functools import cache, partial
 
 from django.db import connection, transaction
-from django.db.models import DurationField, ExpressionWrapper, F, Q
-from django.db.models.functions import Now
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
@@ -24,14 +22,11 @@ from relieve_app.models import PausedQueue, TaskEvent, TaskRecord
 from relieve_app.tasks import bulk, hooks, limits
 from relieve_app.tasks.cancel import cancelled_error
 from relieve_app.tasks.store import leases
-from relieve_app.tasks.store.recorder import reads_only
+from relieve_app.tasks.store.ready_rows import UNTIL_DUE
 
 log = logging.getLogger(__name__)
 
 Status = TaskRecord.Status
-SWEEP_LIMIT = 10_000  # rows one sweep takes in; the next sweep takes the rest
-_WAIT = ExpressionWrapper(F("run_after") - Now(), output_field=DurationField())  # None: due now
-_DUE = Q(run_after__isnull=True) | Q(run_after__lte=Now())
 
 
 class ClaimLost(Exception):
@@ -172,7 +167,7 @@ def _claim_sql(vendor, size):
     query = (
         TaskRecord.objects.select_for_update(skip_locked=True)
         .filter(pk__in=sentinels, **ready)
-        .annotate(wait=_WAIT)
+        .annotate(wait=UNTIL_DUE)
         .order_by()
         .query
     )
@@ -375,111 +370,6 @@ def take_back(known, owner, exclusive=False, gone=()):
     never one this master has in hand (``known``).
     """
     return len(leases.take_over(owner, set(known), exclusive, gone))
-
-
-@reads_only
-def waiting(known, queues=None):
-    """READY rows due now this master lacks: ``(id, queue, priority, 0.0)``, the most urgent
-    first (the highest priority, then, within a queue, the longest waiting), read per queue of ``queues``
-    (None: all), so a backlog in a queue this master does not serve costs it nothing:
-    ``SWEEP_LIMIT`` rows of each beyond ``known``, or as many as ``queues`` gives a queue, when it
-    maps names to numbers. Rows due later are ``due_within``'s. Due times are judged by the
-    database's clock; read outside any transaction, so the sweep never holds SQLite's write lock."""
-    known = set(known)
-    found = []
-    for name, limit in _limits(queues):
-        found.extend(_most_urgent(name, limit, known))
-    return _by_priority(found)
-
-
-@reads_only
-def due_within(known, queues, seconds):
-    """READY rows this master lacks that fall due in the next ``seconds`` (not before): as many as
-    ``queues`` maps each queue's name to, the highest priority first, then the soonest due. Each
-    priority is one range of the ready index, however many rows are due now or long after."""
-    known = set(known)
-    until = timezone.now() + timedelta(seconds=seconds)
-    found = []
-    for name, limit in _limits(queues):
-        later = TaskRecord.objects.filter(status=Status.READY, queue_name=name)
-        later = later.filter(run_after__gt=Now(), run_after__lte=until).annotate(wait=_WAIT)
-        fresh = []
-        for level in ready_priorities(name):
-            rows = later.filter(priority=level).order_by("run_after", "pk")
-            rows = rows.values_list("pk", "queue_name", "priority", "wait")[: limit - len(fresh) + len(known)]
-            fresh.extend([row for row in rows if row[0] not in known][: limit - len(fresh)])
-            if len(fresh) >= limit:
-                break
-        found.extend(fresh)
-    return _by_priority(found)
-
-
-def _limits(queues):
-    limits = queues if isinstance(queues, dict) else dict.fromkeys(queues or [None], SWEEP_LIMIT)
-    return sorted(limits.items(), key=lambda item: item[0] or "")
-
-
-def _by_priority(found):
-    found.sort(key=lambda row: -row[2])  # stable: each queue's rows stay in the order read
-    return [
-        (pk, queue, priority, max(wait.total_seconds(), 0.0) if wait is not None else 0.0)
-        for pk, queue, priority, wait in found
-    ]
-
-
-def _most_urgent(queue, limit, known):
-    """Up to ``limit`` READY rows of ``queue`` (None: every queue) due now and not in ``known``:
-    the lowest priority's only once every higher one's are read. The higher priorities are read in
-    the order of the ready index (rows never deferred first on SQLite, last on PostgreSQL, the
-    others by due time), each in a few probes; then the queue's oldest first, in the order of
-    another. A queue of one priority, the usual case, takes that last read alone."""
-    ready = TaskRecord.objects.filter(_DUE, status=Status.READY)
-    if queue is not None:
-        ready = ready.filter(queue_name=queue)
-    levels = ready_priorities(queue) if queue is not None else []
-    parts = [ready.filter(priority=level).order_by("run_after", "pk") for level in levels[:-1]]
-    parts.append(ready.order_by("enqueued_at", "pk"))
-    found, skip = [], set(known)
-    for part in parts:
-        rows = part.values_list("pk", "queue_name", "priority")[: limit - len(found) + len(skip)]
-        fresh = [row for row in rows if row[0] not in skip][: limit - len(found)]
-        found.extend((*row, None) for row in fresh)  # due now: no wait
-        skip.update(row[0] for row in fresh)
-        if len(found) >= limit:
-            break
-    return found
-
-
-@reads_only
-def ready_priorities(queue):
-    """The priorities of ``queue``'s READY rows, highest first: one probe of the ready index each."""
-    return _distinct_ready("priority", highest_first=True, queue=queue)
-
-
-@reads_only
-def ready_queues():
-    """The queues that hold READY rows, one probe of the ready index per queue, however many rows."""
-    return _distinct_ready("queue_name")
-
-
-def _distinct_ready(column, highest_first=False, queue=None):
-    """The distinct values of ``column`` among READY rows (of ``queue``, given one), in order: a
-    recursive query that jumps from one value to the next in the ready index, instead of reading
-    every row."""
-    table = TaskRecord._meta.db_table
-    where, params = "status = %s", [Status.READY]
-    if queue is not None:
-        where, params = f"{where} AND queue_name = %s", [*params, queue]
-    pick, beyond = ("MAX", "<") if highest_first else ("MIN", ">")
-    step = f"SELECT {pick}({column}) FROM {table} WHERE {where}"
-    sql = (
-        f"WITH RECURSIVE seen(found) AS ({step}"
-        f" UNION ALL SELECT ({step} AND {column} {beyond} seen.found) FROM seen WHERE seen.found IS NOT NULL"
-        f") SELECT found FROM seen WHERE found IS NOT NULL"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params * 2)
-        return [row[0] for row in cursor.fetchall()]
 
 
 def save_many(rows, fields, only_if, owner=None):

@@ -10,7 +10,7 @@ from django.utils import timezone
 from relieve_app.contact.outcomes import MAIL_TASK
 from relieve_app.models import MailOutcome, TaskEvent, TaskRecord
 from relieve_app.tasks import owners
-from relieve_app.tasks.store import leases, taskstore
+from relieve_app.tasks.store import leases, ready_rows, taskstore
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -74,7 +74,7 @@ def sweep(owner, known=(), exclusive=False):
     """As the master's sweep calls them: take back, then list what waits."""
     with transaction.atomic():
         taskstore.take_back(set(known), owner, exclusive)
-    return taskstore.waiting(set(known))
+    return ready_rows.waiting(set(known))
 
 
 def test_a_live_lease_is_never_taken_an_expired_one_is_with_an_event():

@@ -8,7 +8,7 @@ from django.db import connection
 
 from relieve_app.contact.outcomes import MAIL_TASK
 from relieve_app.models import TaskRecord
-from relieve_app.tasks.store import recorder, taskstore
+from relieve_app.tasks.store import ready_rows, recorder
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -24,7 +24,7 @@ def test_the_sweep_query_runs_while_another_process_holds_the_write_lock():
     async def scenario():
         rec = recorder.Recorder().start()
         try:
-            return await asyncio.wait_for(rec.submit(taskstore.waiting, ()), 5)
+            return await asyncio.wait_for(rec.submit(ready_rows.waiting, ()), 5)
         finally:
             writer.execute("ROLLBACK")
             await asyncio.wait_for(rec.stop(), 30)
