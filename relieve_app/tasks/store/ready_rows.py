@@ -48,14 +48,8 @@ def due_within(known, queues, seconds):
     for name, limit in _limits(queues):
         later = TaskRecord.objects.filter(status=Status.READY, queue_name=name)
         later = later.filter(run_after__gt=Now(), run_after__lte=until).annotate(wait=UNTIL_DUE)
-        fresh = []
-        for level in ready_priorities(name):
-            rows = later.filter(priority=level).order_by("run_after", "pk")
-            rows = rows.values_list("pk", "queue_name", "priority", "wait")[: limit - len(fresh) + len(known)]
-            fresh.extend([row for row in rows if row[0] not in known][: limit - len(fresh)])
-            if len(fresh) >= limit:
-                break
-        found.extend(fresh)
+        parts = (later.filter(priority=level).order_by("run_after", "pk") for level in ready_priorities(name))
+        found.extend(_first_fresh(parts, ("pk", "queue_name", "priority", "wait"), limit, known))
     return _by_priority(found)
 
 
@@ -84,11 +78,18 @@ def _most_urgent(queue, limit, known):
     levels = ready_priorities(queue) if queue is not None else []
     parts = [ready.filter(priority=level).order_by("run_after", "pk") for level in levels[:-1]]
     parts.append(ready.order_by("enqueued_at", "pk"))
+    rows = _first_fresh(parts, ("pk", "queue_name", "priority"), limit, known)
+    return [(*row, None) for row in rows]  # due now: no wait
+
+
+def _first_fresh(parts, fields, limit, known):
+    """Up to ``limit`` rows of ``parts``, read in turn, skipping ids in ``known`` or read already
+    (the last part of ``_most_urgent`` holds the higher priorities' rows again)."""
     found, skip = [], set(known)
     for part in parts:
-        rows = part.values_list("pk", "queue_name", "priority")[: limit - len(found) + len(skip)]
+        rows = part.values_list(*fields)[: limit - len(found) + len(skip)]
         fresh = [row for row in rows if row[0] not in skip][: limit - len(found)]
-        found.extend((*row, None) for row in fresh)  # due now: no wait
+        found.extend(fresh)
         skip.update(row[0] for row in fresh)
         if len(found) >= limit:
             break
