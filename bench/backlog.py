@@ -67,8 +67,8 @@ def main():
     parser.add_argument("--one", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.one:
-        found = measure_deferred(DEFERRED_MODES[options.one], options) if options.deferred else None
-        print(json.dumps(found or measure(MODES[options.one], options)))
+        one, modes = (measure_deferred, DEFERRED_MODES) if options.deferred else (measure, MODES)
+        print(json.dumps(one(modes[options.one], options)))
         return
     if options.deferred:
         deferred(options)
