@@ -16,14 +16,16 @@ log = logging.getLogger(__name__)
 
 MONITOR = "relieve_app.pool.containers.monitor"
 SETUP = "relieve_app.tasks.runner:setup_django"
+IMPORT_AHEAD = "relieve_app.tasks.first_use:import_ahead"
 CLOSE_CONNECTIONS = "relieve_app.tasks.runner:close_connections"
 
 
 def preloads(script):
-    """What the zygote imports: Django, the monitor, and the module of the task's script (a script
-    given as a file is left to each child); then it closes any database connection they opened."""
+    """What the zygote imports: Django, what Django imports on first use, the monitor, and the
+    module of the task's script (a script given as a file is left to each child); then it closes
+    any database connection they opened."""
     module = script.partition(":")[0]
-    return [SETUP, MONITOR, *([] if module.endswith(".py") else [module]), CLOSE_CONNECTIONS]
+    return [SETUP, IMPORT_AHEAD, MONITOR, *([] if module.endswith(".py") else [module]), CLOSE_CONNECTIONS]
 
 
 class Children:
