@@ -56,6 +56,8 @@ def table(children):
 
 
 MORE = " here and more in the database (RELIEVE_MAX_HELD)"
+# The master's timers (its status's "retrying"): tasks due within two sweeps, for any of these reasons.
+WAITING_FOR_THEIR_TIME = "waiting for their time (a retry's delay, run_after or a rate limit)"
 
 
 def render(state, socket_path):
@@ -78,7 +80,8 @@ def render(state, socket_path):
                 f"{queue['queued']} queued{MORE if queue.get('more_in_table') else ''}, "
                 f"{queue['sending']} running"
             )
-        lines.append(f"{master['retrying']} waiting to retry, {master['settling']} outcomes being recorded")
+        settling = master["settling"]
+        lines.append(f"{master['retrying']} {WAITING_FOR_THEIR_TIME}, {settling} outcomes being recorded")
         lines += table(master["children"])
     lines += tasks(state)
     lines.append("")

@@ -162,6 +162,9 @@ def test_the_pool_page_shows_running_tasks_with_their_progress_and_how_full_queu
     expect(admin_page.locator("#relieve-masters .master-line")).to_contain_text(
         "Queue default: 1 child (1 taking work), 2 queued here and more in the database (RELIEVE_MAX_HELD)"
     )
+    expect(admin_page.locator("#relieve-masters .master-line")).to_contain_text(
+        "0 waiting for their time (a retry's delay, run_after or a rate limit)."
+    )
     shot("progress")
     gate.touch()
     assert finished(result).return_value == 4

@@ -15,6 +15,7 @@ from django.tasks import TaskResultStatus
 from django.utils import timezone
 
 from relieve_app.models import TaskEvent, TaskRecord
+from relieve_app.monitor import status, status_text
 from relieve_app.tasks import backend, client
 from tests.e2e.conftest import wait_until
 from tests.tasks_fixtures import basic, contextual, hooked, signalled
@@ -163,6 +164,8 @@ def test_rows_due_later_do_not_call_for_a_sweep_at_each_task(master):
     assert master.output().count("waiting tasks picked up") == sweeps
     assert master.status()["retrying"] == 4
     assert TaskRecord.objects.filter(pk__in=[r.id for r in deferred], status=READY).count() == 40
+    shown = status_text.render(status.collect(socket_path=master.socket_path), master.socket_path)
+    assert "4 waiting for their time (a retry's delay, run_after or a rate limit)" in "\n".join(shown)
 
 
 def test_tasks_due_beyond_two_sweeps_wait_in_the_table_and_still_start_on_time(master):

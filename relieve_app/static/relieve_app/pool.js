@@ -69,7 +69,7 @@
       });
       box.appendChild(el("p", {"class": "master-line", "data-master": String(master.pid)}, [
         "Up " + duration(master.uptime) + (master.reloading ? ", reloading its children" : "") +
-        ". " + queues.join(" ") + " " + master.retrying + " waiting to retry."
+        ". " + queues.join(" ") + " " + master.retrying + " waiting for their time (a retry's delay, run_after or a rate limit)."
       ]));
       box.appendChild(childTable(master.children));
     });

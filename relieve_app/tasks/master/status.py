@@ -36,6 +36,7 @@ def of_master(master, now=None):
         # Totals over every queue, as the first versions of this operation had them.
         "queued": sum(queue["queued"] for queue in queues),
         "sending": len(master._running),
+        # Held on timers until due, within two sweeps: a retry's delay, a run_after, a rate's wait.
         "retrying": len(master._timers),
         "settling": len(master._settling),  # outcomes whose write is not committed yet
         "children": children,
