@@ -34,11 +34,15 @@ def test_the_older_email_backend_setting_is_read_when_there_are_no_mailers(setti
 
 
 def test_a_backend_that_does_not_import_is_logged_and_the_others_are_imported(settings, caplog):
-    settings.MAILERS = {"default": {"BACKEND": "relieve_no_such_package.mail.Backend"}}
+    settings.MAILERS = {
+        "default": {"BACKEND": "relieve_no_such_package.mail.Backend"},
+        "other": {"BACKEND": "tests.tasks_fixtures.lazy_mail.EmailBackend"},
+    }
+    assert "tests.tasks_fixtures.lazy_mail" not in sys.modules
     with caplog.at_level(logging.INFO, logger="relieve_app.tasks.first_use"):
         first_use.import_ahead()
     assert "relieve_no_such_package.mail is not imported ahead: No module named" in caplog.text
-    assert "encodings.idna" in sys.modules
+    assert "tests.tasks_fixtures.lazy_mail" in sys.modules
 
 
 def test_a_fresh_interpreter_imports_them_only_when_asked():

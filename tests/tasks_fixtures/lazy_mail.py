@@ -1,0 +1,7 @@
+"""A mail backend nothing imports at start-up: ``first_use.import_ahead`` is what brings it in."""
+
+from django.core.mail.backends.locmem import EmailBackend as LocmemBackend
+
+
+class EmailBackend(LocmemBackend):
+    pass
