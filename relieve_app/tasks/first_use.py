@@ -9,7 +9,8 @@ host's name in the Message-ID). Left to each process, they cost a mail child abo
 
 The list is of Django's and the standard library's modules only: a task's own module is already
 among the zygote's preloads. A module that does not import (a mail backend that is not installed,
-say) is skipped here, and fails where it is used, as it would have.
+say), or a database whose backend does not load, is skipped here, and fails where it is used, as it
+would have: nothing here keeps a master from starting.
 """
 
 import logging
@@ -31,11 +32,21 @@ def import_ahead():
 
 def modules():
     """The dotted names: each database's SQL compiler, each mail backend's module, the IDNA codec."""
+    names = [*compilers(), *(path.rpartition(".")[0] for path in mail_backends()), IDNA]
+    return list(dict.fromkeys(names))
+
+
+def compilers():
+    """The SQL compiler module of each database whose backend loads."""
     from django.db import connections
 
-    names = [connections[alias].ops.compiler_module for alias in connections]
-    names += [path.rpartition(".")[0] for path in mail_backends()]
-    return list(dict.fromkeys([*names, IDNA]))
+    found = []
+    for alias in connections:
+        try:
+            found.append(connections[alias].ops.compiler_module)
+        except Exception as exc:  # a database this master may never open: it fails where it is used
+            log.info("the SQL compiler of database %r is not imported ahead: %s", alias, exc)
+    return found
 
 
 def mail_backends():

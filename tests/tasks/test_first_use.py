@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from django.db import connection
+from django.db.utils import ConnectionHandler
 
 from relieve_app.tasks import first_use
 from relieve_app.tasks.master.children import IMPORT_AHEAD, SETUP, preloads
@@ -43,6 +44,22 @@ def test_a_backend_that_does_not_import_is_logged_and_the_others_are_imported(se
         first_use.import_ahead()
     assert "relieve_no_such_package.mail is not imported ahead: No module named" in caplog.text
     assert "tests.tasks_fixtures.lazy_mail" in sys.modules
+
+
+def test_a_database_whose_backend_does_not_load_is_logged_and_skipped(settings, monkeypatch, caplog):
+    """A second database with a backend that is not installed: the master must still start."""
+    settings.MAILERS = {"default": {"BACKEND": SMTP}}
+    handler = ConnectionHandler(
+        {
+            "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"},
+            "reports": {"ENGINE": "relieve_no_such_backend"},
+        }
+    )
+    monkeypatch.setattr("django.db.connections", handler)
+    with caplog.at_level(logging.INFO, logger="relieve_app.tasks.first_use"):
+        names = first_use.modules()
+    assert names == ["django.db.models.sql.compiler", "django.core.mail.backends.smtp", "encodings.idna"]
+    assert "the SQL compiler of database 'reports' is not imported ahead" in caplog.text
 
 
 def test_a_fresh_interpreter_imports_them_only_when_asked():
