@@ -11,7 +11,6 @@ from datetime import timedelta
 from django.db import connection
 from django.db.models import DurationField, ExpressionWrapper, F, Q
 from django.db.models.functions import Now
-from django.utils import timezone
 
 from relieve_app.models import TaskRecord
 from relieve_app.tasks.store.recorder import reads_only
@@ -43,7 +42,7 @@ def due_within(known, queues, seconds):
     ``queues`` maps each queue's name to, the highest priority first, then the soonest due. Each
     priority is one range of the ready index, however many rows are due now or long after."""
     known = set(known)
-    until = timezone.now() + timedelta(seconds=seconds)
+    until = Now() + timedelta(seconds=seconds)  # the database's clock, as for the rows due now
     found = []
     for name, limit in _limits(queues):
         later = TaskRecord.objects.filter(status=Status.READY, queue_name=name)
