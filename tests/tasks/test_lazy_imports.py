@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 from django.db.utils import ConnectionHandler
 
-from relieve_app.tasks import first_use
+from relieve_app.tasks import lazy_imports
 from relieve_app.tasks.master.children import IMPORT_AHEAD, SETUP, preloads
 
 SMTP = "django.core.mail.backends.smtp.EmailBackend"
@@ -19,7 +19,7 @@ FILE = "django.core.mail.backends.filebased.EmailBackend"
 
 def test_the_modules_are_the_sql_compiler_the_mail_backends_and_the_idna_codec(settings):
     settings.MAILERS = {"default": {"BACKEND": SMTP}, "bulk": {"BACKEND": FILE}, "plain": {"BACKEND": SMTP}}
-    assert first_use.modules() == [
+    assert lazy_imports.modules() == [
         connection.ops.compiler_module,
         "django.core.mail.backends.smtp",
         "django.core.mail.backends.filebased",
@@ -31,7 +31,7 @@ def test_the_modules_are_the_sql_compiler_the_mail_backends_and_the_idna_codec(s
 def test_the_older_email_backend_setting_is_read_when_there_are_no_mailers(settings):
     del settings.MAILERS
     settings.EMAIL_BACKEND = FILE
-    assert first_use.mail_backends() == [FILE]
+    assert lazy_imports.mail_backends() == [FILE]
 
 
 def test_a_backend_that_does_not_import_is_logged_and_the_others_are_imported(settings, caplog):
@@ -40,8 +40,8 @@ def test_a_backend_that_does_not_import_is_logged_and_the_others_are_imported(se
         "other": {"BACKEND": "tests.tasks_fixtures.lazy_mail.EmailBackend"},
     }
     assert "tests.tasks_fixtures.lazy_mail" not in sys.modules
-    with caplog.at_level(logging.INFO, logger="relieve_app.tasks.first_use"):
-        first_use.import_ahead()
+    with caplog.at_level(logging.INFO, logger="relieve_app.tasks.lazy_imports"):
+        lazy_imports.import_ahead()
     assert "relieve_no_such_package.mail is not imported ahead: No module named" in caplog.text
     assert "tests.tasks_fixtures.lazy_mail" in sys.modules
 
@@ -56,8 +56,8 @@ def test_a_database_whose_backend_does_not_load_is_logged_and_skipped(settings, 
         }
     )
     monkeypatch.setattr("django.db.connections", handler)
-    with caplog.at_level(logging.INFO, logger="relieve_app.tasks.first_use"):
-        names = first_use.modules()
+    with caplog.at_level(logging.INFO, logger="relieve_app.tasks.lazy_imports"):
+        names = lazy_imports.modules()
     assert names == ["django.db.models.sql.compiler", "django.core.mail.backends.smtp", "encodings.idna"]
     assert "the SQL compiler of database 'reports' is not imported ahead" in caplog.text
 
@@ -66,10 +66,10 @@ def test_a_fresh_interpreter_imports_them_only_when_asked():
     """In a new process, as the master is before its fork: Django set up, the mail not imported yet."""
     code = (
         "import django, json, sys; django.setup()\n"
-        "from relieve_app.tasks import first_use\n"
-        "names = first_use.modules()\n"
+        "from relieve_app.tasks import lazy_imports\n"
+        "names = lazy_imports.modules()\n"
         "before = [name for name in names if name in sys.modules]\n"
-        "first_use.import_ahead()\n"
+        "lazy_imports.import_ahead()\n"
         "print(json.dumps([names, before, [name for name in names if name in sys.modules]]))\n"
     )
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "EMAIL_URL": "smtp://127.0.0.1:2525"}

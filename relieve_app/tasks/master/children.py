@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 MONITOR = "relieve_app.pool.containers.monitor"
 SETUP = "relieve_app.tasks.runner:setup_django"
-IMPORT_AHEAD = "relieve_app.tasks.first_use:import_ahead"
+IMPORT_AHEAD = "relieve_app.tasks.lazy_imports:import_ahead"
 CLOSE_CONNECTIONS = "relieve_app.tasks.runner:close_connections"
 
 

@@ -29,7 +29,7 @@ from django.db import connections
 from relieve_app import pool
 from relieve_app.pool import BootError, RelieveError
 from relieve_app.sqlite3 import base as sqlite3_base
-from relieve_app.tasks import first_use, owners
+from relieve_app.tasks import lazy_imports, owners
 from relieve_app.tasks.master import controlling, reloading, scheduling, wakeup
 from relieve_app.tasks.master.children import Children, preloads
 from relieve_app.tasks.master.dispatching import Dispatching
@@ -349,9 +349,9 @@ def run(options):
 def fork_zygote(preload):
     """The zygote, forked from this process now, while it is one thread with Django loaded and no
     event loop: the zygote and the children it forks share these pages instead of each loading
-    their own copy. What Django imports only on first use is imported first (``first_use.py``). No
+    their own copy. What Django imports only on first use is imported first (``lazy_imports.py``). No
     database connection may be open across the fork (the zygote would close it as its own, ending
     this process's session), so any is closed first."""
-    first_use.import_ahead()
+    lazy_imports.import_ahead()
     connections.close_all()
     return pool.fork_zygote(preload)
