@@ -3,14 +3,16 @@
 
 A child started fresh pays for an interpreter and for everything its script imports (Django: the
 settings, every app, every model) each time it starts. The zygote pays once: it imports what its
-parent names, freezes those objects out of the collector's reach (``gc.freeze``, so a child's
-collections do not write to the pages it shares), then forks a child per request. The child runs
+parent names, keeps those objects from being written to by a child's collections and reference
+counts (``shared_image.settle``), so that the children share their pages, then forks a child per
+request. The child runs
 the same ``Container`` as ``python -m relieve_app.pool``, minus the imports already done.
 
 The parent passes, in the environment::
 
     RELIEVE_ZYGOTE_FD   its end of a SOCK_SEQPACKET socketpair: one JSON message per packet
     RELIEVE_ZYGOTE_PRELOAD  JSON list of "pkg.module" (imported) or "pkg.module:callable" (imported, called)
+    RELIEVE_ZYGOTE_IMMORTAL "0" leaves the preloaded objects' reference counts as they are
 
 Then, one JSON object per packet (never pickle)::
 
@@ -56,7 +58,6 @@ children running: they lead their own sessions, and the parent watches them by p
 
 import atexit
 import contextlib
-import gc
 import importlib
 import json
 import os
@@ -67,10 +68,11 @@ import sys
 import threading
 import traceback
 
-from . import zygote_spawn
+from . import shared_image, zygote_spawn
 
 ZYGOTE_FD_ENV = "RELIEVE_ZYGOTE_FD"
 PRELOAD_ENV = "RELIEVE_ZYGOTE_PRELOAD"
+IMMORTAL_ENV = "RELIEVE_ZYGOTE_IMMORTAL"
 MAX_MESSAGE = 1 << 20  # one packet: a child's environment is far smaller
 MAX_FDS = 3  # the channel, stdout, stderr
 HELPER_FDS = 2  # its stdin, its stdout
@@ -103,8 +105,9 @@ def preload(items):
 class Zygote:
     """Serves fork requests on ``sock`` until the parent closes it, and its children's spawn requests."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, immortal=True):
         self.sock = sock
+        self.immortal = immortal  # preloaded objects made immortal before forking (shared_image.py)
         self.spawn_ends = {}  # child pid -> the zygote's end of that child's spawn socket
         self.helpers = {}  # helper pid -> the sockets that asked for it, each told of its exit
         self.shared = {}  # target -> (pid, the zygote's end of its client socket) of its shared helper
@@ -136,8 +139,7 @@ class Zygote:
 
     def serve(self, items):
         failed = preload(["relieve_app.pool.container", *items])  # the engine's own path, warm too
-        gc.collect()
-        gc.freeze()  # what was imported stays out of the children's collections: fewer pages copied
+        shared_image.settle(self.immortal)  # what was imported stays shared with the children
         signal.set_wakeup_fd(self.wakeup_write, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() through the wakeup fd
         self.send({"op": "ready", "pid": os.getpid(), "failed": failed, "threads": threading.active_count()})
@@ -288,8 +290,7 @@ class Zygote:
             raise ValueError(f"{name} is not callable")
         prepared = self.prepare(prepare)
         if prepared or len(sys.modules) != modules:
-            gc.collect()
-            gc.freeze()  # what the helpers share stays out of their collections, as the preloads do
+            shared_image.settle(self.immortal)  # what the helpers share, as the preloads are
         self.flush()
         pid = os.fork()
         if pid == 0:
@@ -455,9 +456,9 @@ def _id(data):
     return None
 
 
-def run(sock, items):
+def run(sock, items, immortal=True):
     """Serve ``sock`` with ``items`` preloaded, then end this process (never returns)."""
-    Zygote(sock).serve(items)
+    Zygote(sock, immortal).serve(items)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
@@ -465,7 +466,7 @@ def run(sock, items):
 
 def main():
     sock = socket.socket(fileno=int(os.environ.pop(ZYGOTE_FD_ENV)))
-    run(sock, json.loads(os.environ.pop(PRELOAD_ENV, "[]")))
+    run(sock, json.loads(os.environ.pop(PRELOAD_ENV, "[]")), os.environ.pop(IMMORTAL_ENV, "1") != "0")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ so their exit codes are still reported, then exits without touching them.
 
 import asyncio
 import contextlib
-import gc
 import itertools
 import json
 import logging
@@ -38,10 +37,10 @@ import time
 import traceback
 from pathlib import Path
 
-from . import zygote
+from . import shared_image, zygote
 from .errors import RelieveError
 from .pidfd import SignalledByPidfd
-from .zygote import MAX_MESSAGE, PRELOAD_ENV, ZYGOTE_FD_ENV
+from .zygote import IMMORTAL_ENV, MAX_MESSAGE, PRELOAD_ENV, ZYGOTE_FD_ENV
 
 log = logging.getLogger(__name__)
 
@@ -257,13 +256,15 @@ class Preforked(SignalledByPidfd):
         self._pidfd = None
 
 
-def fork_zygote(preload):
+def fork_zygote(preload, immortal=True):
     """Fork a zygote from this process as it is now; None when that would not be safe (more than
     one thread: a fork copies only the calling one, and any lock another holds stays held) or the
     fork fails, and the zygote is then started fresh when first needed.
 
     Call it before any thread, event loop or database connection exists: the zygote keeps what
-    this process has open, and a connection shared by two processes corrupts both sessions."""
+    this process has open, and a connection shared by two processes corrupts both sessions.
+    ``immortal``: make this process's objects immortal first (``shared_image.py``), so that neither
+    side copies their pages by counting references to them."""
     if threading.active_count() != 1:
         log.info("the zygote starts fresh: %s threads run here", threading.active_count())
         return None
@@ -271,9 +272,8 @@ def fork_zygote(preload):
     parent.set_inheritable(False)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()  # or the zygote would write what was buffered here once more
-    # This process's collections would otherwise visit, and so copy, every page the zygote shares.
-    gc.collect()
-    gc.freeze()
+    # Else this process's collections and reference counts would copy every page the zygote shares.
+    shared_image.settle(immortal)
     try:
         pid = os.fork()
     except OSError as exc:
@@ -286,7 +286,7 @@ def fork_zygote(preload):
         try:
             os.setsid()  # a terminal's Ctrl-C is the parent's to handle, as for a started zygote
             parent.close()
-            zygote.run(child, list(preload))  # never returns
+            zygote.run(child, list(preload), immortal)  # never returns
         except BaseException:
             traceback.print_exc()
         finally:
@@ -299,8 +299,18 @@ def fork_zygote(preload):
 class Zygote:
     """A warm process that forks children with ``preload`` already imported; see the module docstring."""
 
-    def __init__(self, preload=(), *, env=None, python_path=(), start_timeout=START_TIMEOUT, preforked=None):
+    def __init__(
+        self,
+        preload=(),
+        *,
+        env=None,
+        python_path=(),
+        start_timeout=START_TIMEOUT,
+        preforked=None,
+        immortal=True,
+    ):
         self.preload = list(preload)
+        self.immortal = immortal  # the zygote makes what it preloads immortal (shared_image.py)
         self.preforked = preforked  # a fork_zygote() zygote, the first one used
         self.env = dict(env or {})
         # As a cold child's PYTHONPATH: this engine first, then the parent's folder.
@@ -385,6 +395,7 @@ class Zygote:
             **self.env,
             ZYGOTE_FD_ENV: str(child.fileno()),
             PRELOAD_ENV: json.dumps(self.preload),
+            IMMORTAL_ENV: "1" if self.immortal else "0",
         }
         env["PYTHONSAFEPATH"] = "1"
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [*self.python_path, env.get("PYTHONPATH", "")]))

@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -23,6 +24,13 @@ from relieve_app.pool import CallableTask, CloudWorker, ForkTask, ScriptTask, Zy
 SCRIPTS = Path(__file__).parent / "scripts"
 ENGINE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds relieve_app/
 WAIT = 10.0  # seconds: the bound of every single wait, far above what any of them needs
+# Where shared_image writes immortal counts: elsewhere what a zygote loaded stays mortal.
+IMMORTAL_HERE = (
+    sys.implementation.name == "cpython"
+    and sys.version_info[:2] in ((3, 12), (3, 13))
+    and sys.maxsize > 2**32
+    and not sysconfig.get_config_var("Py_GIL_DISABLED")
+)
 
 
 def script_path(spec):

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from tests.pool.conftest import ENGINE_ROOT, script_path
+from tests.pool.conftest import ENGINE_ROOT, IMMORTAL_HERE, script_path
 
 
 def preforking(*flags):
@@ -26,7 +26,14 @@ def test_a_zygote_forked_from_its_parent_has_what_the_parent_loaded_and_forks_ch
         "child_parent_is_zygote": True,
         "child_answers": 5,
         "child_has_what_we_loaded": True,  # the parent's import, shared: nobody imported it again
+        "child_sees_it_immortal": IMMORTAL_HERE,  # counting references to it copies no page
     }
+
+
+def test_a_parent_may_leave_what_it_loaded_mortal():
+    seen = preforking("--mortal")
+    assert seen["preforked"] and seen["child_has_what_we_loaded"]
+    assert seen["child_sees_it_immortal"] is False
 
 
 def test_a_parent_running_threads_starts_its_zygote_fresh_instead():
@@ -34,3 +41,4 @@ def test_a_parent_running_threads_starts_its_zygote_fresh_instead():
     assert seen["preforked"] is False
     assert seen["child_parent_is_zygote"] and seen["child_answers"] == 5
     assert seen["child_has_what_we_loaded"] is False  # a fresh zygote, which preloaded nothing
+    assert seen["child_sees_it_immortal"] is False  # imported by the child itself, after the forks

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from relieve_app.pool import CallableTask, Zygote, zygote_handle
+from relieve_app.pool.shared_image import IMMORTAL
 from relieve_app.pool.zygote_handle import ZygoteChild
-from tests.pool.conftest import script_path
+from tests.pool.conftest import IMMORTAL_HERE, script_path
 
 pytestmark = pytest.mark.parametrize("pool", ["cold"], indirect=True)  # each test makes its own zygote
 
@@ -42,6 +43,22 @@ def test_a_child_is_forked_by_the_zygote_in_a_session_of_its_own(pool, run):
             assert await task.get("loaded", "xml.dom.minidom")  # preloaded, not imported by the child
             assert await pool.wait(task.stop()) == -signal.SIGTERM
         finally:
+            await zygote.stop()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("immortal", [True, False])
+def test_what_a_started_zygote_preloaded_is_immortal_in_its_children_unless_asked_not(pool, run, immortal):
+    async def scenario():
+        zygote = Zygote(["xml.dom.minidom"], immortal=immortal)
+        task = warm(pool, zygote)
+        try:
+            await pool.wait(task.start())
+            count = await task.get("count_of", "xml.dom.minidom", "parseString")
+            assert (count == IMMORTAL) is (immortal and IMMORTAL_HERE)
+        finally:
+            await task.stop()
             await zygote.stop()
 
     run(scenario())

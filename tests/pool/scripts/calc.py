@@ -49,6 +49,10 @@ class Calc:
     def attribute(self, module, name):
         return getattr(importlib.import_module(module), name)
 
+    def count_of(self, module, name):
+        """The reference count of a module's attribute: immortal if the zygote made it so."""
+        return sys.getrefcount(getattr(importlib.import_module(module), name))
+
     def spin(self, seconds):
         """Busy for ``seconds`` of CPU time: a forked child has used next to none before."""
         end = time.process_time() + seconds

@@ -2,7 +2,8 @@
 child from it and prints what it saw as one JSON line. Run as a script: a fork of the test process
 itself would copy pytest's threads' locks.
 
-    python preforking.py [--thread]   --thread: another thread runs at the fork (no prefork then)
+    python preforking.py [--thread] [--mortal]   --thread: another thread runs at the fork (no
+        prefork then); --mortal: what was loaded is not made immortal
 """
 
 import asyncio
@@ -13,6 +14,7 @@ import threading
 from pathlib import Path
 
 from relieve_app.pool import CallableTask, Zygote, fork_zygote
+from relieve_app.pool.shared_image import IMMORTAL
 
 SCRIPTS = Path(__file__).parent
 LOADED_BEFORE_FORK = "xml.dom.minidom"  # imported here: a forked zygote has it without a preload
@@ -24,7 +26,7 @@ def parent_of(pid):
 
 
 async def scenario(preforked):
-    zygote = Zygote(preforked=preforked)
+    zygote = Zygote(preforked=preforked, immortal="--mortal" not in sys.argv)
     task = CallableTask(f"{SCRIPTS / 'calc.py'}:Calc", zygote=zygote)
     await task.start()
     try:
@@ -35,6 +37,8 @@ async def scenario(preforked):
             "child_parent_is_zygote": parent_of(task.pid) == zygote.pid,
             "child_answers": await task.get("add", 2, 3),
             "child_has_what_we_loaded": await task.get("loaded", LOADED_BEFORE_FORK),
+            "child_sees_it_immortal": await task.get("count_of", LOADED_BEFORE_FORK, "parseString")
+            == IMMORTAL,
         }
     finally:
         await task.stop()
@@ -48,7 +52,7 @@ def main():
     stop = threading.Event()
     if "--thread" in sys.argv:
         threading.Thread(target=stop.wait, daemon=True).start()
-    preforked = fork_zygote([])
+    preforked = fork_zygote([], immortal="--mortal" not in sys.argv)
     stop.set()
     print(json.dumps(asyncio.run(scenario(preforked))))
 

@@ -1,0 +1,100 @@
+"""Keep the pages a process loaded before it forks shared with the processes it forks.
+
+A page loaded before a fork stays shared until one of the processes writes to it. Objects loaded
+before a fork are mostly never changed again, but every use of one still writes to its page:
+the collector marks it, and each new reference adds to its reference count. ``settle()`` stops both:
+
+- ``gc.freeze()`` keeps the objects out of every later collection;
+- ``immortalize()`` gives them the reference count CPython treats as immortal (PEP 683), so new
+  references leave them alone. CPython makes its own built-in objects immortal this way; PEP 683
+  names fork servers as the case for doing it to a whole loaded heap.
+
+An immortal object is never freed: it stays in memory until the process ends, and whatever it
+would do when freed (a file's buffer flushed, a finalizer) is not done. Only objects that exist
+when ``settle()`` runs are touched. ``immortalize()`` only writes where CPython's own code makes
+objects immortal by the same count: CPython 3.12 and 3.13 on 64-bit machines, with the GIL.
+Everywhere else it does nothing.
+"""
+
+import ctypes
+import gc
+import logging
+import sys
+import sysconfig
+import time
+
+log = logging.getLogger(__name__)
+
+# On 64-bit CPython 3.12 and 3.13, an object whose reference count has all of its low 32 bits set is
+# immortal: Py_INCREF and Py_DECREF see it and do not write (Include/object.h, _Py_IMMORTAL_REFCNT).
+IMMORTAL = 0xFFFFFFFF
+
+
+def settle(immortal=True):
+    """Before a fork: collect, make what is alive immortal (``immortal``), freeze it."""
+    gc.collect()
+    if immortal:
+        started = time.monotonic()
+        count = immortalize()
+        log.debug("%d objects made immortal in %.0f ms", count, (time.monotonic() - started) * 1000)
+    gc.freeze()
+
+
+def immortalize():
+    """Give every object this process can reach the immortal reference count; returns how many
+    it changed (0 where this Python has no such count: see ``supported``).
+
+    It starts from the objects the collector tracks and follows what each refers to, stopping at
+    objects already immortal, so a second call reads what the first wrote and writes nothing: the
+    pages a parent shared are not copied again. It keeps no set of its own, which would take
+    room in the very pages it means to share.
+    """
+    if not supported():
+        return 0
+    count_of = ctypes.c_ssize_t.from_address
+    referents = gc.get_referents
+    pending = gc.get_objects()
+    pending.append(sys.modules)
+    changed = 0
+    while pending:
+        obj = pending.pop()
+        count = count_of(id(obj))
+        if count.value & IMMORTAL == IMMORTAL:
+            continue
+        count.value = IMMORTAL
+        changed += 1
+        pending.extend(referents(obj))
+    return changed
+
+
+def supported():
+    """Whether this interpreter keeps its reference counts as ``immortalize`` writes them.
+
+    Checked on this running interpreter, not by version alone: an object made immortal here must
+    keep its count through new references and their loss.
+    """
+    global _supported
+    if _supported is None:
+        _supported = _layout_known() and _probe()
+    return _supported
+
+
+_supported = None
+_PROBE = []  # lives as long as the module: an object the check may make immortal
+
+
+def _layout_known():
+    return (
+        sys.implementation.name == "cpython"
+        and sys.version_info[:2] in ((3, 12), (3, 13))
+        and sys.maxsize > 2**32
+        and not sysconfig.get_config_var("Py_GIL_DISABLED")
+    )
+
+
+def _probe():
+    count = ctypes.c_ssize_t.from_address(id(_PROBE))
+    count.value = IMMORTAL
+    held = [_PROBE, _PROBE]
+    del held
+    return sys.getrefcount(_PROBE) == IMMORTAL

@@ -1,0 +1,55 @@
+"""What the zygote's forks share (``shared_image``): loaded objects immortal, so a child that only
+reads them copies none of their pages. Each case runs in a process of its own: making objects
+immortal changes every object of the process it runs in."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from relieve_app.pool import shared_image
+from tests.pool.conftest import ENGINE_ROOT, IMMORTAL_HERE, script_path
+
+needs_immortal = pytest.mark.skipif(
+    not IMMORTAL_HERE, reason="immortal counts are written on CPython 3.12-3.13 only"
+)
+
+
+def shared_pages(*flags):
+    env = {**os.environ, "PYTHONPATH": ENGINE_ROOT}
+    argv = [sys.executable, script_path("shared_pages.py"), *flags]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_it_is_supported_where_cpython_counts_references_so():
+    assert shared_image.supported() is IMMORTAL_HERE
+
+
+@needs_immortal
+def test_an_object_alive_at_the_call_keeps_the_immortal_count_through_new_references():
+    seen = shared_pages("probe")
+    assert seen == {
+        "supported": True,
+        "changed_some": True,
+        "mortal_count_small": True,
+        "count": shared_image.IMMORTAL,
+        "count_after_references_dropped": shared_image.IMMORTAL,
+        "again_few": True,  # what is immortal already is read, not written again
+        "made_after": True,  # objects made later count as usual
+    }
+
+
+@needs_immortal
+def test_a_forked_child_reading_what_was_loaded_copies_its_pages_only_when_mortal():
+    """The same 200,000 strings, read by a child forked after ``settle`` that settles again before
+    it reads them, as a zygote forked from a master does: with their counts immortal the child
+    writes none of their pages (the second walk reads what the first wrote); frozen alone, it
+    copies most of them."""
+    immortal = shared_pages("fork")["copied_mib"]
+    mortal = shared_pages("fork", "--mortal")["copied_mib"]
+    assert mortal > 6, f"the mortal child copied only {mortal:.1f} MiB"
+    assert immortal < mortal / 5, f"immortal {immortal:.1f} MiB against mortal {mortal:.1f}"
