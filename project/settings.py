@@ -207,6 +207,9 @@ RELIEVE_FROM_ENV = {
     "RELIEVE_DURABLE_WRITES": env.bool,
     # False starts every child of the master as a fresh interpreter instead of forking it warm.
     "RELIEVE_PRELOAD": env.bool,
+    # False leaves what the zygote loaded mortal: freed once nothing refers to it, at the cost of
+    # each child's own copy of the pages it counts references on (see docs/how-it-works.md).
+    "RELIEVE_PRELOAD_IMMORTAL": env.bool,
     # Finished task results older than this are removed by `manage.py prunetasks` (e.g. "7d", "12h").
     "RELIEVE_KEEP_RESULTS": env.str,
     # Periodic tasks, as JSON: {"prune": {"task": "relieve_app.tasks.prune.prune_results", "every": "1h"}}

@@ -63,6 +63,10 @@ DEFAULTS = {
     # The master forks its children from a zygote that has Django and the task's module loaded;
     # False starts each child as a fresh interpreter, as before.
     "RELIEVE_PRELOAD": True,
+    # ... and makes what the zygote loaded immortal (CPython 3.12 and 3.13), so that the children
+    # keep sharing its pages; False if something loaded before the fork must be freed (its memory,
+    # its finalizer) once nothing refers to it.
+    "RELIEVE_PRELOAD_IMMORTAL": True,
     # Several masters on one PostgreSQL: the name a master registers under ("": the host name), how
     # often it renews its lease, and how long a silent master's lease lasts before its work is taken.
     "RELIEVE_HOST": "",
@@ -104,6 +108,7 @@ RULES = {
     "RELIEVE_RENDER_TIMEOUT": ("seconds", 0.01),
     "RELIEVE_TASK": ("script", None),
     "RELIEVE_PRELOAD": ("bool", None),
+    "RELIEVE_PRELOAD_IMMORTAL": ("bool", None),
     "RELIEVE_HEARTBEAT": ("seconds", 0.1),
     "RELIEVE_LEASE": ("seconds", 0.2),
     "RELIEVE_DURABLE_WRITES": ("bool", None),

@@ -75,6 +75,7 @@ def test_the_largest_arguments_default_fits_a_frame_with_room_for_the_job():
         ("RELIEVE_CALL_TIMEOUT", True, "a number of seconds"),
         ("RELIEVE_MAX_MEMORY_MB", -5, "at least 0"),
         ("RELIEVE_ALLOW_DEV_MAIL", "yes", "True or False"),
+        ("RELIEVE_PRELOAD_IMMORTAL", "no", "True or False"),
         ("RELIEVE_SOCKET", "/" + "s" * 120, "too long for a Unix socket"),
         ("RELIEVE_SOCKET", "", "a file path"),
         ("RELIEVE_TASK", "relieve_app.tasks.runner:Runner:extra", "a module and a class"),

@@ -4,8 +4,13 @@ import signal
 from pathlib import Path
 
 import pytest
+from django.tasks import TaskResultStatus
 
+from relieve_app.pool.shared_image import IMMORTAL
 from tests.e2e.conftest import wait_until
+from tests.e2e.test_tasks import finished
+from tests.pool.conftest import IMMORTAL_HERE
+from tests.tasks_fixtures import basic
 
 pytestmark = pytest.mark.e2e
 
@@ -47,6 +52,17 @@ def test_the_zygote_leaves_with_a_killed_master_and_the_children_leave_on_their_
     master.stop(signal.SIGKILL)
     wait_until(lambda: not alive(zygote), timeout=10, message="the zygote to exit")
     wait_until(lambda: not any(alive(pid) for pid in children), timeout=10, message="the orphans to exit")
+
+
+@pytest.mark.parametrize("immortal", ["True", "False"])
+def test_what_the_master_loaded_is_immortal_in_the_children_unless_turned_off(master, immortal):
+    """RELIEVE_PRELOAD_IMMORTAL reaches the fork of the first zygote: a child that takes references
+    to Django's own functions then leaves their pages shared, or copies them."""
+    master.env["RELIEVE_PRELOAD_IMMORTAL"] = immortal
+    master.start(workers=1)
+    result = finished(basic.count_of_django_setup.enqueue())
+    assert result.status == TaskResultStatus.SUCCESSFUL
+    assert (result.return_value == IMMORTAL) is (immortal == "True" and IMMORTAL_HERE)
 
 
 def command_line(pid):

@@ -1,8 +1,10 @@
 """Plain tasks: arithmetic, sleeps, raising, a return value that is not JSON, an append-only log."""
 
 import os
+import sys
 import time
 
+import django
 from django.tasks import task
 
 
@@ -14,6 +16,12 @@ def add(a, b):
 @task
 def noop():
     return None
+
+
+@task
+def count_of_django_setup():
+    """The reference count, in the child, of a function its master loaded before the forks."""
+    return sys.getrefcount(django.setup)
 
 
 @task

@@ -33,7 +33,9 @@ class Children:
 
     def _spawn_children(self):
         if self.options.preload and self.zygote is None:
-            self.zygote = Zygote(preloads(self.options.script), preforked=self.preforked)
+            self.zygote = Zygote(
+                preloads(self.options.script), preforked=self.preforked, immortal=self.options.immortal
+            )
             self.preforked = None
         for lane in self.lanes.values():
             for index in range(lane.size):

@@ -32,6 +32,7 @@ SETTINGS = {
     "usage_interval": ("RELIEVE_USAGE_INTERVAL", None),
     "script": ("RELIEVE_TASK", "--task"),
     "preload": ("RELIEVE_PRELOAD", "--no-preload"),
+    "immortal": ("RELIEVE_PRELOAD_IMMORTAL", None),
     "host": ("RELIEVE_HOST", None),
     "heartbeat": ("RELIEVE_HEARTBEAT", None),
     "lease": ("RELIEVE_LEASE", None),
@@ -57,6 +58,7 @@ class Options:
     usage_interval: float  # how often children are asked for their memory
     script: str
     preload: bool  # fork children from a zygote with Django and the task's module loaded (zygote.py)
+    immortal: bool  # ... made immortal before the forks, so the children keep sharing it (shared_image.py)
     host: str  # the name this master registers under; empty: the machine's host name
     heartbeat: float  # how often the master renews its lease and those of the rows it runs
     lease: float  # a master silent this long is gone, and the rows it held are taken over

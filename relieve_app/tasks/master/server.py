@@ -338,7 +338,7 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
 def run(options):
     """Run a master until it is told to stop; raises StartupError when it cannot start."""
     sqlite3_base.yield_to_requests()  # on SQLite the requests go first to the write lock, children too
-    preforked = fork_zygote(preloads(options.script)) if options.preload else None
+    preforked = fork_zygote(preloads(options.script), options.immortal) if options.preload else None
     try:
         asyncio.run(Master(options, preforked=preforked).run())
     finally:
@@ -346,7 +346,7 @@ def run(options):
             preforked.discard()
 
 
-def fork_zygote(preload):
+def fork_zygote(preload, immortal=True):
     """The zygote, forked from this process now, while it is one thread with Django loaded and no
     event loop: the zygote and the children it forks share these pages instead of each loading
     their own copy. What Django imports only on first use is imported first (``lazy_imports.py``). No
@@ -354,4 +354,4 @@ def fork_zygote(preload):
     this process's session), so any is closed first."""
     lazy_imports.import_ahead()
     connections.close_all()
-    return pool.fork_zygote(preload)
+    return pool.fork_zygote(preload, immortal)
