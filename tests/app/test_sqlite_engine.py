@@ -156,13 +156,13 @@ def test_a_master_yields_before_it_forks_its_zygote(monkeypatch):
         async def run(self):
             seen.append(("ran", base._yields))
 
-    def fork_zygote(preload):
-        seen.append(("zygote", base._yields))
+    def fork_zygote(preload, immortal):
+        seen.append(("zygote", base._yields, immortal))
         return zygote
 
     monkeypatch.setattr(server, "fork_zygote", fork_zygote)
     monkeypatch.setattr(server, "preloads", lambda script: [])
     monkeypatch.setattr(server, "Master", Master)
-    server.run(SimpleNamespace(preload=True, script=None))
+    server.run(SimpleNamespace(preload=True, immortal=False, script=None))
 
-    assert seen == [("zygote", True), ("forked", zygote, True), ("ran", True)]
+    assert seen == [("zygote", True, False), ("forked", zygote, True), ("ran", True)]
