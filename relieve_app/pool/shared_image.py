@@ -7,16 +7,16 @@ the collector marks it, and each new reference adds to its reference count. ``se
 - ``gc.freeze()`` keeps the objects out of every later collection;
 - ``immortalize()`` gives them the reference count CPython treats as immortal (PEP 683), so new
   references leave them alone. CPython makes its own built-in objects immortal this way; PEP 683
-  names fork servers as the case for doing it to a whole loaded heap.
+  grew out of doing it to a whole loaded heap before forking workers (bpo-40255, "Fixing Copy on
+  Writes from reference counting").
 
 An immortal object is never freed: it stays in memory until the process ends, and whatever it
 would do when freed (a file's buffer flushed, a finalizer) is not done. Only objects that exist
 when ``settle()`` runs are touched. ``immortalize()`` only writes where CPython's own code makes
-objects immortal by the same count: CPython 3.12 and 3.13 on 64-bit machines, with the GIL.
-Everywhere else it does nothing.
+objects immortal by the same count: release builds of CPython 3.12 and 3.13 on 64-bit machines,
+with the GIL. Everywhere else it does nothing.
 """
 
-import ctypes
 import gc
 import logging
 import sys
@@ -51,6 +51,8 @@ def immortalize():
     """
     if not supported():
         return 0
+    import ctypes
+
     count_of = ctypes.c_ssize_t.from_address
     referents = gc.get_referents
     pending = gc.get_objects()
@@ -84,15 +86,23 @@ _PROBE = []  # lives as long as the module: an object the check may make immorta
 
 
 def _layout_known():
+    """An object's count is its first word: not so in a free-threaded build, nor where a debug build
+    traces references (two links come first)."""
     return (
         sys.implementation.name == "cpython"
         and sys.version_info[:2] in ((3, 12), (3, 13))
         and sys.maxsize > 2**32
         and not sysconfig.get_config_var("Py_GIL_DISABLED")
+        and not hasattr(sys, "gettotalrefcount")  # a debug build
+        and not hasattr(sys, "getobjects")  # references traced
     )
 
 
 def _probe():
+    try:
+        import ctypes
+    except ImportError:  # a Python built without it
+        return False
     count = ctypes.c_ssize_t.from_address(id(_PROBE))
     count.value = IMMORTAL
     held = [_PROBE, _PROBE]

@@ -30,6 +30,7 @@ IMMORTAL_HERE = (
     and sys.version_info[:2] in ((3, 12), (3, 13))
     and sys.maxsize > 2**32
     and not sysconfig.get_config_var("Py_GIL_DISABLED")
+    and not hasattr(sys, "gettotalrefcount")
 )
 
 
