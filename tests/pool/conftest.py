@@ -10,8 +10,10 @@ and forked from a zygote, which must keep every behaviour the cold start has.
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
+import subprocess
 import sys
 import sysconfig
 import time
@@ -38,6 +40,16 @@ def script_path(spec):
     """``"calc.py:Calc"`` -> ``"/…/tests/pool/scripts/calc.py:Calc"``: loaded by path, not sys.path."""
     file, sep, attr = spec.partition(":")
     return str(SCRIPTS / file) + sep + attr
+
+
+def script_report(script, *flags, timeout=60):
+    """Run tests/pool/scripts/``script`` in a process of its own (one that forks, or changes every
+    object it holds, must not be the test process) and return the JSON of its last line."""
+    env = {**os.environ, "PYTHONPATH": ENGINE_ROOT}
+    argv = [sys.executable, script_path(script), *flags]
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 class Pool:

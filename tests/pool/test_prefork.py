@@ -1,20 +1,11 @@
 """A zygote forked from its parent (``fork_zygote``), which then shares the parent's pages."""
 
-import json
-import os
-import subprocess
-import sys
-
-from tests.pool.conftest import ENGINE_ROOT, IMMORTAL_HERE, script_path
+from tests.pool.conftest import IMMORTAL_HERE, script_report
 
 
 def preforking(*flags):
     """What tests/pool/scripts/preforking.py saw, run in a process of its own."""
-    env = {**os.environ, "PYTHONPATH": ENGINE_ROOT}
-    argv = [sys.executable, script_path("preforking.py"), *flags]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    return script_report("preforking.py", *flags)
 
 
 def test_a_zygote_forked_from_its_parent_has_what_the_parent_loaded_and_forks_children():

@@ -2,15 +2,10 @@
 reads them copies none of their pages. Each case runs in a process of its own: making objects
 immortal changes every object of the process it runs in."""
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 
 from relieve_app.pool import shared_image
-from tests.pool.conftest import ENGINE_ROOT, IMMORTAL_HERE, script_path
+from tests.pool.conftest import IMMORTAL_HERE, script_report
 
 needs_immortal = pytest.mark.skipif(
     not IMMORTAL_HERE, reason="immortal counts are written on CPython 3.12-3.13 only"
@@ -18,11 +13,7 @@ needs_immortal = pytest.mark.skipif(
 
 
 def shared_pages(*flags):
-    env = {**os.environ, "PYTHONPATH": ENGINE_ROOT}
-    argv = [sys.executable, script_path("shared_pages.py"), *flags]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout.splitlines()[-1])
+    return script_report("shared_pages.py", *flags, timeout=120)
 
 
 def test_it_is_supported_where_cpython_counts_references_so():
