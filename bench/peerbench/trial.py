@@ -36,7 +36,9 @@ def percentile(values, share):
 
 
 class MemorySampler(threading.Thread):
-    """The largest total RSS and PSS of the worker processes seen while it runs."""
+    """The largest total RSS and the largest total PSS of the worker processes seen while it runs,
+    each its own peak (a forking system's RSS peaks when most processes exist, its PSS may peak when
+    one holds the most of its own), and the most processes seen."""
 
     def __init__(self, stack, every=0.5):
         super().__init__(name="peerbench-memory", daemon=True)
@@ -54,8 +56,8 @@ class MemorySampler(threading.Thread):
     def sample(self):
         pids = self.stack.worker_pids()
         rss, pss = self.stack.worker_memory()
-        if rss > self.rss:
-            self.rss, self.pss, self.processes = rss, pss, len(pids)
+        self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
+        self.processes = max(self.processes, len(pids))
 
     def finish(self):
         self._done.set()

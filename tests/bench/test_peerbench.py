@@ -144,3 +144,23 @@ def test_on_sqlite_ours_runs_its_engine_and_a_peer_djangos(system, engine, tmp_p
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == engine
+
+
+def test_the_memory_sampler_keeps_each_peak_of_its_own():
+    """A forking system's RSS peaks when most processes exist; its PSS may peak at another sample,
+    when one process holds the most of its own. Each figure is its own peak."""
+
+    class Stack:
+        samples = iter([(100, 40, 2), (300, 60, 5), (200, 90, 3), (150, 50, 2)])  # rss, pss, processes
+
+        def worker_pids(self):
+            self.rss, self.pss, processes = next(self.samples)
+            return list(range(processes))
+
+        def worker_memory(self):
+            return self.rss, self.pss
+
+    sampler = trial.MemorySampler(Stack())
+    for _ in range(4):
+        sampler.sample()
+    assert (sampler.rss, sampler.pss, sampler.processes) == (300, 90, 5)
