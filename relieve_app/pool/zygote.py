@@ -5,8 +5,8 @@ A child started fresh pays for an interpreter and for everything its script impo
 settings, every app, every model) each time it starts. The zygote pays once: it imports what its
 parent names, keeps those objects from being written to by a child's collections and reference
 counts (``shared_image.settle``), so that the children share their pages, then forks a child per
-request. The child runs
-the same ``Container`` as ``python -m relieve_app.pool``, minus the imports already done.
+request. The child runs the same ``Container`` as ``python -m relieve_app.pool``, minus the imports
+already done.
 
 The parent passes, in the environment::
 
