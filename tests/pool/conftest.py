@@ -15,25 +15,19 @@ import os
 import signal
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
 import pytest
 
-from relieve_app.pool import CallableTask, CloudWorker, ForkTask, ScriptTask, Zygote
+from relieve_app.pool import CallableTask, CloudWorker, ForkTask, ScriptTask, Zygote, shared_image
 
 SCRIPTS = Path(__file__).parent / "scripts"
 ENGINE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder that holds relieve_app/
 WAIT = 10.0  # seconds: the bound of every single wait, far above what any of them needs
-# Where shared_image writes immortal counts: elsewhere what a zygote loaded stays mortal.
-IMMORTAL_HERE = (
-    sys.implementation.name == "cpython"
-    and sys.version_info[:2] in ((3, 12), (3, 13))
-    and sys.maxsize > 2**32
-    and not sysconfig.get_config_var("Py_GIL_DISABLED")
-    and not hasattr(sys, "gettotalrefcount")
-)
+# Where shared_image writes immortal counts (test_shared_image.py pins where that must be): elsewhere
+# what a zygote loaded stays mortal.
+IMMORTAL_HERE = shared_image.supported()
 
 
 def script_path(spec):
