@@ -10,6 +10,9 @@ the collector marks it, and each new reference adds to its reference count. ``se
   grew out of doing it to a whole loaded heap before forking workers (bpo-40255, "Fixing Copy on
   Writes from reference counting").
 
+It also gives back the C heap's pages that only freed memory fills (``release_free_memory``):
+loading leaves such pages behind, and each would otherwise be held by every process of the tree.
+
 An immortal object is never freed: it stays in memory until the process ends, and whatever it
 would do when freed (a file's buffer flushed, a finalizer) is not done. Only objects that exist
 when ``settle()`` runs are touched. ``immortalize()`` only writes where CPython's own code makes
@@ -17,6 +20,7 @@ objects immortal by the same count: release builds of CPython 3.12 and 3.13 on 6
 with the GIL. Everywhere else it does nothing.
 """
 
+import functools
 import gc
 import logging
 import sys
@@ -31,13 +35,34 @@ IMMORTAL = 0xFFFFFFFF
 
 
 def settle(immortal=True):
-    """Before a fork: collect, make what is alive immortal (``immortal``), freeze it."""
+    """Before a fork: collect, make what is alive immortal (``immortal``), freeze it, and give the
+    C heap's free pages back."""
     gc.collect()
     if immortal:
         started = time.monotonic()
         count = immortalize()
         log.debug("%d objects made immortal in %.0f ms", count, (time.monotonic() - started) * 1000)
     gc.freeze()
+    release_free_memory()
+
+
+def release_free_memory():
+    """Give back to the kernel the pages of the C heap that hold only freed memory (glibc's
+    ``malloc_trim``); returns whether any went. Kept, each is a page the parent and every child
+    hold and none uses; given back, a process that allocates there later gets a fresh page of its
+    own, as it would have got a copy. Where the C library has no such call, nothing is done."""
+    trim = _malloc_trim()
+    return bool(trim(0)) if trim is not None else False
+
+
+@functools.cache
+def _malloc_trim():
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None).malloc_trim  # glibc's; musl and macOS have none
+    except (ImportError, OSError, AttributeError):
+        return None
 
 
 def immortalize():

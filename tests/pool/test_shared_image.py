@@ -2,6 +2,7 @@
 reads them copies none of their pages. Each case runs in a process of its own: making objects
 immortal changes every object of the process it runs in."""
 
+import platform
 import sys
 import sysconfig
 
@@ -56,3 +57,12 @@ def test_a_forked_child_reading_what_was_loaded_copies_its_pages_only_when_morta
     mortal = shared_pages("fork", "--mortal")["copied_mib"]
     assert mortal > 6, f"the mortal child copied only {mortal:.1f} MiB"
     assert immortal < mortal / 5, f"immortal {immortal:.1f} MiB against mortal {mortal:.1f}"
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_settle_gives_back_the_heap_pages_only_freed_memory_fills():
+    """32 MiB freed in the middle of the C heap stay resident (the C library gives back only its
+    top) until ``settle`` hands them back, as it does before each fork."""
+    seen = script_report("freed_heap.py")
+    assert seen["before_mib"] > 30, seen
+    assert seen["after_mib"] < seen["before_mib"] - 24, seen
