@@ -45,6 +45,8 @@ def main():
         print(f"  copied in {mapping}: {pages * 4 / 1024:.1f} MiB")
     for kind, mib in found["pages_mb"].items():
         print(f"  copied pages where {kind} changed: {mib:.1f} MiB")
+    for where, mib in found["pages_by_mapping_mb"].items():
+        print(f"    copied pages {where}: {mib:.1f} MiB")
     print("  changed 8-byte words: " + ", ".join(f"{kind} {count}" for kind, count in found["words"].items()))
     print("  objects whose contents changed most: " + ", ".join(f"{name} {n}" for name, n in found["bodies"]))
     line = [f"child-copied-mb={found['copied_mb']:.1f}", f"child-new-mb={found['new_mb']:.1f}"]

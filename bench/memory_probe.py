@@ -68,6 +68,7 @@ def breakdown(child, zygote):
     words = collections.Counter()
     bodies = collections.Counter()
     pages = collections.Counter()
+    by_mapping = collections.Counter()  # the same pages, by mapping too
     with open(f"/proc/{child}/mem", "rb") as ours, open(f"/proc/{zygote}/mem", "rb") as theirs:
         for address in copied:
             try:
@@ -86,11 +87,13 @@ def breakdown(child, zygote):
                         bodies[name] += 1
                     kinds.add(kind)
             if kinds <= {"refcount", "gc"}:
-                pages["refcounts and collector links only"] += 1
+                kind = "refcounts and collector links only"
             elif kinds == {"outside"}:
-                pages["outside live objects only"] += 1
+                kind = "outside live objects only"
             else:
-                pages["object contents"] += 1
+                kind = "object contents"
+            pages[kind] += 1
+            by_mapping[f"in {region[address]} where {kind} changed"] += 1
     mib = PAGE / 2**20
     return {
         "copied_mb": len(copied) * mib,
@@ -99,6 +102,7 @@ def breakdown(child, zygote):
         "pages_mb": {kind: count * mib for kind, count in pages.most_common()},
         "words": dict(words.most_common()),
         "bodies": bodies.most_common(8),
+        "pages_by_mapping_mb": {key: count * mib for key, count in by_mapping.most_common(6)},
     }
 
 
