@@ -66,3 +66,9 @@ def test_settle_gives_back_the_heap_pages_only_freed_memory_fills():
     seen = script_report("freed_heap.py")
     assert seen["before_mib"] > 30, seen
     assert seen["after_mib"] < seen["before_mib"] - 24, seen
+
+
+def test_without_malloc_trim_settle_gives_nothing_back_and_goes_on(monkeypatch):
+    """A C library without ``malloc_trim`` (musl, macOS): nothing is released, nothing fails."""
+    monkeypatch.setattr(shared_image, "_malloc_trim", lambda: None)
+    assert shared_image.release_free_memory() is False
