@@ -1,6 +1,7 @@
 """What the zygote's forks share (``shared_image``): loaded objects immortal, so a child that only
-reads them copies none of their pages. Each case runs in a process of its own: making objects
-immortal changes every object of the process it runs in."""
+reads them copies none of their pages; and no page of the C heap that only freed memory fills.
+Each case runs in a process of its own: making objects immortal changes every object of the
+process it runs in."""
 
 import platform
 import sys
@@ -68,7 +69,7 @@ def test_settle_gives_back_the_heap_pages_only_freed_memory_fills():
     assert seen["after_mib"] < seen["before_mib"] - 24, seen
 
 
-def test_without_malloc_trim_settle_gives_nothing_back_and_goes_on(monkeypatch):
+def test_without_malloc_trim_nothing_is_given_back_and_nothing_fails(monkeypatch):
     """A C library without ``malloc_trim`` (musl, macOS): nothing is released, nothing fails."""
     monkeypatch.setattr(shared_image, "_malloc_trim", lambda: None)
     assert shared_image.release_free_memory() is False
