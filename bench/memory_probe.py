@@ -87,13 +87,13 @@ def breakdown(child, zygote):
                         bodies[name] += 1
                     kinds.add(kind)
             if kinds <= {"refcount", "gc"}:
-                kind = "refcounts and collector links only"
+                page_kind = "refcounts and collector links only"
             elif kinds == {"outside"}:
-                kind = "outside live objects only"
+                page_kind = "outside live objects only"
             else:
-                kind = "object contents"
-            pages[kind] += 1
-            by_mapping[f"in {region[address]} where {kind} changed"] += 1
+                page_kind = "object contents"
+            pages[page_kind] += 1
+            by_mapping[f"in {region[address]} where {page_kind} changed"] += 1
     mib = PAGE / 2**20
     return {
         "copied_mb": len(copied) * mib,
