@@ -68,7 +68,7 @@ import sys
 import threading
 import traceback
 
-from . import shared_image, zygote_spawn
+from . import shared_image, warm_up, zygote_spawn
 
 ZYGOTE_FD_ENV = "RELIEVE_ZYGOTE_FD"
 PRELOAD_ENV = "RELIEVE_ZYGOTE_PRELOAD"
@@ -139,6 +139,7 @@ class Zygote:
 
     def serve(self, items):
         failed = preload(["relieve_app.pool.container", *items])  # the engine's own path, warm too
+        warm_up.run()  # those its preloads registered, unless run before this zygote was forked
         shared_image.settle(self.immortal)  # what was imported stays shared with the children
         signal.set_wakeup_fd(self.wakeup_write, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() through the wakeup fd

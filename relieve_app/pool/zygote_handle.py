@@ -37,7 +37,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import shared_image, zygote
+from . import shared_image, warm_up, zygote
 from .errors import RelieveError
 from .pidfd import SignalledByPidfd
 from .zygote import IMMORTAL_ENV, MAX_MESSAGE, PRELOAD_ENV, ZYGOTE_FD_ENV
@@ -264,7 +264,9 @@ def fork_zygote(preload, immortal=True):
     Call it before any thread, event loop or database connection exists: the zygote keeps what
     this process has open, and a connection shared by two processes corrupts both sessions.
     ``immortal``: make this process's objects immortal first (``shared_image.py``), so that neither
-    side copies their pages by counting references to them."""
+    side copies their pages by counting references to them. The warm-ups run first (``warm_up.py``),
+    so that the zygote's image holds their work."""
+    warm_up.run()
     if threading.active_count() != 1:
         log.info("the zygote starts fresh: %s threads run here", threading.active_count())
         return None

@@ -18,6 +18,8 @@ def test_a_zygote_forked_from_its_parent_has_what_the_parent_loaded_and_forks_ch
         "child_answers": 5,
         "child_has_what_we_loaded": True,  # the parent's import, shared: nobody imported it again
         "child_sees_it_immortal": IMMORTAL_HERE,  # counting references to it copies no page
+        "warm_up_ran_in": [seen["parent"]],  # once, before the fork: not again in the zygote
+        "parent": seen["parent"],
     }
 
 
@@ -33,3 +35,4 @@ def test_a_parent_running_threads_starts_its_zygote_fresh_instead():
     assert seen["child_parent_is_zygote"] and seen["child_answers"] == 5
     assert seen["child_has_what_we_loaded"] is False  # a fresh zygote, which preloaded nothing
     assert seen["child_sees_it_immortal"] is False  # imported by the child itself, after the forks
+    assert seen["warm_up_ran_in"] == []  # nor did it run warm-ups: a child imports the module, runs none

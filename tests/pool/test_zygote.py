@@ -48,6 +48,21 @@ def test_a_child_is_forked_by_the_zygote_in_a_session_of_its_own(pool, run):
     run(scenario())
 
 
+def test_a_started_zygote_runs_the_warm_ups_its_preloads_registered_once_before_it_forks(pool, run):
+    async def scenario():
+        zygote = Zygote(["tests.pool.scripts.warming"])
+        first, second = warm(pool, zygote), warm(pool, zygote)
+        try:
+            await pool.wait(first.start())
+            await pool.wait(second.start())
+            for task in (first, second):
+                assert await task.get("attribute", "tests.pool.scripts.warming", "warmed") == [zygote.pid]
+        finally:
+            await zygote.stop()
+
+    run(scenario())
+
+
 @pytest.mark.parametrize("immortal", [True, False])
 def test_what_a_started_zygote_preloaded_is_immortal_in_its_children_unless_asked_not(pool, run, immortal):
     async def scenario():

@@ -17,15 +17,17 @@ log = logging.getLogger(__name__)
 MONITOR = "relieve_app.pool.containers.monitor"
 SETUP = "relieve_app.tasks.runner:setup_django"
 IMPORT_AHEAD = "relieve_app.tasks.lazy_imports:import_ahead"
+WARM_UP = "relieve_app.pool.warm_up:run"
 CLOSE_CONNECTIONS = "relieve_app.tasks.runner:close_connections"
 
 
 def preloads(script):
     """What the zygote imports: Django, what Django imports on first use, the monitor, and the
-    module of the task's script (a script given as a file is left to each child); then it closes
-    any database connection they opened."""
+    module of the task's script (a script given as a file is left to each child); then it runs the
+    warm-ups they registered and closes any database connection they opened."""
     module = script.partition(":")[0]
-    return [SETUP, IMPORT_AHEAD, MONITOR, *([] if module.endswith(".py") else [module]), CLOSE_CONNECTIONS]
+    script_module = [] if module.endswith(".py") else [module]
+    return [SETUP, IMPORT_AHEAD, MONITOR, *script_module, WARM_UP, CLOSE_CONNECTIONS]
 
 
 class Children:

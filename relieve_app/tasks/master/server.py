@@ -27,7 +27,7 @@ from collections import Counter
 from django.db import connections
 
 from relieve_app import pool
-from relieve_app.pool import BootError, RelieveError
+from relieve_app.pool import BootError, RelieveError, warm_up
 from relieve_app.sqlite3 import base as sqlite3_base
 from relieve_app.tasks import lazy_imports, owners
 from relieve_app.tasks.master import controlling, reloading, scheduling, wakeup
@@ -349,9 +349,10 @@ def run(options):
 def fork_zygote(preload, immortal=True):
     """The zygote, forked from this process now, while it is one thread with Django loaded and no
     event loop: the zygote and the children it forks share these pages instead of each loading
-    their own copy. What Django imports only on first use is imported first (``lazy_imports.py``). No
-    database connection may be open across the fork (the zygote would close it as its own, ending
-    this process's session), so any is closed first."""
+    their own copy. What Django imports only on first use is imported first (``lazy_imports.py``), and
+    the warm-ups run (``relieve_app.pool.warm_up``). No database connection may be open across the
+    fork (the zygote would close it as its own, ending this process's session), so any is closed then."""
     lazy_imports.import_ahead()
+    warm_up.run()
     connections.close_all()
     return pool.fork_zygote(preload, immortal)

@@ -4,6 +4,9 @@ itself would copy pytest's threads' locks.
 
     python preforking.py [--thread] [--mortal]   --thread: another thread runs at the fork (no
         prefork then); --mortal: what was loaded is not made immortal
+
+The parent imports tests/pool/scripts/warming.py, which registers a warm-up: the child reports
+where it ran.
 """
 
 import asyncio
@@ -18,6 +21,7 @@ from relieve_app.pool.shared_image import IMMORTAL
 
 SCRIPTS = Path(__file__).parent
 LOADED_BEFORE_FORK = "xml.dom.minidom"  # imported here: a forked zygote has it without a preload
+WARMING = "tests.pool.scripts.warming"
 
 
 def parent_of(pid):
@@ -39,6 +43,8 @@ async def scenario(preforked):
             "child_has_what_we_loaded": await task.get("loaded", LOADED_BEFORE_FORK),
             "child_sees_it_immortal": await task.get("count_of", LOADED_BEFORE_FORK, "parseString")
             == IMMORTAL,
+            "warm_up_ran_in": await task.get("attribute", WARMING, "warmed"),
+            "parent": os.getpid(),
         }
     finally:
         await task.stop()
@@ -49,6 +55,7 @@ async def scenario(preforked):
 
 def main():
     __import__(LOADED_BEFORE_FORK)
+    __import__(WARMING)
     stop = threading.Event()
     if "--thread" in sys.argv:
         threading.Thread(target=stop.wait, daemon=True).start()
