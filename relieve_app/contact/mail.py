@@ -5,6 +5,7 @@ carries the whole message (``{"emitter", "recipient", "subject", "body"}``), so 
 """
 
 import contextlib
+import email.policy
 import functools
 import smtplib
 import threading
@@ -14,8 +15,13 @@ from django.core.mail import mailers
 
 from relieve_app.conf import app_settings
 from relieve_app.contact.message import ContactMessage
-from relieve_app.contact.render import Renderer
+from relieve_app.contact.render import HTML_DOCUMENT, Rendered, Renderer
+from relieve_app.pool import warm_up
 from relieve_app.tasks.runner import setup_django
+
+# What rehearse() renders and composes: the usual shapes of a contact mail, nothing from a visitor.
+REHEARSAL_JOB = {"emitter": "visitor@example.org", "recipient": "owner@example.com"}
+REHEARSAL_BODY = "Hello, a *question* about **the page**:\n\n- one\n- two, [a link](https://example.org/)\n"
 
 
 def describe(exc):
@@ -64,6 +70,36 @@ def remember_addresses(backend):
     backend.prep_address = prep_address
 
 
+def compose(job, rendered):
+    """The message of a job whose body is rendered: the text part, and the HTML part if there is one."""
+    message = ContactMessage(
+        subject=job["subject"],
+        body=rendered.text,
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        to=[job["recipient"]],
+        reply_to=[job["emitter"]],
+    )
+    if rendered.html is not None:
+        message.attach_alternative(rendered.html, "text/html")
+    return message
+
+
+@warm_up.register
+def rehearse():
+    """A sample mail rendered and composed, as far as the bytes the SMTP backend would send, and not
+    sent: run before the master's zygote forks (``relieve_app.pool.warm_up``), so that the mail
+    children and their renderer share this code warm instead of each copying its pages. The
+    renderer's converter is built here too (``render_process.prepare``); Markdown is imported here
+    only, not by the web process that imports this module to hand mails over."""
+    from relieve_app.contact import render_process
+
+    converter = render_process.prepare()
+    for n in range(warm_up.ROUNDS):
+        rendered = Rendered(REHEARSAL_BODY, HTML_DOCUMENT.format(converter.to_html(REHEARSAL_BODY)))
+        message = compose({**REHEARSAL_JOB, "subject": f"Rehearsal {n}"}, rendered)
+        message.message(policy=email.policy.SMTP).as_bytes()
+
+
 class Mail:
     """Sends the jobs of one child over one SMTP connection, opened on first use and kept."""
 
@@ -84,16 +120,7 @@ class Mail:
     def build_message(self, job):
         """The mail of a job; without an HTML part when the body could not be rendered in time."""
         rendered = self.renderer.render(job["body"])
-        message = ContactMessage(
-            subject=job["subject"],
-            body=rendered.text,
-            from_email=settings.DEFAULT_FROM_EMAIL,
-            to=[job["recipient"]],
-            reply_to=[job["emitter"]],
-        )
-        if rendered.html is not None:
-            message.attach_alternative(rendered.html, "text/html")
-        return message, rendered
+        return compose(job, rendered), rendered
 
     @staticmethod
     def sent_report(job, rendered):

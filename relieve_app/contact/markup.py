@@ -1,7 +1,9 @@
 """The Markdown a visitor may write, turned into HTML that cannot run, load or style anything.
 
 Pure and unbounded: Python-Markdown takes quadratic time or recurses past the stack on some small
-bodies, so this runs only inside the renderer process (render_process.py), under a deadline.
+bodies, so a visitor's body is rendered only inside the renderer process (render_process.py), under a
+deadline. The one body rendered elsewhere is the mail's own sample, before the zygote's fork
+(``mail.rehearse``).
 """
 
 import markdown

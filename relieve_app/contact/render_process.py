@@ -2,9 +2,10 @@
 
 Run by render.Renderer: forked by the master's zygote when the child was, as the one renderer that
 zygote's children share (``serve_shared`` is the target of its spawn, ``relieve_app.pool.helper_loop``
-its loop; ``prepare`` builds and warms a converter in the zygote once, shared copy-on-write by the
-renderers forked after it), else as ``python -m relieve_app.contact.render_process``, a fresh
-interpreter of one Renderer's own that imports Markdown itself. It imports nothing from Django.
+its loop; ``prepare`` builds and warms a converter once, before the zygote's fork (``mail.rehearse``)
+or in the zygote, shared copy-on-write by the renderers forked after it), else as
+``python -m relieve_app.contact.render_process``, a fresh interpreter of one Renderer's own that
+imports Markdown itself. It imports nothing from Django.
 Frames are relieve_app.pool.framing's (length-prefixed JSON)::
 
     -> {"body": "<markdown>"}      <- {"html": "<fragment>"} or {"error": "<why>"}
@@ -53,9 +54,13 @@ def warmed_converter():
 
 
 def prepare():
-    """Called once in the zygote: the renderers it forks find their converter built and warm."""
+    """Called in the zygote before its first renderer, or before the zygote was forked (the mail's
+    warm-up, ``mail.rehearse``): the renderers forked after find their converter built and warm.
+    Returns it; built once per process and those forked from it."""
     global _prepared
-    _prepared = warmed_converter()
+    if _prepared is None:
+        _prepared = warmed_converter()
+    return _prepared
 
 
 def converter_here():

@@ -175,3 +175,16 @@ def test_each_address_is_parsed_once_however_many_mails_and_a_bad_one_fails_each
         with pytest.raises(RetryLater, match="must be a single address"):
             send(make_job(recipient="me@example.com, other@example.com"))
     assert parsed.count("me@example.com, other@example.com") == 2
+
+
+def test_the_rehearsal_before_the_zygotes_fork_composes_a_mail_and_sends_nothing(mail, smtp_sink):
+    from relieve_app.contact import render_process
+    from relieve_app.contact.mail import rehearse
+    from relieve_app.pool import warm_up
+
+    assert rehearse in warm_up._registered  # registered by importing the mail task's module
+    rehearse()
+    assert smtp_sink.sessions == 0 and smtp_sink.messages == []
+    converter = render_process.prepare()  # built by the rehearsal: the renderers forked after get it
+    assert render_process.prepare() is converter
+    assert "<strong>the page</strong>" in converter.to_html("**the page**")
