@@ -57,7 +57,7 @@ class Children:
         child.on("start", lambda at: self._on_lifecycle(name, "start", {"pid": child.pid, "at": at}))
         child.on("exit", lambda code: self._on_lifecycle(name, "exit", {"code": code}))
         child.on("restart", lambda: self._on_lifecycle(name, "restart", {"restarts": child.restarts}))
-        child.on("start", lambda _at: self._calls.pop(name, None))
+        child.on("start", lambda _at: lane.restarted(child))
         child.on("start", lambda _at: lane.wake.set())
         child.on("usage", lambda usage: self._on_usage(lane, child, usage))
 

@@ -37,9 +37,11 @@ GIVE_BACK = 4 * AHEAD  # seconds a task runs before the ids held behind it go ba
 
 
 class Lane:
-    def __init__(self, name, size):
+    def __init__(self, name, size, max_calls=0):
         self.name = name
         self.size = size
+        self.max_calls = max_calls  # a child is recycled after this many tasks (0: never)
+        self.done = {}  # child name -> the tasks it answered since it started
         self.pool = CloudWorker()
         self.busy = {}  # child name -> the task ids it holds: the one it runs, then the one ahead
         self.turns = {}  # child name -> the lock its held ids take in turn
@@ -83,17 +85,31 @@ class Lane:
 
     def free_child(self):
         """A running child with nothing to do; else the one holding the fewest ids whose next task
-        may be claimed now; or None."""
+        may be claimed now; or None. No child is handed more than its ``max_calls``."""
         ahead, fewest = None, self.depth()
         for child in self.pool.strategy.tasks:
-            if not child.running:
+            held = len(self.busy.get(child.name, ()))
+            if not child.running or not self._has_room(child.name, held):
                 continue
-            held = self.busy.get(child.name)
             if not held:
                 return child
-            if len(held) < fewest and self._short(child.name):
-                ahead, fewest = child, len(held)
+            if held < fewest and self._short(child.name):
+                ahead, fewest = child, held
         return ahead
+
+    def _has_room(self, name, held):
+        """Whether a child holding ``held`` ids may take one more and stay within ``max_calls``:
+        a task sent ahead may start in the child before the master hears the one before it end."""
+        return not self.max_calls or self.done.get(name, 0) + held < self.max_calls
+
+    def answered(self, child):
+        """A task of ``child`` answered; returns how many have since it started."""
+        self.done[child.name] = self.done.get(child.name, 0) + 1
+        return self.done[child.name]
+
+    def restarted(self, child):
+        """A new process of ``child`` started: it has answered none."""
+        self.done.pop(child.name, None)
 
     def depth(self):
         """How many ids a child may hold: the one it runs and those ahead, ``AHEAD`` seconds' worth."""

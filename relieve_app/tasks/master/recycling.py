@@ -15,9 +15,9 @@ class Recycling:
     """Part of ``Master``: counts, memory reports, and the restart of a child taken out of rotation."""
 
     def _count_call(self, lane, child):
-        self._calls[child.name] = self._calls.get(child.name, 0) + 1
-        if self.options.max_calls and self._calls[child.name] >= self.options.max_calls:
-            self.recycle(lane, child, f"{self._calls[child.name]} tasks done")
+        done = lane.answered(child)
+        if self.options.max_calls and done >= self.options.max_calls:
+            self.recycle(lane, child, f"{done} tasks done")
 
     def _on_usage(self, lane, child, usage):
         if valid(usage):

@@ -64,7 +64,7 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
         self.preforked = preforked  # the zygote run() forked before the loop; used by the first spawn
         self.identity = MasterIdentity.current(options.host)
         self.owner = self.identity.id
-        self.lanes = {name: Lane(name, size) for name, size in options.sizes().items()}
+        self.lanes = {name: Lane(name, size, options.max_calls) for name, size in options.sizes().items()}
         self.recorder = recorder.Recorder()
         self.lease = options.lease
         self.ledger = Ledger(
@@ -99,7 +99,6 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
         self._deferred = Counter()  # queue -> its ids on timers, at most options.max_held
         self._capped = {}  # task path -> ids its concurrency cap holds back (holding.py)
         self._background = set()
-        self._calls = {}  # tasks per child since it started
         self._recycling = set()
         self.usage = UsageBook()
         self.reloader = reloading.Reloader(self)

@@ -52,7 +52,7 @@ def child_state(master, lane, task, now):
         "state": _state(master, task),
         "running": task.running,
         "in_flight": task.in_flight,
-        "done": master._calls.get(task.name, 0),
+        "done": lane.done.get(task.name, 0),
         "restarts": task.restarts,
         "cpu_percent": usage["cpu_percent"] if usage else None,
         "memory": usage["memory"] if usage else None,

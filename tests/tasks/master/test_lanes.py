@@ -15,8 +15,8 @@ class Child:
     running: bool = True
 
 
-def lane_of(*children):
-    lane = Lane("default", len(children))
+def lane_of(*children, max_calls=0):
+    lane = Lane("default", len(children), max_calls)
     for child in children:
         lane.pool.strategy.add(child)
     return lane
@@ -54,6 +54,36 @@ def test_a_child_holds_ahead_what_fits_in_the_ahead_time_of_short_tasks():
     assert lane.busy == {"a": [1, 2, 3]}
     lane.release(child, 1)
     assert take(lane) == (4, child)
+
+
+def test_a_child_is_handed_no_more_tasks_than_it_has_left_before_its_recycle():
+    child = Child("a")
+    lane = lane_of(child, max_calls=3)
+    lane.ran(child, AHEAD / 10)  # short: up to MAX_AHEAD ahead, but 3 is all it may run
+    for task_id in range(1, 8):
+        lane.push(task_id, 0, float(task_id))
+    assert [take(lane) for _ in range(3)] == [(1, child), (2, child), (3, child)]
+    assert lane.free_child() is None
+    assert lane.answered(child) == 1
+    lane.release(child, 1)  # one done, two held: one more would be its fourth
+    assert lane.free_child() is None
+    assert lane.answered(child) == 2
+    lane.release(child, 2)
+    assert lane.answered(child) == 3
+    lane.release(child, 3)
+    assert lane.free_child() is None  # all three done: the master recycles it
+    lane.restarted(child)  # a new process, three more
+    assert [take(lane) for _ in range(3)] == [(4, child), (5, child), (6, child)]
+    assert lane.free_child() is None
+
+
+def test_without_max_calls_a_child_is_handed_tasks_however_many_it_answered():
+    child = Child("a")
+    lane = lane_of(child)
+    for n in range(1, 101):
+        assert lane.answered(child) == n
+    lane.push(1, 0, 1.0)
+    assert take(lane) == (1, child)
 
 
 def test_however_short_the_tasks_a_child_holds_at_most_max_ahead_beyond_the_one_it_runs():
