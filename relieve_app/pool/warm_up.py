@@ -5,9 +5,9 @@ CPython rewrites a function's bytecode in place as it runs it (the specialising 
 and much of the library fills a cache on first use (a type's attribute cache, the email package's
 header classes, a regular expression's compiled form). Done first in a forked child, that writing
 lands in pages the child shares with its zygote, and the kernel copies each such page for it. Done
-once before the fork, it is in the image every child shares. A contact mail rendered and composed
-before the fork (``relieve_app.contact.mail.rehearse``) took a mail child's pages copied from its
-zygote from 7.4 to 5.9 MiB (``bench/memory.py``).
+once before the fork, it is in the image every child shares. With the engine's own warm-up
+(``rehearse_channel``) and the contact mail's (``relieve_app.contact.mail.rehearse``), a mail child
+after 200 mails had copied 4.7 MiB from its zygote instead of 7.3 (``bench/memory.py``).
 
 ``register(function)`` adds a warm-up; ``run()`` calls each registered one that has not run in this
 process, or in the process it was forked from. ``fork_zygote`` runs them before it forks, and so does
