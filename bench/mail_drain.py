@@ -2,19 +2,21 @@
 
 Usage:
     nice -n 10 .venv/bin/python bench/mail_drain.py [--mails 2000] [--children 4]
-        [--databases sqlite,postgres]
+        [--databases sqlite,postgres] [--stall 0]
 
 For each database (a fresh SQLite file; a fresh PostgreSQL database at BENCH_PG_URL), a master of
 ``--children`` mail children (``runrelieve --workers N``) sends to a local SMTP sink that answers at
-once. A few mails first, so that every child has its SMTP connection and has asked for a
-renderer; then ``--mails`` contact messages are stored as the contact view stores them (the
-``MailOutcome`` and its task, ``contact.views.enqueue``), in one transaction, and timed from the
-commit to the last one in the sink. The CPU time of each process of the master's tree is read from
+once, or ``--stall`` seconds after each message's data, as a distant SMTP server would. A few mails
+first, so that every child has its SMTP connection and has asked for a renderer; then ``--mails``
+contact messages are stored as the contact view stores them (the ``MailOutcome`` and its task,
+``contact.views.enqueue``), in one transaction, and timed from the commit to the last one in the
+sink. The CPU time of each process of the master's tree is read from
 /proc before and after: milliseconds of CPU per mail for the master (its event loop and its database
-thread), the children, and the Markdown renderer they share (one each when started cold). The last
-line is for scripts (one line)::
+thread), the children, and the Markdown renderer they share (one each when started cold); then the
+PSS of the whole tree, in MiB. The last line is for scripts (one line)::
 
-    mail-drain <database>-per-s=… <database>-master-ms=… <database>-children-ms=… <database>-renderers-ms=… …
+    mail-drain <database>-per-s=… <database>-master-ms=… <database>-children-ms=… <database>-renderers-ms=…
+        <database>-tree-pss-mb=… …
 """
 
 import argparse
@@ -40,6 +42,7 @@ def main():
     parser.add_argument("--mails", type=int, default=2000)
     parser.add_argument("--children", type=int, default=4)
     parser.add_argument("--databases", default="sqlite,postgres")
+    parser.add_argument("--stall", type=float, default=0.0, help="seconds the sink waits before answering")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.one:
@@ -47,11 +50,12 @@ def main():
         return
     figures = {}
     for database in options.databases.split(","):
-        arguments = ["--mails", options.mails, "--children", options.children]
+        arguments = ["--mails", options.mails, "--children", options.children, "--stall", options.stall]
         figures[database] = found = own_process.measure(__file__, [database], arguments, timeout=1200)
         print(
             f"{database:8} {found['per_s']:6.0f} mails/s; CPU per mail: master {found['master_ms']:.2f} ms, "
-            f"children {found['children_ms']:.2f} ms, renderers {found['renderers_ms']:.2f} ms",
+            f"children {found['children_ms']:.2f} ms, renderers {found['renderers_ms']:.2f} ms; "
+            f"tree PSS {found['tree_pss_mb']:.1f} MiB",
             flush=True,
         )
     line = [
@@ -86,7 +90,7 @@ def measure(database, options):
     def mail(subject):
         return {"emitter": "visitor@example.org", "subject": subject, "body": bench_children.MAIL_BODY}
 
-    with SMTPSink() as sink:
+    with SMTPSink(stall=options.stall) as sink:
         env = {**env, "BENCH_QUEUES": "mail", "EMAIL_URL": f"smtp://{sink.host}:{sink.port}"}
         master = bench_children.start_master(env, folder, ["--workers", str(options.children)])
         try:
@@ -105,6 +109,7 @@ def measure(database, options):
             time.sleep(0.5)  # the last outcomes written
             children, renderers, pids = bench_children.tree_of(master.pid)
             used = {pid: cpu_seconds(pid) - before.get(pid, 0) for pid in pids}
+            tree_pss = sum(bench_children.smaps_rollup(pid)[0] for pid in pids) / 1024
         finally:
             stop_all([master])
 
@@ -116,6 +121,7 @@ def measure(database, options):
         "master_ms": per_mail([master.pid]),
         "children_ms": per_mail(children),
         "renderers_ms": per_mail(renderers),
+        "tree_pss_mb": tree_pss,
     }
 
 
