@@ -34,7 +34,7 @@ from bench import own_process
 from bench.tasks import cpu_seconds, fresh_postgres
 
 PG_URL = os.environ.get("BENCH_PG_URL", "postgres://postgres@127.0.0.1:5432/relieve_mail_drain_bench")
-WARM_UP = 8  # mails sent before the clock starts: each child connects to SMTP, asks for a renderer
+WARM_UP = 2  # mails a child sent before the clock starts: each connects to SMTP, asks for a renderer
 
 
 def main():
@@ -51,7 +51,8 @@ def main():
     figures = {}
     for database in options.databases.split(","):
         arguments = ["--mails", options.mails, "--children", options.children, "--stall", options.stall]
-        figures[database] = found = own_process.measure(__file__, [database], arguments, timeout=1200)
+        timeout = 1200 + 2 * options.mails * options.stall / options.children
+        figures[database] = found = own_process.measure(__file__, [database], arguments, timeout=timeout)
         print(
             f"{database:8} {found['per_s']:6.0f} mails/s; CPU per mail: master {found['master_ms']:.2f} ms, "
             f"children {found['children_ms']:.2f} ms, renderers {found['renderers_ms']:.2f} ms; "
@@ -94,9 +95,10 @@ def measure(database, options):
         env = {**env, "BENCH_QUEUES": "mail", "EMAIL_URL": f"smtp://{sink.host}:{sink.port}"}
         master = bench_children.start_master(env, folder, ["--workers", str(options.children)])
         try:
-            for n in range(WARM_UP):
+            warm_up = WARM_UP * options.children
+            for n in range(warm_up):
                 enqueue(mail(f"warm-up {n}"))
-            sink.wait_for(WARM_UP, timeout=60)
+            sink.wait_for(warm_up, timeout=60 + warm_up * options.stall)
             time.sleep(1)  # the warm-up's outcomes written
             _children, _renderers, pids = bench_children.tree_of(master.pid)
             before = {pid: cpu_seconds(pid) for pid in pids}
@@ -104,7 +106,10 @@ def measure(database, options):
                 for n in range(options.mails):
                     enqueue(mail(f"mail {n}"))
             started = time.perf_counter()
-            sink.wait_for(WARM_UP + options.mails, timeout=600)
+            # the sink's waits, twice over, on top of the drain's ten minutes
+            sink.wait_for(
+                warm_up + options.mails, timeout=600 + 2 * options.mails * options.stall / options.children
+            )
             elapsed = time.perf_counter() - started
             time.sleep(0.5)  # the last outcomes written
             children, renderers, pids = bench_children.tree_of(master.pid)
