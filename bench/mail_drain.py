@@ -6,14 +6,14 @@ Usage:
 
 For each database (a fresh SQLite file; a fresh PostgreSQL database at BENCH_PG_URL), a master of
 ``--children`` mail children (``runrelieve --workers N``) sends to a local SMTP sink that answers at
-once, or ``--stall`` seconds after each message's data, as a distant SMTP server would. A few mails
-first, so that every child has its SMTP connection and has asked for a renderer; then ``--mails``
-contact messages are stored as the contact view stores them (the ``MailOutcome`` and its task,
-``contact.views.enqueue``), in one transaction, and timed from the commit to the last one in the
-sink. The CPU time of each process of the master's tree is read from
-/proc before and after: milliseconds of CPU per mail for the master (its event loop and its database
-thread), the children, and the Markdown renderer they share (one each when started cold); then the
-PSS of the whole tree, in MiB. The last line is for scripts (one line)::
+once, or ``--stall`` seconds after each message's data, as a distant SMTP server would. Two mails
+a child first, so that every child has its SMTP connection and has asked for a renderer; then
+``--mails`` contact messages are stored as the contact view stores them (the ``MailOutcome`` and its
+task, ``contact.views.enqueue``), in one transaction, and timed from the commit to the last one in
+the sink. The CPU time of each process of the master's tree is read from /proc before and after:
+milliseconds of CPU per mail for the master (its event loop and its database thread), the children,
+and the Markdown renderer they share (one each when started cold); then the PSS of the whole tree,
+in MiB. The last line is for scripts (one line)::
 
     mail-drain <database>-per-s=… <database>-master-ms=… <database>-children-ms=… <database>-renderers-ms=…
         <database>-tree-pss-mb=… …
@@ -51,7 +51,7 @@ def main():
     figures = {}
     for database in options.databases.split(","):
         arguments = ["--mails", options.mails, "--children", options.children, "--stall", options.stall]
-        timeout = 1200 + 2 * options.mails * options.stall / options.children
+        timeout = 1200 + sink_waits(options)
         figures[database] = found = own_process.measure(__file__, [database], arguments, timeout=timeout)
         print(
             f"{database:8} {found['per_s']:6.0f} mails/s; CPU per mail: master {found['master_ms']:.2f} ms, "
@@ -65,6 +65,11 @@ def main():
         for key, value in found.items()
     ]
     print("mail-drain " + " ".join(line))
+
+
+def sink_waits(options):
+    """Seconds the sink's ``--stall`` adds to a drain, twice over: what the timeouts allow for it."""
+    return 2 * options.mails * options.stall / options.children
 
 
 def measure(database, options):
@@ -106,10 +111,7 @@ def measure(database, options):
                 for n in range(options.mails):
                     enqueue(mail(f"mail {n}"))
             started = time.perf_counter()
-            # the sink's waits, twice over, on top of the drain's ten minutes
-            sink.wait_for(
-                warm_up + options.mails, timeout=600 + 2 * options.mails * options.stall / options.children
-            )
+            sink.wait_for(warm_up + options.mails, timeout=600 + sink_waits(options))
             elapsed = time.perf_counter() - started
             time.sleep(0.5)  # the last outcomes written
             children, renderers, pids = bench_children.tree_of(master.pid)
