@@ -9,7 +9,9 @@ processes (relieve: that many children of the "default" queue, plus the master a
 - drain: ``--drain`` tasks enqueued in one transaction through ``enqueue()`` while the workers
   wait, timed from the first ``enqueue()`` to the last SUCCESSFUL row: tasks per second, for a
   no-op task and for a 10 ms sleep; for the sleep, also the seconds spent enqueueing and the rate
-  from the commit on, the time the workers had;
+  from the commit on, the time the workers had, and in each worker process what a sleep took and
+  the time from the end of one sleep to the start of its next (``bench_tasks.py``): the time the
+  pool kept a worker waiting, with tasks in the table for it all along;
 - latency: one no-op task at a time, each after a random pause of 0.2 to 1.2 s (idle workers, as
   between real arrivals), from ``enqueue()`` to SUCCESSFUL as seen by polling the result every
   millisecond: p50 and p99.
@@ -18,10 +20,11 @@ The master's own CPU time (its process, both threads, not its children) is read 
 the no-op drain: milliseconds of CPU per task.
 The last line is for scripts: ``tasks ours-per-s=… db-per-s=… ratio=… p50-ms ours=… db=…
 ratio-sqlite=… ratio-postgres=… sleep-efficiency=… sleep-efficiency-after-commit=…
-master-cpu-ms-per-task=…`` (the no-op drain and latency, on the database where our ratio is lowest;
-sleep-efficiency: our 10 ms drain over what the children could do, ``--processes`` x 100/s, on the
-database where that drain is slower, and the same from the commit on; the master's CPU per task on
-the database where it is highest).
+master-cpu-ms-per-task=… child-gap-ms=… child-sleep-ms=…`` (the no-op drain and latency, on the
+database where our ratio is lowest; sleep-efficiency: our 10 ms drain over what the children could
+do, ``--processes`` x 100/s, on the database where that drain is slower, and the same from the
+commit on; the master's CPU per task on the database where it is highest; a child's mean gap
+between two sleeps, and a sleep's mean length, on the database of the 10 ms drain).
 """
 
 import argparse
@@ -75,7 +78,9 @@ def show(backend, database, figures):
     print(
         f"{backend:8} {database:8} drain noop {figures['noop_per_s']:8.0f}/s  sleep-10ms "
         f"{figures['sleep_per_s']:7.0f}/s ({figures['sleep_enqueue_s']:.2f} s enqueueing, then "
-        f"{figures['sleep_after_commit_per_s']:.0f}/s)  latency p50 {figures['p50_ms']:7.1f} ms  "
+        f"{figures['sleep_after_commit_per_s']:.0f}/s; a sleep {figures['sleep_ms']:.2f} ms, "
+        f"{figures['gap_mean_ms']:.2f} ms between two, p50 {figures['gap_p50_ms']:.2f})  "
+        f"latency p50 {figures['p50_ms']:7.1f} ms  "
         f"p99 {figures['p99_ms']:7.1f} ms  ({figures['samples']} samples)"
         + (f"  master cpu {figures['master_cpu_ms_per_task']:.2f} ms/task" if backend == "relieve" else ""),
         flush=True,
@@ -98,13 +103,14 @@ def summarise(figures):
     efficiency = figures["relieve", slower]["sleep_per_s"] / could
     after_commit = figures["relieve", slower]["sleep_after_commit_per_s"] / could
     cpu = max(figures["relieve", db]["master_cpu_ms_per_task"] for db in databases)
+    gap, slept = figures["relieve", slower]["gap_mean_ms"], figures["relieve", slower]["sleep_ms"]
     print(f"(summary on {worst}, where the throughput ratio is lowest; 10 ms drain on {slower})")
     print(
         f"tasks ours-per-s={ours['noop_per_s']:.0f} db-per-s={theirs['noop_per_s']:.0f} "
         f"ratio={ours['noop_per_s'] / theirs['noop_per_s']:.1f} "
         f"p50-ms ours={ours['p50_ms']:.1f} db={theirs['p50_ms']:.1f} "
         f"{ratios} sleep-efficiency={efficiency:.2f} sleep-efficiency-after-commit={after_commit:.2f} "
-        f"master-cpu-ms-per-task={cpu:.2f}"
+        f"master-cpu-ms-per-task={cpu:.2f} child-gap-ms={gap:.2f} child-sleep-ms={slept:.2f}"
     )
 
 
@@ -127,6 +133,7 @@ def measure(backend, database, options):
         noop, _enqueueing, _after = drain(bench_tasks.noop, options.drain, backend)
         master_cpu = cpu_seconds(workers[0].pid) - cpu_before
         sleep, sleep_enqueueing, sleep_after_commit = drain(bench_tasks.sleep_10ms, options.drain, backend)
+        gaps, sleeps = worker_gaps(folder / "gaps")
         samples = latencies(bench_tasks.noop, options.samples if backend == "relieve" else options.db_samples)
     finally:
         stop_workers(workers)
@@ -140,6 +147,9 @@ def measure(backend, database, options):
         "sleep_per_s": sleep,
         "sleep_enqueue_s": sleep_enqueueing,
         "sleep_after_commit_per_s": sleep_after_commit,
+        "gap_p50_ms": statistics.median(gaps) * 1000,
+        "gap_mean_ms": statistics.fmean(gaps) * 1000,
+        "sleep_ms": statistics.fmean(sleeps) * 1000,
         "p50_ms": statistics.median(ordered) * 1000,
         "p99_ms": ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))] * 1000,
         "samples": len(ordered),
@@ -159,6 +169,8 @@ def configure(backend, database, folder):
     os.environ["BENCH_BACKEND"] = backend
     os.environ["DJANGO_SETTINGS_MODULE"] = "bench.tasks_settings"
     os.environ["RELIEVE_SOCKET"] = str(folder / "r.sock")
+    os.environ["BENCH_GAPS"] = str(folder / "gaps")  # bench_tasks.sleep_10ms notes its workers' gaps
+    (folder / "gaps").mkdir()
     os.environ["RELIEVE_LOG_LEVEL"] = "WARNING"
     os.environ["RELIEVE_MAX_CALLS"] = "0"  # no recycling in the middle of a measurement
     os.environ["DEBUG"] = "false"  # DEBUG keeps every query in memory
@@ -222,28 +234,56 @@ def stop_workers(workers):
     stop_all(workers)
 
 
-def successful_count(backend, ids):
+def result_model(backend):
     if backend == "relieve":
-        from relieve_app.models import TaskRecord as Model
-    else:
-        from django_tasks_db.models import DBTaskResult as Model
-    return Model.objects.filter(pk__in=ids, status="SUCCESSFUL").count()
+        from relieve_app.models import TaskRecord
+
+        return TaskRecord
+    from django_tasks_db.models import DBTaskResult
+
+    return DBTaskResult
+
+
+def successful_count(backend, ids):
+    return result_model(backend).objects.filter(pk__in=ids, status="SUCCESSFUL").count()
 
 
 def drain(task, count, backend):
     """``count`` enqueued in one transaction, until the last one is SUCCESSFUL: (tasks per second
     from the first ``enqueue()``, seconds until the commit, tasks per second from the commit: the
-    time the workers had, as they see no task before it)."""
+    time the workers had, as they see no task before it).
+
+    While it waits, it counts the table's SUCCESSFUL rows, as only these tasks run: the same count
+    over the 5,000 ids took 52 ms of the two cores on PostgreSQL (36 of them this process's), 20
+    times a second, out of what the workers could use. The ids are checked once at the end."""
     from django.db import transaction
 
+    done = result_model(backend).objects.filter(status="SUCCESSFUL")
+    before = done.count()
     started = time.perf_counter()
     with transaction.atomic():
         ids = [task.enqueue().id for _ in range(count)]
     committed = time.perf_counter()
-    while successful_count(backend, ids) < count:
+    while done.count() - before < count:
         time.sleep(0.05)
     ended = time.perf_counter()
+    if successful_count(backend, ids) != count:
+        raise SystemExit(f"{backend}: rows other than the drain's became SUCCESSFUL during it")
     return count / (ended - started), committed - started, count / (ended - committed)
+
+
+def worker_gaps(folder):
+    """(seconds each worker spent between two 10 ms sleeps of the drain, seconds each sleep took),
+    from what ``bench_tasks.sleep_10ms`` noted in each worker's own file."""
+    gaps, sleeps = [], []
+    for path in folder.iterdir():
+        for line in path.read_text().splitlines():
+            gap, slept = map(float, line.split())
+            gaps.append(gap)
+            sleeps.append(slept)
+    if not gaps:
+        raise SystemExit(f"no worker noted a gap in {folder}: did the workers get BENCH_GAPS?")
+    return gaps, sleeps
 
 
 def latencies(task, samples):
