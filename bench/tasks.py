@@ -95,7 +95,7 @@ def summarise(figures):
     )
     ours, theirs = figures["relieve", worst], figures["db", worst]
     ratios = " ".join(
-        f"ratio-{db}={figures['relieve', db]['noop_per_s'] / figures['db', db]['noop_per_s']:.1f}"
+        f"ratio-{db}={figures['relieve', db]['noop_per_s'] / figures['db', db]['noop_per_s']:.2f}"
         for db in databases
     )
     slower = min(databases, key=lambda db: figures["relieve", db]["sleep_per_s"])
@@ -107,7 +107,7 @@ def summarise(figures):
     print(f"(summary on {worst}, where the throughput ratio is lowest; 10 ms drain on {slower})")
     print(
         f"tasks ours-per-s={ours['noop_per_s']:.0f} db-per-s={theirs['noop_per_s']:.0f} "
-        f"ratio={ours['noop_per_s'] / theirs['noop_per_s']:.1f} "
+        f"ratio={ours['noop_per_s'] / theirs['noop_per_s']:.2f} "
         f"p50-ms ours={ours['p50_ms']:.1f} db={theirs['p50_ms']:.1f} "
         f"{ratios} sleep-efficiency={efficiency:.2f} sleep-efficiency-after-commit={after_commit:.2f} "
         f"master-cpu-ms-per-task={cpu:.2f} child-gap-ms={gap:.2f} child-sleep-ms={slept:.2f}"
