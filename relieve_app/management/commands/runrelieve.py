@@ -68,9 +68,11 @@ class Command(BaseCommand):
             raise CommandError(f"relieve cannot start: {problems}")
         self.log_to_stderr()
         log_at(verbosity)
-        # A master that dies of a fatal signal (SIGSEGV in a C extension, say) prints every thread's
-        # stack first; the zygote and the children it forks keep the handler.
-        faulthandler.enable()
+        # A master that dies of a fatal signal (SIGSEGV in a C extension, say) prints the stack of the
+        # thread that got it first; the zygote and the children it forks keep the handler. Only that
+        # thread's: reading the others while they run can fault in the handler itself, which then
+        # dies of that second signal (a SIGBUS, seen once) with its report cut short.
+        faulthandler.enable(all_threads=False)
         warn_about_dev_mail()
         try:
             sizes = queues.sizes(queue_sizes)
