@@ -11,7 +11,7 @@ import time
 
 from django.tasks import task
 
-_previous = {}  # pid -> (file, when its last sleep started, when it ended): one entry per process
+_notes = {}  # pid -> [its file, when its last sleep started, when it ended]: one entry per process
 
 
 @task
@@ -23,19 +23,20 @@ def noop():
 def sleep_10ms():
     started = time.perf_counter()
     folder = os.environ.get("BENCH_GAPS")
-    if folder:
-        note_gap(folder, started)
+    note = note_gap(folder, started) if folder else None
     time.sleep(0.01)
-    if folder:
-        file, _started, _ended = _previous[os.getpid()]
-        _previous[os.getpid()] = (file, started, time.perf_counter())
+    if note is not None:
+        note[1:] = started, time.perf_counter()
     return None
 
 
 def note_gap(folder, started):
+    """Write the gap since this process's last sleep and that sleep's length; its entry, to update."""
     pid = os.getpid()
-    if pid not in _previous:  # a forked child does not inherit its parent's file: its own pid is new
-        _previous[pid] = (open(os.path.join(folder, str(pid)), "a", buffering=1), None, None)  # noqa: SIM115
-    file, last_started, last_ended = _previous[pid]
+    if pid not in _notes:  # a forked child does not inherit its parent's file: its own pid is new
+        _notes[pid] = [open(os.path.join(folder, str(pid)), "a", buffering=1), None, None]  # noqa: SIM115
+    note = _notes[pid]
+    file, last_started, last_ended = note
     if last_ended is not None:
         file.write(f"{started - last_ended:.7f} {last_ended - last_started:.7f}\n")
+    return note
