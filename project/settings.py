@@ -90,6 +90,9 @@ TEMPLATES = [
 def _database(url):
     """Parse DATABASE_URL; SQLite gets WAL, a busy timeout and a file test database."""
     config = env.db_url_config(url)
+    options = config.get("OPTIONS", {})
+    if isinstance(options.get("server_side_binding"), str):  # ?server_side_binding=true: Django wants a bool
+        options["server_side_binding"] = env.parse_value(options["server_side_binding"], bool)
     if config["ENGINE"] != "django.db.backends.sqlite3":
         return config
     name = config["NAME"]

@@ -122,6 +122,17 @@ def test_environment_drives_the_settings(tmp_path):
     assert loaded["LOG_LEVELS"] == {"relieve_app": logging.WARNING, "django.tasks": logging.WARNING}
 
 
+@pytest.mark.parametrize("written, meant", [("true", True), ("false", False)])
+def test_a_postgresql_url_may_turn_on_prepared_statements(written, meant):
+    result = load_settings(
+        DATABASE_URL=f"postgres://relieve@db.internal:5432/relieve?server_side_binding={written}&prepare_threshold=5"
+    )
+
+    assert result.returncode == 0, result.stderr
+    options = json.loads(result.stdout)["DATABASES"]["default"]["OPTIONS"]
+    assert options == {"server_side_binding": meant, "prepare_threshold": 5}  # Django tests `is True`
+
+
 @pytest.mark.skipif((BASE_DIR / ".env").exists(), reason="a local .env replaces the defaults")
 def test_defaults_suit_a_laptop():
     result = load_settings()
