@@ -187,7 +187,7 @@ def configure(backend, database, folder):
 def fresh_postgres(url):
     import psycopg
 
-    base, name = url.rsplit("/", 1)
+    base, name = url.split("?")[0].rsplit("/", 1)  # options such as ?server_side_binding=true are Django's
     with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
         conn.execute(f'CREATE DATABASE "{name}"')
