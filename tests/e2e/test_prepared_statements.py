@@ -1,8 +1,8 @@
 """PostgreSQL with Django's ``server_side_binding`` and ``prepare_threshold`` set in DATABASE_URL: a
 master and ``enqueue()`` on such connections work, and the INSERT of ``enqueue()`` is prepared.
 
-Django keeps both off by default, for connection poolers; a project that turns them on (docs,
-"Prepared statements on PostgreSQL") must not find relieve failing on them.
+Django keeps both off by default, for connection poolers; a project that turns them on (the
+production checklist says when) must not find relieve failing on them.
 """
 
 import json
