@@ -26,7 +26,7 @@ from django.tasks.signals import task_enqueued
 from django.utils.module_loading import import_string
 
 from relieve_app.models import TaskRecord
-from relieve_app.tasks import arguments, backpressure, client, retry, rows, unique
+from relieve_app.tasks import arguments, backpressure, client, commit_batch, retry, rows, unique
 from relieve_app.tasks.rates import parse_rate
 
 
@@ -190,12 +190,10 @@ class Handover:
     def on_commit(cls, row):
         if connection.vendor == "postgresql":
             return  # its INSERT told every master, delivered on commit (notifying.py): no socket needed
-        pending = connection.run_on_commit if connection.in_atomic_block else None
-        if pending:
-            sids, last = pending[-1][0], pending[-1][1]
-            if isinstance(last, cls) and sids == set(connection.savepoint_ids):
-                last.tasks.append((row.pk, hints(row)))
-                return
+        last = commit_batch.pending(connection, cls)
+        if last is not None:
+            last.tasks.append((row.pk, hints(row)))
+            return
         transaction.on_commit(cls(row))
 
 

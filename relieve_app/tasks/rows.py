@@ -9,7 +9,8 @@ PostgreSQL they are written into the SQL as the literals psycopg would send for 
 on the client. A column left NULL is not named: the database writes NULL, as the ORM would have.
 Only the arguments, ``run_after``, the unique key and the timestamps are prepared at each call.
 The row is the ORM's (``test_the_row_enqueue_writes_is_the_row_the_orm_writes``). On PostgreSQL
-the same statement NOTIFYs the masters of a READY row (``notifying.py``).
+the same statement NOTIFYs the masters of a READY row, unless its transaction announced enough of
+them one by one already (``notifying.py``).
 """
 
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ def create(**fields):
     sql = plan.sql
     if plan.announcing_sql is not None:
         extra = _announcement(plan, fields)
-        if extra is not None:
+        if extra is not None and notifying.by_id(connection, extra[0]):
             sql, params = plan.announcing_sql, [*params, *extra]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

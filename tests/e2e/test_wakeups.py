@@ -2,16 +2,21 @@
 
 import datetime
 import os
+import re
 import signal
+import time
 
 import pytest
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
 from relieve_app.contact.mailtask import send_contact_mail
 from relieve_app.models import MailOutcome, TaskRecord
+from relieve_app.tasks import notifying
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_delivery import all_sent, post
+from tests.tasks_fixtures import basic
 
 pytestmark = pytest.mark.e2e
 
@@ -64,3 +69,31 @@ def test_a_row_stamped_ahead_of_the_clock_is_found_by_the_sweep(master, smtp_sin
 
     wait_until(all_sent([row.pk]), timeout=30, message="the sweep to send the row stamped ahead")
     assert [str(m["Subject"]) for m in smtp_sink.messages] == ["stamped ahead"]
+
+
+def listening():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN %%'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="NOTIFY is PostgreSQL's; runs in its pass")
+def test_a_bulk_past_what_is_announced_by_id_runs_at_once_and_is_read_in_one_sweep(master):
+    """A transaction of ``BY_ID`` + 50 tasks: the first are heard of by id, the rest by one NOTIFY
+    that makes the master sweep, and all run long before the next sweep is due (60 s)."""
+    master.env["RELIEVE_SWEEP_INTERVAL"] = "60"
+    master.start()
+    wait_until(listening, message="the master's LISTEN connection")
+    time.sleep(1)  # its first sweep, which found nothing, is done
+    with transaction.atomic():
+        ids = [int(basic.noop.enqueue().id) for _ in range(notifying.BY_ID + 50)]
+
+    wait_until(
+        lambda: TaskRecord.objects.filter(pk__in=ids, status="SUCCESSFUL").count() == len(ids),
+        timeout=20,
+        message=f"the {len(ids)} tasks to succeed before the next sweep",
+    )
+    assert re.findall(r"sweep: (\d+) waiting tasks picked up", master.output()) == ["50"]

@@ -1,4 +1,5 @@
-"""A master's LISTEN connection: PostgreSQL notifications in, `on_notify(queue, id, hints)` calls out.
+"""A master's LISTEN connection: PostgreSQL notifications in, `on_notify(queue, id, hints)` calls out,
+and `on_sweep(queue)` for a payload of ``SWEEP`` (rows announced together, ``notifying.Batch``).
 
 Its own autocommit connection on the master's event loop, apart from the recorder's: a
 notification is a wake-up, not a write. When the connection drops it is opened again with a
@@ -12,15 +13,18 @@ import logging
 import psycopg
 from psycopg import sql
 
+from relieve_app.tasks.notifying import SWEEP
+
 log = logging.getLogger(__name__)
 
 
 class Listener:
-    def __init__(self, params, channels, on_notify, on_connect=None, *, max_delay=10.0):
+    def __init__(self, params, channels, on_notify, on_connect=None, *, on_sweep=None, max_delay=10.0):
         self.params = dict(params)
         self.channels = dict(channels)  # channel name -> queue
         self.on_notify = on_notify
         self.on_connect = on_connect
+        self.on_sweep = on_sweep
         self.max_delay = max_delay
         self.connected = asyncio.Event()
 
@@ -46,6 +50,10 @@ class Listener:
 
     def _deliver(self, channel, payload):
         queue = self.channels.get(channel)
+        if payload == SWEEP:
+            if queue is not None and self.on_sweep is not None:
+                self.on_sweep(queue)
+            return
         row_id, hints = _parse(payload)
         if row_id is None:
             log.warning("ignoring a notification on %s with a payload that is no id: %.50r", channel, payload)

@@ -180,7 +180,13 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
             )
 
             channels = {wakeup.channel(name): name for name in self.lanes}
-            listener = Listener(self.options.listen, channels, self._on_notify, self._on_listening)
+            listener = Listener(
+                self.options.listen,
+                channels,
+                self._on_notify,
+                self._on_listening,
+                on_sweep=self._on_sweep_notice,
+            )
             self._spawn(listener.run())
         self._spawn(self._usage_loop())
         self._spawn(self.reloader.run())

@@ -83,6 +83,12 @@ class Sweeping:
         except (TypeError, ValueError) as exc:
             log.warning("ignoring a notification for task %s: %s", task_id, exc)
 
+    def _on_sweep_notice(self, queue):
+        """A transaction committed more rows than it announced one by one (``notifying.Batch``):
+        sweep now, once for however many such notices come in while a sweep runs."""
+        if not self._stopping.is_set():
+            self._refill.set()
+
     def _on_listening(self):
         """(Re)connected to LISTEN: what was announced while deaf waits for a sweep, so sweep now."""
         if not self._stopping.is_set():

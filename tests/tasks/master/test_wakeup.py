@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from relieve_app.contact import views
 from relieve_app.models import MailOutcome, TaskRecord
+from relieve_app.tasks import notifying
 from relieve_app.tasks.master import wakeup
 from relieve_app.tasks.master.listener import Listener
 from tests.tasks_fixtures import basic
@@ -58,6 +59,7 @@ async def start_listener():
         {wakeup.channel("mail"): "mail"},
         lambda queue, row_id, hints: heard.heard.put_nowait((queue, row_id, hints)),
         heard.on_connect,
+        on_sweep=lambda queue: heard.heard.put_nowait(("sweep", queue)),
     )
     task = asyncio.ensure_future(listener.run())
     await asyncio.wait_for(listener.connected.wait(), 10)
@@ -168,6 +170,83 @@ def test_enqueue_announces_its_row_with_its_hints_and_a_rolled_back_savepoint_no
     assert TaskRecord.objects.count() == 3
 
 
+def hear(write, count):
+    """The first ``count`` things heard while ``write()`` runs in a thread, and how many more came."""
+
+    async def scenario():
+        heard, _listener, task = await start_listener()
+        ids = await asyncio.to_thread(write)
+        got = [await heard.next() for _ in range(count)]
+        await asyncio.sleep(0.3)  # nothing more comes
+        more = heard.heard.qsize()
+        await stop_listener(task)
+        return ids, got, more
+
+    return asyncio.run(scenario())
+
+
+def in_a_thread(write):
+    def run():
+        try:
+            return write()
+        finally:
+            connections.close_all()
+
+    return run
+
+
+@on_postgres
+def test_a_transaction_announces_its_first_rows_by_id_and_the_rest_with_one_sweep(monkeypatch):
+    """Past ``BY_ID`` rows, one NOTIFY of "sweep" tells the masters of all the others of a queue."""
+    monkeypatch.setattr(notifying, "BY_ID", 3)
+    on_mail = basic.add.using(queue_name="mail")
+
+    @in_a_thread
+    def enqueue():
+        with transaction.atomic():
+            return [int(on_mail.enqueue(n, n).id) for n in range(7)]
+
+    ids, got, more = hear(enqueue, 4)
+    assert got == [("mail", ids[0], {}), ("mail", ids[1], {}), ("mail", ids[2], {}), ("sweep", "mail")]
+    assert more == 0
+    assert TaskRecord.objects.filter(pk__in=ids, status="READY").count() == 7
+
+
+@on_postgres
+def test_a_rolled_back_savepoint_takes_its_sweep_notice_with_it(monkeypatch):
+    """Rows enqueued after a savepoint that sent the "sweep" rolled back are announced again: by id
+    for the first ``BY_ID``, then by a "sweep" of their own."""
+    monkeypatch.setattr(notifying, "BY_ID", 2)
+    on_mail = basic.add.using(queue_name="mail")
+
+    @in_a_thread
+    def enqueue():
+        with transaction.atomic():
+            with pytest.raises(RuntimeError), transaction.atomic():
+                for n in range(3):  # two by id, and the third sends the "sweep"
+                    on_mail.enqueue(n, n)
+                raise RuntimeError("this part is undone")
+            return [int(on_mail.enqueue(n, n).id) for n in range(3)]
+
+    ids, got, more = hear(enqueue, 3)
+    assert got == [("mail", ids[0], {}), ("mail", ids[1], {}), ("sweep", "mail")]
+    assert more == 0
+    assert sorted(TaskRecord.objects.values_list("pk", flat=True)) == ids
+
+
+@on_postgres
+def test_a_transaction_of_its_own_always_announces_by_id(monkeypatch):
+    monkeypatch.setattr(notifying, "BY_ID", 1)
+
+    @in_a_thread
+    def enqueue():
+        return [int(basic.add.using(queue_name="mail").enqueue(n, n).id) for n in range(3)]
+
+    ids, got, more = hear(enqueue, 3)
+    assert got == [("mail", row_id, {}) for row_id in ids]
+    assert more == 0
+
+
 @on_postgres
 def test_no_trigger_is_left_to_load_plpgsql_in_each_session():
     with connection.cursor() as cursor:
@@ -197,9 +276,10 @@ def terminate_listeners():
 def test_bad_payloads_are_ignored_and_a_dropped_connection_is_reopened():
     async def scenario():
         heard, listener, task = await start_listener()
-        for bad in ("not an id", "-3", "0", "", '{"id": "41"}', "[41]", '{"priority": 3}'):
+        for bad in ("not an id", "-3", "0", "", '{"id": "41"}', "[41]", '{"priority": 3}', "Sweep"):
             await asyncio.to_thread(notify, bad)
         await asyncio.to_thread(notify, "7", "relieve_other")  # a queue this master does not serve
+        await asyncio.to_thread(notify, "sweep", "relieve_other")
         await asyncio.to_thread(notify, "41")
         first = await heard.next()
         await asyncio.to_thread(notify, '{"id": 43, "priority": 5, "run_after": 1.5, "other": 1}')
