@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.base import TaskError
@@ -188,13 +188,16 @@ class Handover:
 
     @classmethod
     def on_commit(cls, row):
-        if connection.vendor == "postgresql":
+        """On commit of the transaction that wrote ``row``, on the database it was written to."""
+        using = row._state.db or DEFAULT_DB_ALIAS
+        written = connections[using]
+        if written.vendor == "postgresql":
             return  # its INSERT told every master, delivered on commit (notifying.py): no socket needed
-        last = commit_batch.pending(connection, cls)
+        last = commit_batch.pending(written, cls)
         if last is not None:
             last.tasks.append((row.pk, hints(row)))
             return
-        transaction.on_commit(cls(row))
+        transaction.on_commit(cls(row), using=using)
 
 
 def to_result(row, task=None):

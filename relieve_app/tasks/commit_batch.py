@@ -10,9 +10,10 @@ before it again. The SQLite hand-over (``backend.Handover``) and PostgreSQL's an
 def pending(connection, cls):
     """The ``cls`` instance registered with ``on_commit`` at this savepoint level, when it is the
     last callback registered; None otherwise, and outside a transaction."""
-    if not connection.in_atomic_block or not connection.run_on_commit:
+    callbacks = connection.run_on_commit
+    if not callbacks or not connection.in_atomic_block:
         return None
-    sids, last = connection.run_on_commit[-1][:2]
+    sids, last = callbacks[-1][:2]
     if isinstance(last, cls) and sids == set(connection.savepoint_ids):
         return last
     return None
