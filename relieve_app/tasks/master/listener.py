@@ -52,7 +52,10 @@ class Listener:
         queue = self.channels.get(channel)
         if payload == SWEEP:
             if queue is not None and self.on_sweep is not None:
-                self.on_sweep(queue)
+                try:
+                    self.on_sweep(queue)
+                except Exception:  # as below: the periodic sweep still finds the rows
+                    log.exception("handling a notice to sweep %s failed", queue)
             return
         row_id, hints = _parse(payload)
         if row_id is None:

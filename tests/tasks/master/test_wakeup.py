@@ -298,3 +298,29 @@ def test_bad_payloads_are_ignored_and_a_dropped_connection_is_reopened():
     assert first == ("mail", 41, {})
     assert hinted == ("mail", 43, {"priority": 5, "run_after": 1.5})  # what the socket's submit takes
     assert second == ("mail", 42, {})
+
+
+@on_postgres
+def test_a_callback_that_raises_costs_one_wake_up_and_not_the_listener(caplog):
+    heard = asyncio.Queue()
+
+    def on_sweep(queue):
+        raise RuntimeError("a bug in the master's callback")
+
+    async def scenario():
+        listener = Listener(
+            wakeup.listen_params(),
+            {wakeup.channel("mail"): "mail"},
+            lambda queue, row_id, hints: heard.put_nowait(row_id),
+            on_sweep=on_sweep,
+        )
+        task = asyncio.ensure_future(listener.run())
+        await asyncio.wait_for(listener.connected.wait(), 10)
+        await asyncio.to_thread(notify, "sweep")
+        await asyncio.to_thread(notify, "41")
+        got = await asyncio.wait_for(heard.get(), 10)
+        await stop_listener(task)
+        return got
+
+    assert asyncio.run(scenario()) == 41
+    assert "handling a notice to sweep mail failed" in caplog.text
