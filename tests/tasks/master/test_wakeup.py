@@ -105,20 +105,25 @@ def test_a_post_notifies_on_commit_and_a_rollback_notifies_nothing(settings, tmp
     assert more == 0
 
 
-def assert_announced(write, later):
-    """``write()`` (in a thread) returns the ids of a plain row, one of priority 7 and one to run at
-    ``later``, all on "mail": each is heard with its hints, in that order, and nothing more."""
+def hear(write, count):
+    """The first ``count`` things heard while ``write()`` runs in a thread, and how many more came."""
 
     async def scenario():
         heard, _listener, task = await start_listener()
         ids = await asyncio.to_thread(write)
-        got = [await heard.next() for _ in range(3)]
+        got = [await heard.next() for _ in range(count)]
         await asyncio.sleep(0.3)  # nothing more comes
         more = heard.heard.qsize()
         await stop_listener(task)
         return ids, got, more
 
-    (plain, urgent, deferred), got, more = asyncio.run(scenario())
+    return asyncio.run(scenario())
+
+
+def assert_announced(write, later):
+    """``write()`` (in a thread) returns the ids of a plain row, one of priority 7 and one to run at
+    ``later``, all on "mail": each is heard with its hints, in that order, and nothing more."""
+    (plain, urgent, deferred), got, more = hear(write, 3)
     assert got[0] == ("mail", plain, {})
     assert got[1] == ("mail", urgent, {"priority": 7})
     queue, row_id, hints = got[2]
@@ -168,21 +173,6 @@ def test_enqueue_announces_its_row_with_its_hints_and_a_rolled_back_savepoint_no
 
     assert_announced(enqueue, later)
     assert TaskRecord.objects.count() == 3
-
-
-def hear(write, count):
-    """The first ``count`` things heard while ``write()`` runs in a thread, and how many more came."""
-
-    async def scenario():
-        heard, _listener, task = await start_listener()
-        ids = await asyncio.to_thread(write)
-        got = [await heard.next() for _ in range(count)]
-        await asyncio.sleep(0.3)  # nothing more comes
-        more = heard.heard.qsize()
-        await stop_listener(task)
-        return ids, got, more
-
-    return asyncio.run(scenario())
 
 
 def in_a_thread(write):
