@@ -2,10 +2,12 @@
 
 Usage (from the repository root; `make bench-peers` installs the peers and runs it):
     var/peers-venv/bin/python bench/peers.py [--quick] [--systems relieve,celery-reliable,...]
-        [--databases postgres,sqlite] [--messages 2000] [--repeats 3] [--keep]
+        [--databases postgres,sqlite] [--messages 2000] [--repeats 3] [--keep] [--request-clock]
 
 Each system gets a fresh database, gunicorn serving the contact page, and 4 worker processes; the
-same SMTP sink receives every mail. See bench/README.md for what is measured and the figures. The
+same SMTP sink receives every mail. ``--request-clock`` also splits each POST's time inside Django
+into CPU, waiting for a core and the rest (``peerbench/request_clock.py``). See bench/README.md for
+what is measured and the figures. The
 last line is for scripts:
 ``peers best-peer=<name> post-p50-ratio=<x> delivered-per-s-ratio=<x> rss-ratio=<x> lost=<n> dup=<n>``.
 """

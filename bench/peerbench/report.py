@@ -126,6 +126,18 @@ def last_line(rows, results):
     )
 
 
+def clock_table(results):
+    """``--request-clock``: each POST's wall time in its gunicorn worker, split by the kernel's counters."""
+    rows = [
+        "| system, database | POSTs | wall ms | CPU ms | waiting for a core ms | the rest ms | preempted |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, clock in sorted(results.clocks.items()):
+        times = " | ".join(f"{clock[field] * 1000:.2f}" for field in ("wall", "cpu", "runq", "other"))
+        rows.append(f"| {name} | {clock['posts']} | {times} | {clock['preempted']:.0f} |")
+    return "\n".join(rows)
+
+
 def render(options, results):
     out = [
         f"peers: {len(options.systems)} systems, {options.workers} worker processes each, "
@@ -157,6 +169,8 @@ def render(options, results):
         ]
     for name, text in results.profiles.items():
         out += ["", f"### py-spy, {name}, during the first drain", "", "```", text, "```"]
+    if results.clocks:
+        out += ["", "### inside Django, the POSTs made during the drains (medians)", "", clock_table(results)]
     for (name, kind), error in results.errors.items():
         out += ["", f"{name} on {kind} failed: {error[-1500:]}"]
     out += ["", last_line(headline, results)]

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.peerbench import report, trial
+from bench.peerbench import report, request_clock, trial
 from bench.peerbench.profile import Profiler, summary
 from bench.peerbench.sink import TimedSink
 from bench.peerbench.stack import Database, Stack, StackError
@@ -40,6 +40,7 @@ class Options:
     pg_name: str = "relieve_bench"
     keep: bool = False
     profile: tuple = ()  # systems to run py-spy on during their first drain
+    request_clock: bool = False  # time each POST inside Django (request_clock.py)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Results:
     )  # (system, database, delay) -> {"flood": [...], "paced": [...]}
     kills: dict = field(default_factory=dict)  # system -> kill result
     profiles: dict = field(default_factory=dict)  # system -> py-spy summary
+    clocks: dict = field(default_factory=dict)  # "system kind" -> request_clock.summary's medians
     errors: dict = field(default_factory=dict)  # (system, database) -> message
     seconds: float = 0.0
 
@@ -173,6 +175,8 @@ def run(options, log=print):
     with TimedSink() as sink:
         for kind in options.databases:
             Round(kind, options, sink, folder, results, log).run()
+    if options.request_clock:
+        results.clocks = request_clock.summary(folder / "request-clock")
     results.seconds = time.monotonic() - started
     if options.keep or results.errors:
         log(f"logs kept in {folder}")
@@ -203,6 +207,12 @@ def parse(argv):
     parser.add_argument("--pg-name", dest="pg_name", default="relieve_bench", help="created and dropped")
     parser.add_argument("--keep", action="store_true", help="keep the folder with the logs")
     parser.add_argument("--profile", default="", help="comma-separated systems to run py-spy on")
+    parser.add_argument(
+        "--request-clock",
+        dest="request_clock",
+        action="store_true",
+        help="where each POST's time goes inside Django: CPU, waiting for a core, waiting on the rest",
+    )
     args = parser.parse_args(argv)
     names = [name for name in args.systems.split(",") if name]
     unknown = sorted(set(names) - set(SYSTEMS))
@@ -213,6 +223,7 @@ def parse(argv):
         systems=names, databases=args.databases.split(","), redis=args.redis, pg_name=args.pg_name
     )
     options.keep = args.keep
+    options.request_clock = args.request_clock
     options.profile = tuple(name for name in args.profile.split(",") if name)
     if args.quick:
         options.messages, options.slow_messages, options.paced, options.repeats = 300, 100, 40, 1

@@ -19,3 +19,7 @@ globals().update(SYSTEM.settings(REDIS_URL))
 # first in line for the write lock, the master yielding) is part of what is measured of ours.
 if SYSTEM.peer and DATABASES["default"]["ENGINE"] == "relieve_app.sqlite3":  # noqa: F405
     DATABASES["default"]["ENGINE"] = "django.db.backends.sqlite3"  # noqa: F405
+
+# bench/peers.py --request-clock: where each POST's time goes inside Django (request_clock.py).
+if os.environ.get("PEERBENCH_REQUEST_CLOCK"):
+    MIDDLEWARE = ["bench.peerbench.request_clock.RequestClock", *MIDDLEWARE]  # noqa: F405

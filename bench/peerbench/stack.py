@@ -90,6 +90,9 @@ class Stack:
             "RELIEVE_SOCKET": str(folder / f"{system.name}.sock"),
             "RELIEVE_WORKERS": str(options.workers),
         }
+        if options.request_clock:
+            clock = folder / "request-clock" / f"{system.name} {database.kind}"
+            self.env["PEERBENCH_REQUEST_CLOCK"] = str(clock)
 
     # set up and tear down ------------------------------------------------------
 

@@ -164,3 +164,49 @@ def test_the_memory_sampler_keeps_each_peak_of_its_own():
     for _ in range(4):
         sampler.sample()
     assert (sampler.rss, sampler.pss, sampler.processes) == (300, 90, 5)
+
+
+def test_the_request_clock_tells_a_views_cpu_from_its_waiting(tmp_path, monkeypatch, rf):
+    """Run for real: a view that sleeps waits, a view that computes spends CPU; both land in the file
+    of their phase, and ``summary`` reads back the medians per folder."""
+    from bench.peerbench.request_clock import RequestClock, summary
+
+    monkeypatch.setenv("PEERBENCH_REQUEST_CLOCK", str(tmp_path / "ours sqlite"))
+
+    def sleeps(request):
+        time.sleep(0.05)
+        return "slept"
+
+    def computes(request):
+        until = time.thread_time() + 0.05
+        while time.thread_time() < until:
+            pass
+        return "computed"
+
+    assert RequestClock(sleeps)(rf.post("/", {"subject": "pb during 1-0"})) == "slept"
+    assert RequestClock(computes)(rf.post("/", {"subject": "pb paced 1-1"})) == "computed"
+    assert RequestClock(sleeps)(rf.get("/")) == "slept"  # not a POST: not timed
+
+    (slept,) = summary(tmp_path, phase="during").values()
+    assert slept["posts"] == 1
+    assert slept["wall"] >= 0.05 and slept["other"] >= 0.04 and slept["cpu"] < 0.02
+    computed = summary(tmp_path, phase="paced")["ours sqlite"]
+    assert computed["cpu"] >= 0.05 and computed["other"] < 0.02
+    assert slept["wall"] == pytest.approx(slept["cpu"] + slept["runq"] + slept["other"], abs=1e-5)
+
+
+def test_the_report_shows_the_request_clock_when_asked():
+    results = Results(
+        clocks={
+            "relieve sqlite": {
+                "posts": 3,
+                "wall": 0.006,
+                "cpu": 0.002,
+                "runq": 0.0035,
+                "other": 0.0005,
+                "preempted": 2,
+            }
+        }
+    )
+    table = report.clock_table(results)
+    assert "| relieve sqlite | 3 | 6.00 | 2.00 | 3.50 | 0.50 | 2 |" in table
