@@ -6,9 +6,8 @@ Usage (from the repository root; `make bench-peers` installs the peers and runs 
 
 Each system gets a fresh database, gunicorn serving the contact page, and 4 worker processes; the
 same SMTP sink receives every mail. ``--request-clock`` also splits each POST's time inside Django
-into CPU, waiting for a core and the rest (``peerbench/request_clock.py``). See bench/README.md for
-what is measured and the figures. The
-last line is for scripts:
+into CPU, waiting for a core and the rest (``peerbench/request_clock.py``). See bench/README.md
+for what is measured and the figures. The last line is for scripts:
 ``peers best-peer=<name> post-p50-ratio=<x> delivered-per-s-ratio=<x> rss-ratio=<x> lost=<n> dup=<n>``.
 """
 
