@@ -35,6 +35,8 @@ def _preempted():
 class RequestClock:
     def __init__(self, get_response):
         self.get_response = get_response
+        self.folder = Path(os.environ["PEERBENCH_REQUEST_CLOCK"])
+        self.folder.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, request):
         if request.method != "POST":
@@ -45,9 +47,8 @@ class RequestClock:
         runq, preempted = (_runq_ns() - runq) / 1e9, _preempted() - preempted
         words = request.POST.get("subject", "").split()
         phase = words[1] if len(words) > 1 else "-"
-        folder = Path(os.environ["PEERBENCH_REQUEST_CLOCK"])
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / f"{os.getpid()}.txt", "a") as out:  # every system's POSTs pay it, after the clock
+        # Every system's POSTs pay for this line, after the clock stopped.
+        with open(self.folder / f"{os.getpid()}.txt", "a") as out:
             out.write(f"{phase} {wall:.6f} {cpu:.6f} {runq:.6f} {wall - cpu - runq:.6f} {preempted}\n")
         return response
 
