@@ -129,12 +129,14 @@ def last_line(rows, results):
 def clock_table(results):
     """``--request-clock``: each POST's wall time in its gunicorn worker, split by the kernel's counters."""
     rows = [
-        "| system, database | POSTs | wall ms | CPU ms | waiting for a core ms | the rest ms | preempted |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| system, database | POSTs | wall ms | CPU ms | waiting for a core ms | the rest ms"
+        " | preempted | blocked |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, clock in sorted(results.clocks.items()):
         times = " | ".join(f"{clock[field] * 1000:.2f}" for field in ("wall", "cpu", "runq", "other"))
-        rows.append(f"| {name} | {clock['posts']} | {times} | {clock['preempted']:.0f} |")
+        switches = f"{clock['preempted']:.0f} | {clock.get('blocked', 0):.0f}"
+        rows.append(f"| {name} | {clock['posts']} | {times} | {switches} |")
     return "\n".join(rows)
 
 

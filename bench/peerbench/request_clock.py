@@ -3,9 +3,11 @@
 The clients time a POST from outside; that cannot tell a slow view from one that waited for a core.
 This middleware, first in line in every gunicorn worker, notes for each POST its wall time, its
 thread's CPU time, the time the thread was ready to run but waited for a core (the run-queue delay
-in ``/proc/thread-self/schedstat``), what is left (waiting on a lock, a socket, a sleep) and how
-often another task took the core from it (``nonvoluntary_ctxt_switches``). One line per POST in a
-file per process, under the folder ``PEERBENCH_REQUEST_CLOCK`` names; ``summary`` reads them back.
+in ``/proc/thread-self/schedstat``), what is left (waiting on a lock, a socket, a sleep), how
+often another task took the core from it (``nonvoluntary_ctxt_switches``) and how often it gave the
+core up to wait (``voluntary_ctxt_switches``): each of those ends in another wait for a core. One
+line per POST in a file per process, under the folder ``PEERBENCH_REQUEST_CLOCK`` names; ``summary``
+reads them back.
 The phase is the subject's second word (``trial.subjects``): "during" is a POST made while a
 backlog drains.
 """
@@ -16,7 +18,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-FIELDS = ("wall", "cpu", "runq", "other", "preempted")
+FIELDS = ("wall", "cpu", "runq", "other", "preempted", "blocked")
 
 
 def _runq_ns():
@@ -24,12 +26,15 @@ def _runq_ns():
         return int(stat.read().split()[1])
 
 
-def _preempted():
+def _switches():
+    """(times preempted, times blocked) of this thread so far."""
+    counts = {}
     with open("/proc/thread-self/status") as status:
         for line in status:
-            if line.startswith("nonvoluntary_ctxt_switches"):
-                return int(line.split()[1])
-    return 0
+            if line.endswith("ctxt_switches", 0, line.find(":")):
+                name, value = line.split(":")
+                counts[name] = int(value)
+    return counts.get("nonvoluntary_ctxt_switches", 0), counts.get("voluntary_ctxt_switches", 0)
 
 
 class RequestClock:
@@ -41,15 +46,23 @@ class RequestClock:
     def __call__(self, request):
         if request.method != "POST":
             return self.get_response(request)
-        wall, cpu, runq, preempted = time.perf_counter(), time.thread_time(), _runq_ns(), _preempted()
+        wall, cpu, runq, (preempted, blocked) = (
+            time.perf_counter(),
+            time.thread_time(),
+            _runq_ns(),
+            _switches(),
+        )
         response = self.get_response(request)
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-        runq, preempted = (_runq_ns() - runq) / 1e9, _preempted() - preempted
+        switches = _switches()
+        runq, preempted, blocked = (_runq_ns() - runq) / 1e9, switches[0] - preempted, switches[1] - blocked
         words = request.POST.get("subject", "").split()
         phase = words[1] if len(words) > 1 else "-"
         # Every system's POSTs pay for this line, after the clock stopped.
         with open(self.folder / f"{os.getpid()}.txt", "a") as out:
-            out.write(f"{phase} {wall:.6f} {cpu:.6f} {runq:.6f} {wall - cpu - runq:.6f} {preempted}\n")
+            out.write(
+                f"{phase} {wall:.6f} {cpu:.6f} {runq:.6f} {wall - cpu - runq:.6f} {preempted} {blocked}\n"
+            )
         return response
 
 

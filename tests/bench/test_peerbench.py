@@ -193,6 +193,7 @@ def test_the_request_clock_tells_a_views_cpu_from_its_waiting(tmp_path, monkeypa
     computed = summary(tmp_path, phase="paced")["ours sqlite"]
     assert computed["cpu"] >= 0.05 and computed["other"] < 0.02
     assert slept["wall"] == pytest.approx(slept["cpu"] + slept["runq"] + slept["other"], abs=1e-5)
+    assert slept["blocked"] >= 1  # the sleep gave the core up
 
 
 def test_the_report_shows_the_request_clock_when_asked():
@@ -205,8 +206,9 @@ def test_the_report_shows_the_request_clock_when_asked():
                 "runq": 0.0035,
                 "other": 0.0005,
                 "preempted": 2,
+                "blocked": 1,
             }
         }
     )
     table = report.clock_table(results)
-    assert "| relieve sqlite | 3 | 6.00 | 2.00 | 3.50 | 0.50 | 2 |" in table
+    assert "| relieve sqlite | 3 | 6.00 | 2.00 | 3.50 | 0.50 | 2 | 1 |" in table
