@@ -31,8 +31,8 @@ def _switches():
     counts = {}
     with open("/proc/thread-self/status") as status:
         for line in status:
-            if line.endswith("ctxt_switches", 0, line.find(":")):
-                name, value = line.split(":")
+            name, _, value = line.partition(":")
+            if name.endswith("ctxt_switches"):
                 counts[name] = int(value)
     return counts.get("nonvoluntary_ctxt_switches", 0), counts.get("voluntary_ctxt_switches", 0)
 
