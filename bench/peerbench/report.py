@@ -135,7 +135,7 @@ def clock_table(results):
     ]
     for name, clock in sorted(results.clocks.items()):
         times = " | ".join(f"{clock[field] * 1000:.2f}" for field in ("wall", "cpu", "runq", "other"))
-        switches = f"{clock['preempted']:.0f} | {clock.get('blocked', 0):.0f}"
+        switches = f"{clock['preempted']:.0f} | {clock['blocked']:.0f}"
         rows.append(f"| {name} | {clock['posts']} | {times} | {switches} |")
     return "\n".join(rows)
 

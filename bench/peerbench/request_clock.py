@@ -46,16 +46,12 @@ class RequestClock:
     def __call__(self, request):
         if request.method != "POST":
             return self.get_response(request)
-        wall, cpu, runq, (preempted, blocked) = (
-            time.perf_counter(),
-            time.thread_time(),
-            _runq_ns(),
-            _switches(),
-        )
+        wall, cpu, runq = time.perf_counter(), time.thread_time(), _runq_ns()
+        preempted, blocked = _switches()
         response = self.get_response(request)
         wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
-        switches = _switches()
-        runq, preempted, blocked = (_runq_ns() - runq) / 1e9, switches[0] - preempted, switches[1] - blocked
+        runq = (_runq_ns() - runq) / 1e9
+        preempted, blocked = (now - then for now, then in zip(_switches(), (preempted, blocked), strict=True))
         words = request.POST.get("subject", "").split()
         phase = words[1] if len(words) > 1 else "-"
         # Every system's POSTs pay for this line, after the clock stopped.
