@@ -62,6 +62,18 @@ def machine_busy():
     return busy / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_seconds(pids):
+    """pid -> CPU seconds (user and system, every thread) each live process of ``pids`` has spent."""
+    tick = os.sysconf("SC_CLK_TCK")
+    spent = {}
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # After the command name in parentheses: state ppid ... utime stime (the 12th and 13th)
+            fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+            spent[pid] = (int(fields[11]) + int(fields[12])) / tick
+    return spent
+
+
 def _first_line(path):
     with open(path) as file:
         return file.readline()

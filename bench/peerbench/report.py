@@ -6,15 +6,18 @@ from bench.peerbench.systems import OURS, SYSTEMS
 from bench.peerbench.trial import median
 
 MiB = 2**20
+SHARES = ("web_cpu_ms", "workers_cpu_ms", "rest_cpu_ms")  # the system's CPU a message, by whose it was
+WITH_POSTS = ("post_cpu_ms", "message_cpu_ms")  # the web's CPU a POST; a message's, its POST included
 LOWER_IS_BETTER = ("post_p50", "post_p99", "cpu_ms", "system_cpu_ms", "sink_p50", "sink_p99", "rss")
 
 
 def brief(flood, paced):
+    cpu = {key: flood[key] for key in ("cpu_ms", "system_cpu_ms", *SHARES)}
     return (
         f"post p50 {flood['post_p50'] * 1000:.1f} ms p99 {flood['post_p99'] * 1000:.1f} ms, "
         f"{flood['per_s']:.0f}/s ({flood['delivered']}/{flood['accepted']}), "
-        f"{flood.get('cpu_ms', float('nan')):.1f} CPU ms per message "
-        f"({flood.get('system_cpu_ms', float('nan')):.1f} without the clients and the sink), "
+        f"{cpu['cpu_ms']:.1f} CPU ms per message ({cpu['system_cpu_ms']:.1f} without the clients and "
+        f"the sink: web {cpu['web_cpu_ms']:.1f}, workers {cpu['workers_cpu_ms']:.1f}), "
         f"to sink p50 {paced['sink_p50'] * 1000:.0f} ms p99 {paced['sink_p99'] * 1000:.0f} ms, "
         f"rss {flood['rss'] / MiB:.0f} MiB in {flood['processes']} processes"
     )
@@ -37,6 +40,7 @@ def figures(runs):
         "per_s": median(floods, "per_s"),
         "cpu_ms": median(floods, "cpu_ms"),
         "system_cpu_ms": median(floods, "system_cpu_ms"),
+        **{key: median(floods, key) for key in (*SHARES, *WITH_POSTS)},
         "sink_p50": median(paced, "sink_p50") * 1000,
         "sink_p99": median(paced, "sink_p99") * 1000,
         "rss": median(floods, "rss") / MiB,
@@ -84,6 +88,24 @@ def table(scenario, results):
             cells[0] += f" **{row['undelivered']} undelivered**"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines), rows
+
+
+def cpu_table(results):
+    """Where each system's CPU a message went (medians): its web workers, its worker processes, the
+    rest; the web's a POST, and a message's with its POST included, beside ours over it."""
+    lines = [
+        "| system | database, sink | system CPU ms/msg | web | workers | the rest | web a POST "
+        "| a message, its POST included |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    rows = {key: figures(runs) for key, runs in results.trials.items()}
+    for name, kind, delay in sorted(rows, key=lambda key: (key[1:], key[0])):
+        row, ours = rows[name, kind, delay], rows.get((OURS.name, kind, delay))
+        shares = " | ".join(f"{row[key]:.1f}" for key in ("system_cpu_ms", *SHARES, *WITH_POSTS))
+        if name != OURS.name and ours is not None:
+            shares += f" ({ratio(ours['message_cpu_ms'], row['message_cpu_ms']):.2f})"
+        lines.append(f"| {SYSTEMS[name].label} | {kind}, {delay * 1000:.0f} ms | {shares} |")
+    return "\n".join(lines)
 
 
 def kill_table(results):
@@ -161,6 +183,15 @@ def render(options, results):
         out += ["", f"### {kind}, SMTP sink answering after {delay * 1000:.0f} ms", "", text]
         if scenario == (options.databases[0], 0.0):
             headline = rows
+    if results.trials:
+        out += [
+            "",
+            "### where the system's CPU went, ms a message: web workers, worker processes, the rest "
+            "(database server, broker, the kernel's threads); a drain's messages were mostly queued "
+            "before it, not POSTed: the last column adds the web's CPU a POST to the rest of a message's",
+            "",
+            cpu_table(results),
+        ]
     if results.kills:
         out += [
             "",

@@ -148,6 +148,9 @@ class Stack:
             time.sleep(0.2)
         raise StackError(f"gunicorn did not answer within {timeout}s:\n{_tail(log)}")
 
+    def web_pids(self):
+        return procs.tree([self.web.pid]) if self.web is not None else []
+
     # the worker processes --------------------------------------------------------
 
     def start_workers(self):

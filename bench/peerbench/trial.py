@@ -4,7 +4,10 @@
   delivered per second, POST latency while the queue drains, peak memory of the workers, and
   the machine's CPU time per message (all processes: web, workers, database, broker, sink), and
   the same less this process's own (its clients and the SMTP sink, which stand for the browsers
-  and the mail server): the system's.
+  and the mail server): the system's, split into its web workers', its worker processes' and the
+  rest (database server, broker, the kernel's own threads). Most of a drain's messages were queued
+  before it (``fill``), not POSTed: a message's CPU with its POST included adds the web's CPU a
+  POST of the drain to the rest of the system's a message, as a flood of POSTs counts it.
   (`flood` for a system without workers: the POSTs themselves deliver.)
 - `paced`: POST at a steady rate every system keeps up with: time from POST to arrival at the sink.
 - `kill`: POST `count`, SIGKILL every worker process at once, start the workers again, and count
@@ -35,18 +38,54 @@ def percentile(values, share):
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-class MemorySampler(threading.Thread):
+class CpuShare:
+    """CPU seconds the web's processes and the worker processes spent since the first ``sample()``.
+
+    Each process counts from the first sample (or from its start, when it started later) to the
+    last sample that saw it: one that ends between two samples loses at most the CPU of that
+    interval, so the sampler reads these with the memory, every half second.
+    """
+
+    GROUPS = ("web", "workers")
+
+    def __init__(self, stack):
+        self.stack = stack
+        self._first = None  # (group, pid) -> seconds at the first sample
+        self._last = {}  # (group, pid) -> seconds at the last sample that saw it
+
+    def sample(self):
+        seen = {}
+        for group, pids in zip(self.GROUPS, (self.stack.web_pids(), self.stack.worker_pids()), strict=True):
+            seen.update(((group, pid), spent) for pid, spent in procs.cpu_seconds(pids).items())
+        if self._first is None:
+            self._first = dict(seen)
+        self._last.update(seen)
+
+    def spent(self, group):
+        first = self._first or {}
+        return sum(last - first.get(key, 0.0) for key, last in self._last.items() if key[0] == group)
+
+
+class Sampler(threading.Thread):
     """The largest total RSS and the largest total PSS of the worker processes seen while it runs,
     each its own peak (a forking system's RSS peaks when most processes exist, its PSS may peak when
-    one holds the most of its own), and the most processes seen."""
+    one holds the most of its own), and the most processes seen; once ``count_cpu()`` is called,
+    the CPU of the web's and the workers' processes too (``CpuShare``)."""
 
     def __init__(self, stack, every=0.5):
-        super().__init__(name="peerbench-memory", daemon=True)
+        super().__init__(name="peerbench-sampler", daemon=True)
         self.stack = stack
         self.every = every
         self.rss = self.pss = 0
         self.processes = 0
+        self.cpu = None
         self._done = threading.Event()
+
+    def count_cpu(self):
+        """From now on: the first sample is taken here, before the sampler's thread sees it."""
+        cpu = CpuShare(self.stack)
+        cpu.sample()
+        self.cpu = cpu
 
     def run(self):
         while not self._done.is_set():
@@ -58,6 +97,8 @@ class MemorySampler(threading.Thread):
         rss, pss = self.stack.worker_memory()
         self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
         self.processes = max(self.processes, len(pids))
+        if self.cpu is not None:
+            self.cpu.sample()
 
     def finish(self):
         self._done.set()
@@ -79,11 +120,12 @@ def drain(stack, sink, backlog, during, clients, timeout, watch=contextlib.nullc
     stack.stop_workers()
     names = stack.fill(backlog, f"pb backlog {next(_serial)}")
     stack.start_workers()
-    sampler = MemorySampler(stack)
+    sampler = Sampler(stack)
     sampler.start()
     with watch(stack):  # a profiler, when asked for
         sink.wait_received(names, timeout=60, at_least=1)  # the drain has begun
         since = procs.machine_busy(), time.process_time()
+        sampler.count_cpu()
         posts = post_all(stack.web_port, stack.system.path, subjects("during", during), clients)
         return _measure(sink, sampler, names, posts, timeout, since)
 
@@ -91,9 +133,10 @@ def drain(stack, sink, backlog, during, clients, timeout, watch=contextlib.nullc
 def flood(stack, sink, count, clients, timeout):
     """No worker to stop (the send is in the view): POST as fast as answered, the view delivering."""
     sink.clear()
-    sampler = MemorySampler(stack)
+    sampler = Sampler(stack)
     sampler.start()
     since = procs.machine_busy(), time.process_time()
+    sampler.count_cpu()
     posts = post_all(stack.web_port, stack.system.path, subjects("flood", count), clients)
     return _measure(sink, sampler, [post.subject for post in _accepted(posts)], posts, timeout, since)
 
@@ -101,7 +144,9 @@ def flood(stack, sink, count, clients, timeout):
 def _measure(sink, sampler, counted, posts, timeout, since):
     """Wait for every message; the rate over `counted` (first to last arrival), the latency of `posts`,
     and the CPU time per message since `since` (``procs.machine_busy()`` and this process's own CPU
-    time when the drain began): the machine's, and the system's (the machine's less this process's)."""
+    time when the drain began): the machine's, and the system's (the machine's less this process's),
+    split into the web's, the workers' (as the sampler counted them) and the rest; and a message's
+    with its POST: the web's CPU a POST of `posts`, plus all but the web's a message delivered."""
     known = set(counted)
     names = counted + [post.subject for post in _accepted(posts) if post.subject not in known]
     delivered = sink.wait_received(names, timeout=timeout, quiet=30)
@@ -112,6 +157,14 @@ def _measure(sink, sampler, counted, posts, timeout, since):
     arrivals = sorted(sink.arrivals[name][0] for name in counted if sink.arrivals.get(name))
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
     seconds = [post.seconds for post in _accepted(posts)]
+    system_seconds = cpu_seconds - harness_seconds
+    web, workers = (sampler.cpu.spent(group) if sampler.cpu else float("nan") for group in CpuShare.GROUPS)
+
+    def per_message(spent):
+        return spent * 1000 / delivered if delivered else float("nan")
+
+    a_post = web * 1000 / len(posts) if posts else float("nan")
+
     return {
         "posted": len(posts),
         "accepted": len(names),
@@ -119,8 +172,13 @@ def _measure(sink, sampler, counted, posts, timeout, since):
         "post_p50": percentile(seconds, 0.5),
         "post_p99": percentile(seconds, 0.99),
         "per_s": (len(arrivals) - 1) / span if len(arrivals) > 1 else 0.0,
-        "cpu_ms": cpu_seconds * 1000 / delivered if delivered else float("nan"),
-        "system_cpu_ms": (cpu_seconds - harness_seconds) * 1000 / delivered if delivered else float("nan"),
+        "cpu_ms": per_message(cpu_seconds),
+        "system_cpu_ms": per_message(system_seconds),
+        "web_cpu_ms": per_message(web),
+        "workers_cpu_ms": per_message(workers),
+        "rest_cpu_ms": per_message(system_seconds - web - workers),
+        "post_cpu_ms": a_post,
+        "message_cpu_ms": per_message(system_seconds - web) + a_post,
         "rss": sampler.rss,
         "pss": sampler.pss,
         "processes": sampler.processes,

@@ -1,5 +1,6 @@
 """The peer benchmark's own parts that a wrong figure would hide behind: finding every worker
-process (relieve's children run in sessions of their own), and the last line scripts read."""
+process (relieve's children run in sessions of their own), whose CPU each figure counts, and the
+last line scripts read."""
 
 import re
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.peerbench import procs, report, trial
+from bench.peerbench.load import Post
 from bench.peerbench.runner import Results
 from bench.peerbench.systems import OURS, SYSTEMS
 
@@ -62,17 +64,75 @@ def test_machine_busy_counts_the_cpu_time_spent_meanwhile():
     assert procs.machine_busy() - before >= 0.25  # at least this process's own work, whatever else ran
 
 
+# A process that spins on its CPU for 0.3 s, then says so and waits to be killed.
+SPINNER = """
+import time
+spun = time.process_time()
+while time.process_time() - spun < 0.3:
+    pass
+print("spun", flush=True)
+time.sleep(60)
+"""
+
+
+def test_cpu_seconds_reads_each_processs_own_user_and_system_time():
+    spinner = subprocess.Popen([sys.executable, "-c", SPINNER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert spinner.stdout.readline().strip() == "spun"
+        spent = procs.cpu_seconds([spinner.pid, 2**22 + 1])  # the second pid exists nowhere
+        assert list(spent) == [spinner.pid]
+        assert 0.25 <= spent[spinner.pid] < 5
+    finally:
+        spinner.kill()
+        spinner.wait()
+
+
+def test_the_cpu_share_counts_each_process_from_the_first_sample_or_its_start(monkeypatch):
+    """Web 1 idles; worker 2 spends 3 s after the first sample; worker 3 starts later and spends 1 s
+    in all; worker 4 spends 2 s, then ends before the last sample: its last reading still counts."""
+    readings = iter(
+        [
+            {1: 5.0, 2: 10.0, 4: 1.0},
+            {1: 5.0, 2: 11.0, 3: 0.5, 4: 3.0},
+            {1: 5.0, 2: 13.0, 3: 1.0},
+        ]
+    )
+
+    now = {}
+
+    class Stack:
+        def web_pids(self):
+            now.clear()
+            now.update(next(readings))
+            return [1]
+
+        def worker_pids(self):
+            return [2, 3, 4]
+
+    monkeypatch.setattr(procs, "cpu_seconds", lambda pids: {pid: now[pid] for pid in pids if pid in now})
+    share = trial.CpuShare(Stack())
+    for _ in range(3):
+        share.sample()
+    assert share.spent("web") == 0.0
+    assert share.spent("workers") == pytest.approx(3.0 + 1.0 + 2.0)
+
+
 def test_the_systems_cpu_leaves_out_what_the_benchmarks_own_process_spent():
     """The clients and the SMTP sink run in the benchmark's process: their work is no system's."""
 
     class Sink:
-        arrivals = {"a": [1.0], "b": [2.0]}
+        arrivals = {"a": [1.0], "b": [2.0], "c": [3.0], "d": [4.0]}
 
         def wait_received(self, names, timeout, quiet):
             return len(names)
 
+    class Share:
+        def spent(self, group):
+            return {"web": 0.1, "workers": 0.04}[group]
+
     class Sampler:
         rss = pss = processes = 0
+        cpu = Share()
 
         def finish(self):
             pass
@@ -81,15 +141,23 @@ def test_the_systems_cpu_leaves_out_what_the_benchmarks_own_process_spent():
     spun = time.process_time()
     while time.process_time() - spun < 0.3:
         pass
-    found = trial._measure(Sink(), Sampler(), ["a", "b"], [], 10, since)
-    # 0.3 s of this process's CPU over 2 messages: at least 150 ms each in the machine's, none in the system's
-    assert found["cpu_ms"] >= 140
-    assert found["cpu_ms"] - found["system_cpu_ms"] >= 150
+    # Three messages queued before the drain, one POSTed during it: four delivered.
+    found = trial._measure(Sink(), Sampler(), ["a", "b", "c"], [Post("d", 0.0, 0.01, 202)], 10, since)
+    # 0.3 s of this process's CPU over 4 messages: at least 75 ms each in the machine's, none in the system's
+    assert found["cpu_ms"] >= 70
+    assert found["cpu_ms"] - found["system_cpu_ms"] >= 74
+    # The system's share, split: 100 ms of web and 40 of workers over 4 messages; the rest is what is left.
+    assert (found["web_cpu_ms"], found["workers_cpu_ms"]) == pytest.approx((25.0, 10.0))
+    assert found["rest_cpu_ms"] == pytest.approx(found["system_cpu_ms"] - 35.0)
+    # The one POST made the 100 ms of web: a message with its POST is the rest of the system's and that.
+    assert found["post_cpu_ms"] == pytest.approx(100.0)
+    assert found["message_cpu_ms"] == pytest.approx(found["system_cpu_ms"] - 25.0 + 100.0)
 
 
 def runs(post_p50, per_s, rss):
     flood = {"post_p50": post_p50, "post_p99": post_p50, "per_s": per_s, "rss": rss * report.MiB}
     flood.update(pss=rss * report.MiB, processes=5, accepted=10, delivered=10, cpu_ms=5.0, system_cpu_ms=4.0)
+    flood.update(web_cpu_ms=1.5, workers_cpu_ms=2.0, rest_cpu_ms=0.5, post_cpu_ms=6.0, message_cpu_ms=8.5)
     paced = {"sink_p50": 0.01, "sink_p99": 0.02, "accepted": 10, "delivered": 10}
     return {"flood": [flood], "paced": [paced]}
 
@@ -160,7 +228,7 @@ def test_the_memory_sampler_keeps_each_peak_of_its_own():
         def worker_memory(self):
             return self.rss, self.pss
 
-    sampler = trial.MemorySampler(Stack())
+    sampler = trial.Sampler(Stack())
     for _ in range(4):
         sampler.sample()
     assert (sampler.rss, sampler.pss, sampler.processes) == (300, 90, 5)
@@ -212,3 +280,13 @@ def test_the_report_shows_the_request_clock_when_asked():
     )
     table = report.clock_table(results)
     assert "| relieve sqlite | 3 | 6.00 | 2.00 | 3.50 | 0.50 | 2 | 1 |" in table
+
+
+def test_the_report_says_where_each_systems_cpu_went():
+    results = Results()
+    results.trials[(OURS.name, "sqlite", 0.0)] = runs(post_p50=0.020, per_s=300, rss=200)
+    results.trials[("send_mail-in-view", "sqlite", 0.0)] = runs(post_p50=0.040, per_s=90, rss=0)
+    table = report.cpu_table(results)
+    assert f"| {OURS.label} | sqlite, 0 ms | 4.0 | 1.5 | 2.0 | 0.5 | 6.0 | 8.5 |" in table
+    view = SYSTEMS["send_mail-in-view"].label
+    assert f"| {view} | sqlite, 0 ms | 4.0 | 1.5 | 2.0 | 0.5 | 6.0 | 8.5 (1.00) |" in table
