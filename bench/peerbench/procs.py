@@ -17,11 +17,14 @@ def _parents():
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
-        with contextlib.suppress(OSError, ValueError):
-            stat = (entry / "stat").read_text()
-            # After the command name in parentheses: state ppid ...
-            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            parents[int(entry.name)] = int(_stat(entry.name)[1])
     return parents
+
+
+def _stat(pid):
+    """The fields of /proc/<pid>/stat after the command name in parentheses: state ppid ..."""
+    return (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
 
 
 def tree(roots):
@@ -68,9 +71,8 @@ def cpu_seconds(pids):
     spent = {}
     for pid in pids:
         with contextlib.suppress(OSError, ValueError, IndexError):
-            # After the command name in parentheses: state ppid ... utime stime (the 12th and 13th)
-            fields = (PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-            spent[pid] = (int(fields[11]) + int(fields[12])) / tick
+            fields = _stat(pid)
+            spent[pid] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     return spent
 
 

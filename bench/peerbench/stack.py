@@ -161,9 +161,6 @@ class Stack:
     def worker_pids(self):
         return procs.tree(process.pid for process in self.workers)
 
-    def worker_memory(self):
-        return procs.memory(self.worker_pids())
-
     def kill_workers(self):
         """SIGKILL every process of every worker command, all at once; returns how many."""
         killed = procs.signal_all(self.worker_pids(), signal.SIGKILL)

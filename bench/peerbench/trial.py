@@ -48,22 +48,20 @@ class CpuShare:
 
     GROUPS = ("web", "workers")
 
-    def __init__(self, stack):
-        self.stack = stack
+    def __init__(self):
         self._first = None  # (group, pid) -> seconds at the first sample
         self._last = {}  # (group, pid) -> seconds at the last sample that saw it
 
-    def sample(self):
+    def sample(self, web_pids, worker_pids):
         seen = {}
-        for group, pids in zip(self.GROUPS, (self.stack.web_pids(), self.stack.worker_pids()), strict=True):
+        for group, pids in zip(self.GROUPS, (web_pids, worker_pids), strict=True):
             seen.update(((group, pid), spent) for pid, spent in procs.cpu_seconds(pids).items())
         if self._first is None:
             self._first = dict(seen)
         self._last.update(seen)
 
     def spent(self, group):
-        first = self._first or {}
-        return sum(last - first.get(key, 0.0) for key, last in self._last.items() if key[0] == group)
+        return sum(last - self._first.get(key, 0.0) for key, last in self._last.items() if key[0] == group)
 
 
 class Sampler(threading.Thread):
@@ -83,8 +81,8 @@ class Sampler(threading.Thread):
 
     def count_cpu(self):
         """From now on: the first sample is taken here, before the sampler's thread sees it."""
-        cpu = CpuShare(self.stack)
-        cpu.sample()
+        cpu = CpuShare()
+        cpu.sample(self.stack.web_pids(), self.stack.worker_pids())
         self.cpu = cpu
 
     def run(self):
@@ -93,12 +91,12 @@ class Sampler(threading.Thread):
             self._done.wait(self.every)
 
     def sample(self):
-        pids = self.stack.worker_pids()
-        rss, pss = self.stack.worker_memory()
+        pids = self.stack.worker_pids()  # one walk of /proc serves the memory and the CPU
+        rss, pss = procs.memory(pids)
         self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
         self.processes = max(self.processes, len(pids))
         if self.cpu is not None:
-            self.cpu.sample()
+            self.cpu.sample(self.stack.web_pids(), pids)
 
     def finish(self):
         self._done.set()
@@ -158,7 +156,7 @@ def _measure(sink, sampler, counted, posts, timeout, since):
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
     seconds = [post.seconds for post in _accepted(posts)]
     system_seconds = cpu_seconds - harness_seconds
-    web, workers = (sampler.cpu.spent(group) if sampler.cpu else float("nan") for group in CpuShare.GROUPS)
+    web, workers = (sampler.cpu.spent(group) for group in CpuShare.GROUPS)
 
     def per_message(spent):
         return spent * 1000 / delivered if delivered else float("nan")

@@ -99,20 +99,12 @@ def test_the_cpu_share_counts_each_process_from_the_first_sample_or_its_start(mo
     )
 
     now = {}
-
-    class Stack:
-        def web_pids(self):
-            now.clear()
-            now.update(next(readings))
-            return [1]
-
-        def worker_pids(self):
-            return [2, 3, 4]
-
     monkeypatch.setattr(procs, "cpu_seconds", lambda pids: {pid: now[pid] for pid in pids if pid in now})
-    share = trial.CpuShare(Stack())
-    for _ in range(3):
-        share.sample()
+    share = trial.CpuShare()
+    for reading in readings:
+        now.clear()
+        now.update(reading)
+        share.sample([1], [2, 3, 4])
     assert share.spent("web") == 0.0
     assert share.spent("workers") == pytest.approx(3.0 + 1.0 + 2.0)
 
@@ -214,20 +206,20 @@ def test_on_sqlite_ours_runs_its_engine_and_a_peer_djangos(system, engine, tmp_p
     assert done.stdout.strip() == engine
 
 
-def test_the_memory_sampler_keeps_each_peak_of_its_own():
+def test_the_memory_sampler_keeps_each_peak_of_its_own(monkeypatch):
     """A forking system's RSS peaks when most processes exist; its PSS may peak at another sample,
     when one process holds the most of its own. Each figure is its own peak."""
+    samples = iter([(100, 40, 2), (300, 60, 5), (200, 90, 3), (150, 50, 2)])  # rss, pss, processes
+    memory = {}
 
     class Stack:
-        samples = iter([(100, 40, 2), (300, 60, 5), (200, 90, 3), (150, 50, 2)])  # rss, pss, processes
-
         def worker_pids(self):
-            self.rss, self.pss, processes = next(self.samples)
-            return list(range(processes))
+            rss, pss, processes = next(samples)
+            pids = list(range(processes))
+            memory[tuple(pids)] = rss, pss
+            return pids
 
-        def worker_memory(self):
-            return self.rss, self.pss
-
+    monkeypatch.setattr(procs, "memory", lambda pids: memory[tuple(pids)])
     sampler = trial.Sampler(Stack())
     for _ in range(4):
         sampler.sample()
