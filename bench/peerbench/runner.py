@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench.peerbench import report, request_clock, trial
 from bench.peerbench.profile import Profiler, summary
-from bench.peerbench.sink import TimedSink
+from bench.peerbench.sink import SinkProcess
 from bench.peerbench.stack import Database, Stack, StackError
 from bench.peerbench.systems import DEFAULT, OURS, SYSTEMS
 
@@ -172,7 +172,7 @@ def run(options, log=print):
     folder = Path(tempfile.mkdtemp(prefix="peerbench-"))
     results = Results()
     started = time.monotonic()
-    with TimedSink() as sink:
+    with SinkProcess() as sink:
         for kind in options.databases:
             Round(kind, options, sink, folder, results, log).run()
     if options.request_clock:

@@ -1,6 +1,6 @@
 """One system on its feet: a fresh database, gunicorn serving the contact page, the worker processes.
 
-The SMTP sink lives in the benchmark's process and outlives the stacks; everything else is a child
+The SMTP sink (``sink.py``, a process of its own) outlives the stacks; everything else is a child
 process started from the repository root with the benchmark's settings and torn down at the end.
 """
 

@@ -3,11 +3,12 @@
 - `drain`: a backlog queued while the workers are stopped, then drained, with more POSTs meanwhile:
   delivered per second, POST latency while the queue drains, peak memory of the workers, and
   the machine's CPU time per message (all processes: web, workers, database, broker, sink), and
-  the same less this process's own (its clients and the SMTP sink, which stand for the browsers
-  and the mail server): the system's, split into its web workers', its worker processes' and the
-  rest (database server, broker, the kernel's own threads). Most of a drain's messages were queued
-  before it (``fill``), not POSTed: a message's CPU with its POST included adds the web's CPU a
-  POST of the drain to the rest of the system's a message, as a flood of POSTs counts it.
+  the same less the harness's (this process, whose clients stand for the browsers, and the SMTP
+  sink's process, for the mail server): the system's, split into its web workers', its worker
+  processes' and the rest (database server, broker, the kernel's own threads). Most of a drain's
+  messages were queued before it (``fill``), not POSTed: a message's CPU with its POST included
+  adds the web's CPU a POST of the drain to the rest of the system's a message, as a flood of POSTs
+  counts it.
   (`flood` for a system without workers: the POSTs themselves deliver.)
 - `paced`: POST at a steady rate every system keeps up with: time from POST to arrival at the sink.
 - `kill`: POST `count`, SIGKILL every worker process at once, start the workers again, and count
@@ -104,6 +105,12 @@ class Sampler(threading.Thread):
         self.sample()
 
 
+def harness_seconds(sink):
+    """CPU seconds of what stands for the browsers and the mail server: every thread of this process
+    (the clients, the sampler, the sink's reader) and the sink's process."""
+    return time.process_time() + sink.cpu_seconds()
+
+
 def _accepted(posts):
     return [post for post in posts if post.status == 202]
 
@@ -122,7 +129,7 @@ def drain(stack, sink, backlog, during, clients, timeout, watch=contextlib.nullc
     sampler.start()
     with watch(stack):  # a profiler, when asked for
         sink.wait_received(names, timeout=60, at_least=1)  # the drain has begun
-        since = procs.machine_busy(), time.process_time()
+        since = procs.machine_busy(), harness_seconds(sink)
         sampler.count_cpu()
         posts = post_all(stack.web_port, stack.system.path, subjects("during", during), clients)
         return _measure(sink, sampler, names, posts, timeout, since)
@@ -133,7 +140,7 @@ def flood(stack, sink, count, clients, timeout):
     sink.clear()
     sampler = Sampler(stack)
     sampler.start()
-    since = procs.machine_busy(), time.process_time()
+    since = procs.machine_busy(), harness_seconds(sink)
     sampler.count_cpu()
     posts = post_all(stack.web_port, stack.system.path, subjects("flood", count), clients)
     return _measure(sink, sampler, [post.subject for post in _accepted(posts)], posts, timeout, since)
@@ -142,7 +149,8 @@ def flood(stack, sink, count, clients, timeout):
 def _measure(sink, sampler, counted, posts, timeout, since):
     """Wait for every message; the rate over `counted` (first to last arrival), the latency of `posts`,
     and the CPU time per message since `since` (``procs.machine_busy()`` and this process's own CPU
-    time when the drain began): the machine's, and the system's (the machine's less this process's),
+    and the sink's CPU time when the drain began): the machine's, and the system's (the machine's less
+    the harness's),
     split into the web's, the workers' (as the sampler counted them) and the rest; and a message's
     with its POST: the web's CPU a POST of `posts`, plus all but the web's a message delivered."""
     known = set(counted)
@@ -150,12 +158,12 @@ def _measure(sink, sampler, counted, posts, timeout, since):
     delivered = sink.wait_received(names, timeout=timeout, quiet=30)
     machine_since, own_since = since
     cpu_seconds = procs.machine_busy() - machine_since
-    harness_seconds = time.process_time() - own_since  # every thread of this one: clients, sink, sampler
+    harness = harness_seconds(sink) - own_since
     sampler.finish()
     arrivals = sorted(sink.arrivals[name][0] for name in counted if sink.arrivals.get(name))
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
     seconds = [post.seconds for post in _accepted(posts)]
-    system_seconds = cpu_seconds - harness_seconds
+    system_seconds = cpu_seconds - harness
     web, workers = (sampler.cpu.spent(group) for group in CpuShare.GROUPS)
 
     def per_message(spent):

@@ -2,11 +2,14 @@
 process (relieve's children run in sessions of their own), whose CPU each figure counts, and the
 last line scripts read."""
 
+import os
 import re
 import signal
+import smtplib
 import subprocess
 import sys
 import time
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ import pytest
 from bench.peerbench import procs, report, trial
 from bench.peerbench.load import Post
 from bench.peerbench.runner import Results
+from bench.peerbench.sink import SinkProcess
 from bench.peerbench.systems import OURS, SYSTEMS
 
 LAST_LINE = re.compile(
@@ -109,14 +113,18 @@ def test_the_cpu_share_counts_each_process_from_the_first_sample_or_its_start(mo
     assert share.spent("workers") == pytest.approx(3.0 + 1.0 + 2.0)
 
 
-def test_the_systems_cpu_leaves_out_what_the_benchmarks_own_process_spent():
-    """The clients and the SMTP sink run in the benchmark's process: their work is no system's."""
+def test_the_systems_cpu_leaves_out_what_the_harness_spent():
+    """The clients (the benchmark's process) and the SMTP sink (its own): their work is no system's."""
 
     class Sink:
         arrivals = {"a": [1.0], "b": [2.0], "c": [3.0], "d": [4.0]}
+        spent = iter([5.0, 5.2])  # the sink's process: 0.2 s over the drain
 
         def wait_received(self, names, timeout, quiet):
             return len(names)
+
+        def cpu_seconds(self):
+            return next(self.spent)
 
     class Share:
         def spent(self, group):
@@ -129,21 +137,55 @@ def test_the_systems_cpu_leaves_out_what_the_benchmarks_own_process_spent():
         def finish(self):
             pass
 
-    since = procs.machine_busy(), time.process_time()
+    sink = Sink()
+    since = procs.machine_busy(), trial.harness_seconds(sink)
     spun = time.process_time()
     while time.process_time() - spun < 0.3:
         pass
     # Three messages queued before the drain, one POSTed during it: four delivered.
-    found = trial._measure(Sink(), Sampler(), ["a", "b", "c"], [Post("d", 0.0, 0.01, 202)], 10, since)
-    # 0.3 s of this process's CPU over 4 messages: at least 75 ms each in the machine's, none in the system's
+    found = trial._measure(sink, Sampler(), ["a", "b", "c"], [Post("d", 0.0, 0.01, 202)], 10, since)
+    # 0.3 s of this process's CPU over 4 messages: at least 75 ms each in the machine's; none of it,
+    # nor the sink's 0.2 s, in the system's
     assert found["cpu_ms"] >= 70
-    assert found["cpu_ms"] - found["system_cpu_ms"] >= 74
+    assert found["cpu_ms"] - found["system_cpu_ms"] >= 124
     # The system's share, split: 100 ms of web and 40 of workers over 4 messages; the rest is what is left.
     assert (found["web_cpu_ms"], found["workers_cpu_ms"]) == pytest.approx((25.0, 10.0))
     assert found["rest_cpu_ms"] == pytest.approx(found["system_cpu_ms"] - 35.0)
     # The one POST made the 100 ms of web: a message with its POST is the rest of the system's and that.
     assert found["post_cpu_ms"] == pytest.approx(100.0)
     assert found["message_cpu_ms"] == pytest.approx(found["system_cpu_ms"] - 25.0 + 100.0)
+
+
+def test_the_sink_runs_in_a_process_of_its_own_and_tells_each_arrival():
+    """A real SMTP conversation: the subject and its time come back over the pipe, the stall holds
+    the answer, and the sink's CPU is its process's, not this one's."""
+    with SinkProcess() as sink:
+        assert sink.pid != os.getpid()
+        before = time.monotonic()
+        send(sink, "pb one 1-0")
+        assert sink.wait_received(["pb one 1-0"], timeout=10) == 1
+        (arrived,) = sink.arrivals["pb one 1-0"]
+        assert before <= arrived <= time.monotonic()
+
+        sink.stall = 0.3
+        started = time.monotonic()
+        send(sink, "pb one 1-1")
+        assert time.monotonic() - started >= 0.3
+        assert sink.wait_received(["pb one 1-0", "pb one 1-1"], timeout=10) == 2
+
+        sink.clear()
+        assert sink.received(["pb one 1-0", "pb one 1-1"]) == 0
+        assert sink.cpu_seconds() > 0
+        process = sink._process
+    assert process.poll() is not None  # stopped with the block
+
+
+def send(sink, subject):
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "a@example.org", "b@example.org", subject
+    message.set_content("body")
+    with smtplib.SMTP(sink.host, sink.port, timeout=10) as client:
+        client.send_message(message)
 
 
 def runs(post_p50, per_s, rss):
