@@ -169,7 +169,7 @@ def render(options, results):
         f"(at 50 ms: {options.slow_messages}), paced {options.paced} at {options.rate:g}/s, "
         f"{options.repeats} repeats (medians); took {results.seconds / 60:.1f} min",
         "figures: value (ours / this system); times in ms, lower is better; delivered/s, higher",
-        "system CPU: the machine's less the benchmark's own process (its clients and SMTP sink)",
+        "system CPU: the machine's less the harness's (the benchmark's clients and the SMTP sink's process)",
     ]
     headline = {}
     scenarios = sorted(
