@@ -5,8 +5,9 @@ Usage:
         [--databases sqlite,postgres] [--stall 0]
 
 For each database (a fresh SQLite file; a fresh PostgreSQL database at BENCH_PG_URL), a master of
-``--children`` mail children (``runrelieve --workers N``) sends to a local SMTP sink that answers at
-once, or ``--stall`` seconds after each message's data, as a distant SMTP server would. Two mails
+``--children`` mail children (``runrelieve --workers N``) sends to a local SMTP sink (a process of
+its own, ``bench/peerbench/sink.py``) that answers at once, or ``--stall`` seconds after each
+message's data, as a distant SMTP server would. Two mails
 a child first, so that every child has its SMTP connection and has asked for a renderer; then
 ``--mails`` contact messages are stored as the contact view stores them (the ``MailOutcome`` and its
 task, ``contact.views.enqueue``), in one transaction, and timed from the commit to the last one in
@@ -89,14 +90,14 @@ def measure(database, options):
     call_command("migrate", verbosity=0)
     from django.db import transaction
 
+    from bench.peerbench.sink import SinkProcess
     from relieve_app.contact.views import enqueue
     from tests.processes import stop_all
-    from tests.smtp_sink import SMTPSink
 
     def mail(subject):
         return {"emitter": "visitor@example.org", "subject": subject, "body": bench_children.MAIL_BODY}
 
-    with SMTPSink(stall=options.stall) as sink:
+    with SinkProcess(stall=options.stall) as sink:
         env = {**env, "BENCH_QUEUES": "mail", "EMAIL_URL": f"smtp://{sink.host}:{sink.port}"}
         master = bench_children.start_master(env, folder, ["--workers", str(options.children)])
         try:

@@ -30,11 +30,12 @@ ROOT = Path(__file__).resolve().parents[2]
 class SinkProcess:
     """The benchmark's side of the sink: its address, its arrivals, its answering delay, its CPU."""
 
-    def __init__(self, host="127.0.0.1"):
+    def __init__(self, host="127.0.0.1", stall=0.0):
         self.host = host
         self.port = free_port(host)
         self.arrivals = defaultdict(list)  # subject -> monotonic times it was received
-        self._stall = 0.0
+        self.count = 0  # every mail received since the start, whatever its subject
+        self._stall = stall
         self._arrived = threading.Condition()
         self._process = None
         self._reader = None
@@ -51,6 +52,8 @@ class SinkProcess:
             raise RuntimeError(f"the SMTP sink did not start: {ready!r}")
         self._reader = threading.Thread(target=self._read, name="peerbench-sink-reader", daemon=True)
         self._reader.start()
+        if self._stall:
+            self.stall = self._stall
         return self
 
     def stop(self):
@@ -96,7 +99,14 @@ class SinkProcess:
             at, _, subject = line.rstrip("\n").partition(" ")
             with self._arrived:
                 self.arrivals[subject].append(float(at))
+                self.count += 1
                 self._arrived.notify_all()
+
+    def wait_for(self, count, timeout):
+        """Return once at least ``count`` mails arrived since the start; TimeoutError otherwise."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: self.count >= count, timeout):
+                raise TimeoutError(f"the SMTP sink received {self.count} of {count} mails in {timeout} s")
 
     def received(self, subjects):
         with self._arrived:

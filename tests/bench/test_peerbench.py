@@ -172,6 +172,9 @@ def test_the_sink_runs_in_a_process_of_its_own_and_tells_each_arrival():
         send(sink, "pb one 1-1")
         assert time.monotonic() - started >= 0.3
         assert sink.wait_received(["pb one 1-0", "pb one 1-1"], timeout=10) == 2
+        sink.wait_for(2, timeout=10)
+        with pytest.raises(TimeoutError, match="received 2 of 3"):
+            sink.wait_for(3, timeout=0.2)
 
         sink.clear()
         assert sink.received(["pb one 1-0", "pb one 1-1"]) == 0
