@@ -7,8 +7,8 @@ Usage:
 For each database (a fresh SQLite file; a fresh PostgreSQL database at BENCH_PG_URL), a master of
 ``--children`` mail children (``runrelieve --workers N``) sends to a local SMTP sink (a process of
 its own, ``bench/peerbench/sink.py``) that answers at once, or ``--stall`` seconds after each
-message's data, as a distant SMTP server would. Two mails
-a child first, so that every child has its SMTP connection and has asked for a renderer; then
+message's data, as a distant SMTP server would. Two mails a child first, so that every child has
+its SMTP connection and has asked for a renderer; then
 ``--mails`` contact messages are stored as the contact view stores them (the ``MailOutcome`` and its
 task, ``contact.views.enqueue``), in one transaction, and timed from the commit to the last one in
 the sink. The CPU time of each process of the master's tree is read from /proc before and after:

@@ -148,9 +148,8 @@ def flood(stack, sink, count, clients, timeout):
 
 def _measure(sink, sampler, counted, posts, timeout, since):
     """Wait for every message; the rate over `counted` (first to last arrival), the latency of `posts`,
-    and the CPU time per message since `since` (``procs.machine_busy()`` and this process's own CPU
-    and the sink's CPU time when the drain began): the machine's, and the system's (the machine's less
-    the harness's),
+    and the CPU time per message since `since` (``procs.machine_busy()`` and ``harness_seconds()``
+    when the drain began): the machine's, and the system's (the machine's less the harness's),
     split into the web's, the workers' (as the sampler counted them) and the rest; and a message's
     with its POST: the web's CPU a POST of `posts`, plus all but the web's a message delivered."""
     known = set(counted)
