@@ -1,28 +1,31 @@
 """The SMTP sink every system sends to, in a process of its own, noting when each subject arrived.
 
-The sink parses every mail it takes. In the benchmark's own process it would hold that process's
-interpreter lock for longer the faster a system delivers, and the clients timing the POSTs would
-wait for that lock: the faster system's POSTs would look slower. In its own process it costs the
-machine's cores the same, and nothing of the clients' clock. It writes one line a mail to its
-stdout (``<monotonic> <subject>``, the clock every process of the machine shares) and takes one
-command a line on its stdin (``stall <seconds>``); a thread of the benchmark reads the lines.
+The sink stands for a mail server on another host. In the benchmark's own process it would hold
+that process's interpreter lock for longer the faster a system delivers, and the clients timing
+the POSTs would wait for that lock: the faster system's POSTs would look slower. So it runs in a
+process of its own, and answers SMTP with as little work as it can (a few lines of asyncio, no
+parser): its CPU competes with the systems' for the machine's cores, and more so the faster a
+system delivers. It writes one line a mail to its stdout (``<monotonic> <subject>``, the clock every
+process of the machine shares) and takes one command a line on its stdin (``stall <seconds>``); a
+thread of the benchmark reads the lines.
 
     python -m bench.peerbench.sink --port 2525   # what SinkProcess starts
 """
 
 import argparse
 import asyncio
-import email.parser
-import email.policy
+import email.header
+import re
 import subprocess
 import sys
 import threading
 import time
+import types
 from collections import defaultdict
 from pathlib import Path
 
 from bench.peerbench import procs
-from tests.smtp_sink import _Controller, free_port
+from tests.smtp_sink import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -134,34 +137,101 @@ class SinkProcess:
             self.arrivals.clear()
 
 
-class _Handler:
-    """aiosmtpd's hooks in the sink's process: each mail taken, after the stall, is one line out."""
+class _Session(asyncio.Protocol):
+    """One SMTP client's connection: every command accepted, each mail's subject written out.
 
-    def __init__(self):
-        self.stall = 0.0
-        self._headers = email.parser.BytesHeaderParser(policy=email.policy.default)
+    Only what a mail server's answers cost the client is kept: no address is checked and nothing is
+    stored, so the sink's CPU, which stands for a server on another host, stays small beside the
+    systems' own. A stalled answer holds the connection's next command until it is given.
+    """
 
-    async def handle_DATA(self, server, session, envelope):
-        if self.stall:
-            await asyncio.sleep(self.stall)
-        subject = str(self._headers.parsebytes(envelope.original_content)["Subject"] or "")
+    def __init__(self, settings):
+        self.settings = settings  # .stall, read at each mail
+        self.buffer = bytearray()
+        self.in_data = False
+        self.waiting = False
+        self.transport = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(b"220 peerbench sink\r\n")
+
+    def data_received(self, data):
+        self.buffer += data
+        self._serve()
+
+    def _serve(self):
+        while not self.waiting:
+            if self.in_data:
+                end = self.buffer.find(b"\r\n.\r\n")
+                if end < 0:
+                    return
+                subject = _subject(bytes(self.buffer[:end]))
+                del self.buffer[: end + 5]
+                self.in_data = False
+                if self.settings.stall:
+                    self.waiting = True
+                    asyncio.get_running_loop().call_later(self.settings.stall, self._taken, subject)
+                else:
+                    self._taken(subject)
+                continue
+            end = self.buffer.find(b"\r\n")
+            if end < 0:
+                return
+            verb = bytes(self.buffer[:4]).upper()
+            del self.buffer[: end + 2]
+            self._answer(verb)
+
+    def _answer(self, verb):
+        if verb == b"EHLO":
+            self.transport.write(b"250-peerbench sink\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n")
+        elif verb == b"DATA":
+            self.in_data = True
+            self.transport.write(b"354 end data with <CR><LF>.<CR><LF>\r\n")
+        elif verb == b"QUIT":
+            self.transport.write(b"221 bye\r\n")
+            self.transport.close()
+        elif verb in (b"HELO", b"MAIL", b"RCPT", b"RSET", b"NOOP"):
+            self.transport.write(b"250 OK\r\n")
+        else:
+            self.transport.write(b"502 not implemented\r\n")
+
+    def _taken(self, subject):
+        if self.transport.is_closing():
+            return  # the client went away before its answer: not taken
         sys.stdout.write(f"{time.monotonic()!r} {subject}\n")
         sys.stdout.flush()
-        return "250 OK"
+        self.transport.write(b"250 OK\r\n")
+        if self.waiting:
+            self.waiting = False
+            self._serve()
+
+
+_SUBJECT = re.compile(rb"^Subject:[ \t]*([^\r\n]*(?:\r\n[ \t][^\r\n]*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def _subject(message):
+    """The Subject of a mail as sent (CRLF line ends), unfolded and decoded; "" if it has none."""
+    found = _SUBJECT.search(message.split(b"\r\n\r\n", 1)[0])
+    if found is None:
+        return ""
+    value = re.sub(rb"\r\n(?=[ \t])", b"", found.group(1)).decode("utf-8", "replace")
+    if "=?" in value:  # an encoded word (RFC 2047): a subject that is not plain ASCII
+        value = str(email.header.make_header(email.header.decode_header(value)))
+    return value
 
 
 def serve(host, port):
-    handler = _Handler()
-    controller = _Controller(handler, hostname=host, port=port)
-    controller.start()
+    settings = types.SimpleNamespace(stall=0.0)
+    loop = asyncio.new_event_loop()
+    loop.run_until_complete(loop.create_server(lambda: _Session(settings), host, port))
+    threading.Thread(target=loop.run_forever, name="sink-loop", daemon=True).start()
     print("listening", flush=True)
-    try:
-        for line in sys.stdin:  # until the benchmark closes it
-            command, _, value = line.strip().partition(" ")
-            if command == "stall":
-                handler.stall = float(value)
-    finally:
-        controller.stop()
+    for line in sys.stdin:  # until the benchmark closes it
+        command, _, value = line.strip().partition(" ")
+        if command == "stall":
+            settings.stall = float(value)
+    loop.call_soon_threadsafe(loop.stop)
 
 
 if __name__ == "__main__":

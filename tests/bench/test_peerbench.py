@@ -2,6 +2,7 @@
 process (relieve's children run in sessions of their own), whose CPU each figure counts, and the
 last line scripts read."""
 
+import email.policy
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.peerbench import procs, report, trial
+from bench.peerbench import sink as sink_module
 from bench.peerbench.load import Post
 from bench.peerbench.runner import Results
 from bench.peerbench.sink import SinkProcess
@@ -181,6 +183,19 @@ def test_the_sink_runs_in_a_process_of_its_own_and_tells_each_arrival():
         assert sink.cpu_seconds() > 0
         process = sink._process
     assert process.poll() is not None  # stopped with the block
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["pb plain 1-0", "pb ünïcödé 1-1 ✓", "pb long " + " ".join(f"word{n}" for n in range(40))],
+    ids=["ascii", "encoded", "folded"],
+)
+def test_the_sink_reads_a_subject_as_sent_unfolded_and_decoded(subject):
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "a@example.org", "b@example.org", subject
+    message.set_content("Subject: not this one\n")
+    sent = message.as_bytes(policy=email.policy.SMTP)
+    assert sink_module._subject(sent) == subject
 
 
 def send(sink, subject):
