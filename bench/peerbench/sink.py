@@ -4,8 +4,8 @@ The sink stands for a mail server on another host. In the benchmark's own proces
 that process's interpreter lock for longer the faster a system delivers, and the clients timing
 the POSTs would wait for that lock: the faster system's POSTs would look slower. So it runs in a
 process of its own, and answers SMTP with as little work as it can (a few lines of asyncio, no
-parser): its CPU competes with the systems' for the machine's cores, and more so the faster a
-system delivers. It writes one line a mail to its stdout (``<monotonic> <subject>``, the clock every
+parser), since its CPU too competes with the systems' for the machine's cores, the more so the
+faster a system delivers. It writes one line a mail to its stdout (``<monotonic> <subject>``, the clock every
 process of the machine shares) and takes one command a line on its stdin (``stall <seconds>``); a
 thread of the benchmark reads the lines.
 
