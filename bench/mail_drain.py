@@ -14,10 +14,12 @@ task, ``contact.views.enqueue``), in one transaction, and timed from the commit 
 the sink. The CPU time of each process of the master's tree is read from /proc before and after:
 milliseconds of CPU per mail for the master (its event loop and its database thread), the children,
 and the Markdown renderer they share (one each when started cold); then the PSS of the whole tree,
-in MiB. The last line is for scripts (one line)::
+in MiB; and on PostgreSQL the CPU of the database server's processes over the same span, a mail
+(the machine's whole server: run nothing else against it meanwhile). The last line is for scripts
+(one line)::
 
     mail-drain <database>-per-s=… <database>-master-ms=… <database>-children-ms=… <database>-renderers-ms=…
-        <database>-tree-pss-mb=… …
+        <database>-tree-pss-mb=… <database>-server-ms=… …
 """
 
 import argparse
@@ -54,9 +56,10 @@ def main():
         arguments = ["--mails", options.mails, "--children", options.children, "--stall", options.stall]
         timeout = 1200 + sink_waits(options)
         figures[database] = found = own_process.measure(__file__, [database], arguments, timeout=timeout)
+        server = f", database server {found['server_ms']:.2f} ms" if "server_ms" in found else ""
         print(
             f"{database:8} {found['per_s']:6.0f} mails/s; CPU per mail: master {found['master_ms']:.2f} ms, "
-            f"children {found['children_ms']:.2f} ms, renderers {found['renderers_ms']:.2f} ms; "
+            f"children {found['children_ms']:.2f} ms, renderers {found['renderers_ms']:.2f} ms{server}; "
             f"tree PSS {found['tree_pss_mb']:.1f} MiB",
             flush=True,
         )
@@ -111,6 +114,7 @@ def measure(database, options):
             with transaction.atomic():
                 for n in range(options.mails):
                     enqueue(mail(f"mail {n}"))
+            server_before = database_server_cpu()  # the drain's, from the commit: not the enqueues'
             started = time.perf_counter()
             sink.wait_for(warm_up + options.mails, timeout=600 + sink_waits(options))
             elapsed = time.perf_counter() - started
@@ -118,19 +122,37 @@ def measure(database, options):
             children, renderers, pids = bench_children.tree_of(master.pid)
             used = {pid: cpu_seconds(pid) - before.get(pid, 0) for pid in pids}
             tree_pss = sum(bench_children.smaps_rollup(pid)[0] for pid in pids) / 1024
+            server_after = database_server_cpu()
         finally:
             stop_all([master])
 
     def per_mail(group):
         return sum(used[pid] for pid in group) * 1000 / options.mails
 
-    return {
+    figures = {
         "per_s": options.mails / elapsed,
         "master_ms": per_mail([master.pid]),
         "children_ms": per_mail(children),
         "renderers_ms": per_mail(renderers),
         "tree_pss_mb": tree_pss,
     }
+    if database == "postgres":
+        server = sum(seconds - server_before.get(pid, 0) for pid, seconds in server_after.items())
+        figures["server_ms"] = server * 1000 / options.mails
+    return figures
+
+
+def database_server_cpu():
+    """CPU so far of each PostgreSQL server process on this machine: a backend that ended between
+    two readings is not counted, but the master's connection lives through the drain."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().startswith("postgres"):
+                found[int(entry.name)] = cpu_seconds(int(entry.name))
+        except OSError:  # ended meanwhile
+            continue
+    return found
 
 
 if __name__ == "__main__":
