@@ -141,3 +141,66 @@ def test_create_leaves_to_the_orm_an_id_given_and_a_model_with_a_save_of_its_own
     monkeypatch.setattr(MailOutcome, "save", own_save)
     row = bulk.create(MailOutcome, emitter="v@example.org", recipient="o@example.com", subject="own")
     assert saved == ["own"] and MailOutcome.objects.get(pk=row.pk).subject == "own"
+
+
+def test_update_each_writes_a_null_and_text_into_every_row_whatever_the_columns_type():
+    at = timezone.now()
+    rows = [task(status="RUNNING", owner="me", lease_until=at) for _ in range(3)]
+
+    changed = bulk.update_each(
+        TaskRecord,
+        ["status", "owner", "lease_until", "return_value", "worker_ids"],
+        [(row.pk, ["SUCCESSFUL", "", None, None, ["mail0", "mail1"]]) for row in rows],
+        where={"status": "RUNNING"},
+    )
+
+    assert changed == 3
+    assert (
+        list(TaskRecord.objects.values_list("status", "owner", "lease_until", "return_value", "worker_ids"))
+        == [("SUCCESSFUL", "", None, None, ["mail0", "mail1"])] * 3
+    )
+
+
+def test_update_each_refuses_a_value_too_long_for_its_column_rather_than_cut_it():
+    from django.db import DataError, IntegrityError, transaction
+
+    rows = [task(), task()]
+    too_long = "x" * (TaskRecord._meta.get_field("owner").max_length + 1)
+
+    # SQLite does not enforce a length: the value is kept whole there, never cut.
+    try:
+        with transaction.atomic():
+            bulk.update_each(TaskRecord, ["owner"], [(rows[0].pk, [too_long]), (rows[1].pk, ["short"])])
+    except (DataError, IntegrityError):
+        assert list(TaskRecord.objects.order_by("pk").values_list("owner", flat=True)) == ["", ""]
+    else:
+        assert list(TaskRecord.objects.order_by("pk").values_list("owner", flat=True)) == [too_long, "short"]
+
+
+def test_update_each_writes_a_row_given_twice_once_for_each_in_their_order():
+    row = task(status="RUNNING")
+
+    changed = bulk.update_each(TaskRecord, ["status"], [(row.pk, ["SUCCESSFUL"]), (row.pk, ["FAILED"])])
+
+    assert changed == 2
+    assert TaskRecord.objects.get(pk=row.pk).status == "FAILED"
+
+
+def test_many_rows_are_written_in_chunks_each_row_its_own_values(monkeypatch):
+    monkeypatch.setattr(bulk, "CHUNK", 2)
+    rows = [task() for _ in range(5)]
+
+    changed = bulk.update_each(TaskRecord, ["owner"], [(row.pk, [f"owner {row.pk}"]) for row in rows])
+    bulk.insert_many(
+        [
+            TaskEvent(task_name=f"mail{n}", event="info", payload={"n": n}, task_result=rows[n])
+            for n in range(5)
+        ],
+        ["task_name", "event", "payload", "created_at", "task_result"],
+    )
+
+    assert changed == 5
+    assert dict(TaskRecord.objects.values_list("pk", "owner")) == {row.pk: f"owner {row.pk}" for row in rows}
+    assert list(TaskEvent.objects.order_by("pk").values_list("task_name", "payload", "task_result")) == [
+        (f"mail{n}", {"n": n}, rows[n].pk) for n in range(5)
+    ]
