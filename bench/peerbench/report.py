@@ -15,7 +15,8 @@ def brief(flood, paced):
     cpu = {key: flood[key] for key in ("cpu_ms", "system_cpu_ms", *SHARES)}
     return (
         f"post p50 {flood['post_p50'] * 1000:.1f} ms p99 {flood['post_p99'] * 1000:.1f} ms, "
-        f"{flood['per_s']:.0f}/s ({flood['delivered']}/{flood['accepted']}), "
+        f"{flood['per_s']:.0f}/s ({flood['delivered']}/{flood['accepted']}) beside "
+        f"{flood['in_span']} POSTs, "
         f"{cpu['cpu_ms']:.1f} CPU ms per message ({cpu['system_cpu_ms']:.1f} without the clients and "
         f"the sink: web {cpu['web_cpu_ms']:.1f}, workers {cpu['workers_cpu_ms']:.1f}), "
         f"to sink p50 {paced['sink_p50'] * 1000:.0f} ms p99 {paced['sink_p99'] * 1000:.0f} ms, "
@@ -168,6 +169,8 @@ def render(options, results):
         f"{options.web_workers} gunicorn workers, {options.clients} clients; flood {options.messages} "
         f"(at 50 ms: {options.slow_messages}), paced {options.paced} at {options.rate:g}/s, "
         f"{options.repeats} repeats (medians); took {results.seconds / 60:.1f} min",
+        "POSTs while a backlog drains: "
+        + (f"{options.during_rate:g} a second" if options.during_rate else "as fast as answered"),
         "figures: value (ours / this system); times in ms, lower is better; delivered/s, higher",
         "system CPU: the machine's less the harness's (the benchmark's clients and the SMTP sink's process)",
     ]

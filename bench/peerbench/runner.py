@@ -25,6 +25,7 @@ class Options:
     messages: int = 2000
     slow_messages: int = 300
     during: int = 200  # posted while the backlog drains, for POST latency
+    during_rate: float = None  # those POSTs a second; None: as fast as the clients are answered
     paced: int = 100
     rate: float = 10.0
     kill_messages: int = 200
@@ -150,7 +151,9 @@ def load(stack, sink, count, options, watch=contextlib.nullcontext):
     """The drain of a backlog of `count`, or for a system without workers a flood of as many POSTs."""
     timeout = max(120, count / 4)
     if stack.system.has_workers:
-        return trial.drain(stack, sink, count, options.during, options.clients, timeout, watch)
+        return trial.drain(
+            stack, sink, count, options.during, options.clients, timeout, watch, options.during_rate
+        )
     return trial.flood(stack, sink, count, options.clients, timeout)
 
 
@@ -198,6 +201,12 @@ def parse(argv):
     parser.add_argument("--slow-messages", dest="slow_messages", type=int, help="backlog at 50 ms (300)")
     parser.add_argument("--repeats", type=int, help="trials per figure, medians reported (3)")
     parser.add_argument(
+        "--during-rate",
+        dest="during_rate",
+        type=float,
+        help="POSTs a second while a backlog drains, the same for every system (as fast as answered)",
+    )
+    parser.add_argument(
         "--kill-wait", dest="kill_wait", type=float, help="seconds to wait after the kill (75)"
     )
     parser.add_argument(
@@ -229,7 +238,7 @@ def parse(argv):
         options.messages, options.slow_messages, options.paced, options.repeats = 300, 100, 40, 1
         options.during = 100
         options.kill_wait, options.warmup = 30.0, 20
-    for name in ("messages", "slow_messages", "repeats", "sqlite_repeats", "kill_wait"):
+    for name in ("messages", "slow_messages", "repeats", "sqlite_repeats", "kill_wait", "during_rate"):
         if getattr(args, name) is not None:
             setattr(options, name, getattr(args, name))
     return options

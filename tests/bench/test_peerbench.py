@@ -12,6 +12,7 @@ import sys
 import time
 from email.message import EmailMessage
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -342,3 +343,38 @@ def test_the_report_says_where_each_systems_cpu_went():
     assert f"| {OURS.label} | sqlite, 0 ms | 4.0 | 1.5 | 2.0 | 0.5 | 6.0 | 8.5 |" in table
     view = SYSTEMS["send_mail-in-view"].label
     assert f"| {view} | sqlite, 0 ms | 4.0 | 1.5 | 2.0 | 0.5 | 6.0 | 8.5 (1.00) |" in table
+
+
+def test_a_drain_counts_the_posts_answered_while_its_messages_arrived():
+    """The POSTs a drain shared the machine with: started and answered between its first and last
+    arrival; one answered late, one begun early and one refused are not among them."""
+
+    class Sink:
+        arrivals = {"a": [1.0], "b": [2.0], "c": [3.0]}
+
+        def wait_received(self, names, timeout, quiet):
+            return len(names)
+
+        def cpu_seconds(self):
+            return 0.0
+
+    class Sampler:
+        rss = pss = processes = 0
+        cpu = SimpleNamespace(spent=lambda group: 0.0)
+
+        def finish(self):
+            pass
+
+    posts = [
+        Post("p1", 1.1, 0.5, 202),
+        Post("p2", 2.0, 0.9, 202),
+        Post("late", 2.5, 0.6, 202),
+        Post("early", 0.9, 0.2, 202),
+        Post("refused", 1.5, 0.1, 400),
+    ]
+    sink = Sink()
+    since = procs.machine_busy(), trial.harness_seconds(sink)
+
+    found = trial._measure(sink, Sampler(), ["a", "b", "c"], posts, 10, since)
+
+    assert found["in_span"] == 2
