@@ -2,7 +2,8 @@
 
 Usage (from the repository root; `make bench-peers` installs the peers and runs it):
     var/peers-venv/bin/python bench/peers.py [--quick] [--systems relieve,celery-reliable,...]
-        [--databases postgres,sqlite] [--messages 2000] [--repeats 3] [--keep] [--request-clock]
+        [--databases postgres,sqlite] [--messages 2000] [--repeats 3] [--during-rate R] [--keep]
+        [--request-clock]
 
 Each system gets a fresh database, gunicorn serving the contact page, and 4 worker processes; the
 same SMTP sink receives every mail. ``--request-clock`` also splits each POST's time inside Django
