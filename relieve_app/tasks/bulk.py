@@ -104,8 +104,9 @@ def insert_many(rows, fields):
 
 
 def update_each(model, fields, items, where=None):
-    """``UPDATE … SET fields WHERE pk = …`` run for each ``(pk, values)`` of ``items``, each only
-    where the row's fields also equal ``where`` (a dict); returns how many rows it changed."""
+    """``UPDATE … SET fields WHERE pk = …`` for each ``(pk, values)`` of ``items``, each only where
+    the row's fields also equal ``where`` (a dict); returns how many rows it changed. One statement
+    run for each row, or on PostgreSQL one for up to ``CHUNK`` rows (``_update_joined``)."""
     if not items:
         return 0
     meta = model._meta
