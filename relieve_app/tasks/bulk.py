@@ -98,7 +98,7 @@ def insert_many(rows, fields):
     if not _joined(len(values)):
         _run(sql, values)
         return
-    one_row = sql[sql.index(" VALUES ") + len(" VALUES ") :]
+    one_row = f"({', '.join(['%s'] * len(columns))})"
     for chunk in _chunks(values):
         _run(f"{sql}{f', {one_row}' * (len(chunk) - 1)}", [[value for row in chunk for value in row]])
 
