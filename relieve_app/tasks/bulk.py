@@ -111,27 +111,26 @@ def update_each(model, fields, items, where=None):
         return 0
     meta = model._meta
     columns = [meta.get_field(name) for name in fields]
-    quote = connection.ops.quote_name
-    assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
-    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
-    condition = []
-    for name, value in (where or {}).items():
-        field = meta.get_field(name)
-        sql += f" AND {quote(field.column)} = %s"
-        condition.append(field.get_db_prep_save(value, connection))
+    wheres = [(meta.get_field(name), value) for name, value in (where or {}).items()]
+    conditions = [field for field, _value in wheres]
+    condition = [field.get_db_prep_save(value, connection) for field, value in wheres]
     converted = _converted(columns, [values for _pk, values in items])
     keys = [meta.pk.get_db_prep_save(pk, connection) for pk, _values in items]
     if _joined(len(items)) and len(set(keys)) == len(keys):  # a row twice: each UPDATE in turn, below
         return sum(
-            _update_joined(meta, columns, chunk, where, condition)
+            _update_joined(meta, columns, conditions, chunk, condition)
             for chunk in _chunks([[key, *values] for key, values in zip(keys, converted, strict=True)])
         )
-    params = [[*values, key, *condition] for key, values in zip(keys, converted, strict=True)]
-    return _run(sql, params)
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(column.column)} = %s" for column in columns)
+    sql = f"UPDATE {quote(meta.db_table)} SET {assignments} WHERE {quote(meta.pk.column)} = %s"
+    sql += "".join(f" AND {quote(field.column)} = %s" for field in conditions)
+    return _run(sql, [[*values, key, *condition] for key, values in zip(keys, converted, strict=True)])
 
 
-def _update_joined(meta, columns, rows, where, condition):
-    """``rows`` (``[pk, *values]``, converted) written by one UPDATE joined to their VALUES list.
+def _update_joined(meta, columns, conditions, rows, condition):
+    """``rows`` (``[pk, *values]``, converted) written by one UPDATE joined to their VALUES list,
+    each only where the row's ``conditions`` (fields) equal ``condition`` (their values).
 
     A value list types its columns by its first row, where each placeholder is cast to its column's
     type (without a length, which a cast would cut to instead of refusing); NULLs and text then take
@@ -148,8 +147,7 @@ def _update_joined(meta, columns, rows, where, condition):
         f"UPDATE {table} SET {assignments} FROM (VALUES {values}) AS v(pk, {names}) "
         f"WHERE {table}.{quote(meta.pk.column)} = v.pk"
     )
-    for name in where or {}:
-        sql += f" AND {table}.{quote(meta.get_field(name).column)} = %s"
+    sql += "".join(f" AND {table}.{quote(field.column)} = %s" for field in conditions)
     return _run(sql, [[value for row in rows for value in row] + condition])
 
 
