@@ -164,11 +164,11 @@ def _measure(sink, sampler, counted, posts, timeout, since):
     sampler.finish()
     arrivals = sorted(sink.arrivals[name][0] for name in counted if sink.arrivals.get(name))
     span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else float("nan")
-    in_span = [
-        post
+    in_span = sum(  # POSTs answered while the counted messages arrived
+        1
         for post in _accepted(posts)
         if arrivals and arrivals[0] <= post.started and post.started + post.seconds <= arrivals[-1]
-    ]
+    )
     seconds = [post.seconds for post in _accepted(posts)]
     system_seconds = cpu_seconds - harness
     web, workers = (sampler.cpu.spent(group) for group in CpuShare.GROUPS)
@@ -180,7 +180,7 @@ def _measure(sink, sampler, counted, posts, timeout, since):
 
     return {
         "posted": len(posts),
-        "in_span": len(in_span),  # POSTs answered while the counted messages arrived
+        "in_span": in_span,
         "accepted": len(names),
         "delivered": delivered,
         "post_p50": percentile(seconds, 0.5),

@@ -116,37 +116,43 @@ def test_the_cpu_share_counts_each_process_from_the_first_sample_or_its_start(mo
     assert share.spent("workers") == pytest.approx(3.0 + 1.0 + 2.0)
 
 
+class FakeSink:
+    """What ``trial._measure`` reads of a sink: each subject's arrivals, and its process's CPU."""
+
+    def __init__(self, arrivals, spent=(0.0, 0.0)):
+        self.arrivals = {subject: [at] for subject, at in arrivals.items()}
+        self.spent = iter(spent)  # the sink process's CPU seconds, at each reading
+
+    def wait_received(self, names, timeout, quiet):
+        return len(names)
+
+    def cpu_seconds(self):
+        return next(self.spent)
+
+
+class FakeSampler:
+    """What ``trial._measure`` reads of the sampler: the CPU seconds each group spent."""
+
+    rss = pss = processes = 0
+
+    def __init__(self, web=0.0, workers=0.0):
+        self.cpu = SimpleNamespace(spent={"web": web, "workers": workers}.get)
+
+    def finish(self):
+        pass
+
+
 def test_the_systems_cpu_leaves_out_what_the_harness_spent():
     """The clients (the benchmark's process) and the SMTP sink (its own): their work is no system's."""
-
-    class Sink:
-        arrivals = {"a": [1.0], "b": [2.0], "c": [3.0], "d": [4.0]}
-        spent = iter([5.0, 5.2])  # the sink's process: 0.2 s over the drain
-
-        def wait_received(self, names, timeout, quiet):
-            return len(names)
-
-        def cpu_seconds(self):
-            return next(self.spent)
-
-    class Share:
-        def spent(self, group):
-            return {"web": 0.1, "workers": 0.04}[group]
-
-    class Sampler:
-        rss = pss = processes = 0
-        cpu = Share()
-
-        def finish(self):
-            pass
-
-    sink = Sink()
+    # the sink's process: 0.2 s over the drain
+    sink = FakeSink({"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}, spent=(5.0, 5.2))
     since = procs.machine_busy(), trial.harness_seconds(sink)
     spun = time.process_time()
     while time.process_time() - spun < 0.3:
         pass
     # Three messages queued before the drain, one POSTed during it: four delivered.
-    found = trial._measure(sink, Sampler(), ["a", "b", "c"], [Post("d", 0.0, 0.01, 202)], 10, since)
+    sampler = FakeSampler(web=0.1, workers=0.04)
+    found = trial._measure(sink, sampler, ["a", "b", "c"], [Post("d", 0.0, 0.01, 202)], 10, since)
     # 0.3 s of this process's CPU over 4 messages: at least 75 ms each in the machine's; none of it,
     # nor the sink's 0.2 s, in the system's
     assert found["cpu_ms"] >= 70
@@ -348,23 +354,6 @@ def test_the_report_says_where_each_systems_cpu_went():
 def test_a_drain_counts_the_posts_answered_while_its_messages_arrived():
     """The POSTs a drain shared the machine with: started and answered between its first and last
     arrival; one answered late, one begun early and one refused are not among them."""
-
-    class Sink:
-        arrivals = {"a": [1.0], "b": [2.0], "c": [3.0]}
-
-        def wait_received(self, names, timeout, quiet):
-            return len(names)
-
-        def cpu_seconds(self):
-            return 0.0
-
-    class Sampler:
-        rss = pss = processes = 0
-        cpu = SimpleNamespace(spent=lambda group: 0.0)
-
-        def finish(self):
-            pass
-
     posts = [
         Post("p1", 1.1, 0.5, 202),
         Post("p2", 2.0, 0.9, 202),
@@ -372,9 +361,9 @@ def test_a_drain_counts_the_posts_answered_while_its_messages_arrived():
         Post("early", 0.9, 0.2, 202),
         Post("refused", 1.5, 0.1, 400),
     ]
-    sink = Sink()
+    sink = FakeSink({"a": 1.0, "b": 2.0, "c": 3.0})
     since = procs.machine_busy(), trial.harness_seconds(sink)
 
-    found = trial._measure(sink, Sampler(), ["a", "b", "c"], posts, 10, since)
+    found = trial._measure(sink, FakeSampler(), ["a", "b", "c"], posts, 10, since)
 
     assert found["in_span"] == 2
