@@ -191,6 +191,7 @@ RELIEVE_FROM_ENV = {
     "RELIEVE_MAX_CALLS": env.int,
     "RELIEVE_MAX_MEMORY_MB": env.int,
     "RELIEVE_USAGE_INTERVAL": env.float,
+    "RELIEVE_SCALE_DOWN_AFTER": env.float,
     "RELIEVE_RENDER_TIMEOUT": env.float,
     "RELIEVE_TASK": env.str,
     # With DEBUG off, a backend that delivers nothing (console, file, memory, dummy) stops every process
@@ -203,7 +204,7 @@ RELIEVE_FROM_ENV = {
     "RELIEVE_HEARTBEAT": env.float,
     "RELIEVE_LEASE": env.float,
     # Children per queue, like "mail=4,default=2" (runrelieve --queue); a queue not named gets
-    # RELIEVE_WORKERS.
+    # RELIEVE_WORKERS. A range, "mail=4-16", grows the queue while its tasks wait.
     "RELIEVE_QUEUES": env.str,
     # PostgreSQL: the master's claims and outcomes wait for the disk at every commit. Off (the default),
     # a crash of the database server may forget their last fraction of a second: those tasks run again.

@@ -72,8 +72,11 @@ DEFAULTS = {
     "RELIEVE_HOST": "",
     "RELIEVE_HEARTBEAT": 5.0,
     "RELIEVE_LEASE": 30.0,
-    # Children per queue, like "mail=4,default=2"; a queue not named gets RELIEVE_WORKERS.
+    # Children per queue, like "mail=4,default=2"; a queue not named gets RELIEVE_WORKERS. A range,
+    # "mail=4-16", grows the queue while its tasks wait (tasks/master/scaling.py).
     "RELIEVE_QUEUES": "",
+    # Seconds a child a queue grew by stays idle before it is stopped, down to the range's least.
+    "RELIEVE_SCALE_DOWN_AFTER": 30.0,
     # PostgreSQL: False lets the master's claims and outcomes commit without waiting for the disk.
     "RELIEVE_DURABLE_WRITES": False,
     # How long `prunetasks` keeps finished task results, like "7d" or "12h".
@@ -105,6 +108,7 @@ RULES = {
     "RELIEVE_MAX_CALLS": ("int", 0),
     "RELIEVE_MAX_MEMORY_MB": ("int", 0),
     "RELIEVE_USAGE_INTERVAL": ("seconds", 0.1),
+    "RELIEVE_SCALE_DOWN_AFTER": ("seconds", 0.1),
     "RELIEVE_RENDER_TIMEOUT": ("seconds", 0.01),
     "RELIEVE_TASK": ("script", None),
     "RELIEVE_PRELOAD": ("bool", None),

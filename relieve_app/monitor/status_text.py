@@ -75,7 +75,8 @@ def render(state, socket_path):
         for queue in master["queues"]:
             state_word = "paused, " if queue.get("paused") or queue["name"] in paused else ""
             lines.append(
-                f"queue {queue['name']}: {state_word}{_count(queue['children'], 'child', 'children')} "
+                f"queue {queue['name']}: {state_word}{_count(queue['children'], 'child', 'children')}"
+                f"{_range(queue)} "
                 f"({queue['available']} taking work), "
                 f"{queue['queued']} queued{MORE if queue.get('more_in_table') else ''}, "
                 f"{queue['sending']} running"
@@ -99,6 +100,12 @@ def render(state, socket_path):
 
 def _count(number, one, many):
     return f"{number} {one if number == 1 else many}"
+
+
+def _range(queue):
+    """After the count of a queue that grows and shrinks within a range of children: "of 4-16"."""
+    least, most = queue.get("scale") or (None, None)
+    return f" of {least}-{most}" if most is not None and most > least else ""
 
 
 def tasks(state):

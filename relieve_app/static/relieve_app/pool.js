@@ -62,7 +62,8 @@
       var paused = state.paused || [];
       var queues = master.queues.map(function (queue) {
         var word = (queue.paused || paused.indexOf(queue.name) >= 0) ? "paused, " : "";
-        return "Queue " + queue.name + ": " + word + queue.children + (queue.children === 1 ? " child (" : " children (") + queue.available +
+        var range = (queue.scale && queue.scale[1] > queue.scale[0]) ? " of " + queue.scale[0] + "-" + queue.scale[1] : "";
+        return "Queue " + queue.name + ": " + word + queue.children + (queue.children === 1 ? " child" : " children") + range + " (" + queue.available +
           " taking work), " + queue.queued + " queued" +
           (queue.more_in_table ? " here and more in the database (RELIEVE_MAX_HELD)" : "") +
           ", " + queue.sending + " running.";

@@ -7,6 +7,7 @@ event loop (``server.run``), so the master's own copy of Django is shared too. A
 the zygote first (reloading.py).
 """
 
+import itertools
 import logging
 
 from relieve_app.pool import CallableTask, Zygote
@@ -40,16 +41,22 @@ class Children:
             )
             self.preforked = None
         for lane in self.lanes.values():
-            for index in range(lane.size):
-                child = CallableTask(
-                    self.options.script,
-                    restart=True,
-                    name=f"{lane.name}{index}",
-                    containers=[MONITOR],
-                    zygote=self.zygote,
-                )
-                self._watch(lane, child)
-                lane.pool.add(child)
+            for _ in range(lane.size):
+                self._add_child(lane)
+
+    def _add_child(self, lane):
+        """A new child of ``lane``, not started yet, named by the lowest number free in its queue."""
+        index = next(n for n in itertools.count() if f"{lane.name}{n}" not in lane.pool.tasks)
+        child = CallableTask(
+            self.options.script,
+            restart=True,
+            name=f"{lane.name}{index}",
+            containers=[MONITOR],
+            zygote=self.zygote,
+        )
+        self._watch(lane, child)
+        lane.pool.add(child)
+        return child
 
     def _watch(self, lane, child):
         name = child.name
@@ -67,7 +74,11 @@ class Children:
         self.recorder.record(recorder.add_event, name, "error", payload)
 
     def _on_lifecycle(self, name, event, payload):
-        if event == "exit" and self.is_recycling(name):  # a planned replacement: a reload or a recycle
+        if event == "exit" and name in self._retiring:  # its queue shrinks (scaling.py)
+            log.info(
+                "child %s stopped: its queue has more children than it needs (code %s)", name, payload["code"]
+            )
+        elif event == "exit" and self.is_recycling(name):  # a planned replacement: a reload or a recycle
             log.info("child %s stopped to be replaced (code %s)", name, payload["code"])
         elif event == "exit" and not self._stopping.is_set():
             log.warning("child %s exited with code %s; restarting", name, payload["code"])

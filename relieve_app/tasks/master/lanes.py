@@ -37,13 +37,15 @@ GIVE_BACK = 4 * AHEAD  # seconds a task runs before the ids held behind it go ba
 
 
 class Lane:
-    def __init__(self, name, size, max_calls=0):
+    def __init__(self, name, size, max_calls=0, most=None):
         self.name = name
-        self.size = size
+        self.size = size  # the children it starts with, and never goes below
+        self.most = size if most is None else most  # the children it may grow to (scaling.py)
         self.max_calls = max_calls  # a child is recycled after this many tasks (0: never)
         self.done = {}  # child name -> the tasks it answered since it started
         self.pool = CloudWorker()
         self.busy = {}  # child name -> the task ids it holds: the one it runs, then the one ahead
+        self.idle_since = {}  # child name -> when it last let go of its last id (monotonic)
         self.turns = {}  # child name -> the lock its held ids take in turn
         self.running = {}  # child name -> the task id handed to it, until it answers
         self.calls = {}  # child name -> the call of that task in it, once sent (pool.Call)
@@ -110,6 +112,13 @@ class Lane:
     def restarted(self, child):
         """A new process of ``child`` started: it has answered none."""
         self.done.pop(child.name, None)
+        if child.name not in self.busy:
+            self.idle_since[child.name] = time.monotonic()
+
+    def forget(self, name):
+        """A child stopped for good (scaling.py): nothing of it is kept."""
+        for kept in (self.done, self.busy, self.idle_since, self.turns, self.running, self.calls, self._last):
+            kept.pop(name, None)
 
     def depth(self):
         """How many ids a child may hold: the one it runs and those ahead, ``AHEAD`` seconds' worth."""
@@ -136,6 +145,7 @@ class Lane:
             if child is not None:
                 task_id = heapq.heappop(self._heap)[-1]
                 self.busy.setdefault(child.name, []).append(task_id)
+                self.idle_since.pop(child.name, None)
                 return task_id, child
             self.wake.clear()
             await self.wake.wait()
@@ -146,6 +156,11 @@ class Lane:
         that task go back to the heap."""
         started = self._started.get(child.name)
         return started is not None and time.monotonic() - started >= GIVE_BACK
+
+    def longest_running(self):
+        """Seconds the longest of the tasks its children run now has run; 0 when none runs."""
+        now = time.monotonic()
+        return max((now - started for started in self._started.values()), default=0.0)
 
     def holds_behind_overrun(self):
         """Whether a child holds ids behind a task that has run ``GIVE_BACK`` seconds."""
@@ -193,6 +208,6 @@ class Lane:
         held = self.busy.get(child.name, [])
         if task_id in held:
             held.remove(task_id)
-        if not held:
-            self.busy.pop(child.name, None)
+        if not held and self.busy.pop(child.name, None) is not None:
+            self.idle_since[child.name] = time.monotonic()
         self.wake.set()

@@ -30,6 +30,7 @@ SETTINGS = {
     "max_calls": ("RELIEVE_MAX_CALLS", None),
     "max_memory_mb": ("RELIEVE_MAX_MEMORY_MB", None),
     "usage_interval": ("RELIEVE_USAGE_INTERVAL", None),
+    "scale_down_after": ("RELIEVE_SCALE_DOWN_AFTER", None),
     "script": ("RELIEVE_TASK", "--task"),
     "preload": ("RELIEVE_PRELOAD", "--no-preload"),
     "immortal": ("RELIEVE_PRELOAD_IMMORTAL", None),
@@ -44,7 +45,7 @@ SETTINGS = {
 class Options:
     socket_path: str
     workers: int  # children of a queue that `queues` does not name
-    queues: dict  # name -> children, None: `workers`
+    queues: dict  # name -> (children to start with, most it may grow to), None: `workers` of each
     max_attempts: int
     retry_delay: float  # first retry after this, doubling, capped at max_retry_delay
     max_retry_delay: float
@@ -56,6 +57,7 @@ class Options:
     max_calls: int  # a child is replaced after this many tasks (0: never)
     max_memory_mb: int  # ... or once its resident memory passes this many MiB (0: never)
     usage_interval: float  # how often children are asked for their memory
+    scale_down_after: float  # a queue grown past its least stops a child idle this long (scaling.py)
     script: str
     preload: bool  # fork children from a zygote with Django and the task's module loaded (zygote.py)
     immortal: bool  # ... made immortal before the forks, so the children keep sharing it (shared_image.py)
@@ -101,14 +103,17 @@ class Options:
         if not self.queues:
             raise StartupError("no queue to serve: TASKS names none for the relieve backend")
         for name, size in self.queues.items():
-            if size is not None and size < 1:
-                raise StartupError(f"queue {name!r} needs at least 1 child (got {size})")
+            if size is not None and not 1 <= size[0] <= size[1]:
+                raise StartupError(
+                    f"queue {name!r} needs at least 1 child, and grows to as many or more (got {size})"
+                )
         problem = conf.lease_problem(self.heartbeat, self.lease)
         if problem:
             raise StartupError(problem)
 
     def sizes(self):
-        return {name: size or self.workers for name, size in self.queues.items()}
+        """``{name: (least, most)}``: the children each queue starts with, and the most it grows to."""
+        return {name: size or (self.workers, self.workers) for name, size in self.queues.items()}
 
     def retry_after(self, attempts):
         return retry_after(attempts, self.retry_delay, self.max_retry_delay)

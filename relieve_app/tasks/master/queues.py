@@ -2,6 +2,7 @@
 
 Every queue that a ``RelieveBackend`` lists in ``TASKS`` is served. Its number of children comes
 from ``--queue name=N``, else from RELIEVE_QUEUES ("mail=4,default=2"), else from ``--workers``.
+A range, ``mail=4-16``, starts 4 and lets the queue grow to 16 while its tasks wait (``scaling.py``).
 """
 
 from django.conf import settings
@@ -27,21 +28,32 @@ def served():
 
 
 def parse(items, where):
-    """``["mail=4", "default=2"]`` or ``"mail=4,default=2"`` as ``{"mail": 4, "default": 2}``."""
+    """``["mail=4-16", "default=2"]`` or ``"mail=4-16,default=2"`` as ``{"mail": (4, 16), "default":
+    (2, 2)}``: the children a queue starts with, and the most it may grow to."""
     if isinstance(items, str):
         items = [item for item in items.split(",") if item.strip()]
     sizes = {}
     for item in items:
         name, equals, count = item.partition("=")
         name = name.strip()
-        if not equals or not name or not count.strip().isdigit() or int(count) < 1:
-            raise QueueError(f"{where}: {item!r} should look like mail=4 (a queue and at least 1 child)")
-        sizes[name] = int(count)
+        least, dash, most = count.partition("-")
+        bounds = (least, most) if dash else (least, least)
+        if not equals or not name or not all(bound.strip().isdigit() for bound in bounds):
+            raise QueueError(
+                f"{where}: {item!r} should look like mail=4, or mail=4-16 to grow from 4 children to 16"
+            )
+        least, most = (int(bound) for bound in bounds)
+        if least < 1 or most < least:
+            raise QueueError(
+                f"{where}: {item!r} should look like mail=4 (a queue and at least 1 child), or mail=4-16 "
+                "(at least 1 child, growing to as many or more)"
+            )
+        sizes[name] = (least, most)
     return sizes
 
 
 def sizes(option_items):
-    """Children per served queue: ``{name: N or None}``, None meaning the --workers count."""
+    """Children per served queue: ``{name: (least, most) or None}``, None meaning the --workers count."""
     names = served()
     chosen = {**parse(app_settings.RELIEVE_QUEUES, "RELIEVE_QUEUES"), **parse(option_items or [], "--queue")}
     unknown = sorted(set(chosen) - set(names))

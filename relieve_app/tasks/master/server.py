@@ -4,8 +4,8 @@ The socket (``endpoint.py``) turns each request ``{"op": <name>, "args": {...}}`
 call of a ``handle_<op>`` method (``operations.py``).
 
 ``Master`` is its lifecycle (here) and the parts its other modules hold, each on the same state:
-``children.py``, ``queueing.py``, ``dispatching.py``, ``recycling.py``, ``sweeping.py`` (with the
-wake-ups from other hosts) and ``operations.py``.
+``children.py``, ``queueing.py``, ``dispatching.py``, ``recycling.py``, ``scaling.py``, ``sweeping.py``
+(with the wake-ups from other hosts) and ``operations.py``.
 
 Every task is run at least once. A task is claimed in the database (READY -> RUNNING, owned
 by this master) before a child gets it; whatever interrupts it afterwards leaves the row
@@ -44,6 +44,7 @@ from relieve_app.tasks.master.options import Options
 from relieve_app.tasks.master.presence import Presence
 from relieve_app.tasks.master.queueing import Queueing
 from relieve_app.tasks.master.recycling import Recycling
+from relieve_app.tasks.master.scaling import Scaling
 from relieve_app.tasks.master.sweeping import Sweeping
 from relieve_app.tasks.master.usage import UsageBook
 from relieve_app.tasks.store import leases, recorder
@@ -56,7 +57,7 @@ __all__ = ["Master", "Options", "StartupError", "run"]
 DROP_TIMEOUT = 2.0  # seconds a child gets at the stop to say whether it started its task
 
 
-class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Operations):
+class Master(Children, Queueing, Dispatching, Holding, Recycling, Scaling, Sweeping, Operations):
     """One master: its state, and how it starts and stops."""
 
     def __init__(self, options, *, preforked=None):
@@ -64,7 +65,10 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
         self.preforked = preforked  # the zygote run() forked before the loop; used by the first spawn
         self.identity = MasterIdentity.current(options.host)
         self.owner = self.identity.id
-        self.lanes = {name: Lane(name, size, options.max_calls) for name, size in options.sizes().items()}
+        self.lanes = {
+            name: Lane(name, least, options.max_calls, most)
+            for name, (least, most) in options.sizes().items()
+        }
         self.recorder = recorder.Recorder()
         self.lease = options.lease
         self.ledger = Ledger(
@@ -99,7 +103,8 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
         self._deferred = Counter()  # queue -> its ids on timers, at most options.max_held
         self._capped = {}  # task path -> ids its concurrency cap holds back (holding.py)
         self._background = set()
-        self._recycling = set()
+        self._recycling = set()  # children out of rotation until idle, to be restarted or stopped
+        self._retiring = set()  # ... of them, those to be stopped for good: their queue shrinks
         self.usage = UsageBook()
         self.reloader = reloading.Reloader(self)
         self.zygote = None  # forks the children when options.preload (children.py)
@@ -164,12 +169,17 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Sweeping, Oper
             "relieve master %s listening on %s; children per queue: %s",
             self.owner,
             self.options.socket_path,
-            ", ".join(f"{name}={lane.size}" for name, lane in self.lanes.items()),
+            ", ".join(
+                f"{name}={lane.size}" + (f"-{lane.most}" if lane.most > lane.size else "")
+                for name, lane in self.lanes.items()
+            ),
         )
         self.started_at = time.time()
         for lane in self.lanes.values():
             self._spawn(self._dispatch_loop(lane))
             self._spawn(self._give_back_loop(lane))
+            if lane.most > lane.size:
+                self._spawn(self._scale_loop(lane))
         self._spawn(self._sweep_loop())
         self._spawn(self.presence.run(self._stopping))
         self._spawn(controlling.control_loop(self, self._stopping))

@@ -16,7 +16,8 @@ def of_master(master, now=None):
     queues = [
         {
             "name": lane.name,
-            "children": lane.size,
+            "children": len(lane.pool.tasks),
+            "scale": [lane.size, lane.most],  # the children it starts with, and the most it grows to
             "available": len(lane.pool.strategy.tasks),
             "queued": len(lane),
             "more_in_table": lane.name in master._left,  # past RELIEVE_MAX_HELD: the rest wait there
@@ -62,5 +63,7 @@ def child_state(master, lane, task, now):
 
 def _state(master, task):
     if task.running:
+        if task.name in master._retiring:
+            return "stopping"  # its queue shrinks (scaling.py)
         return "recycling" if task.name in master._recycling else "running"
     return "stopped" if master._stopping.is_set() else "restarting"

@@ -13,13 +13,34 @@ def test_every_queue_of_the_backend_is_served_with_the_workers_count_by_default(
 
 def test_the_option_wins_over_the_setting(settings):
     settings.RELIEVE_QUEUES = "mail=4, default=2"
-    assert queues.sizes(["mail=1"]) == {"default": 2, "mail": 1}
+    assert queues.sizes(["mail=1"]) == {"default": (2, 2), "mail": (1, 1)}
 
 
-@pytest.mark.parametrize("item", ["mail", "mail=", "=2", "mail=0", "mail=-1", "mail=two"])
+def test_a_range_gives_the_children_a_queue_starts_with_and_the_most_it_grows_to(settings):
+    settings.RELIEVE_QUEUES = "mail=2-16"
+    assert queues.sizes(None) == {"default": None, "mail": (2, 16)}
+    assert queues.sizes(["default= 1-1 "]) == {"default": (1, 1), "mail": (2, 16)}
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        "mail",
+        "mail=",
+        "=2",
+        "mail=0",
+        "mail=-1",
+        "mail=two",
+        "mail=4-",
+        "mail=-4",
+        "mail=0-4",
+        "mail=8-4",
+        "mail=1-2-3",
+    ],
+)
 def test_a_malformed_size_says_how_to_write_it(settings, item):
     settings.RELIEVE_QUEUES = ""
-    with pytest.raises(queues.QueueError, match="should look like mail=4"):
+    with pytest.raises(queues.QueueError, match=r"should look like mail=4.*mail=4-16"):
         queues.sizes([item])
 
 
