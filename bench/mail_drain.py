@@ -1,13 +1,15 @@
 """What a contact mail costs each process of a real `runrelieve`: a drain of mails, CPU per mail.
 
 Usage:
-    nice -n 10 .venv/bin/python bench/mail_drain.py [--mails 2000] [--children 4]
+    nice -n 10 .venv/bin/python bench/mail_drain.py [--mails 2000] [--children 4] [--most N]
         [--databases sqlite,postgres] [--stall 0]
 
 For each database (a fresh SQLite file; a fresh PostgreSQL database at BENCH_PG_URL), a master of
 ``--children`` mail children (``runrelieve --workers N``) sends to a local SMTP sink (a process of
 its own, ``bench/peerbench/sink.py``) that answers at once, or ``--stall`` seconds after each
-message's data, as a distant SMTP server would. Two mails a child first, so that every child has
+message's data, as a distant SMTP server would. ``--most`` gives the mail queue a range instead
+(``runrelieve --queue mail=CHILDREN-MOST``): it grows while mails wait; the tree's PSS is read at
+the end of the drain, the children it grew by included. Two mails a child first, so that every child has
 its SMTP connection and has asked for a renderer; then
 ``--mails`` contact messages are stored as the contact view stores them (the ``MailOutcome`` and its
 task, ``contact.views.enqueue``), in one transaction, and timed from the commit to the last one in
@@ -44,6 +46,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mails", type=int, default=2000)
     parser.add_argument("--children", type=int, default=4)
+    parser.add_argument("--most", type=int, help="the mail queue grows from --children to this many")
     parser.add_argument("--databases", default="sqlite,postgres")
     parser.add_argument("--stall", type=float, default=0.0, help="seconds the sink waits before answering")
     parser.add_argument("--one", help=argparse.SUPPRESS)
@@ -54,6 +57,7 @@ def main():
     figures = {}
     for database in options.databases.split(","):
         arguments = ["--mails", options.mails, "--children", options.children, "--stall", options.stall]
+        arguments += ["--most", options.most] if options.most else []
         timeout = 1200 + sink_waits(options)
         figures[database] = found = own_process.measure(__file__, [database], arguments, timeout=timeout)
         server = f", database server {found['server_ms']:.2f} ms" if "server_ms" in found else ""
@@ -102,7 +106,9 @@ def measure(database, options):
 
     with SinkProcess(stall=options.stall) as sink:
         env = {**env, "BENCH_QUEUES": "mail", "EMAIL_URL": f"smtp://{sink.host}:{sink.port}"}
-        master = bench_children.start_master(env, folder, ["--workers", str(options.children)])
+        most = f"-{options.most}" if options.most else ""
+        queue = ["--queue", f"mail={options.children}{most}"]
+        master = bench_children.start_master(env, folder, ["--workers", str(options.children), *queue])
         try:
             warm_up = WARM_UP * options.children
             for n in range(warm_up):

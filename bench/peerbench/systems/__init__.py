@@ -8,7 +8,7 @@ from .base import PEER_PATH, System
 from .celery import CELERY_DEFAULT, CELERY_RELIABLE
 from .djangoq import DJANGO_Q2
 from .inview import IN_VIEW
-from .ours import OURS, OURS_PERSISTENT
+from .ours import OURS, OURS_PERSISTENT, OURS_RANGE
 from .postoffice import POST_OFFICE
 from .tasks import TASKS_DB, TASKS_RQ
 
@@ -17,6 +17,7 @@ SYSTEMS = {
     for system in (
         OURS,
         OURS_PERSISTENT,
+        OURS_RANGE,
         CELERY_RELIABLE,
         CELERY_DEFAULT,
         DJANGO_Q2,
