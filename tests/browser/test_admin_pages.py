@@ -170,3 +170,30 @@ def test_the_pool_page_shows_running_tasks_with_their_progress_and_how_full_queu
     assert finished(result).return_value == 4
     assert [finished(r).status for r in waiting] == ["SUCCESSFUL"] * 5
     expect(admin_page.locator("#relieve-tasks")).to_contain_text("No task is running.")
+
+
+def test_the_pool_page_shows_a_queue_grown_within_its_range_and_its_new_child(
+    admin_page, master, tmp_path, shot
+):
+    from tests.e2e.test_tasks import finished
+    from tests.tasks_fixtures import basic
+
+    master.start(workers=1, queues=["default=1-2"])
+    release = tmp_path / "release"
+    marks = [tmp_path / f"started{n}" for n in range(2)]
+    results = [basic.wait_for_file.enqueue(str(release), 60.0, str(mark)) for mark in marks]
+    results.append(basic.wait_for_file.enqueue(str(release), 60.0))  # waits: the queue is at its most
+    wait_until(lambda: all(mark.exists() for mark in marks), message="two tasks running at once")
+    admin_page.goto("/admin/")
+    admin_page.click(".app-relieve_app tr.model-pool a")
+
+    expect(admin_page.locator("#relieve-masters .master-line")).to_contain_text(
+        "Queue default: 2 children of 1-2 (2 taking work), 1 queued, 2 running."
+    )
+    expect(admin_page.locator("#relieve-masters .master-line")).to_contain_text(
+        "Queue mail: 1 child (1 taking work)"
+    )
+    expect(admin_page.locator("#relieve-masters table")).to_contain_text("default1")
+    shot("grown")
+    release.touch()
+    assert [finished(result).status for result in results] == ["SUCCESSFUL"] * 3

@@ -1,6 +1,8 @@
 """A queue given a range of children, run by a real runrelieve: it grows while its tasks wait, to
 the range's most and no further, and stops what it grew by once idle, cutting no task short."""
 
+import time
+
 import pytest
 from django.tasks import TaskResultStatus
 
@@ -58,6 +60,19 @@ def test_a_queue_grows_to_its_most_while_tasks_wait_then_stops_the_children_it_g
 
     again = [basic.wait_for_file.enqueue(str(release), 60.0) for _ in range(4)]
     assert {finished(result).status for result in again} == {TaskResultStatus.SUCCESSFUL}
+
+
+def test_a_queue_whose_children_compute_does_not_grow(master):
+    master.start(workers=1, queues=["default=1-3"])
+    results = [basic.spin.enqueue(1.5) for _ in range(3)]
+    wait_until(lambda: queue(master)["sending"] == 1 and queue(master)["queued"] == 2, message="one spinning")
+    looks = []
+    for _ in range(10):  # through most of the first task: each look would grow a queue that waits
+        looks.append(queue(master)["children"])
+        time.sleep(0.1)
+    assert looks == [1] * 10
+    assert {finished(result).return_value for result in results} == {results[0].return_value}  # one child
+    assert "grows to" not in master.output()
 
 
 def test_a_queue_that_grew_stops_gracefully_and_its_tasks_finish(master, tmp_path):

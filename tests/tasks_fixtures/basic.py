@@ -52,6 +52,15 @@ def wait_for_file(path, timeout=60.0, started=None):
 
 
 @task
+def spin(seconds):
+    """Computes for ``seconds``: a task that wants a core all along."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sum(range(1000))
+    return os.getpid()
+
+
+@task
 def fail(message):
     raise ValueError(message)
 

@@ -1,0 +1,67 @@
+"""The share of the time a queue's children wanted a core, read from Linux's per-thread counters."""
+
+import os
+import threading
+import time
+
+import pytest
+
+from relieve_app.tasks.master import demand
+from relieve_app.tasks.master.demand import Demand, cpu_wanted
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_the_share_is_what_the_processes_wanted_over_the_time_between_two_looks():
+    clock, counters = Clock(), {1: 0, 2: 0}
+    looks = Demand(clock=clock, read=counters.get)
+    assert looks.share([1, 2]) is None  # a first look
+    clock.now += 1.0
+    counters[1] += 900_000_000  # ran or waited for a core 0.9 s of the second
+    counters[2] += 100_000_000
+    assert looks.share([1, 2]) == pytest.approx(0.5)
+    clock.now += 1.0
+    counters[1] += 100_000_000
+    assert looks.share([1, 2]) == pytest.approx(0.05)
+
+
+def test_a_process_read_for_the_first_time_or_unreadable_counts_only_from_its_next_look():
+    clock, counters = Clock(), {1: 0}
+    looks = Demand(clock=clock, read=counters.get)
+    looks.share([1])
+    clock.now += 1.0
+    counters[1] += 200_000_000
+    counters[3] = 5_000_000_000  # new since the last look: its total so far is no share
+    assert looks.share([1, 3]) == pytest.approx(0.2)
+    clock.now += 1.0
+    assert looks.share([4]) is None  # cannot be read: nothing to tell
+    looks.share([1])
+    looks.forget()
+    assert looks.share([1]) is None
+
+
+@pytest.mark.skipif(not demand.MEASURABLE, reason="/proc/<pid>/task is Linux's")
+def test_every_thread_of_a_process_is_counted_while_it_runs():
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        before = cpu_wanted(os.getpid())
+        time.sleep(0.3)  # this thread sleeps: what is counted meanwhile is the other's
+        after = cpu_wanted(os.getpid())
+    finally:
+        stop.set()
+        thread.join()
+    assert after - before >= 200_000_000  # the spinning thread on a core, or waiting for one
+    assert cpu_wanted(2**22 + 1) is None  # no such process
