@@ -1,12 +1,15 @@
-"""How much of the time a queue's children wanted a CPU core: whether more children would help.
+"""How much of the time a queue's children wanted a CPU core, and the machine's cores were idle:
+whether more children would help.
 
 A child that runs a task wants a core when it computes, and waits on something else when its task
 does (an SMTP server's answer, an HTTP response). Linux counts both halves of the first for each
 thread in ``/proc/<pid>/task/<tid>/schedstat``: the nanoseconds it ran on a core, and those it
 waited in a run queue for one. Children busy with tasks that want a core for most of the time are
 bound by the machine's cores, and more of them would only take turns on those cores; children that
-want one for a small share of the time are waiting on another host, and more of them send more at
-once (``scaling.py``).
+want one for a small share of the time wait on something else, and more of them send more at once
+(``scaling.py``). What they wait on may be another process of the same machine that itself waits
+for a core (the master, a renderer, a local server): so the machine's idle time counts too, from
+``/proc/stat``. More children help only while it has cores to spare.
 """
 
 import os
@@ -28,6 +31,39 @@ def cpu_wanted(pid):
     except (OSError, ValueError):
         return None
     return total
+
+
+def idle_and_total():
+    """The machine's ticks so far, idle (waiting for I/O included) and in all, from /proc/stat; None
+    where it cannot be read."""
+    try:
+        with open(PROC / "stat") as stat:
+            name, *ticks = stat.readline().split()
+        ticks = [int(tick) for tick in ticks]
+    except (OSError, ValueError):
+        return None
+    if name != "cpu" or len(ticks) < 5:
+        return None
+    return ticks[3] + ticks[4], sum(ticks[:8])  # idle, iowait; the guests are counted in user already
+
+
+class Idle:
+    """The share of the time the machine's cores were idle, between two looks."""
+
+    def __init__(self, read=idle_and_total):
+        self.read = read
+        self._last = None
+
+    def share(self):
+        """1.0: every core idle all along; None at a first look, or when /proc/stat cannot be read."""
+        now, last = self.read(), self._last
+        self._last = now
+        if now is None or last is None or now[1] <= last[1]:
+            return None
+        return (now[0] - last[0]) / (now[1] - last[1])
+
+    def forget(self):
+        self._last = None
 
 
 class Demand:
@@ -59,3 +95,35 @@ class Demand:
     def forget(self):
         """The next look is a first one again."""
         self._last = {}
+
+
+class Headroom:
+    """Whether more children would help a queue whose children are all busy: over at least ``span``
+    seconds from a first look, they wanted a core less than ``waiting`` of the time, and the
+    machine's cores were idle ``spare`` of it or more. /proc/stat counts in ticks of 10 ms, so a
+    span much shorter than ``span`` would tell little of two cores."""
+
+    def __init__(self, waiting, spare, span=0.3, children=None, machine=None, clock=time.monotonic):
+        self.waiting, self.spare, self.span = waiting, spare, span
+        self.children = Demand(clock=clock) if children is None else children
+        self.machine = Idle() if machine is None else machine
+        self.clock = clock
+        self._since = None  # when the first look of this span was
+
+    def for_more(self, pids):
+        """(whether, the children's share, the machine's idle share); whether is None until a span
+        has passed since the first look, or where the shares cannot be read."""
+        now = self.clock()
+        if self._since is not None and now - self._since < self.span:
+            return None, None, None
+        self._since = now
+        wanted, idle = self.children.share(pids), self.machine.share()
+        if wanted is None or idle is None:
+            return None, wanted, idle
+        return wanted < self.waiting and idle >= self.spare, wanted, idle
+
+    def forget(self):
+        """The next look is a first one again."""
+        self._since = None
+        self.children.forget()
+        self.machine.forget()

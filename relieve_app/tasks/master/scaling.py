@@ -3,12 +3,13 @@ the children it no longer needs once they sit idle.
 
 A child runs one task at a time, so a queue whose tasks mostly wait on another host (an SMTP
 server far away, an HTTP API) has only as many of them in progress as it has children. Given a
-range, a queue grows when ids wait in its heap and no child may take one, and its children
-wanted a CPU core (ran on one, or waited for one) for less than ``WAITING`` of the time over the
-last look (``demand.py``): by as many children as ids wait, at most doubling at each look, up to the
-range's most. Children that want the cores most of the time, or whose tasks take less than
-``GROW_FROM`` (on average, or the one running longest when none has ended yet), are bound by the
-master and the machine's cores, where more children would only cost memory. A child idle for
+range, a queue grows when ids wait in its heap and no child may take one, its children wanted a
+CPU core (ran on one, or waited for one) for less than ``WAITING`` of the time since the last
+look, and the machine's cores were idle ``SPARE`` of that time or more (``demand.py``): by as many
+children as ids wait, at most doubling at each look, up to the range's most. Children that want
+the cores most of the time, children on a machine whose cores are all busy, and children whose
+tasks take less than ``GROW_FROM`` (on average, or the one running longest when none has ended
+yet) are bound by the master and the cores, where more children would only cost memory. A child idle for
 RELIEVE_SCALE_DOWN_AFTER seconds is stopped while the queue has more than the range's least, the
 longest idle first.
 
@@ -23,7 +24,7 @@ import logging
 import time
 
 from relieve_app.pool import RelieveError
-from relieve_app.tasks.master.demand import MEASURABLE, Demand
+from relieve_app.tasks.master.demand import MEASURABLE, Headroom
 from relieve_app.tasks.store import recorder
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ LOOK = 0.1  # seconds between two looks at a queue that may scale
 GROW_FROM = 0.01  # seconds: a queue whose tasks take less than this on average does not grow
 BACK_OFF = 5.0  # seconds a queue does not grow after one of its new children failed to start
 WAITING = 0.5  # a queue grows only while its children wanted a core for less than this share of the time
+SPARE = 0.2  # ... and the machine's cores were idle for this share of it or more
 
 
 def to_add(lane):
@@ -77,14 +79,14 @@ class Scaling:
 
     async def _grow(self, lane):
         """Start the children ``lane`` needs now; False when one of them could not start."""
-        demand = self._demand.setdefault(lane.name, Demand())
+        headroom = self._headroom.setdefault(lane.name, Headroom(WAITING, SPARE))
         count = to_add(lane)
         if not count or self.reloader.busy or self._stopping.is_set():
-            demand.forget()  # the share that decides covers only looks where the queue needed more
+            headroom.forget()  # the shares that decide cover only looks where the queue needed more
             return True
-        if not self._mostly_waiting(lane, demand):
+        if not self._more_would_help(lane, headroom):
             return True
-        demand.forget()
+        headroom.forget()
         children = [self._add_child(lane) for _ in range(count)]
         log.info("queue %s grows to %d children: %d tasks wait", lane.name, len(lane.pool.tasks), len(lane))
         results = await asyncio.gather(*(child.start() for child in children), return_exceptions=True)
@@ -102,21 +104,20 @@ class Scaling:
                 started = False
         return started
 
-    def _mostly_waiting(self, lane, demand):
-        """Whether the busy children of ``lane`` wanted a core for less than ``WAITING`` of the time
-        since the last look; where that cannot be measured (not Linux), whether they are busy."""
+    def _more_would_help(self, lane, headroom):
+        """Whether more children would help ``lane``, whose children are all busy (``Headroom``); where
+        that cannot be measured (not Linux), they would."""
         if not MEASURABLE:
             return True
-        share = demand.share([child.pid for child in lane.pool.strategy.tasks if child.pid])
-        if share is None:
-            return False  # a first look: the next one tells
-        if share >= WAITING:
+        more, wanted, idle = headroom.for_more([child.pid for child in lane.pool.strategy.tasks if child.pid])
+        if more is False:
             log.debug(
-                "queue %s does not grow: its children wanted a core %.0f%% of the time",
+                "queue %s does not grow: its children wanted a core %.0f%% of the time, cores idle %.0f%%",
                 lane.name,
-                share * 100,
+                wanted * 100,
+                idle * 100,
             )
-        return share < WAITING
+        return bool(more)  # None: a first look, the next one tells
 
     async def _retire(self, lane, child):
         """Stop ``child``, which holds no id (``to_stop``), for good: out of rotation first."""

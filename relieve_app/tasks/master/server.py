@@ -105,7 +105,7 @@ class Master(Children, Queueing, Dispatching, Holding, Recycling, Scaling, Sweep
         self._background = set()
         self._recycling = set()  # children out of rotation until idle, to be restarted or stopped
         self._retiring = set()  # ... of them, those to be stopped for good: their queue shrinks
-        self._demand = {}  # queue -> how much its children wanted a core, while it needed more (scaling.py)
+        self._headroom = {}  # queue -> what its children and the cores did while it needed more (scaling.py)
         self.usage = UsageBook()
         self.reloader = reloading.Reloader(self)
         self.zygote = None  # forks the children when options.preload (children.py)

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from relieve_app.tasks.master import demand
-from relieve_app.tasks.master.demand import Demand, cpu_wanted
+from relieve_app.tasks.master.demand import Demand, Headroom, Idle, cpu_wanted, idle_and_total
 
 
 class Clock:
@@ -46,6 +46,53 @@ def test_a_process_read_for_the_first_time_or_unreadable_counts_only_from_its_ne
     assert looks.share([1]) is None
 
 
+def test_the_machine_idle_share_is_its_idle_ticks_over_all_its_ticks_between_two_looks():
+    ticks = [(100, 1000)]
+    idle = Idle(read=lambda: ticks[-1])
+    assert idle.share() is None
+    ticks.append((130, 1100))
+    assert idle.share() == pytest.approx(0.3)
+    ticks.append((130, 1100))  # no tick between the two looks: nothing to tell
+    assert idle.share() is None
+
+
+class Fixed:
+    """A share that says what it is told."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def share(self, *pids):
+        return self.value
+
+    def forget(self):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("wanted", "idle", "more"),
+    [(0.1, 0.6, True), (0.7, 0.6, False), (0.1, 0.05, False), (None, 0.6, None), (0.1, None, None)],
+    ids=["children-wait-cores-idle", "children-compute", "cores-busy", "children-unread", "cores-unread"],
+)
+def test_more_children_help_only_when_they_wait_and_the_cores_have_time_to_spare(wanted, idle, more):
+    clock = Clock()
+    headroom = Headroom(0.5, 0.2, span=0.3, children=Fixed(wanted), machine=Fixed(idle), clock=clock)
+    assert headroom.for_more([1])[0] == more
+
+
+def test_after_a_first_look_the_next_span_decides():
+    clock = Clock()
+    headroom = Headroom(0.5, 0.2, span=0.3, children=Fixed(0.1), machine=Fixed(0.6), clock=clock)
+    assert headroom.for_more([1])[0] is True  # these shares need no first look
+    clock.now += 0.1
+    assert headroom.for_more([1]) == (None, None, None)  # within the span: too few ticks to tell
+    clock.now += 0.25
+    assert headroom.for_more([1])[0] is True
+    headroom.forget()
+    clock.now += 0.01
+    assert headroom.for_more([1])[0] is True  # forgotten: a first look again
+
+
 @pytest.mark.skipif(not demand.MEASURABLE, reason="/proc/<pid>/task is Linux's")
 def test_every_thread_of_a_process_is_counted_while_it_runs():
     stop = threading.Event()
@@ -65,3 +112,9 @@ def test_every_thread_of_a_process_is_counted_while_it_runs():
         thread.join()
     assert after - before >= 200_000_000  # the spinning thread on a core, or waiting for one
     assert cpu_wanted(2**22 + 1) is None  # no such process
+
+
+@pytest.mark.skipif(not demand.MEASURABLE, reason="/proc/stat is Linux's")
+def test_the_machine_ticks_are_read():
+    idle, total = idle_and_total()
+    assert 0 <= idle <= total
