@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 PROC = Path("/proc")
+MIN_WANTED = 0.02  # the share of a core a child is taken to want, at least: a child also costs the master
 MEASURABLE = (PROC / str(os.getpid()) / "task").is_dir()  # Linux; elsewhere nothing is read
 
 
@@ -98,21 +99,25 @@ class Demand:
 
 
 class Headroom:
-    """Whether more children would help a queue whose children are all busy: over at least ``span``
-    seconds from a first look, they wanted a core less than ``waiting`` of the time, and the
-    machine's cores were idle ``spare`` of it or more. /proc/stat counts in ticks of 10 ms, so a
-    span much shorter than ``span`` would tell little of two cores."""
+    """How many more children would help a queue whose children are all busy. Over at least
+    ``span`` seconds from a first look, they must have wanted a core less than ``waiting`` of the
+    time, and the machine's cores been idle ``spare`` of it or more; then as many more as the idle
+    cores beyond ``spare`` can feed, each wanting what they did. /proc/stat counts in ticks of
+    10 ms, so a shorter span would tell little of two cores."""
 
-    def __init__(self, waiting, spare, span=0.3, children=None, machine=None, clock=time.monotonic):
+    def __init__(
+        self, waiting, spare, span=0.3, children=None, machine=None, clock=time.monotonic, cores=None
+    ):
         self.waiting, self.spare, self.span = waiting, spare, span
+        self.cores = cores or os.cpu_count() or 1  # all of them: /proc/stat's idle share is theirs
         self.children = Demand(clock=clock) if children is None else children
         self.machine = Idle() if machine is None else machine
         self.clock = clock
         self._since = None  # when the first look of this span was
 
     def for_more(self, pids):
-        """(whether, the children's share, the machine's idle share); whether is None until a span
-        has passed since the first look, or where the shares cannot be read."""
+        """(how many more, the children's share, the machine's idle share); how many is None until a
+        span has passed since the first look, or where the shares cannot be read."""
         now = self.clock()
         if self._since is not None and now - self._since < self.span:
             return None, None, None
@@ -120,7 +125,10 @@ class Headroom:
         wanted, idle = self.children.share(pids), self.machine.share()
         if wanted is None or idle is None:
             return None, wanted, idle
-        return wanted < self.waiting and idle >= self.spare, wanted, idle
+        if wanted >= self.waiting or idle < self.spare:
+            return 0, wanted, idle
+        fed = (idle - self.spare) * self.cores / max(wanted, MIN_WANTED)
+        return max(1, int(round(fed, 6))), wanted, idle  # 7.9999999 of float arithmetic is 8
 
     def forget(self):
         """The next look is a first one again."""

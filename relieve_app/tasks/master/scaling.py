@@ -4,12 +4,14 @@ the children it no longer needs once they sit idle.
 A child runs one task at a time, so a queue whose tasks mostly wait on another host (an SMTP
 server far away, an HTTP API) has only as many of them in progress as it has children. Given a
 range, a queue grows when ids wait in its heap and no child may take one, its children wanted a
-CPU core (ran on one, or waited for one) for less than ``WAITING`` of the time since the last
-look, and the machine's cores were idle ``SPARE`` of that time or more (``demand.py``): by as many
-children as ids wait, at most doubling at each look, up to the range's most. Children that want
-the cores most of the time, children on a machine whose cores are all busy, and children whose
-tasks take less than ``GROW_FROM`` (on average, or the one running longest when none has ended
-yet) are bound by the master and the cores, where more children would only cost memory. A child idle for
+CPU core (ran on one, or waited for one) for less than ``WAITING`` of the time over the last span,
+and the machine's cores were idle ``SPARE`` of that time or more (``demand.py``). It grows by as
+many children as the idle cores beyond ``SPARE`` can feed, each wanting what its children did, and
+no more than ids wait or the range's most allows. Children that want the cores most of the time,
+children on a machine whose cores are all busy, and children whose tasks take less than
+``GROW_FROM`` (on average, or the one running longest when none has ended yet) are bound by the
+master and the cores, where more children would only cost memory. Where none of this can be
+measured (not Linux), a queue whose children are all busy doubles at each look. A child idle for
 RELIEVE_SCALE_DOWN_AFTER seconds is stopped while the queue has more than the range's least, the
 longest idle first.
 
@@ -37,7 +39,7 @@ SPARE = 0.2  # ... and the machine's cores were idle for this share of it or mor
 
 
 def to_add(lane):
-    """How many children ``lane`` grows by now."""
+    """How many children ``lane`` could use now: one for each id waiting for a child, within its most."""
     count = len(lane.pool.tasks)
     if count >= lane.most or lane.paused or not len(lane):
         return 0
@@ -45,7 +47,7 @@ def to_add(lane):
     if taking < GROW_FROM or lane.free_child() is not None:
         return 0
     starting = sum(1 for child in lane.pool.tasks.values() if not child.running)
-    return max(0, min(lane.most - count, len(lane) - starting, count))
+    return max(0, min(lane.most - count, len(lane) - starting))
 
 
 def to_stop(lane, after, now=None):
@@ -80,11 +82,12 @@ class Scaling:
     async def _grow(self, lane):
         """Start the children ``lane`` needs now; False when one of them could not start."""
         headroom = self._headroom.setdefault(lane.name, Headroom(WAITING, SPARE))
-        count = to_add(lane)
-        if not count or self.reloader.busy or self._stopping.is_set():
+        wanted = to_add(lane)
+        if not wanted or self.reloader.busy or self._stopping.is_set():
             headroom.forget()  # the shares that decide cover only looks where the queue needed more
             return True
-        if not self._more_would_help(lane, headroom):
+        count = min(wanted, self._more_that_help(lane, headroom))
+        if not count:
             return True
         headroom.forget()
         children = [self._add_child(lane) for _ in range(count)]
@@ -104,20 +107,20 @@ class Scaling:
                 started = False
         return started
 
-    def _more_would_help(self, lane, headroom):
-        """Whether more children would help ``lane``, whose children are all busy (``Headroom``); where
-        that cannot be measured (not Linux), they would."""
+    def _more_that_help(self, lane, headroom):
+        """How many more children would help ``lane``, whose children are all busy (``Headroom``);
+        where that cannot be measured (not Linux), as many as it has."""
         if not MEASURABLE:
-            return True
+            return len(lane.pool.tasks)
         more, wanted, idle = headroom.for_more([child.pid for child in lane.pool.strategy.tasks if child.pid])
-        if more is False:
+        if more == 0:
             log.debug(
                 "queue %s does not grow: its children wanted a core %.0f%% of the time, cores idle %.0f%%",
                 lane.name,
                 wanted * 100,
                 idle * 100,
             )
-        return bool(more)  # None: a first look, the next one tells
+        return more or 0  # None: a first look, the next span tells
 
     async def _retire(self, lane, child):
         """Stop ``child``, which holds no id (``to_stop``), for good: out of rotation first."""

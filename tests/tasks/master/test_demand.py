@@ -71,26 +71,44 @@ class Fixed:
 
 @pytest.mark.parametrize(
     ("wanted", "idle", "more"),
-    [(0.1, 0.6, True), (0.7, 0.6, False), (0.1, 0.05, False), (None, 0.6, None), (0.1, None, None)],
-    ids=["children-wait-cores-idle", "children-compute", "cores-busy", "children-unread", "cores-unread"],
+    [
+        (0.1, 0.6, 8),
+        (0.3, 0.25, 1),
+        (0.001, 0.6, 40),
+        (0.7, 0.6, 0),
+        (0.1, 0.05, 0),
+        (None, 0.6, None),
+        (0.1, None, None),
+    ],
+    ids=[
+        "children-wait-cores-idle",
+        "a-little-room",
+        "children-barely-want-a-core",
+        "children-compute",
+        "cores-busy",
+        "children-unread",
+        "cores-unread",
+    ],
 )
-def test_more_children_help_only_when_they_wait_and_the_cores_have_time_to_spare(wanted, idle, more):
+def test_more_children_only_when_they_wait_and_as_many_as_the_spare_cores_feed(wanted, idle, more):
     clock = Clock()
-    headroom = Headroom(0.5, 0.2, span=0.3, children=Fixed(wanted), machine=Fixed(idle), clock=clock)
+    headroom = Headroom(0.5, 0.2, span=0.3, children=Fixed(wanted), machine=Fixed(idle), clock=clock, cores=2)
+    # 0.1 wanted, 0.6 idle: (0.6 - 0.2) of 2 cores is 0.8 core, 8 children wanting 0.1 each;
+    # each child is taken to want 0.02 at least: 0.8 / 0.02 = 40
     assert headroom.for_more([1])[0] == more
 
 
 def test_after_a_first_look_the_next_span_decides():
     clock = Clock()
-    headroom = Headroom(0.5, 0.2, span=0.3, children=Fixed(0.1), machine=Fixed(0.6), clock=clock)
-    assert headroom.for_more([1])[0] is True  # these shares need no first look
+    headroom = Headroom(0.5, 0.2, span=0.3, children=Fixed(0.1), machine=Fixed(0.6), clock=clock, cores=2)
+    assert headroom.for_more([1])[0] == 8  # these shares need no first look
     clock.now += 0.1
     assert headroom.for_more([1]) == (None, None, None)  # within the span: too few ticks to tell
     clock.now += 0.25
-    assert headroom.for_more([1])[0] is True
+    assert headroom.for_more([1])[0] == 8
     headroom.forget()
     clock.now += 0.01
-    assert headroom.for_more([1])[0] is True  # forgotten: a first look again
+    assert headroom.for_more([1])[0] == 8  # forgotten: a first look again
 
 
 @pytest.mark.skipif(not demand.MEASURABLE, reason="/proc/<pid>/task is Linux's")
