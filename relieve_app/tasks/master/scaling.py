@@ -123,9 +123,12 @@ class Scaling:
         return more or 0  # None: a first look, the next span tells
 
     async def _retire(self, lane, child):
-        """Stop ``child``, which holds no id (``to_stop``), for good: out of rotation first."""
+        """Stop ``child`` for good, out of rotation first, unless it took an id since ``to_stop``
+        chose it (while the child before it was being stopped)."""
         name = child.name
         if name in self._recycling or self.reloader.busy or self._stopping.is_set():
+            return
+        if name in lane.busy or child.in_flight or child not in lane.pool.strategy.tasks:
             return
         self._recycling.add(name)  # no recycle, reload or dispatch takes it meanwhile
         self._retiring.add(name)

@@ -2,9 +2,10 @@
 
 import asyncio
 import time
+from types import SimpleNamespace
 
 from relieve_app.tasks.master.lanes import Lane
-from relieve_app.tasks.master.scaling import GROW_FROM, to_add, to_stop
+from relieve_app.tasks.master.scaling import GROW_FROM, Scaling, to_add, to_stop
 
 
 class Child:
@@ -140,3 +141,48 @@ def test_a_child_is_idle_from_its_start_and_from_its_last_release_not_while_it_h
     assert child.name in lane.idle_since
     lane.forget(child.name)
     assert child.name not in lane.idle_since
+
+
+class Stoppable(Child):
+    """A child the master may stop: it says so, and stopping it takes a turn of the loop."""
+
+    def __init__(self, name):
+        super().__init__(name)
+        self.stopped = False
+
+    async def stop(self):
+        await asyncio.sleep(0)
+        self.stopped, self.running = True, False
+
+
+class Scaled(Scaling):
+    """What ``Scaling`` reads of its master, and nothing else."""
+
+    def __init__(self):
+        self._recycling, self._retiring = set(), set()
+        self.reloader = SimpleNamespace(busy=False)
+        self._stopping = asyncio.Event()
+        self.recorder = SimpleNamespace(record=lambda *args: None)
+
+
+def test_children_chosen_to_stop_are_stopped_unless_one_took_an_id_meanwhile():
+    lane = Lane("mail", 1, most=4)
+    children = [Stoppable(f"mail{n}") for n in range(3)]
+    for child in children:
+        lane.pool.add(child)
+        lane.idle_since[child.name] = 0.0
+    chosen = to_stop(lane, 1)
+    assert chosen == children[:2]
+    master = Scaled()
+
+    async def retire_in_turn():
+        first = asyncio.ensure_future(master._retire(lane, chosen[0]))
+        await asyncio.sleep(0)  # while the first is being stopped, the second takes an id
+        lane.busy[chosen[1].name] = [7]
+        await first
+        await master._retire(lane, chosen[1])
+
+    asyncio.run(retire_in_turn())
+    assert children[0].stopped and "mail0" not in lane.pool.tasks and "mail0" not in lane.idle_since
+    assert not children[1].stopped and children[1] in lane.pool.strategy.tasks
+    assert not master._recycling and not master._retiring
