@@ -88,7 +88,7 @@ class Demand:
             seen[pid] = (total, now)
             if pid in self._last:
                 before, at = self._last[pid]
-                wanted += total - before
+                wanted += max(0, total - before)  # a thread that ended took its count with it
                 spent += (now - at) * 1e9
         self._last = seen
         return wanted / spent if spent > 0 else None

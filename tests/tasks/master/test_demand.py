@@ -136,3 +136,13 @@ def test_every_thread_of_a_process_is_counted_while_it_runs():
 def test_the_machine_ticks_are_read():
     idle, total = idle_and_total()
     assert 0 <= idle <= total
+
+
+def test_a_thread_that_ended_between_two_looks_takes_nothing_off_the_others():
+    clock, counters = Clock(), {1: 500_000_000, 2: 0}
+    looks = Demand(clock=clock, read=counters.get)
+    looks.share([1, 2])
+    clock.now += 1.0
+    counters[1] = 100_000_000  # one of its threads ended: its count went with it
+    counters[2] += 400_000_000
+    assert looks.share([1, 2]) == pytest.approx(0.2)  # (0 + 0.4) over two processes' second
