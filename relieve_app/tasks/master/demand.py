@@ -22,16 +22,16 @@ MEASURABLE = (PROC / str(os.getpid()) / "task").is_dir()  # Linux; elsewhere not
 
 
 def cpu_wanted(pid):
-    """Nanoseconds the threads of process ``pid`` ran on a core or waited for one; None when they
-    cannot be read (the process or one of its threads ended meanwhile)."""
-    total = 0
+    """Nanoseconds each thread of process ``pid`` ran on a core or waited for one, by thread id;
+    None when they cannot be read (the process ended, or one of its threads meanwhile)."""
+    threads = {}
     try:
         for thread in os.listdir(PROC / str(pid) / "task"):
             ran, waited, _slices = (PROC / str(pid) / "task" / thread / "schedstat").read_text().split()
-            total += int(ran) + int(waited)
+            threads[thread] = int(ran) + int(waited)
     except (OSError, ValueError):
         return None
-    return total
+    return threads
 
 
 def idle_and_total():
@@ -73,7 +73,7 @@ class Demand:
     def __init__(self, clock=time.monotonic, read=cpu_wanted):
         self.clock = clock
         self.read = read
-        self._last = {}  # pid -> (nanoseconds wanted, when read)
+        self._last = {}  # pid -> (nanoseconds wanted by each of its threads, when read)
 
     def share(self, pids):
         """Their share since the last look (1.0: each wanted a core all along); None at a first look,
@@ -82,13 +82,14 @@ class Demand:
         wanted = spent = 0
         seen = {}
         for pid in pids:
-            total = self.read(pid)
-            if total is None:
+            threads = self.read(pid)
+            if threads is None:
                 continue
-            seen[pid] = (total, now)
+            seen[pid] = (threads, now)
             if pid in self._last:
                 before, at = self._last[pid]
-                wanted += max(0, total - before)  # a thread that ended took its count with it
+                # A thread started since counts from 0; one that ended took its count with it.
+                wanted += sum(total - before.get(thread, 0) for thread, total in threads.items())
                 spent += (now - at) * 1e9
         self._last = seen
         return wanted / spent if spent > 0 else None

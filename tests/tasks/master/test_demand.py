@@ -18,9 +18,14 @@ class Clock:
         return self.now
 
 
+def threads_of(counters):
+    """A reader of per-thread counters from one count a process: each process one thread."""
+    return lambda pid: None if pid not in counters else {"main": counters[pid]}
+
+
 def test_the_share_is_what_the_processes_wanted_over_the_time_between_two_looks():
     clock, counters = Clock(), {1: 0, 2: 0}
-    looks = Demand(clock=clock, read=counters.get)
+    looks = Demand(clock=clock, read=threads_of(counters))
     assert looks.share([1, 2]) is None  # a first look
     clock.now += 1.0
     counters[1] += 900_000_000  # ran or waited for a core 0.9 s of the second
@@ -33,7 +38,7 @@ def test_the_share_is_what_the_processes_wanted_over_the_time_between_two_looks(
 
 def test_a_process_read_for_the_first_time_or_unreadable_counts_only_from_its_next_look():
     clock, counters = Clock(), {1: 0}
-    looks = Demand(clock=clock, read=counters.get)
+    looks = Demand(clock=clock, read=threads_of(counters))
     looks.share([1])
     clock.now += 1.0
     counters[1] += 200_000_000
@@ -128,7 +133,8 @@ def test_every_thread_of_a_process_is_counted_while_it_runs():
     finally:
         stop.set()
         thread.join()
-    assert after - before >= 200_000_000  # the spinning thread on a core, or waiting for one
+    assert len(after) >= 2  # this thread and the spinning one, each by its id
+    assert sum(after.values()) - sum(before.values()) >= 200_000_000  # the spinning one's 0.3 s
     assert cpu_wanted(2**22 + 1) is None  # no such process
 
 
@@ -138,11 +144,11 @@ def test_the_machine_ticks_are_read():
     assert 0 <= idle <= total
 
 
-def test_a_thread_that_ended_between_two_looks_takes_nothing_off_the_others():
-    clock, counters = Clock(), {1: 500_000_000, 2: 0}
-    looks = Demand(clock=clock, read=counters.get)
-    looks.share([1, 2])
+def test_a_thread_that_ended_between_two_looks_takes_nothing_off_the_others_and_a_new_one_counts():
+    clock = Clock()
+    threads = {1: {"a": 500_000_000, "b": 100_000_000}}
+    looks = Demand(clock=clock, read=threads.get)
+    looks.share([1])
     clock.now += 1.0
-    counters[1] = 100_000_000  # one of its threads ended: its count went with it
-    counters[2] += 400_000_000
-    assert looks.share([1, 2]) == pytest.approx(0.2)  # (0 + 0.4) over two processes' second
+    threads[1] = {"b": 300_000_000, "c": 100_000_000}  # "a" ended, "c" started
+    assert looks.share([1]) == pytest.approx(0.3)  # b's 0.2 s and c's 0.1 s
