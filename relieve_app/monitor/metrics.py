@@ -1,9 +1,10 @@
 """The pool and its tasks in Prometheus's text format, written by ``prometheus_client``.
 
 Collected at each scrape, from the database (tasks, durations, live masters, bounds) and from the
-local master's socket (its children: state, restarts, memory); a master that does not answer leaves
-its series out and says so in ``relieve_master_up``. The duration histogram covers the finished
-tasks still in the table (``prunetasks`` removes old ones), so its counts may go down after a prune.
+local master's socket (its children: state, restarts, memory; each queue's range of children); a
+master that does not answer leaves its series out and says so in ``relieve_master_up``. The
+duration histogram covers the finished tasks still in the table (``prunetasks`` removes old ones),
+so its counts may go down after a prune.
 """
 
 from datetime import timedelta
@@ -122,6 +123,18 @@ def children(timeout, socket_path):
     memory = GaugeMetricFamily(
         "relieve_child_resident_memory_bytes", "Resident memory of each child.", labels=["queue", "child"]
     )
+    least = GaugeMetricFamily(
+        "relieve_queue_min_children", "Children a queue starts with and never goes below.", labels=["queue"]
+    )
+    most = GaugeMetricFamily(
+        "relieve_queue_max_children",
+        "Children a queue may grow to (a range, runrelieve --queue mail=4-16); its least when fixed.",
+        labels=["queue"],
+    )
+    for queue in state.get("queues", []):
+        if "scale" in queue:  # a master older than ranges does not say
+            least.add_metric([queue["name"]], queue["scale"][0])
+            most.add_metric([queue["name"]], queue["scale"][1])
     tally = {}
     for child in state.get("children", []):
         key = (child["queue"], child["state"])
@@ -132,6 +145,8 @@ def children(timeout, socket_path):
     for (queue, child_state), count in sorted(tally.items()):
         by_state.add_metric([queue, child_state], count)
     yield by_state
+    yield least
+    yield most
     yield restarts
     yield memory
 

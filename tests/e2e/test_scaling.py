@@ -7,12 +7,13 @@ import pytest
 from django.tasks import TaskResultStatus
 
 from relieve_app.models import TaskEvent
-from relieve_app.monitor import status, status_text
+from relieve_app.monitor import metrics, status, status_text
 from tests.e2e.conftest import wait_until
 from tests.e2e.test_tasks import finished
 from tests.tasks_fixtures import basic
 
 pytestmark = pytest.mark.e2e
+RANGE_METRICS = ("relieve_queue_min_children", "relieve_queue_max_children")
 
 
 def queue(master, name="default"):
@@ -45,6 +46,15 @@ def test_a_queue_grows_to_its_most_while_tasks_wait_then_stops_the_children_it_g
     shown = "\n".join(status_text.render(status_of(master), master.socket_path))
     assert "queue default: 3 children of 1-3 (3 taking work), 2 queued, 3 running" in shown
     assert "queue mail: 1 child (1 taking work)" in shown  # no range, none said
+    found = {family.name: family for family in metrics.children(1.0, master.socket_path)}
+    least, most = ({s.labels["queue"]: s.value for s in found[name].samples} for name in RANGE_METRICS)
+    assert least == {"default": 1, "mail": 1} and most == {"default": 3, "mail": 1}
+    running = {
+        s.labels["queue"]: s.value
+        for s in found["relieve_children"].samples
+        if s.labels["state"] == "running"
+    }
+    assert running["default"] == 3
 
     release.touch()
     done = [finished(result) for result in results]

@@ -103,7 +103,8 @@ def test_relievestatus_prints_the_same_metrics(rows):
 def test_the_alert_rules_parse_and_cover_a_stuck_queue_a_failing_task_and_no_master():
     rules = yaml.safe_load((EXAMPLES / "relieve-alerts.yml").read_text())
     alerts = {rule["alert"]: rule for group in rules["groups"] for rule in group["rules"]}
-    assert {"RelieveQueueStuck", "RelieveTaskFailing", "RelieveNoMaster"} <= set(alerts)
+    expected = {"RelieveQueueStuck", "RelieveQueueAtItsMost", "RelieveTaskFailing", "RelieveNoMaster"}
+    assert expected <= set(alerts)
     for rule in alerts.values():
         assert rule["expr"] and rule["annotations"]["summary"]
         assert metric_names(rule["expr"]) <= EXPORTED, rule["alert"]
@@ -125,6 +126,8 @@ EXPORTED = {
     "relieve_queue_ready_limit",
     "relieve_master_up",
     "relieve_children",
+    "relieve_queue_min_children",
+    "relieve_queue_max_children",
     "relieve_child_restarts_total",
     "relieve_child_resident_memory_bytes",
 }
