@@ -87,12 +87,21 @@ TEMPLATES = [
 ]
 
 
+CONN_MAX_AGE = 60  # seconds a web or task process keeps a database connection between requests
+
+
 def _database(url):
     """Parse DATABASE_URL; SQLite gets WAL, a busy timeout and a file test database."""
     config = env.db_url_config(url)
     options = config.get("OPTIONS", {})
     if isinstance(options.get("server_side_binding"), str):  # ?server_side_binding=true: Django wants a bool
         options["server_side_binding"] = env.parse_value(options["server_side_binding"], bool)
+    # A request keeps its process's connection for the next (Django's default, 0, opens one per
+    # request): on PostgreSQL a connection starts a server process, which cost more CPU than the
+    # contact POST itself (bench/README.md). Checked before reuse, so one the server dropped is
+    # replaced instead of failing the request. ?conn_max_age=0 in DATABASE_URL turns it off.
+    config.setdefault("CONN_MAX_AGE", CONN_MAX_AGE)
+    config["CONN_HEALTH_CHECKS"] = env.parse_value(str(config.get("CONN_HEALTH_CHECKS", True)), bool)
     if config["ENGINE"] != "django.db.backends.sqlite3":
         return config
     name = config["NAME"]

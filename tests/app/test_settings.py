@@ -133,6 +133,20 @@ def test_a_postgresql_url_may_turn_on_prepared_statements(written, meant):
     assert options == {"server_side_binding": meant, "prepare_threshold": 5}  # Django tests `is True`
 
 
+def test_connections_are_kept_between_requests_and_checked_before_reuse():
+    kept = json.loads(load_settings(DATABASE_URL="postgres://relieve@db.internal:5432/relieve").stdout)
+    sqlite = json.loads(load_settings(DATABASE_URL="sqlite:///var/other.sqlite3").stdout)
+    one_per_request = load_settings(
+        DATABASE_URL="postgres://relieve@db.internal:5432/relieve?conn_max_age=0&conn_health_checks=false"
+    )
+
+    for loaded in (kept, sqlite):
+        database = loaded["DATABASES"]["default"]
+        assert database["CONN_MAX_AGE"] == 60 and database["CONN_HEALTH_CHECKS"] is True
+    database = json.loads(one_per_request.stdout)["DATABASES"]["default"]
+    assert database["CONN_MAX_AGE"] == 0 and database["CONN_HEALTH_CHECKS"] is False  # not the string
+
+
 @pytest.mark.skipif((BASE_DIR / ".env").exists(), reason="a local .env replaces the defaults")
 def test_defaults_suit_a_laptop():
     result = load_settings()

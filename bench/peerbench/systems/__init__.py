@@ -8,7 +8,7 @@ from .base import PEER_PATH, System
 from .celery import CELERY_DEFAULT, CELERY_RELIABLE
 from .djangoq import DJANGO_Q2
 from .inview import IN_VIEW
-from .ours import OURS, OURS_PERSISTENT, OURS_RANGE
+from .ours import OURS, OURS_CONNECTION_A_REQUEST, OURS_RANGE
 from .postoffice import POST_OFFICE
 from .tasks import TASKS_DB, TASKS_RQ
 
@@ -16,7 +16,7 @@ SYSTEMS = {
     system.name: system
     for system in (
         OURS,
-        OURS_PERSISTENT,
+        OURS_CONNECTION_A_REQUEST,
         OURS_RANGE,
         CELERY_RELIABLE,
         CELERY_DEFAULT,

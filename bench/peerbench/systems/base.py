@@ -23,7 +23,7 @@ class System:
     redis: bool = False
     has_workers: bool = True  # False: the send happens in the web process, there is nothing to kill
     peer: bool = True  # False for ours and its variants: never the "best peer"
-    database_query: str = ""  # appended to DATABASE_URL, e.g. "conn_max_age=600"
+    database_query: str = ""  # appended to DATABASE_URL, e.g. "conn_max_age=0"
     note: str = ""
     extra: dict = field(default_factory=dict)
 

@@ -29,14 +29,15 @@ OURS = Ours(
     peer=False,
     note="the project as it is: view -> Unix socket -> master -> least busy child -> SMTP",
 )
-# The same, with Django keeping database connections open (CONN_MAX_AGE) instead of one per batch.
-OURS_PERSISTENT = Ours(
-    name="relieve-conn-max-age",
-    label="relieve, DATABASE_URL ?conn_max_age=600",
+# The same, with a database connection opened for each request (Django's own default; the project
+# keeps them for CONN_MAX_AGE seconds, as it does for the peers, which share its settings).
+OURS_CONNECTION_A_REQUEST = Ours(
+    name="relieve-conn-max-age-0",
+    label="relieve, DATABASE_URL ?conn_max_age=0",
     path="/contact/",
     peer=False,
-    database_query="conn_max_age=600",
-    note="ours with persistent database connections in the master and the web workers",
+    database_query="conn_max_age=0",
+    note="ours opening a database connection for each request, and for each task in the children",
 )
 # The same, its mail queue growing while mails wait: as many children at most as django-post-office
 # has threads (4 processes of 5), for a slow SMTP server.
