@@ -87,9 +87,6 @@ TEMPLATES = [
 ]
 
 
-CONN_MAX_AGE = 60  # seconds a web or task process keeps a database connection between requests
-
-
 def _database(url):
     """Parse DATABASE_URL; SQLite gets WAL, a busy timeout and a file test database."""
     config = env.db_url_config(url)
@@ -100,7 +97,7 @@ def _database(url):
     # request): on PostgreSQL a connection starts a server process, which cost more CPU than the
     # contact POST itself (bench/README.md). Checked before reuse, so one the server dropped is
     # replaced instead of failing the request. ?conn_max_age=0 in DATABASE_URL turns it off.
-    config.setdefault("CONN_MAX_AGE", CONN_MAX_AGE)
+    config.setdefault("CONN_MAX_AGE", 60)  # seconds
     config["CONN_HEALTH_CHECKS"] = env.parse_value(str(config.get("CONN_HEALTH_CHECKS", True)), bool)
     if config["ENGINE"] != "django.db.backends.sqlite3":
         return config
